@@ -1,0 +1,207 @@
+import math
+
+import pytest
+import torch
+
+from hf_vqvae.quantizer import VectorQuantizer, kmeans, nearest_codes
+
+
+def make_quantizer(**kwargs) -> VectorQuantizer:
+    kwargs.setdefault("dead_code_threshold", 0.0)
+    return VectorQuantizer(**kwargs)
+
+
+def test_nearest_codes_matches_brute_force_and_chunking():
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1000, 8, generator=generator)
+    codebook = torch.randn(37, 8, generator=generator)
+    expected = torch.cdist(latents, codebook).argmin(dim=1)
+    assert torch.equal(nearest_codes(latents, codebook, chunk_size=64), expected)
+    assert torch.equal(nearest_codes(latents, codebook, chunk_size=10_000), expected)
+
+
+def test_forward_shapes_and_quantized_values_are_codebook_rows():
+    quantizer = make_quantizer(num_embeddings=16, embedding_dim=4).eval()
+    latents = torch.randn(3, 4, 5, 6)
+    out = quantizer(latents)
+    assert out.quantized.shape == latents.shape
+    assert out.indices.shape == (3, 5, 6)
+    expected = quantizer.embedding[out.indices].permute(0, 3, 1, 2)
+    torch.testing.assert_close(out.quantized, expected)
+    sequence = quantizer(torch.randn(2, 4, 7))
+    assert sequence.indices.shape == (2, 7)
+
+
+def test_loss_rule_puts_beta_on_commitment_term_and_trains_codebook():
+    quantizer = make_quantizer(num_embeddings=8, embedding_dim=3, update_rule="loss", commitment_cost=0.25).train()
+    latents = torch.randn(4, 3, 2, 2, requires_grad=True)
+    out = quantizer(latents)
+    chosen = quantizer.embedding[out.indices].permute(0, 3, 1, 2)
+    distance = (latents - chosen).pow(2).mean()
+    torch.testing.assert_close(out.commitment_loss, distance)
+    torch.testing.assert_close(out.codebook_loss, distance)
+    torch.testing.assert_close(out.loss, out.codebook_loss + 0.25 * out.commitment_loss)
+
+    (out.codebook_loss).backward(retain_graph=True)
+    assert latents.grad is None or latents.grad.abs().sum() == 0  # codebook term: sg[z_e]
+    assert quantizer.embedding.grad.abs().sum() > 0
+    quantizer.embedding.grad = None
+    out.commitment_loss.backward()
+    assert latents.grad.abs().sum() > 0
+    assert quantizer.embedding.grad is None or quantizer.embedding.grad.abs().sum() == 0  # sg[e]
+
+
+def test_straight_through_gradient_reaches_encoder_and_ema_codebook_gets_none():
+    quantizer = make_quantizer(num_embeddings=8, embedding_dim=3, update_rule="ema").train()
+    latents = torch.randn(2, 3, 4, 4, requires_grad=True)
+    out = quantizer(latents)
+    weights = torch.randn_like(out.quantized)
+    (out.quantized * weights).sum().backward()
+    # d(quantized)/d(latents) is the identity under the straight-through estimator.
+    torch.testing.assert_close(latents.grad, weights)
+    assert not quantizer.embedding.requires_grad
+    assert quantizer.embedding.grad is None
+    assert out.codebook_loss == 0
+
+
+def test_ema_update_matches_equations_6_to_8_by_hand():
+    quantizer = make_quantizer(num_embeddings=3, embedding_dim=1, decay=0.5, epsilon=1e-5).train()
+    with torch.no_grad():
+        quantizer.embedding.copy_(torch.tensor([[0.0], [10.0], [100.0]]))
+        quantizer.cluster_size.copy_(torch.tensor([2.0, 1.0, 1.0]))
+        quantizer.embed_sum.copy_(torch.tensor([[0.0], [10.0], [100.0]]))
+    # Latents 1, 2 -> code 0; 9 -> code 1; code 2 unused.
+    out = quantizer(torch.tensor([1.0, 2.0, 9.0]).view(1, 1, 3))
+    assert out.indices.tolist() == [[0, 0, 1]]
+
+    # Eq. 6: N <- 0.5 N + 0.5 n = [0.5*2 + 0.5*2, 0.5*1 + 0.5*1, 0.5*1 + 0] = [2, 1, 0.5]
+    torch.testing.assert_close(quantizer.cluster_size, torch.tensor([2.0, 1.0, 0.5]))
+    # Eq. 7: m <- 0.5 m + 0.5 sum z = [0 + 1.5, 5 + 4.5, 50 + 0] = [1.5, 9.5, 50]
+    torch.testing.assert_close(quantizer.embed_sum, torch.tensor([[1.5], [9.5], [50.0]]))
+    # Eq. 8 with Laplace smoothing: e = m / ((N + eps) / (sum N + K eps) * sum N)
+    total = 3.5
+    smoothed = (torch.tensor([2.0, 1.0, 0.5]) + 1e-5) / (total + 3e-5) * total
+    torch.testing.assert_close(quantizer.embedding.squeeze(1), torch.tensor([1.5, 9.5, 50.0]) / smoothed)
+    # The unused code keeps its place (m and N decay together).
+    assert math.isclose(float(quantizer.embedding[2]), 100.0, rel_tol=1e-4)
+
+
+def test_eval_mode_changes_no_state():
+    quantizer = make_quantizer(num_embeddings=8, embedding_dim=3, kmeans_init=True, dead_code_threshold=1.0).eval()
+    before = {name: tensor.clone() for name, tensor in quantizer.state_dict().items()}
+    quantizer(torch.randn(2, 3, 4, 4))
+    for name, tensor in quantizer.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_kmeans_finds_well_separated_clusters():
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    samples = centers.repeat_interleave(50, dim=0) + 0.1 * torch.randn(200, 2, generator=generator)
+    found, counts = kmeans(samples, 4, num_iters=20, generator=generator)
+    matched = torch.cdist(centers, found).min(dim=1).values
+    assert matched.max() < 0.5
+    assert counts.sum() == 200
+
+
+def test_kmeans_init_runs_once_on_first_training_batch():
+    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, kmeans_init=True).train()
+    assert not bool(quantizer.initialized)
+    centers = torch.tensor([[-5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])
+    latents = centers.repeat(64, 1) + 0.01 * torch.randn(256, 2)
+    quantizer(latents.t().reshape(1, 2, 256))
+    assert bool(quantizer.initialized)
+    assert torch.cdist(centers, quantizer.embedding).min(dim=1).values.max() < 0.1
+    codebook = quantizer.embedding.clone()
+    quantizer(torch.randn(1, 2, 256) * 100)  # a second batch must not re-run k-means
+    assert torch.cdist(codebook, quantizer.embedding).min(dim=1).values.max() < 10
+
+
+def test_usage_metrics_and_perplexity():
+    quantizer = make_quantizer(num_embeddings=4, embedding_dim=1, update_rule="loss").train()
+    with torch.no_grad():
+        quantizer.embedding.copy_(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
+    out = quantizer(torch.tensor([0.0, 0.1, 1.0, 1.1]).view(1, 1, 4))
+    # Two codes used equally: perplexity 2.
+    torch.testing.assert_close(out.perplexity, torch.tensor(2.0))
+    assert out.code_counts.tolist() == [2.0, 2.0, 0.0, 0.0]
+    quantizer(torch.tensor([3.0]).view(1, 1, 1))
+    assert quantizer.distinct_codes_used == 3
+    assert quantizer.usage_histogram.tolist() == [2.0, 2.0, 0.0, 1.0]
+    quantizer.reset_usage()
+    assert quantizer.distinct_codes_used == 0
+
+
+def test_dead_codes_restart_with_fresh_ema_state():
+    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, dead_code_threshold=0.5, decay=0.9).train()
+    with torch.no_grad():
+        quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
+        quantizer.embed_sum.copy_(quantizer.embedding)
+        quantizer.cluster_size.copy_(torch.tensor([1.0, 0.5, 1.0, 1.0]))
+    latents = torch.randn(1, 2, 64) * 0.1
+    quantizer(latents)
+    # Codes 1-3 got no assignments; code 1 fell below 0.5 (0.45) and was restarted onto a latent.
+    restarted = quantizer.embedding[1]
+    assert torch.cdist(restarted[None], latents[0].t()).min() < 1e-6
+    assert float(quantizer.cluster_size[1]) == 1.0
+    torch.testing.assert_close(quantizer.embed_sum[1], restarted)
+    # Codes 2-3 decayed to 0.9 but stay above the threshold: untouched.
+    torch.testing.assert_close(quantizer.embedding[2], torch.tensor([200.0, 200.0]), rtol=1e-4, atol=0)
+
+
+def test_collapsed_codebook_recovers_with_restarts():
+    torch.manual_seed(0)
+    data = torch.rand(4096, 2) * 10  # a uniform square: every code can find a region
+
+    def train(threshold: float) -> int:
+        quantizer = make_quantizer(num_embeddings=32, embedding_dim=2, dead_code_threshold=threshold).train()
+        with torch.no_grad():  # collapse: every code at one far-away point
+            quantizer.embedding.copy_(torch.full((32, 2), -50.0) + 1e-3 * torch.randn(32, 2))
+            quantizer.embed_sum.copy_(quantizer.embedding)
+        for _ in range(200):
+            batch = data[torch.randint(0, 4096, (256,))]
+            quantizer(batch.t().reshape(1, 2, 256))
+        quantizer.eval()
+        return int(quantizer(data.t().reshape(1, 2, -1)).indices.unique().numel())
+
+    assert train(threshold=0.0) <= 2
+    assert train(threshold=1.0) >= 30
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_gives_finite_losses_and_fp32_indices(dtype):
+    torch.manual_seed(0)
+    quantizer = make_quantizer(num_embeddings=512, embedding_dim=64, update_rule="loss")
+    with torch.no_grad():
+        quantizer.embedding.normal_()
+    latents = torch.randn(4, 64, 8, 8) * 30
+    quantizer.eval()
+    reference = quantizer(latents)
+    quantizer.train()
+    with torch.autocast("cpu", dtype=dtype):
+        out = quantizer(latents.to(dtype))
+    assert out.quantized.dtype == dtype
+    assert torch.isfinite(out.loss) and torch.isfinite(out.commitment_loss) and torch.isfinite(out.perplexity)
+    expected = quantizer.eval()(latents.to(dtype).float()).indices
+    assert torch.equal(out.indices, expected)
+    assert (out.indices == reference.indices).float().mean() > 0.95
+
+
+def test_bf16_weights_keep_unused_codes_finite():
+    quantizer = make_quantizer(num_embeddings=64, embedding_dim=8).to(torch.bfloat16).train()
+    for _ in range(50):
+        out = quantizer(torch.randn(2, 8, 2, 2, dtype=torch.bfloat16))
+    assert torch.isfinite(quantizer.embedding.float()).all()
+    assert torch.isfinite(out.loss)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="update_rule must be one of"):
+        VectorQuantizer(update_rule="gumbel")
+    quantizer = make_quantizer(num_embeddings=8, embedding_dim=4)
+    with pytest.raises(ValueError, match=r"shape \(batch, 4, \*spatial\)"):
+        quantizer(torch.randn(2, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 8\)"):
+        quantizer.lookup(torch.tensor([[0, 8]]))
+    with pytest.raises(ValueError, match="integer tensor"):
+        quantizer.lookup(torch.tensor([[0.0, 1.0]]))
