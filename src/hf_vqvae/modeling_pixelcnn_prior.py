@@ -1,0 +1,374 @@
+"""Gated PixelCNN prior over VQ-VAE code grids (van den Oord et al. 2016, arXiv 1606.05328), with cached
+incremental sampling (Ramachandran et al. 2017, arXiv 1704.06001).
+
+Causality comes from shifted inputs and cropped kernels, not from masked weights, so the model has no mask
+buffers: the first layer's vertical input is the code embedding shifted down one row and its horizontal input
+the embedding shifted right one column (mask A: a position never sees its own code); every vertical kernel
+covers the current row and `kernel_size // 2` rows above it, every horizontal kernel the current column and
+`kernel_size // 2` columns to its left (mask B).
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_pixelcnn_prior import PixelCNNPriorConfig
+
+
+def _gate(pre_activation: torch.Tensor) -> torch.Tensor:
+    """tanh(content) * sigmoid(gate), the two halves split along the channels."""
+    content, gate = pre_activation.chunk(2, dim=1)
+    return torch.tanh(content) * torch.sigmoid(gate)
+
+
+def _down_shift(grid: torch.Tensor) -> torch.Tensor:
+    return F.pad(grid, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def _right_shift(grid: torch.Tensor) -> torch.Tensor:
+    return F.pad(grid, (1, 0))[..., :-1]
+
+
+def _conv_at_one_position(conv: nn.Conv2d, window: torch.Tensor) -> torch.Tensor:
+    """`conv` evaluated at a single output position, from the (batch, in_channels[, kernel positions]) window it
+    covers. A matrix product: on a batch of one position it is several times faster than `F.conv2d`."""
+    return F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias)
+
+
+def _is_integer_tensor(tensor: torch.Tensor) -> bool:
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
+@dataclass
+class PixelCNNPriorOutput(ModelOutput):
+    r"""
+    Output of [`PixelCNNPriorModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            Mean negative log-likelihood of the labels per code, in nats.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_embeddings, grid_height, grid_width)`):
+            Unnormalised log-probabilities of each code at each position, given the codes before it in raster
+            order (and the class label).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class GatedPixelCNNLayer(nn.Module):
+    """One gated layer: a vertical stack that sees rows above, and a horizontal stack that sees the positions to
+    the left in the current row plus, through a 1x1 convolution, the vertical stack (no blind spot). The horizontal
+    stack is residual and feeds a skip connection; a class label adds a learned bias inside every gate."""
+
+    def __init__(self, config: PixelCNNPriorConfig):
+        super().__init__()
+        channels = config.hidden_channels
+        self.half_kernel = config.kernel_size // 2
+        self.vertical_conv = nn.Conv2d(channels, 2 * channels, (self.half_kernel + 1, config.kernel_size))
+        # Reads the vertical pre-activations, as in the paper's figure 2.
+        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.horizontal_conv = nn.Conv2d(channels, 2 * channels, (1, self.half_kernel + 1))
+        self.horizontal_residual = nn.Conv2d(channels, channels, 1)
+        self.skip = nn.Conv2d(channels, config.skip_channels, 1)
+        # The vertical gate's class bias and the horizontal gate's, concatenated.
+        self.class_embedding = nn.Embedding(config.num_classes, 4 * channels) if config.num_classes else None
+
+    def class_bias(self, class_labels: torch.Tensor | None) -> torch.Tensor | None:
+        """(batch, 4 * hidden_channels, 1, 1) gate biases of the labels, or None for an unconditional prior."""
+        if self.class_embedding is None:
+            return None
+        return self.class_embedding(class_labels)[:, :, None, None]
+
+    def vertical(
+        self, padded_vertical: torch.Tensor, class_bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vertical stack on an input already padded for the kernel (`half_kernel` rows on top and columns on
+        each side). Returns its output and its contribution to the horizontal stack's pre-activation."""
+        pre_activation = self.vertical_conv(padded_vertical)
+        to_horizontal = self.vertical_to_horizontal(pre_activation)
+        if class_bias is not None:
+            vertical_bias, horizontal_bias = class_bias.chunk(2, dim=1)
+            pre_activation = pre_activation + vertical_bias
+            to_horizontal = to_horizontal + horizontal_bias
+        return _gate(pre_activation), to_horizontal
+
+    def forward(
+        self, vertical: torch.Tensor, horizontal: torch.Tensor, class_bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Whole grids in, whole grids out: (vertical, horizontal, skip)."""
+        half = self.half_kernel
+        vertical, to_horizontal = self.vertical(F.pad(vertical, (half, half, half, 0)), class_bias)
+        gated = _gate(self.horizontal_conv(F.pad(horizontal, (half, 0))) + to_horizontal)
+        return vertical, horizontal + self.horizontal_residual(gated), self.skip(gated)
+
+    def horizontal_step(
+        self, horizontal_window: torch.Tensor, to_horizontal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The horizontal stack at one position, for the cached sampler. `horizontal_window` is
+        (batch, hidden_channels, half_kernel + 1): the layer's horizontal input at the position (last) and at the
+        `half_kernel` positions to its left; `to_horizontal` (batch, 2 * hidden_channels) the vertical stack's
+        contribution there. Returns the horizontal output and the skip, each (batch, channels)."""
+        gated = _gate(_conv_at_one_position(self.horizontal_conv, horizontal_window) + to_horizontal)
+        horizontal = horizontal_window[:, :, -1] + _conv_at_one_position(self.horizontal_residual, gated)
+        return horizontal, _conv_at_one_position(self.skip, gated)
+
+
+class PixelCNNPriorModel(PreTrainedModel):
+    r"""
+    A gated PixelCNN over a grid of codes from a codebook of K: code embedding, `num_layers` gated layers with a
+    vertical and a horizontal stack, skip connections summed into two 1x1 output layers giving K logits per
+    position. Optionally class-conditional.
+
+    `model(input_ids=codes, labels=codes).loss` is the mean negative log-likelihood per code in nats;
+    `model.sample(batch_size)` draws code grids (cached incremental sampling by default).
+    """
+
+    config_class = PixelCNNPriorConfig
+    base_model_prefix = "prior"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: PixelCNNPriorConfig):
+        super().__init__(config)
+        self.code_embedding = nn.Embedding(config.num_embeddings, config.hidden_channels)
+        self.layers = nn.ModuleList(GatedPixelCNNLayer(config) for _ in range(config.num_layers))
+        self.output_hidden = nn.Conv2d(config.skip_channels, config.skip_channels, 1)
+        self.output_logits = nn.Conv2d(config.skip_channels, config.num_embeddings, 1)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # PyTorch's own defaults, through the helpers that leave loaded tensors alone.
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            fan_in = module.weight[0].numel()
+            init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+
+    # ----------------------------------------------------------------------------------------------- checks
+
+    def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
+        """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
+        config = self.config
+        if num_embeddings != config.num_embeddings:
+            raise ValueError(
+                f"the prior has num_embeddings={config.num_embeddings} but the VQ-VAE's codebook has "
+                f"{num_embeddings} codes; they must be equal"
+            )
+        if (latent_height, latent_width) != (config.grid_height, config.grid_width):
+            raise ValueError(
+                f"the prior models {config.grid_height}x{config.grid_width} code grids (grid_height x grid_width) "
+                f"but the VQ-VAE's latent grid is {latent_height}x{latent_width}; they must be equal"
+            )
+
+    def _check_codes(self, name: str, codes: torch.Tensor) -> None:
+        config = self.config
+        if not isinstance(codes, torch.Tensor) or not _is_integer_tensor(codes):
+            dtype = codes.dtype if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {dtype}")
+        grid = (config.grid_height, config.grid_width)
+        if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
+            raise ValueError(
+                f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}), the prior's (grid_height, grid_width), "
+                f"got {tuple(codes.shape)}"
+            )
+        if codes.numel() and (codes.min() < 0 or codes.max() >= config.num_embeddings):
+            raise ValueError(
+                f"`{name}` must hold codes in [0, {config.num_embeddings}) (num_embeddings), got values in "
+                f"[{codes.min().item()}, {codes.max().item()}]"
+            )
+
+    def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
+        """`class_labels` as a (batch_size,) long tensor on the model's device, or None for an unconditional prior."""
+        num_classes = self.config.num_classes
+        if num_classes == 0:
+            if class_labels is not None:
+                raise ValueError("class_labels were given to an unconditional prior (num_classes=0); pass None")
+            return None
+        if class_labels is None:
+            raise ValueError(
+                f"this prior is class-conditional (num_classes={num_classes}): pass class_labels, one label in "
+                f"[0, {num_classes}) per grid"
+            )
+        class_labels = torch.as_tensor(class_labels, device=self.device)
+        if not _is_integer_tensor(class_labels):
+            raise ValueError(f"class_labels must be integers, got {class_labels.dtype}")
+        if tuple(class_labels.shape) != (batch_size,):
+            raise ValueError(
+                f"class_labels must have shape ({batch_size},), one label per grid, got {tuple(class_labels.shape)}"
+            )
+        if class_labels.min() < 0 or class_labels.max() >= num_classes:
+            raise ValueError(
+                f"class_labels must lie in [0, {num_classes}) (num_classes), got values in "
+                f"[{class_labels.min().item()}, {class_labels.max().item()}]"
+            )
+        return class_labels.long()
+
+    # ----------------------------------------------------------------------------------------------- forward
+
+    def _logits(self, input_ids: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits (batch, K, height, width) for unchecked codes; any grid size works, since nothing depends on it."""
+        embedded = self.code_embedding(input_ids).permute(0, 3, 1, 2)
+        vertical, horizontal = _down_shift(embedded), _right_shift(embedded)
+        skips = 0
+        for layer in self.layers:
+            vertical, horizontal, skip = layer(vertical, horizontal, layer.class_bias(class_labels))
+            skips = skips + skip
+        return self.output_logits(F.relu(self.output_hidden(F.relu(skips))))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        class_labels: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> PixelCNNPriorOutput | tuple:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, grid_height, grid_width)`):
+                Code grids, values in `[0, num_embeddings)`.
+            class_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                One label in `[0, num_classes)` per grid; required by a conditional prior, refused by an
+                unconditional one.
+            labels (`torch.LongTensor` of shape `(batch_size, grid_height, grid_width)`, *optional*):
+                Codes to score; for a prior these are the inputs themselves: `model(input_ids=codes, labels=codes)`.
+            return_dict (`bool`, *optional*):
+                Return a [`PixelCNNPriorOutput`] (default: `config.return_dict`) or a tuple.
+        """
+        self._check_codes("input_ids", input_ids)
+        class_labels = self._checked_class_labels(class_labels, input_ids.shape[0])
+        logits = self._logits(input_ids, class_labels)
+        loss = None
+        if labels is not None:
+            self._check_codes("labels", labels)
+            if labels.shape != input_ids.shape:
+                raise ValueError(
+                    f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                )
+            loss = F.cross_entropy(logits.float(), labels.long())
+        output = PixelCNNPriorOutput(loss=loss, logits=logits)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def bits_per_code(self, input_ids: torch.LongTensor, class_labels: torch.LongTensor | None = None) -> torch.Tensor:
+        """Negative log2-likelihood of each grid divided by its number of codes: a (batch_size,) tensor."""
+        self._check_codes("input_ids", input_ids)
+        class_labels = self._checked_class_labels(class_labels, input_ids.shape[0])
+        logits = self._logits(input_ids, class_labels).float()
+        nats = F.cross_entropy(logits, input_ids.long(), reduction="none").flatten(1).mean(1)
+        return nats / math.log(2)
+
+    # ----------------------------------------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch_size: int = 1,
+        class_labels: torch.LongTensor | Sequence[int] | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        progress_callback: Callable[[int, int], None] | None = None,
+    ) -> torch.LongTensor:
+        """
+        Draw `batch_size` code grids in raster order; returns a (batch_size, grid_height, grid_width) long tensor.
+
+        Args:
+            batch_size: number of grids.
+            class_labels: one label per grid for a class-conditional prior (None otherwise).
+            temperature: divides the logits; below 1 sharpens, above 1 flattens.
+            generator: the source of randomness. Both samplers draw one uniform number per grid and position in
+                the same order, so a seeded generator gives the same codes with and without the cache.
+            use_cache: the cached incremental sampler (computes the vertical stack once per row and the horizontal
+                stack once per position); False runs the whole network once per position (the reference).
+            progress_callback: called after each row as `progress_callback(rows_done, grid_height)`.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        class_labels = self._checked_class_labels(class_labels, batch_size)
+        sampler = self._sample_cached if use_cache else self._sample_plain
+        return sampler(batch_size, class_labels, temperature, generator, progress_callback)
+
+    def _draw(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+        """One code per row of (batch, K) logits, by inverse-CDF sampling from one uniform number per row. The
+        samplers' logits differ by float rounding only; a rounding-size change of the CDF moves a code only when its
+        uniform falls within that distance of a boundary, whereas a categorical sampler may consume its random
+        numbers differently for slightly different probabilities."""
+        uniform_device = generator.device if generator is not None else logits.device
+        uniform = torch.rand(logits.shape[0], generator=generator, device=uniform_device).to(logits.device)
+        cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
+        # right=True never picks a code of probability 0; scaling by cdf[:, -1] absorbs the sum's rounding.
+        codes = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+        return codes.clamp_(max=self.config.num_embeddings - 1)
+
+    def _sample_plain(self, batch_size, class_labels, temperature, generator, progress_callback) -> torch.LongTensor:
+        config = self.config
+        codes = torch.zeros(batch_size, config.grid_height, config.grid_width, dtype=torch.long, device=self.device)
+        for row in range(config.grid_height):
+            for column in range(config.grid_width):
+                logits = self._logits(codes, class_labels)[:, :, row, column]
+                codes[:, row, column] = self._draw(logits, temperature, generator)
+            if progress_callback is not None:
+                progress_callback(row + 1, config.grid_height)
+        return codes
+
+    def _sample_cached(self, batch_size, class_labels, temperature, generator, progress_callback) -> torch.LongTensor:
+        """Incremental sampling: each layer keeps only the inputs its kernels still need. The vertical stack at row
+        r reads rows < r only (after the first layer's down-shift), so once row r - 1 is sampled it is computed for
+        row r in every layer from a cache of each layer's last `half_kernel + 1` vertical input rows. The horizontal
+        stack at a position reads that row of vertical features and each layer's last `half_kernel + 1`
+        horizontal inputs in the current row, a cache emptied at the start of each row. Zeros in the caches are
+        the zero padding of the full-grid forward."""
+        config = self.config
+        height, width, channels = config.grid_height, config.grid_width, config.hidden_channels
+        half = config.kernel_size // 2
+        zeros = dict(device=self.device, dtype=self.code_embedding.weight.dtype)
+        class_biases = [layer.class_bias(class_labels) for layer in self.layers]
+        vertical_windows = [torch.zeros(batch_size, channels, half + 1, width + 2 * half, **zeros) for _ in self.layers]
+        codes = torch.zeros(batch_size, height, width, dtype=torch.long, device=self.device)
+
+        for row in range(height):
+            # The first layer's vertical input at row r is the embedding of row r - 1.
+            if row:
+                vertical = self.code_embedding(codes[:, row - 1]).transpose(1, 2)
+            else:
+                vertical = torch.zeros(batch_size, channels, width, **zeros)
+            to_horizontal = []
+            for index, layer in enumerate(self.layers):
+                new_row = F.pad(vertical, (half, half)).unsqueeze(2)
+                vertical_windows[index] = torch.cat([vertical_windows[index][:, :, 1:], new_row], dim=2)
+                vertical, layer_to_horizontal = layer.vertical(vertical_windows[index], class_biases[index])
+                vertical = vertical[:, :, 0]
+                # (width, batch, 2 * channels): a contiguous slice per column for the steps below.
+                to_horizontal.append(layer_to_horizontal[:, :, 0].permute(2, 0, 1).contiguous())
+
+            horizontal_windows = [torch.zeros(batch_size, channels, half + 1, **zeros) for _ in self.layers]
+            # The first layer's horizontal input at column c is the embedding of the code at column c - 1.
+            horizontal_input = torch.zeros(batch_size, channels, **zeros)
+            for column in range(width):
+                horizontal, skips = horizontal_input, 0
+                for index, layer in enumerate(self.layers):
+                    window = torch.cat([horizontal_windows[index][:, :, 1:], horizontal.unsqueeze(2)], dim=2)
+                    horizontal_windows[index] = window
+                    horizontal, skip = layer.horizontal_step(window, to_horizontal[index][column])
+                    skips = skips + skip
+                hidden = F.relu(_conv_at_one_position(self.output_hidden, F.relu(skips)))
+                logits = _conv_at_one_position(self.output_logits, hidden)
+                codes[:, row, column] = self._draw(logits, temperature, generator)
+                horizontal_input = self.code_embedding(codes[:, row, column])
+            if progress_callback is not None:
+                progress_callback(row + 1, height)
+        return codes
+
+
+__all__ = ["GatedPixelCNNLayer", "PixelCNNPriorModel", "PixelCNNPriorOutput"]
