@@ -58,32 +58,65 @@ def push_with_card(
         return push_folder_to_hub(folder, repo_id, **push_kwargs)
 
 
-def vqvae_model_card(
-    config,
+def _config_fields(config) -> dict:
+    """The config's non-default fields, for the card's configuration table."""
+    return {key: value for key, value in sorted(config.to_diff_dict().items()) if key != "transformers_version"}
+
+
+def _model_card(
+    template: str,
     repo_id: str,
     *,
+    tags: list[str],
+    pipeline_tag: str,
     dataset_name: str | None = None,
     metrics: dict[str, float] | None = None,
     image_path: str | None = None,
+    **fields,
 ) -> ModelCard:
-    """The card of a `VQVAEModel`: usage snippet, figures, a reconstruction grid, the config."""
+    """Metadata every hf-vqvae card carries, plus the fields its template shows."""
     card_data = ModelCardData(
         library_name="hf-vqvae",
         license="apache-2.0",
-        tags=["vq-vae", "image-tokenizer", "hf-vqvae"],
-        pipeline_tag="image-to-image",
+        tags=["hf-vqvae", "vq-vae", *tags],
+        pipeline_tag=pipeline_tag,
         datasets=[dataset_name] if dataset_name else None,
     )
-    config_fields = {key: value for key, value in sorted(config.to_diff_dict().items()) if key != "transformers_version"}
     return render_model_card(
-        "vqvae",
+        template,
         card_data,
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
-        config=config,
-        config_fields=config_fields,
-        latent_size=config.latent_size,
         dataset_name=dataset_name,
         metrics=metrics or {},
         image_path=image_path,
+        **fields,
+    )
+
+
+def vqvae_model_card(config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `VQVAEModel`: usage snippet, figures, a reconstruction grid, the config.
+
+    `card_fields`: `dataset_name`, `metrics` (name -> value), `image_path` (relative to the repo).
+    """
+    return _model_card(
+        "vqvae", repo_id, tags=["image-tokenizer"], pipeline_tag="image-to-image",
+        config=config, config_fields=_config_fields(config), latent_size=config.latent_size, **card_fields,
+    )
+
+
+def prior_model_card(config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `PixelCNNPriorModel`; `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "prior", repo_id, tags=["pixelcnn", "autoregressive-prior"], pipeline_tag="unconditional-image-generation",
+        config=config, config_fields=_config_fields(config), **card_fields,
+    )
+
+
+def pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `VQVAEPipeline`; `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "pipeline", repo_id, tags=["pixelcnn", "image-generation"], pipeline_tag="unconditional-image-generation",
+        vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
+        **card_fields,
     )

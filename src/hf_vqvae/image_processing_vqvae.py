@@ -3,6 +3,7 @@
 import numpy as np
 import PIL.Image
 import torch
+from transformers import ImageProcessingMixin  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 

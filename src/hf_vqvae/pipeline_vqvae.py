@@ -1,0 +1,186 @@
+"""VQVAEPipeline: sample a code grid from the PixelCNN prior, decode it with the VQ-VAE."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from huggingface_hub import snapshot_download
+
+from .hub import pipeline_model_card, push_with_card
+from .image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
+from .modeling_pixelcnn_prior import PixelCNNPriorModel
+from .modeling_vqvae import VQVAEModel
+
+
+PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
+
+
+@dataclass
+class VQVAEPipelineOutput(BaseOutput):
+    """
+    Args:
+        images: a list of PIL images, a (B, H, W, C) array in [0, 1] ("np"), a (B, C, H, W) tensor
+            in [0, 1] ("pt"), or the code grids themselves ("latent").
+        codes: the code grids, (B, h, w) integers in [0, K).
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    codes: torch.LongTensor | None = None
+
+
+class VQVAEPipeline(DiffusionPipeline):
+    r"""
+    Generate images as the paper does: an autoregressive prior samples a grid of codes, the VQ-VAE
+    decodes it. With `image=` it reconstructs images instead (encode, then decode).
+
+    Args:
+        vqvae ([`VQVAEModel`]): encoder, codebook and decoder.
+        prior ([`PixelCNNPriorModel`]): a gated PixelCNN over the VQ-VAE's code grid; its codebook
+            size and grid must match the VQ-VAE's (checked here).
+        image_processor ([`VQVAEImageProcessor`], *optional*): turns `image=` inputs into pixel
+            values and decoded pixels into PIL / numpy; one matching the VQ-VAE is made if omitted.
+    """
+
+    model_cpu_offload_seq = "prior->vqvae"
+    _optional_components = ["image_processor"]
+
+    def __init__(
+        self, vqvae: VQVAEModel, prior: PixelCNNPriorModel, image_processor: VQVAEImageProcessor | None = None
+    ):
+        super().__init__()
+        latent_size = vqvae.config.latent_size
+        prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
+        if image_processor is None:
+            image_processor = VQVAEImageProcessor(
+                resolution=vqvae.config.sample_size, num_channels=vqvae.config.in_channels
+            )
+        self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "VQVAEPipeline":
+        """Load from a local pipeline folder or a Hub id.
+
+        diffusers refuses components from a third-party package when given a Hub id, so a Hub id
+        is first resolved to a local snapshot with `snapshot_download`, which honours the cache
+        and offline mode. Components can be replaced: `from_pretrained(path, prior=other_prior)`.
+        """
+        if not Path(pretrained_model_name_or_path).is_dir():
+            pretrained_model_name_or_path = snapshot_download(
+                str(pretrained_model_name_or_path),
+                cache_dir=kwargs.pop("cache_dir", None),
+                revision=kwargs.pop("revision", None),
+                token=kwargs.pop("token", None),
+                local_files_only=kwargs.pop("local_files_only", False),
+            )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload VQ-VAE pipeline with hf-vqvae",
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        **card_fields,
+    ):
+        """Upload the pipeline folder (model_index.json and one folder per component) with a model
+        card; `card_fields` go to `hub.pipeline_model_card` (`dataset_name`, `metrics`, `image_path`)."""
+        return push_with_card(
+            self.save_pretrained,
+            lambda resolved_repo_id: pipeline_model_card(self.vqvae.config, self.prior.config, resolved_repo_id, **card_fields),
+            repo_id,
+            token=token,
+            private=private,
+            commit_message=commit_message,
+            revision=revision,
+            create_pr=create_pr,
+        )
+
+    def class_label_ids(self, labels: int | str | list[int | str] | torch.Tensor) -> torch.LongTensor:
+        """Class labels as ids; names are looked up in the prior config's `id2label`."""
+        if isinstance(labels, torch.Tensor):
+            return labels.long().reshape(-1)
+        labels = labels if isinstance(labels, (list, tuple)) else [labels]
+        label2id = {name: int(index) for index, name in (self.prior.config.id2label or {}).items()}
+        ids = []
+        for label in labels:
+            if isinstance(label, str):
+                if label not in label2id:
+                    raise ValueError(f"unknown class label {label!r}; the prior knows {sorted(label2id)}")
+                label = label2id[label]
+            ids.append(int(label))
+        return torch.tensor(ids, dtype=torch.long)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        class_labels: int | str | list[int | str] | torch.Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        image=None,
+    ) -> VQVAEPipelineOutput | tuple:
+        r"""
+        Args:
+            batch_size (`int`, defaults to 1): images to generate; with a single class label, that
+                label is used for every image.
+            class_labels (*optional*): one class id or name per image (or one for all) for a
+                class-conditional prior; must be omitted for an unconditional one.
+            temperature (`float`, defaults to 1.0): divides the prior's logits.
+            generator (`torch.Generator`, *optional*): makes sampling reproducible.
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the
+                code grids, not decoded).
+            return_dict (`bool`, defaults to `True`): return a [`VQVAEPipelineOutput`] or a tuple
+                `(images, codes)`.
+            image (*optional*): images to reconstruct instead of sampling (PIL images, arrays, or
+                pixel values in [-1, 1] as a tensor).
+        """
+        if output_type not in PIPELINE_OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {PIPELINE_OUTPUT_TYPES}, got {output_type!r}")
+        if image is not None:
+            codes = self.vqvae.encode(self._pixel_values(image)).indices
+        else:
+            codes = self._sample_codes(batch_size, class_labels, temperature, generator)
+
+        if output_type == "latent":
+            images = codes
+        else:
+            reconstruction = self.vqvae.decode(codes).reconstruction
+            images = self.image_processor.postprocess(reconstruction, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, codes)
+        return VQVAEPipelineOutput(images=images, codes=codes)
+
+    def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if class_labels is not None:
+            class_labels = self.class_label_ids(class_labels)
+            if class_labels.numel() == 1:
+                class_labels = class_labels.expand(batch_size)
+        with self.progress_bar(total=self.prior.config.grid_height) as progress_bar:
+            return self.prior.sample(
+                batch_size=batch_size,
+                class_labels=class_labels,
+                temperature=temperature,
+                generator=generator,
+                progress_callback=lambda rows_done, rows: progress_bar.update(),
+            )
+
+    def _pixel_values(self, image) -> torch.Tensor:
+        if isinstance(image, torch.Tensor) and image.is_floating_point():
+            pixel_values = image
+        else:
+            pixel_values = self.image_processor(image, return_tensors="pt")["pixel_values"]
+        parameter = next(self.vqvae.parameters())
+        return pixel_values.to(device=parameter.device, dtype=parameter.dtype)

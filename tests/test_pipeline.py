@@ -1,0 +1,145 @@
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
+
+from conftest import TINY_VQVAE, put_in_hub_cache
+
+
+def tiny_prior(num_classes: int = 2, **overrides) -> PixelCNNPriorModel:
+    fields = dict(
+        num_embeddings=16, grid_height=4, grid_width=4, hidden_channels=8, num_layers=2, kernel_size=3,
+        skip_channels=8, num_classes=num_classes, id2label={0: "stripes", 1: "dots"} if num_classes == 2 else None,
+    )
+    return PixelCNNPriorModel(PixelCNNPriorConfig(**{**fields, **overrides})).eval()
+
+
+@pytest.fixture
+def pipeline(tiny_model) -> VQVAEPipeline:
+    return VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior())
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_generates_reproducible_images_in_every_output_type(pipeline):
+    pil = pipeline(batch_size=3, class_labels=[0, 1, 1], generator=seeded())
+    assert len(pil.images) == 3 and all(isinstance(image, PIL.Image.Image) for image in pil.images)
+    assert pil.images[0].size == (16, 16)
+    assert pil.codes.shape == (3, 4, 4)
+
+    as_np = pipeline(batch_size=3, class_labels=[0, 1, 1], generator=seeded(), output_type="np")
+    assert torch.equal(as_np.codes, pil.codes)
+    assert as_np.images.shape == (3, 16, 16, 3) and 0 <= as_np.images.min() and as_np.images.max() <= 1
+    np.testing.assert_array_equal(np.asarray(pil.images[1]), (as_np.images[1] * 255).round().astype(np.uint8))
+
+    as_pt = pipeline(batch_size=3, class_labels=[0, 1, 1], generator=seeded(), output_type="pt")
+    assert as_pt.images.shape == (3, 3, 16, 16)
+    expected = pipeline.vqvae.decode(pil.codes).reconstruction
+    torch.testing.assert_close(as_pt.images, (expected / 2 + 0.5).clamp(0, 1))
+
+    codes = pipeline(batch_size=3, class_labels=[0, 1, 1], generator=seeded(), output_type="latent")
+    assert torch.equal(codes.images, pil.codes)
+    images, codes_again = pipeline(batch_size=3, class_labels=[0, 1, 1], generator=seeded(), return_dict=False)
+    assert torch.equal(codes_again, pil.codes)
+
+    other_seed = pipeline(batch_size=3, class_labels=[0, 1, 1], generator=seeded(1), output_type="latent")
+    assert not torch.equal(other_seed.images, pil.codes)
+
+
+def test_class_labels_by_name_and_broadcast(pipeline):
+    by_name = pipeline(batch_size=2, class_labels="dots", generator=seeded(), output_type="latent").images
+    by_id = pipeline(batch_size=2, class_labels=[1, 1], generator=seeded(), output_type="latent").images
+    assert torch.equal(by_name, by_id)
+    with pytest.raises(ValueError, match="unknown class label 'cats'; the prior knows \\['dots', 'stripes'\\]"):
+        pipeline(class_labels="cats")
+
+
+def test_reconstructs_given_images(pipeline):
+    images = [PIL.Image.fromarray(np.full((20, 20, 3), value, dtype=np.uint8)) for value in (30, 200)]
+    out = pipeline(image=images, output_type="pt")
+    pixel_values = pipeline.image_processor(images, return_tensors="pt")["pixel_values"]
+    expected = pipeline.vqvae(pixel_values).reconstruction
+    torch.testing.assert_close(out.images, (expected / 2 + 0.5).clamp(0, 1))
+    assert torch.equal(out.codes, pipeline.vqvae.encode(pixel_values).indices)
+
+
+def test_save_load_local_and_replace_a_component(tmp_path, pipeline):
+    pipeline.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["vqvae"] == ["hf_vqvae.modeling_vqvae", "VQVAEModel"]
+    assert index["prior"] == ["hf_vqvae.modeling_pixelcnn_prior", "PixelCNNPriorModel"]
+    assert index["image_processor"] == ["hf_vqvae.image_processing_vqvae", "VQVAEImageProcessor"]
+    for folder, names in {"vqvae": {"config.json", "model.safetensors"}, "prior": {"config.json", "model.safetensors"}}.items():
+        assert {path.name for path in (tmp_path / folder).iterdir()} == names
+    assert (tmp_path / "image_processor" / "preprocessor_config.json").exists()
+
+    loaded = VQVAEPipeline.from_pretrained(tmp_path)
+    before = pipeline(batch_size=2, class_labels=0, generator=seeded(), output_type="np")
+    after = loaded(batch_size=2, class_labels=0, generator=seeded(), output_type="np")
+    assert torch.equal(before.codes, after.codes)
+    np.testing.assert_array_equal(before.images, after.images)
+
+    other_prior = tiny_prior()
+    replaced = VQVAEPipeline.from_pretrained(tmp_path, prior=other_prior)
+    assert replaced.prior is other_prior
+
+
+def test_loads_by_hub_id_from_the_offline_cache(offline_hub, tmp_path, pipeline):
+    folder = tmp_path / "pipeline"
+    pipeline.save_pretrained(folder)
+    put_in_hub_cache(offline_hub, "org/vqvae-pipeline", folder)
+    loaded = VQVAEPipeline.from_pretrained("org/vqvae-pipeline")
+    before = pipeline(batch_size=2, class_labels=1, generator=seeded(), output_type="np")
+    after = loaded(batch_size=2, class_labels=1, generator=seeded(), output_type="np")
+    np.testing.assert_array_equal(before.images, after.images)
+    with pytest.raises(Exception, match="(?i)offline|cannot find|not found|local"):
+        VQVAEPipeline.from_pretrained("org/missing-pipeline")
+
+
+def test_push_to_hub_uploads_the_pipeline_folder_and_card(recorded_uploads, pipeline):
+    pipeline.push_to_hub("org/vqvae-pipeline", metrics={"bits_per_code": 3.2})
+    upload = recorded_uploads[-1]
+    assert upload["repo_id"] == "org/vqvae-pipeline"
+    assert set(upload["files"]) == {
+        "README.md", "model_index.json", "vqvae/config.json", "vqvae/model.safetensors", "prior/config.json",
+        "prior/model.safetensors", "image_processor/preprocessor_config.json",
+    }
+    card = upload["files"]["README.md"].decode()
+    assert "library_name: hf-vqvae" in card and "pipeline_tag: unconditional-image-generation" in card
+    assert 'VQVAEPipeline.from_pretrained("org/vqvae-pipeline")' in card and "| bits_per_code | 3.2 |" in card
+
+
+def test_dtype_and_device_moves_like_diffusers(pipeline):
+    pipeline.to(torch.bfloat16)
+    assert pipeline.vqvae.encoder.conv_in.weight.dtype == torch.bfloat16
+    assert pipeline.device == torch.device("cpu")
+    out = pipeline(batch_size=2, class_labels=0, generator=seeded(), output_type="pt")
+    assert out.images.dtype == torch.float32 and torch.isfinite(out.images).all()
+
+
+def test_mismatched_components_fail_at_construction(tiny_model):
+    with pytest.raises(ValueError, match="num_embeddings=32 but the VQ-VAE's codebook has 16"):
+        VQVAEPipeline(vqvae=tiny_model, prior=tiny_prior(num_embeddings=32))
+    with pytest.raises(ValueError, match="models 8x8 code grids .* latent grid is 4x4"):
+        VQVAEPipeline(vqvae=tiny_model, prior=tiny_prior(grid_height=8, grid_width=8))
+
+
+def test_bad_calls_raise_clear_errors(pipeline, tiny_model):
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        pipeline(class_labels=0, output_type="jpeg")
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        pipeline(batch_size=0, class_labels=0)
+    with pytest.raises(ValueError, match="class-conditional"):
+        pipeline(batch_size=1)
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\)"):
+        pipeline(batch_size=1, class_labels=5)
+    unconditional = VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior(num_classes=0))
+    with pytest.raises(ValueError, match="unconditional prior"):
+        unconditional(batch_size=1, class_labels=0)
+    assert len(unconditional(batch_size=2, generator=seeded()).images) == 2
