@@ -143,3 +143,28 @@ def test_bad_calls_raise_clear_errors(pipeline, tiny_model):
     with pytest.raises(ValueError, match="unconditional prior"):
         unconditional(batch_size=1, class_labels=0)
     assert len(unconditional(batch_size=2, generator=seeded()).images) == 2
+
+
+def test_sample_grid_has_one_row_per_class(pipeline, tmp_path):
+    grid = pipeline.sample_grid(images_per_row=3, seed=0)
+    assert grid.size == (3 * 16, 2 * 16)
+    again = pipeline.sample_grid(images_per_row=3, seed=0)
+    np.testing.assert_array_equal(np.asarray(grid), np.asarray(again))
+    images = pipeline(batch_size=6, class_labels=[0, 0, 0, 1, 1, 1], generator=seeded(0)).images
+    np.testing.assert_array_equal(np.asarray(grid)[16:32, 32:48], np.asarray(images[5]))
+
+
+def test_sample_script_writes_its_grid(tmp_path, pipeline):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sample.py"
+    output = tmp_path / "grid.png"
+    subprocess.run(
+        [sys.executable, str(script), "--pipeline", str(tmp_path / "pipeline"), "--output", str(output),
+         "--images_per_row", "5"],
+        check=True, capture_output=True,
+    )
+    assert PIL.Image.open(output).size == (5 * 16, 2 * 16)

@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, make_image_grid
 from huggingface_hub import snapshot_download
 
 from .hub import pipeline_model_card, push_with_card
@@ -160,6 +160,24 @@ class VQVAEPipeline(DiffusionPipeline):
         if not return_dict:
             return (images, codes)
         return VQVAEPipelineOutput(images=images, codes=codes)
+
+    def sample_grid(
+        self, images_per_row: int = 8, num_rows: int = 4, temperature: float = 1.0, seed: int = 0
+    ) -> PIL.Image.Image:
+        """One image of samples: for a class-conditional prior one row per class (`num_rows` is
+        ignored), else `num_rows` rows."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        num_classes = self.prior.config.num_classes
+        if num_classes:
+            class_labels = torch.arange(num_classes).repeat_interleave(images_per_row)
+            num_rows = num_classes
+        else:
+            class_labels = None
+        images = self(
+            batch_size=images_per_row * num_rows, class_labels=class_labels, temperature=temperature,
+            generator=generator,
+        ).images
+        return make_image_grid(images, rows=num_rows, cols=images_per_row)
 
     def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
