@@ -300,10 +300,9 @@ class PixelCNNPriorModel(PreTrainedModel):
         return sampler(batch_size, class_labels, temperature, generator, progress_callback)
 
     def _draw(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-        """One code per row of (batch, K) logits, by inverse-CDF sampling from one uniform number per row. The
-        samplers' logits differ by float rounding only; a rounding-size change of the CDF moves a code only when its
-        uniform falls within that distance of a boundary, whereas a categorical sampler may consume its random
-        numbers differently for slightly different probabilities."""
+        """One code per row of (batch, K) logits: where one uniform number per row falls in the CDF. Both samplers
+        draw these numbers in the same order and their logits differ only by float rounding, which changes a code
+        only if its uniform number lands within rounding distance of a CDF boundary."""
         uniform_device = generator.device if generator is not None else logits.device
         uniform = torch.rand(logits.shape[0], generator=generator, device=uniform_device).to(logits.device)
         cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
