@@ -137,3 +137,39 @@ def test_image_processor_round_trip_and_conversions(tmp_path):
 
     gray_processor = VQVAEImageProcessor(resolution=16, num_channels=1)
     assert gray_processor([rgba], return_tensors="pt")["pixel_values"].shape == (1, 1, 16, 16)
+
+
+def tiny_prior_config(**overrides):
+    from hf_vqvae import PixelCNNPriorConfig
+
+    fields = dict(num_embeddings=16, grid_height=4, grid_width=4, hidden_channels=8, num_layers=2, kernel_size=3, skip_channels=8)
+    return PixelCNNPriorConfig(**{**fields, **overrides})
+
+
+def test_prior_loads_by_hub_id_and_pushes_with_its_card(offline_hub, recorded_uploads, tmp_path):
+    from hf_vqvae import PixelCNNPriorModel
+
+    prior = PixelCNNPriorModel(tiny_prior_config(num_classes=3)).eval()
+    prior.save_pretrained(tmp_path / "prior")
+    put_in_hub_cache(offline_hub, "org/prior-tiny", tmp_path / "prior")
+    loaded = AutoModel.from_pretrained("org/prior-tiny")
+    assert isinstance(loaded, PixelCNNPriorModel)
+    codes = torch.randint(0, 16, (2, 4, 4))
+    labels = torch.tensor([0, 2])
+    assert torch.equal(prior(codes, class_labels=labels).logits, loaded(codes, class_labels=labels).logits)
+
+    prior.push_to_hub("org/prior-tiny", metrics={"bits_per_code": 2.5})
+    upload = recorded_uploads[-1]
+    assert sorted(upload["files"]) == ["README.md", "config.json", "model.safetensors"]
+    card = upload["files"]["README.md"].decode()
+    assert "pixelcnn" in card and "| bits_per_code | 2.5 |" in card and "conditioned on one of 3 classes" in card
+
+
+def test_prior_checkpoint_from_another_config_fails_to_load(tmp_path):
+    from hf_vqvae import PixelCNNPriorModel
+
+    PixelCNNPriorModel(tiny_prior_config()).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"output_logits.weight: checkpoint has shape \(16, 8, 1, 1\), the config gives \(32, 8, 1, 1\)"):
+        PixelCNNPriorModel.from_pretrained(tmp_path, config=tiny_prior_config(num_embeddings=32))
+    with pytest.raises(ValueError, match="layers.1.vertical_conv.weight: in the checkpoint but not in the model"):
+        PixelCNNPriorModel.from_pretrained(tmp_path, config=tiny_prior_config(num_layers=1))

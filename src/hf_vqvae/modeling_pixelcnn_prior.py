@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
+from .hub import prior_model_card
+from .modeling_utils import HubPreTrainedModel
 
 
 def _gate(pre_activation: torch.Tensor) -> torch.Tensor:
@@ -121,7 +123,7 @@ class GatedPixelCNNLayer(nn.Module):
         return horizontal, _conv_at_one_position(self.skip, gated)
 
 
-class PixelCNNPriorModel(PreTrainedModel):
+class PixelCNNPriorModel(HubPreTrainedModel):
     r"""
     A gated PixelCNN over a grid of codes from a codebook of K: code embedding, `num_layers` gated layers with a
     vertical and a horizontal stack, skip connections summed into two 1x1 output layers giving K logits per
@@ -151,6 +153,10 @@ class PixelCNNPriorModel(PreTrainedModel):
             init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
+
+    def model_card(self, repo_id: str, **card_fields):
+        """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
+        return prior_model_card(self.config, repo_id, **card_fields)
 
     # ----------------------------------------------------------------------------------------------- checks
 

@@ -1,19 +1,26 @@
-"""What every hf-vqvae model shares: loading that refuses a checkpoint it does not match."""
+"""What every hf-vqvae model shares: strict checkpoint loading and a push with a model card."""
 
+from huggingface_hub import ModelCard
 from transformers import PreTrainedModel
+
+from .hub import push_with_card
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's tensors do not fit the model its config describes."""
 
 
-class StrictPreTrainedModel(PreTrainedModel):
-    """`PreTrainedModel` whose `from_pretrained` fails on missing, unexpected or mis-shaped weights.
+class HubPreTrainedModel(PreTrainedModel):
+    """`PreTrainedModel` whose `from_pretrained` fails on missing, unexpected or mis-shaped
+    weights, and whose `push_to_hub` uploads a model card rendered from `model_cards/`.
 
     transformers only logs missing weights and re-initialises them at random, which would hand
     a user a silently broken codebook or prior. Pass `ignore_mismatched_sizes=True` to get
-    transformers' permissive behaviour back.
+    transformers' permissive behaviour back. Subclasses implement `model_card`.
     """
+
+    def model_card(self, repo_id: str, **card_fields) -> ModelCard:
+        raise NotImplementedError
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -35,3 +42,34 @@ class StrictPreTrainedModel(PreTrainedModel):
                 f"it is loaded with (was it saved from a different config?):\n" + "\n".join(problems)
             )
         return (model, info) if return_loading_info else model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        image_processor=None,
+        commit_message: str = "Upload with hf-vqvae",
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        **card_fields,
+    ):
+        """Upload config, safetensors weights, the image processor (if given) and a model card
+        in one commit. `card_fields` go to `model_card` (`dataset_name`, `metrics`, `image_path`)."""
+
+        def save(folder):
+            self.save_pretrained(folder)
+            if image_processor is not None:
+                image_processor.save_pretrained(folder)
+
+        return push_with_card(
+            save,
+            lambda resolved_repo_id: self.model_card(resolved_repo_id, **card_fields),
+            repo_id,
+            token=token,
+            private=private,
+            commit_message=commit_message,
+            revision=revision,
+            create_pr=create_pr,
+        )

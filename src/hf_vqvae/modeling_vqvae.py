@@ -11,8 +11,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_vqvae import VQVAEConfig
-from .hub import push_with_card, vqvae_model_card
-from .modeling_utils import StrictPreTrainedModel
+from .hub import vqvae_model_card
+from .modeling_utils import HubPreTrainedModel
 from .quantizer import VectorQuantizer
 
 
@@ -121,7 +121,7 @@ class Decoder(nn.Module):
         return self.upsample(self.residual_stack(self.conv_in(quantized)))
 
 
-class VQVAEPreTrainedModel(StrictPreTrainedModel):
+class VQVAEPreTrainedModel(HubPreTrainedModel):
     config_class = VQVAEConfig
     base_model_prefix = "vqvae"
     main_input_name = "pixel_values"
@@ -255,38 +255,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
         )
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        image_processor=None,
-        commit_message: str = "Upload VQ-VAE with hf-vqvae",
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        **card_fields,
-    ):
-        """Upload config, safetensors weights, the image processor (if given) and a model card.
-
-        `card_fields` go to `hub.vqvae_model_card` (`dataset_name`, `metrics`, `image_path`).
-        """
-
-        def save(folder):
-            self.save_pretrained(folder)
-            if image_processor is not None:
-                image_processor.save_pretrained(folder)
-
-        return push_with_card(
-            save,
-            lambda resolved_repo_id: vqvae_model_card(self.config, resolved_repo_id, **card_fields),
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+    def model_card(self, repo_id: str, **card_fields):
+        """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
+        return vqvae_model_card(self.config, repo_id, **card_fields)
 
     def _use_return_dict(self, return_dict: bool | None) -> bool:
         return return_dict if return_dict is not None else self.config.return_dict
