@@ -1,0 +1,13 @@
+"""Train a VQ-VAE with Accelerate; with no arguments, on crops of scikit-image's photographs.
+
+    accelerate launch scripts/train.py                      # the embedded default data set
+    accelerate launch scripts/train.py --dataset_name cifar10 --image_column img --preset cifar10
+
+`python scripts/train.py --help` lists every flag; docs/training.md explains them.
+"""
+
+from hf_vqvae.training import parse_args, train_vqvae
+
+
+if __name__ == "__main__":
+    train_vqvae(parse_args())

@@ -1,0 +1,512 @@
+"""Image data sets for training: the embedded default, Hub / local / streaming loading, bad-image
+handling and preprocessing into `pixel_values`.
+
+Every random choice of the training data (the shuffle of an epoch, the crop and flip of an example)
+is drawn from a generator seeded by (seed, epoch, position), never from a global or per-worker
+random state. That makes the batches independent of `--dataloader_num_workers` and lets a resumed
+run skip the batches it has already seen and go on with exactly the ones it would have met.
+"""
+
+import argparse
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDataset, load_dataset, load_from_disk
+from datasets.distributed import split_dataset_by_node
+
+from .image_processing_vqvae import VQVAEImageProcessor
+
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATASET_NAME = "scikit-image photographs"
+
+# The natural photographs bundled with scikit-image (file in skimage.data.data_dir, downscale
+# factor). The retina is halved so that its crops show vessels rather than flat background.
+DEFAULT_PHOTOS = {
+    "astronaut": ("astronaut.png", 1),
+    "camera": ("camera.png", 1),
+    "chelsea": ("chelsea.png", 1),
+    "coffee": ("coffee.png", 1),
+    "rocket": ("rocket.jpg", 1),
+    "immunohistochemistry": ("ihc.png", 1),
+    "retina": ("retina.jpg", 2),
+    "hubble_deep_field": ("hubble_deep_field.jpg", 1),
+    "motorcycle": ("motorcycle_left.png", 1),
+    "color": ("color.png", 1),
+    "brick": ("brick.png", 1),
+    "grass": ("grass.png", 1),
+    "gravel": ("gravel.png", 1),
+    "coins": ("coins.png", 1),
+    "moon": ("moon.png", 1),
+}
+
+# Crops whose pixel standard deviation (0-255 scale) is below this are near-uniform (the black sky
+# of the Hubble field, the retina's mask) and would teach the model nothing.
+MIN_CROP_STD = 4.0
+
+VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "test")
+
+
+class UnreadableImageError(ValueError):
+    """An image that cannot be decoded (corrupt, truncated, not an image)."""
+
+
+class TooManyUnreadableImagesError(RuntimeError):
+    """More than the allowed share of a data set's images cannot be decoded."""
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The data-set flags of the training scripts (diffusers' names where diffusers has one)."""
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset_name", default=None,
+        help="A data set on the Hub, or a local folder written by `datasets.save_to_disk`. "
+        f"Without it (and without --train_data_dir) the {DEFAULT_DATASET_NAME} bundled with scikit-image are used.",
+    )
+    group.add_argument("--dataset_config_name", default=None, help="The configuration of --dataset_name.")
+    group.add_argument("--cache_dir", default=None, help="Where `datasets` caches downloads and processed files.")
+    group.add_argument("--train_data_dir", default=None, help="A local folder of images (subfolders become labels).")
+    group.add_argument("--image_column", default="image", help="The column holding the images.")
+    group.add_argument(
+        "--label_column", default=None, help="An optional column of class labels, passed along as `labels`."
+    )
+    group.add_argument(
+        "--streaming", action="store_true",
+        help="Stream --dataset_name instead of downloading it; shards are split across processes. Needs --max_train_steps.",
+    )
+    group.add_argument(
+        "--validation_split", default=None,
+        help=f"The split to validate on; by default the first of {VALIDATION_SPLIT_NAMES} that exists, "
+        "otherwise --validation_fraction of the training split is held out.",
+    )
+    group.add_argument(
+        "--validation_fraction", type=float, default=0.05,
+        help="Share of the training split held out for validation when the data set has no validation split.",
+    )
+    group.add_argument(
+        "--max_validation_samples", type=int, default=256, help="Validation images used for the metrics."
+    )
+    group.add_argument(
+        "--max_train_samples", type=int, default=None, help="Truncate the training split (for debugging or quick runs)."
+    )
+    group.add_argument("--resolution", type=int, default=32, help="Side of the square training images.")
+    group.add_argument(
+        "--center_crop", action="store_true",
+        help="Crop the center of each (resized) image; by default a random crop is taken.",
+    )
+    group.add_argument("--random_flip", action="store_true", help="Flip training images horizontally at random.")
+    group.add_argument("--dataloader_num_workers", type=int, default=0, help="Worker processes loading data.")
+    group.add_argument(
+        "--max_unreadable_fraction", type=float, default=0.01,
+        help="Unreadable images are skipped with a warning; the run stops if more than this share fails.",
+    )
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded default data set
+
+
+def load_default_dataset(crop_size: int = 32, validation_fraction: float = 0.1, seed: int = 0) -> DatasetDict:
+    """Non-overlapping `crop_size` crops of scikit-image's bundled photographs, no network needed.
+
+    Returns a `DatasetDict` with `train` and `validation` splits, each with an `image` column
+    (`datasets.Image`) and a `label` column (`ClassLabel`, the photograph a crop comes from), so a
+    class-conditional prior can be trained on the same data. The split is stratified by photograph.
+    """
+    from skimage.data import data_dir
+
+    images, labels = [], []
+    for label, (file_name, downscale) in enumerate(DEFAULT_PHOTOS.values()):
+        photo = PIL.Image.open(os.path.join(data_dir, file_name))
+        photo.load()
+        if downscale > 1:
+            photo = photo.resize((photo.width // downscale, photo.height // downscale), PIL.Image.BICUBIC)
+        for top in range(0, photo.height - crop_size + 1, crop_size):
+            for left in range(0, photo.width - crop_size + 1, crop_size):
+                crop = photo.crop((left, top, left + crop_size, top + crop_size))
+                if np.asarray(crop, dtype=np.float32).std() >= MIN_CROP_STD:
+                    images.append(crop)
+                    labels.append(label)
+    features = Features({"image": Image(), "label": ClassLabel(names=list(DEFAULT_PHOTOS))})
+    crops = Dataset.from_dict({"image": images, "label": labels}, features=features)
+    split = crops.train_test_split(test_size=validation_fraction, seed=seed, stratify_by_column="label")
+    return DatasetDict(train=split["train"], validation=split["test"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class ImageDatasets:
+    """The training and validation splits, with image bytes left undecoded (decoded on use, so an
+    unreadable image becomes a warning instead of a crash)."""
+
+    train: Dataset | IterableDataset
+    validation: Dataset | IterableDataset
+    image_column: str
+    label_column: str | None
+    name: str
+
+
+def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
+    """The data set the arguments of `add_data_arguments` describe, with a validation split."""
+    if args.streaming and not args.dataset_name:
+        raise ValueError("--streaming needs --dataset_name (a Hub data set); local data is read directly")
+    if args.dataset_name:
+        splits = _load_named_dataset(args)
+        name = args.dataset_name
+    elif args.train_data_dir:
+        if not os.path.isdir(args.train_data_dir):
+            raise ValueError(f"--train_data_dir {args.train_data_dir!r} is not a folder")
+        splits = load_dataset("imagefolder", data_dir=args.train_data_dir, cache_dir=args.cache_dir)
+        name = Path(args.train_data_dir).name
+    else:
+        splits = load_default_dataset(
+            crop_size=args.resolution, validation_fraction=args.validation_fraction, seed=args.seed
+        )
+        name = DEFAULT_DATASET_NAME
+
+    if "train" not in splits:
+        raise ValueError(f"the data set {name!r} has no 'train' split; its splits are {sorted(splits)}")
+    train = splits["train"]
+    check_columns(train, args.image_column, args.label_column)
+    validation_split = args.validation_split or next((s for s in VALIDATION_SPLIT_NAMES if s in splits), None)
+    if args.validation_split and args.validation_split not in splits:
+        raise ValueError(f"--validation_split {args.validation_split!r} not found; the splits are {sorted(splits)}")
+
+    if validation_split is not None:
+        validation = splits[validation_split]
+        check_columns(validation, args.image_column, None)
+    elif args.streaming:
+        validation = train.take(args.max_validation_samples)
+        train = train.skip(args.max_validation_samples)
+    else:
+        if not 0 < args.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must lie in (0, 1), got {args.validation_fraction}")
+        held_out = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
+        train, validation = held_out["train"], held_out["test"]
+
+    if args.max_train_samples is not None:
+        train = train.take(args.max_train_samples) if args.streaming else train.select(range(min(args.max_train_samples, len(train))))
+    train = _undecoded(train, args.image_column)
+    validation = _undecoded(validation, args.image_column)
+    return ImageDatasets(train, validation, args.image_column, args.label_column, name)
+
+
+def _load_named_dataset(args: argparse.Namespace):
+    local = Path(args.dataset_name)
+    if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
+        loaded = load_from_disk(str(local))
+        return loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+    return load_dataset(
+        args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, streaming=args.streaming
+    )
+
+
+def check_columns(dataset: Dataset | IterableDataset, image_column: str, label_column: str | None) -> None:
+    """Raise a `ValueError` listing the columns when a requested one is missing."""
+    columns = list(dataset.column_names or (dataset.features or {}).keys())
+    for flag, column in (("--image_column", image_column), ("--label_column", label_column)):
+        if column is not None and column not in columns:
+            raise ValueError(f"{flag} {column!r} is not a column of the data set; its columns are {columns}")
+
+
+def _undecoded(dataset: Dataset | IterableDataset, image_column: str) -> Dataset | IterableDataset:
+    """Keep an `Image` column's bytes/path so that decoding happens in `decode_image`."""
+    feature = (dataset.features or {}).get(image_column)
+    if isinstance(feature, Image) and feature.decode:
+        return dataset.cast_column(image_column, Image(decode=False))
+    return dataset
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad images
+
+
+def decode_image(value) -> PIL.Image.Image:
+    """A fully decoded PIL image from what a data set stores: `datasets.Image(decode=False)`'s
+    `{"bytes", "path"}`, raw bytes, a file path, an array or a PIL image."""
+    try:
+        if isinstance(value, PIL.Image.Image):
+            image = value
+        elif isinstance(value, dict):
+            image = Image().decode_example(value)
+        elif isinstance(value, bytes):
+            image = PIL.Image.open(io.BytesIO(value))
+        elif isinstance(value, (str, os.PathLike)):
+            image = PIL.Image.open(value)
+        else:
+            image = PIL.Image.fromarray(np.asarray(value))
+        # Opening only reads the header; a truncated or corrupt file fails while decoding.
+        image.load()
+        return image
+    except (OSError, ValueError, TypeError, SyntaxError, PIL.Image.DecompressionBombError) as error:
+        raise UnreadableImageError(f"cannot decode image {_describe(value)}: {error}") from error
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict) and value.get("path"):
+        return repr(value["path"])
+    if isinstance(value, (str, os.PathLike)):
+        return repr(str(value))
+    return f"of type {type(value).__name__}"
+
+
+class UnreadableImageCounter:
+    """Counts images that fail to decode, warns about the first few, and raises
+    `TooManyUnreadableImagesError` once more than `max_fraction` of at least `min_seen` fail."""
+
+    max_warnings = 10
+
+    def __init__(self, max_fraction: float, min_seen: int = 100):
+        self.max_fraction = max_fraction
+        self.min_seen = min_seen
+        self.seen = 0
+        self.unreadable = 0
+
+    def record(self, error: UnreadableImageError | None) -> None:
+        self.seen += 1
+        if error is None:
+            return
+        self.unreadable += 1
+        if self.unreadable <= self.max_warnings:
+            logger.warning("skipping an unreadable image (%s so far): %s", self.unreadable, error)
+        self.check(final=False)
+
+    def check(self, final: bool = True) -> None:
+        if self.seen and (final or self.seen >= self.min_seen) and self.unreadable > self.max_fraction * self.seen:
+            raise TooManyUnreadableImagesError(
+                f"{self.unreadable} of {self.seen} images could not be decoded, more than the allowed "
+                f"share {self.max_fraction:g} (--max_unreadable_fraction); is --image_column right, is the data intact?"
+            )
+
+
+def drop_unreadable_images(dataset: Dataset, image_column: str, max_fraction: float) -> Dataset:
+    """The images of `dataset` that decode; warns with the count of those skipped and raises
+    `TooManyUnreadableImagesError` when more than `max_fraction` of them fail."""
+
+    def readable(values):
+        flags = []
+        for value in values:
+            try:
+                decode_image(value)
+                flags.append(True)
+            except UnreadableImageError as error:
+                logger.warning("skipping an unreadable image: %s", error)
+                flags.append(False)
+        return flags
+
+    kept = dataset.filter(readable, input_columns=[image_column], batched=True, desc="checking images")
+    counter = UnreadableImageCounter(max_fraction)
+    counter.seen, counter.unreadable = len(dataset), len(dataset) - len(kept)
+    if counter.unreadable:
+        logger.warning("skipped %s unreadable images of %s", counter.unreadable, counter.seen)
+    counter.check()
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+class ImageTransform:
+    """An image -> `pixel_values` (C, resolution, resolution) in [-1, 1].
+
+    The image processor converts the mode (grayscale and RGBA to RGB, or to grayscale for a
+    one-channel model), resizes the shorter side to the resolution and normalises; this class
+    then crops (center, or random with `rng`) and flips (with `rng`).
+    """
+
+    def __init__(self, processor: VQVAEImageProcessor, center_crop: bool = True, random_flip: bool = False):
+        self.processor = processor
+        self.resolution = processor.crop_size["height"]
+        self.center_crop = center_crop
+        self.random_flip = random_flip
+
+    def __call__(self, image: PIL.Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+        pixel_values = self.processor(image, do_center_crop=False, return_tensors="pt")["pixel_values"][0]
+        height, width = pixel_values.shape[-2:]
+        if self.center_crop or rng is None:
+            top, left = (height - self.resolution) // 2, (width - self.resolution) // 2
+        else:
+            top, left = rng.integers(height - self.resolution + 1), rng.integers(width - self.resolution + 1)
+        pixel_values = pixel_values[:, top : top + self.resolution, left : left + self.resolution]
+        if self.random_flip and rng is not None and rng.random() < 0.5:
+            pixel_values = pixel_values.flip(-1)
+        return pixel_values.contiguous()
+
+
+def example_rng(seed: int, *position: int) -> np.random.Generator:
+    """The generator of one example's augmentations, a pure function of its position."""
+    return np.random.default_rng([seed, *position])
+
+
+class TrainingImages(torch.utils.data.Dataset):
+    """A map-style data set of augmented training examples (`pixel_values`, optional `labels`).
+
+    Call `set_epoch` before each epoch (`DataLoaderShard.set_epoch` does): the crop and flip of
+    example `index` are drawn from (seed, epoch, index).
+    """
+
+    def __init__(self, dataset: Dataset, image_column: str, transform: ImageTransform, seed: int, label_column: str | None = None):
+        self.dataset = dataset
+        self.image_column = image_column
+        self.label_column = label_column
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[int(index)]
+        example = {"pixel_values": self.transform(decode_image(row[self.image_column]), example_rng(self.seed, self.epoch, index))}
+        if self.label_column is not None:
+            example["labels"] = row[self.label_column]
+        return example
+
+
+class StreamingTrainingImages(torch.utils.data.IterableDataset):
+    """Augmented training examples from a streamed data set, skipping (and counting) unreadable
+    images. `datasets` splits the stream's shards among the loader's workers by itself."""
+
+    def __init__(
+        self,
+        dataset: IterableDataset,
+        image_column: str,
+        transform: ImageTransform,
+        seed: int,
+        label_column: str | None = None,
+        max_unreadable_fraction: float = 0.01,
+    ):
+        self.dataset = dataset
+        self.image_column = image_column
+        self.label_column = label_column
+        self.transform = transform
+        self.seed = seed
+        self.max_unreadable_fraction = max_unreadable_fraction
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker is not None else 0
+        counter = UnreadableImageCounter(self.max_unreadable_fraction)
+        for position, row in enumerate(self.dataset):
+            try:
+                image = decode_image(row[self.image_column])
+            except UnreadableImageError as error:
+                counter.record(error)
+                continue
+            counter.record(None)
+            example = {"pixel_values": self.transform(image, example_rng(self.seed, self.epoch, worker_id, position))}
+            if self.label_column is not None:
+                example["labels"] = row[self.label_column]
+            yield example
+        counter.check()
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A permutation of the indices drawn from (seed, epoch): the same on every process, in every
+    run, and again after a resume."""
+
+    def __init__(self, num_examples: int, seed: int):
+        self.num_examples = num_examples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.num_examples).tolist())
+
+
+def collate_examples(examples: list[dict]) -> dict:
+    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
+    if "labels" in examples[0]:
+        batch["labels"] = torch.tensor([example["labels"] for example in examples])
+    return batch
+
+
+def training_dataloader(
+    datasets: ImageDatasets,
+    transform: ImageTransform,
+    *,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    max_unreadable_fraction: float = 0.01,
+    process_index: int = 0,
+    num_processes: int = 1,
+) -> torch.utils.data.DataLoader:
+    """The training loader. A map-style data set is checked for unreadable images up front and
+    shuffled by `EpochShuffleSampler` (Accelerate's `prepare` then shards its batches); a
+    streamed one is split by shards across the processes here and checked as it streams."""
+    if isinstance(datasets.train, IterableDataset):
+        stream = split_dataset_by_node(datasets.train.shuffle(seed=seed), rank=process_index, world_size=num_processes)
+        examples = StreamingTrainingImages(
+            stream, datasets.image_column, transform, seed, datasets.label_column, max_unreadable_fraction
+        )
+        sampler = None
+    else:
+        readable = drop_unreadable_images(datasets.train, datasets.image_column, max_unreadable_fraction)
+        if len(readable) == 0:
+            raise ValueError(f"the training split of {datasets.name!r} holds no readable image")
+        examples = TrainingImages(readable, datasets.image_column, transform, seed, datasets.label_column)
+        sampler = EpochShuffleSampler(len(examples), seed)
+    return torch.utils.data.DataLoader(
+        examples,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate_examples,
+        num_workers=num_workers,
+        # Worker seeds come from this generator, so creating a loader never draws from the global
+        # random state that a checkpoint restores.
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def validation_pixel_values(
+    dataset: Dataset | IterableDataset,
+    image_column: str,
+    transform: ImageTransform,
+    max_samples: int,
+    max_unreadable_fraction: float = 0.01,
+) -> torch.Tensor:
+    """The first `max_samples` readable validation images, center-cropped, as one tensor."""
+    counter = UnreadableImageCounter(max_unreadable_fraction)
+    images = []
+    for row in dataset:
+        try:
+            image = decode_image(row[image_column])
+        except UnreadableImageError as error:
+            counter.record(error)
+            continue
+        counter.record(None)
+        images.append(transform(image))
+        if len(images) == max_samples:
+            break
+    counter.check()
+    if not images:
+        raise ValueError("the validation split holds no readable image")
+    return torch.stack(images)
