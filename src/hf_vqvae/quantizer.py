@@ -14,9 +14,13 @@ paper). Beyond the paper, and off or on by argument:
 - dead-code restarts: a code whose usage average falls below a threshold is re-seeded from a
   recent encoder output and its EMA state is reset with it;
 - multi-process correctness: counts, sums, k-means data and restart candidates are reduced
-  across processes, so every rank holds the same codebook as one process fed the union of the
-  batches;
+  across processes, so every rank holds the same codebook, and it is the codebook one process
+  fed the concatenated batches would hold (up to the order of floating-point sums);
 - all distance and update arithmetic in fp32, also under autocast or with bf16 weights.
+
+Speed: the latents stay in their (B, D, *spatial) layout throughout (no transposed copies),
+the (N x K) distances exist one cache-sized chunk at a time, the argmin over K is split in
+two cheap passes, and a training step makes no host synchronisation.
 """
 
 from dataclasses import dataclass
@@ -30,6 +34,21 @@ from transformers.utils import ModelOutput
 
 UPDATE_RULES = ("loss", "ema")
 
+# Distances are computed this many (row x code) scores at a time: on a CPU the chunk stays in the
+# L2 cache between the matmul that writes it and the argmin that reads it; on an accelerator
+# large chunks keep the kernel count low while bounding memory.
+CPU_CHUNK_SCORES = 2**19
+ACCELERATOR_CHUNK_SCORES = 2**24
+
+# The two-pass argmin splits the codes into this many groups; its first pass reduces a
+# (rows, K / 32, 32) view over the middle axis, 32 contiguous scores at a time (vectorised).
+ARGMIN_GROUPS = 32
+
+# k-means initialisation clusters at most this many pooled encoder outputs (16 per code).
+KMEANS_SAMPLES_PER_CODE = 16
+KMEANS_MIN_SAMPLES = 4096
+KMEANS_MAX_SAMPLES = 65536
+
 
 @dataclass
 class QuantizerOutput(ModelOutput):
@@ -40,8 +59,10 @@ class QuantizerOutput(ModelOutput):
         loss: the quantizer's share of the training loss, codebook_loss + beta * commitment_loss.
         commitment_loss: ||z_e - sg[e]||^2 (mean over elements), before multiplying by beta.
         codebook_loss: ||sg[z_e] - e||^2 (mean over elements); zero under the EMA rule.
-        perplexity: exp(entropy) of the code distribution in this batch (all processes).
-        code_counts: how often each code was chosen in this batch (all processes), shape (K,).
+        perplexity: exp(entropy) of the code distribution in this batch (all processes in
+            training, this process in evaluation).
+        code_counts: how often each code was chosen in this batch (all processes in training,
+            this process in evaluation), shape (K,).
     """
 
     quantized: torch.FloatTensor | None = None
@@ -57,19 +78,17 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if _world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+def _rank() -> int:
+    return dist.get_rank() if _world_size() > 1 else 0
 
 
-def _all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Concatenate equally sized (n, D) blocks from every process, in rank order."""
+def _all_reduce_sum(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Sums of `tensors` over all processes, in one collective (they are packed into one buffer)."""
     if _world_size() == 1:
-        return rows
-    gathered = [torch.empty_like(rows) for _ in range(_world_size())]
-    dist.all_gather(gathered, rows.contiguous())
-    return torch.cat(gathered)
+        return list(tensors)
+    packed = torch.cat([tensor.reshape(-1) for tensor in tensors])
+    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+    return [part.view_as(tensor) for part, tensor in zip(packed.split([t.numel() for t in tensors]), tensors)]
 
 
 def _broadcast_from_first_rank(tensor: torch.Tensor) -> torch.Tensor:
@@ -78,30 +97,136 @@ def _broadcast_from_first_rank(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _sample_rows(rows: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`count` rows drawn uniformly (with replacement when there are fewer rows than `count`)."""
-    replacement = rows.shape[0] < count
-    picks = torch.multinomial(
-        torch.ones(rows.shape[0], device=rows.device), count, replacement=replacement, generator=generator
-    )
-    return rows[picks]
+def _batch_size_slots(local_rows: int, device: torch.device) -> torch.Tensor:
+    """A (world size,) vector holding this process's row count in its own slot: summed over
+    processes it holds every process's count."""
+    sizes = torch.zeros(_world_size(), device=device)
+    sizes[_rank()] = local_rows
+    return sizes
 
 
-def nearest_codes(flat_latents: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
-    """Index of the nearest codebook row for every row of `flat_latents`, in fp32.
+def _global_row_range(batch_sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows in the global batch, global index of this process's first row) from the summed
+    `_batch_size_slots`. The global batch is the processes' batches concatenated in rank order:
+    the batch a single process would see."""
+    batch_sizes = batch_sizes.long()
+    return batch_sizes.sum(), batch_sizes[: _rank()].sum()
+
+
+def _hashed_integers(seed: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` pseudo-random integers in [0, 2**32), a pure function of the 0-dim `seed` tensor.
+
+    Computed on the seed's device with integer arithmetic (Mueller's 32-bit mixing function),
+    so every process draws the same numbers, a run resumed from a checkpoint draws them again,
+    and nothing waits for the host. Products stay below 2**59, so int64 never overflows.
+    """
+    mask = 0xFFFFFFFF
+    state = (seed * count + torch.arange(count, device=seed.device)) & mask
+    state = (((state >> 16) ^ state) * 0x45D9F3B) & mask
+    state = (((state >> 16) ^ state) * 0x45D9F3B) & mask
+    return (state >> 16) ^ state
+
+
+def _take_global_rows(latents: torch.Tensor, global_rows: torch.Tensor, first_row) -> torch.Tensor:
+    """Rows `global_rows` of the global batch, (len(global_rows), D), identical on every process.
+
+    `latents` is this process's (B, D, L) block, rows ordered (batch, position) and starting at
+    global row `first_row`. Each process fills the rows it holds, zeros elsewhere, and the
+    all-reduce assembles them: a sum with zeros is exact, so no rank differs in a single bit.
+    """
+    batch, dim, length = latents.shape
+    local = global_rows - first_row
+    held = (local >= 0) & (local < batch * length)
+    if batch * length == 0:
+        rows = latents.new_zeros(global_rows.shape[0], dim)
+    else:
+        local = local.clamp(0, batch * length - 1)
+        rows = torch.where(held[:, None], latents[local // length, :, local % length], 0.0)
+    if _world_size() > 1:
+        (rows,) = _all_reduce_sum(rows)
+    return rows
+
+
+def _argmin_codes(scores: torch.Tensor) -> torch.Tensor:
+    """`scores.argmin(-1)` for (rows, K) scores whose columns hold the codes in grouped order.
+
+    PyTorch's argmin is a scalar loop while amin is vectorised, so the search runs in two passes:
+    the minimum of each group (amin over a strided axis), the first group holding the overall
+    minimum, then the argmin inside that group only. `_grouped_code_order` lays the codebook out
+    so that group g (of P) holds codes g*G .. g*G+G-1 at columns g, g+P, g+2P, ...: groups and
+    the codes inside each are in code order, so this finds the first minimum exactly as argmin
+    does, ties included.
+    """
+    rows, num_codes = scores.shape
+    group_size = num_codes // ARGMIN_GROUPS
+    group = scores.view(rows, group_size, ARGMIN_GROUPS).amin(dim=1).argmin(dim=1)
+    positions = group[:, None] + ARGMIN_GROUPS * torch.arange(group_size, device=scores.device)
+    return group * group_size + scores.gather(1, positions).argmin(dim=1)
+
+
+def _uses_grouped_argmin(num_codes: int) -> bool:
+    return num_codes % ARGMIN_GROUPS == 0 and num_codes >= 2 * ARGMIN_GROUPS
+
+
+def _grouped_code_order(codebook: torch.Tensor) -> torch.Tensor:
+    """Codebook rows reordered for `_argmin_codes`: column i*P + g holds code g*G + i."""
+    num_codes, dim = codebook.shape
+    group_size = num_codes // ARGMIN_GROUPS
+    return codebook.view(ARGMIN_GROUPS, group_size, dim).transpose(0, 1).reshape(num_codes, dim)
+
+
+def _default_chunk_rows(num_codes: int, device: torch.device) -> int:
+    budget = CPU_CHUNK_SCORES if device.type == "cpu" else ACCELERATOR_CHUNK_SCORES
+    return max(1, budget // num_codes)
+
+
+def nearest_codes_channels_first(latents: torch.Tensor, codebook: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Nearest-code index for every position of `latents` (B, D, L), as (B, L), in fp32.
 
     argmin_j ||z - e_j||^2 = argmin_j (||e_j||^2 - 2 z.e_j): ||z||^2 is constant per row and is
-    never computed. The (N x K) score matrix is built `chunk_size` rows at a time so memory stays
-    bounded (chunk x K floats) and each chunk stays in cache for the argmin.
+    never computed. The scores are built `chunk_size` rows at a time (whole batch elements, or
+    slices of one): the matmul reads the channels-first block through a transposed view, so
+    the latents are never copied, and each chunk stays in cache for the argmin.
     """
+    batch, _, length = latents.shape
+    num_codes = codebook.shape[0]
+    latents = latents.float()
     codebook = codebook.float()
+    grouped = _uses_grouped_argmin(num_codes)
+    if grouped:
+        codebook = _grouped_code_order(codebook)
     codebook_sq_norms = codebook.pow(2).sum(dim=1)
-    indices = torch.empty(flat_latents.shape[0], dtype=torch.long, device=flat_latents.device)
-    for start in range(0, flat_latents.shape[0], chunk_size):
-        chunk = flat_latents[start : start + chunk_size].float()
-        scores = torch.addmm(codebook_sq_norms, chunk, codebook.t(), beta=1.0, alpha=-2.0)
-        indices[start : start + chunk_size] = scores.argmin(dim=1)
+    chunk_rows = chunk_size or _default_chunk_rows(num_codes, latents.device)
+    positions_per_chunk = min(length, chunk_rows)
+    elements_per_chunk = max(1, chunk_rows // max(length, 1))
+    indices = torch.empty(batch, length, dtype=torch.long, device=latents.device)
+    for first in range(0, batch, elements_per_chunk):
+        for start in range(0, length, positions_per_chunk):
+            block = latents[first : first + elements_per_chunk, :, start : start + positions_per_chunk]
+            scores = torch.baddbmm(codebook_sq_norms, block.transpose(1, 2), codebook.t().expand(block.shape[0], -1, -1), alpha=-2.0)
+            scores = scores.view(-1, num_codes)
+            found = _argmin_codes(scores) if grouped else scores.argmin(dim=1)
+            indices[first : first + elements_per_chunk, start : start + positions_per_chunk] = found.view(block.shape[0], -1)
     return indices
+
+
+def nearest_codes(flat_latents: torch.Tensor, codebook: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Index of the nearest codebook row for every row of `flat_latents` (N, D), in fp32."""
+    return nearest_codes_channels_first(flat_latents.t().unsqueeze(0), codebook, chunk_size).squeeze(0)
+
+
+def _sum_per_code(latents: torch.Tensor, indices: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """Sum of the latents (B, D, L) assigned to each code, (K, D), without a one-hot matrix."""
+    sums = latents.new_zeros(latents.shape[1], num_codes)
+    for element, element_indices in zip(latents, indices):
+        sums.index_add_(1, element_indices, element)
+    return sums.t()
+
+
+def _count_per_code(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
+    # index_add_ rather than bincount, which waits on the device to learn the output size.
+    flat = indices.reshape(-1)
+    return torch.zeros(num_codes, device=indices.device).index_add_(0, flat, torch.ones((), device=flat.device).expand_as(flat))
 
 
 def kmeans_plus_plus_seeds(samples: torch.Tensor, num_clusters: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -126,14 +251,54 @@ def kmeans(
     """
     samples = samples.float()
     centroids = kmeans_plus_plus_seeds(samples, num_clusters, generator)
-    counts = torch.bincount(nearest_codes(samples, centroids), minlength=num_clusters).float()
+    counts = _count_per_code(nearest_codes(samples, centroids), num_clusters)
     for _ in range(num_iters):
         assignment = nearest_codes(samples, centroids)
-        counts = torch.bincount(assignment, minlength=num_clusters).float()
+        counts = _count_per_code(assignment, num_clusters)
         sums = torch.zeros_like(centroids).index_add_(0, assignment, samples)
         filled = counts > 0
         centroids[filled] = sums[filled] / counts[filled, None]
     return centroids, counts
+
+
+class _StraightThroughQuantize(torch.autograd.Function):
+    """z_q = e_k in the forward pass, with the gradients of eq. 3 in one fused backward pass.
+
+    Returns (z_q, commitment distance, codebook distance): both distances are
+    mean ||z_e - e_k||^2, but the first differentiates only into z_e (sg[e]) and the second
+    only into the codebook (sg[z_e]). z_q's gradient flows to z_e unchanged (straight-through).
+    Written as one Function because the autograd graph of z_e + sg[z_q - z_e] plus two MSE
+    terms costs several passes over the latents; here the forward pass reads them once and the
+    backward pass writes the latents' gradient once, and z_q is exactly the codebook rows.
+    """
+
+    @staticmethod
+    def forward(ctx, latents, codebook, indices):
+        batch, dim, length = latents.shape
+        quantized = torch.gather(codebook.t().expand(batch, dim, -1), 2, indices.unsqueeze(1).expand(batch, dim, length))
+        distance = F.mse_loss(latents, quantized)
+        # Not the codebook itself: a training step updates it in place before backward runs.
+        ctx.save_for_backward(latents, indices, quantized)
+        ctx.num_codes = codebook.shape[0]
+        ctx.set_materialize_grads(False)
+        return quantized, distance, distance.clone()
+
+    @staticmethod
+    def backward(ctx, grad_quantized, grad_commitment, grad_codebook):
+        latents, indices, quantized = ctx.saved_tensors
+        needs_commitment = grad_commitment is not None and ctx.needs_input_grad[0]
+        needs_codebook = grad_codebook is not None and ctx.needs_input_grad[1]
+        error = latents - quantized if needs_commitment or needs_codebook else None
+        scale = 2.0 / latents.numel()
+        grad_codebook_rows = None
+        if needs_codebook:
+            # d/de_k of the sum over z assigned to k of ||z - e_k||^2 is -2 sum (z - e_k).
+            grad_codebook_rows = _sum_per_code(error, indices, ctx.num_codes) * (-scale * grad_codebook)
+        grad_latents = grad_quantized
+        if needs_commitment:
+            weight = scale * grad_commitment
+            grad_latents = error.mul_(weight) if grad_quantized is None else torch.addcmul(grad_quantized, error, weight)
+        return grad_latents, grad_codebook_rows, None
 
 
 class VectorQuantizer(nn.Module):
@@ -151,12 +316,16 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: Lloyd iterations for that initialisation.
         dead_code_threshold: a code whose usage average (assignments per batch, EMA) falls below
             this is re-seeded from a recent encoder output during training; 0 disables restarts.
-        distance_chunk_size: rows of the (N x K) distance matrix computed at a time.
+        distance_chunk_size: rows of the (N x K) distance matrix computed at a time; by default
+            about 2**19 scores on a CPU (cache-sized) and 2**24 on an accelerator.
 
     Buffers (persistent, so a checkpoint resumes exactly): ``cluster_size`` (usage average N,
     the EMA counts of eq. 6), ``embed_sum`` (m of eq. 7, used by the EMA rule), ``initialized``
     (whether k-means already ran), ``restart_step`` (seeds restart draws identically on every
     rank) and ``codes_used`` (assignments per code since the last `reset_usage`).
+
+    In training mode every process must call forward together: the statistics are reduced
+    across processes. Evaluation mode changes no state and communicates nothing.
     """
 
     def __init__(
@@ -170,7 +339,7 @@ class VectorQuantizer(nn.Module):
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
         dead_code_threshold: float = 0.0,
-        distance_chunk_size: int = 4096,
+        distance_chunk_size: int | None = None,
     ):
         super().__init__()
         if update_rule not in UPDATE_RULES:
@@ -192,7 +361,15 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("restart_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("codes_used", torch.zeros(num_embeddings))
+        # Reading `initialized` would stall an accelerator every step; once seen true it stays
+        # true until new state is loaded.
+        self._known_initialized = False
+        self.register_load_state_dict_post_hook(VectorQuantizer._forget_initialized)
         self.reset_codebook()
+
+    @staticmethod
+    def _forget_initialized(module: "VectorQuantizer", incompatible_keys) -> None:
+        module._known_initialized = False
 
     @torch.no_grad()
     def reset_codebook(self) -> None:
@@ -226,38 +403,30 @@ class VectorQuantizer(nn.Module):
                 f"with at least one spatial axis, got {tuple(latents.shape)}"
             )
         input_dtype = latents.dtype
-        channels_last = latents.movedim(1, -1)
-        spatial_shape = channels_last.shape[:-1]
         # Autocast would run the distance matmul in half precision, where near-ties flip and
         # ||e||^2 overflows; all quantizer arithmetic is fp32 whatever the weights and context.
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            flat = channels_last.reshape(-1, self.embedding_dim).float()
-            if self.training and not bool(self.initialized):
-                self._kmeans_initialize(flat)
+            channels_first = latents.flatten(2).float()
+            if self.training and not self._known_initialized:
+                if not bool(self.initialized):
+                    self._kmeans_initialize(channels_first.detach())
+                self._known_initialized = True
             codebook = self.embedding.float()
-            indices = nearest_codes(flat.detach(), codebook, self.distance_chunk_size)
-            quantized = F.embedding(indices, codebook)
-            code_counts = torch.bincount(indices, minlength=self.num_embeddings).float()
-            if self.training:
-                self._update_statistics(flat.detach(), indices, code_counts)
-
-            commitment_loss = F.mse_loss(flat, quantized.detach())
-            if self.update_rule == "loss":
-                codebook_loss = F.mse_loss(quantized, flat.detach())
-            else:
-                codebook_loss = torch.zeros((), device=flat.device)
+            indices = nearest_codes_channels_first(channels_first.detach(), codebook, self.distance_chunk_size)
+            quantized, commitment_loss, codebook_loss = _StraightThroughQuantize.apply(channels_first, codebook, indices)
+            if self.update_rule != "loss":
+                codebook_loss = torch.zeros_like(commitment_loss)
             loss = codebook_loss + self.commitment_cost * commitment_loss
 
+            code_counts = _count_per_code(indices, self.num_embeddings)
+            if self.training:
+                code_counts = self._update_statistics(channels_first.detach(), indices, code_counts)
             probabilities = code_counts / code_counts.sum().clamp(min=1)
             perplexity = torch.exp(-torch.sum(probabilities * torch.log(probabilities.clamp(min=1e-10))))
 
-            # Straight-through estimator: the forward value is z_q, the gradient flows to z_e.
-            quantized = flat + (quantized - flat).detach()
-
-        quantized = quantized.reshape(*spatial_shape, self.embedding_dim).movedim(-1, 1).to(input_dtype)
         return QuantizerOutput(
-            quantized=quantized,
-            indices=indices.reshape(spatial_shape),
+            quantized=quantized.view(latents.shape).to(input_dtype),
+            indices=indices.view(latents.shape[:1] + latents.shape[2:]),
             loss=loss,
             commitment_loss=commitment_loss,
             codebook_loss=codebook_loss,
@@ -277,67 +446,68 @@ class VectorQuantizer(nn.Module):
         return F.embedding(indices.long(), self.embedding).movedim(-1, 1)
 
     @torch.no_grad()
-    def _update_statistics(self, flat: torch.Tensor, indices: torch.Tensor, code_counts: torch.Tensor) -> None:
+    def _update_statistics(self, latents: torch.Tensor, indices: torch.Tensor, code_counts: torch.Tensor) -> torch.Tensor:
         """One training step's bookkeeping: usage, the EMA codebook update, restarts.
 
-        `code_counts` is summed over all processes in place, so the caller's metrics see the
-        global batch.
+        All processes' statistics go through one all-reduce; returns the global code counts.
         """
-        _all_reduce_sum(code_counts)
+        ema = self.update_rule == "ema"
+        restarts = self.dead_code_threshold > 0
+        batch_sums = _sum_per_code(latents, indices, self.num_embeddings) if ema else latents.new_zeros(0)
+        batch_sizes = _batch_size_slots(indices.numel(), latents.device)
+        code_counts, batch_sums, batch_sizes = _all_reduce_sum(code_counts, batch_sums, batch_sizes)
         self.codes_used += code_counts
-        if self.update_rule == "ema":
-            self._ema_update(flat, indices, code_counts)
-        else:
-            self.cluster_size.mul_(self.decay).add_(code_counts, alpha=1 - self.decay)
-        if self.dead_code_threshold > 0:
-            self._restart_dead_codes(flat)
 
-    @torch.no_grad()
-    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, code_counts: torch.Tensor) -> None:
-        """Equations 6-8 of appendix A.1 on statistics summed over all processes."""
-        batch_sums = torch.zeros_like(self.embed_sum, dtype=torch.float32).index_add_(0, indices, flat)
-        batch_sums = _all_reduce_sum(batch_sums)
         decay = self.decay
-        cluster_size = self.cluster_size.float().mul_(decay).add_(code_counts, alpha=1 - decay)
-        embed_sum = self.embed_sum.float().mul_(decay).add_(batch_sums, alpha=1 - decay)
-        total = cluster_size.sum()
-        smoothed = (cluster_size + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
+        cluster_size = self.cluster_size.float() * decay + code_counts * (1 - decay)
+        embed_sum = self.embed_sum.float()
+        codebook = self.embedding.float()
+        if ema:
+            embed_sum = embed_sum * decay + batch_sums * (1 - decay)
+            total = cluster_size.sum()
+            smoothed = (cluster_size + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
+            codebook = embed_sum / smoothed.unsqueeze(1)
+        if restarts:
+            candidates = self._restart_candidates(latents, *_global_row_range(batch_sizes))
+            self.restart_step += 1
+            dead = cluster_size < self.dead_code_threshold
+            cluster_size = torch.where(dead, 1.0, cluster_size)
+            embed_sum = torch.where(dead.unsqueeze(1), candidates, embed_sum)
+            codebook = torch.where(dead.unsqueeze(1), candidates, codebook)
         self.cluster_size.copy_(cluster_size)
-        self.embed_sum.copy_(embed_sum)
-        self.embedding.copy_(embed_sum / smoothed.unsqueeze(1))
+        if ema or restarts:
+            self.embed_sum.copy_(embed_sum)
+            self.embedding.copy_(codebook)
+        return code_counts
 
     @torch.no_grad()
-    def _kmeans_initialize(self, flat: torch.Tensor) -> None:
-        """k-means on encoder outputs pooled from every process; rank 0's result is shared."""
-        samples_per_process = min(max(self.num_embeddings * 16, 4096), 65536)
-        pooled = _all_gather_rows(_sample_rows(flat.detach(), samples_per_process))
-        centroids, counts = kmeans(pooled, self.num_embeddings, self.kmeans_iters)
+    def _restart_candidates(self, latents: torch.Tensor, total_rows: torch.Tensor, first_row: torch.Tensor) -> torch.Tensor:
+        """One encoder output of the global batch per code, (K, D), drawn uniformly; a dead code
+        takes its candidate. The draw is a function of `restart_step` only, so every process
+        and a single process fed the concatenated batches pick the same rows."""
+        draws = _hashed_integers(self.restart_step, self.num_embeddings) % total_rows.clamp(min=1)
+        return _take_global_rows(latents, draws, first_row)
+
+    @torch.no_grad()
+    def _kmeans_initialize(self, latents: torch.Tensor) -> None:
+        """k-means on encoder outputs pooled from every process (the same rows a single process
+        fed the concatenated batches would pool), so every rank starts from the same codebook."""
+        (batch_sizes,) = _all_reduce_sum(_batch_size_slots(latents.shape[0] * latents.shape[2], latents.device))
+        total_rows, first_row = _global_row_range(batch_sizes)
+        total_rows = int(total_rows)
+        budget = min(max(self.num_embeddings * KMEANS_SAMPLES_PER_CODE, KMEANS_MIN_SAMPLES), KMEANS_MAX_SAMPLES)
+        # Fixed seeds make the initialisation a function of the data alone: identical on every
+        # rank, whatever their random states.
+        picks = torch.randperm(total_rows, generator=torch.Generator().manual_seed(0))[:budget].to(latents.device)
+        pooled = _take_global_rows(latents, picks, first_row)
+        generator = torch.Generator(device=latents.device).manual_seed(0)
+        centroids, counts = kmeans(pooled, self.num_embeddings, self.kmeans_iters, generator)
+        # Every rank computed the same; rank 0's copy guards against non-deterministic kernels.
         centroids = _broadcast_from_first_rank(centroids.contiguous())
         counts = _broadcast_from_first_rank(counts.contiguous())
         # Usage starts at the share of the batch each centroid would draw, so a centroid that
         # drew nothing is dead right away and gets restarted.
-        batch_size = flat.shape[0] * _world_size()
-        self.cluster_size.copy_(counts / pooled.shape[0] * batch_size)
+        self.cluster_size.copy_(counts / pooled.shape[0] * total_rows)
         self.embedding.copy_(centroids)
         self.embed_sum.copy_(centroids * self.cluster_size.unsqueeze(1))
         self.initialized.fill_(True)
-
-    @torch.no_grad()
-    def _restart_dead_codes(self, flat: torch.Tensor) -> None:
-        """Re-seed codes whose usage average fell below the threshold, with fresh EMA state.
-
-        Usage averages are identical on every rank, so every rank sees the same dead codes;
-        candidates are drawn from every process's batch and gathered, then picked with a
-        generator seeded by the shared step counter, so every rank makes the same choice.
-        """
-        dead = self.cluster_size < self.dead_code_threshold
-        self.restart_step += 1
-        num_dead = int(dead.sum())
-        if num_dead == 0:
-            return
-        candidates = _all_gather_rows(_sample_rows(flat, num_dead))
-        generator = torch.Generator(device=flat.device).manual_seed(int(self.restart_step))
-        chosen = _sample_rows(candidates, num_dead, generator)
-        self.embedding[dead] = chosen.to(self.embedding.dtype)
-        self.cluster_size[dead] = 1.0
-        self.embed_sum[dead] = chosen.to(self.embed_sum.dtype)
