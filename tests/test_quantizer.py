@@ -2,8 +2,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from hf_vqvae.quantizer import VectorQuantizer, kmeans, nearest_codes
+from hf_vqvae.quantizer import VectorQuantizer, kmeans, nearest_codes, nearest_codes_channels_first
 
 
 def make_quantizer(**kwargs) -> VectorQuantizer:
@@ -20,14 +21,33 @@ def test_nearest_codes_matches_brute_force_and_chunking():
     assert torch.equal(nearest_codes(latents, codebook, chunk_size=10_000), expected)
 
 
-def test_forward_shapes_and_quantized_values_are_codebook_rows():
-    quantizer = make_quantizer(num_embeddings=16, embedding_dim=4).eval()
-    latents = torch.randn(3, 4, 5, 6)
+@pytest.mark.parametrize("chunk_size", [None, 7, 100, 256, 10_000])
+def test_grouped_argmin_search_matches_brute_force_with_ties_resolved_to_the_first_code(chunk_size):
+    # K = 512 takes the two-pass argmin; (B, D, L) latents are read in place, chunked across
+    # and within batch elements.
+    generator = torch.Generator().manual_seed(0)
+    codebook = torch.randn(512, 16, generator=generator)
+    codebook[300] = codebook[17]  # a duplicate: argmin keeps the first, 17
+    codebook[511] = codebook[5]
+    latents = torch.randn(3, 16, 50, generator=generator)
+    latents[1, :, 4] = codebook[17]
+    latents[2, :, 9] = codebook[5]
+    rows = latents.movedim(1, -1).reshape(-1, 16)
+    expected = torch.cdist(rows, codebook).argmin(dim=1).view(3, 50)
+    found = nearest_codes_channels_first(latents, codebook, chunk_size)
+    assert torch.equal(found, expected)
+    assert found[1, 4] == 17 and found[2, 9] == 5
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_forward_shapes_and_quantized_values_are_exactly_codebook_rows(training):
+    quantizer = make_quantizer(num_embeddings=16, embedding_dim=4).train(training)
+    codebook = quantizer.embedding.detach().clone()  # a training step moves the codes afterwards
+    latents = torch.randn(3, 4, 5, 6, requires_grad=True)
     out = quantizer(latents)
     assert out.quantized.shape == latents.shape
     assert out.indices.shape == (3, 5, 6)
-    expected = quantizer.embedding[out.indices].permute(0, 3, 1, 2)
-    torch.testing.assert_close(out.quantized, expected)
+    assert torch.equal(out.quantized, codebook[out.indices].permute(0, 3, 1, 2))
     sequence = quantizer(torch.randn(2, 4, 7))
     assert sequence.indices.shape == (2, 7)
 
@@ -49,6 +69,28 @@ def test_loss_rule_puts_beta_on_commitment_term_and_trains_codebook():
     out.commitment_loss.backward()
     assert latents.grad.abs().sum() > 0
     assert quantizer.embedding.grad is None or quantizer.embedding.grad.abs().sum() == 0  # sg[e]
+
+
+def test_fused_backward_equals_autograd_of_the_textbook_formulation():
+    quantizer = make_quantizer(num_embeddings=16, embedding_dim=3, update_rule="loss").train()
+    latents = torch.randn(2, 3, 4, 5, requires_grad=True)
+    out = quantizer(latents)
+    upstream = torch.randn_like(latents)
+    total = (out.quantized * upstream).sum() + 0.7 * out.commitment_loss + 1.3 * out.codebook_loss
+    grad_latents, grad_codebook = torch.autograd.grad(total, [latents, quantizer.embedding])
+
+    reference_latents = latents.detach().clone().requires_grad_(True)
+    reference_codebook = quantizer.embedding.detach().clone().requires_grad_(True)
+    chosen = reference_codebook[out.indices].permute(0, 3, 1, 2)
+    straight_through = reference_latents + (chosen - reference_latents).detach()
+    reference = (
+        (straight_through * upstream).sum()
+        + 0.7 * F.mse_loss(reference_latents, chosen.detach())
+        + 1.3 * F.mse_loss(chosen, reference_latents.detach())
+    )
+    expected_latents, expected_codebook = torch.autograd.grad(reference, [reference_latents, reference_codebook])
+    torch.testing.assert_close(grad_latents, expected_latents)
+    torch.testing.assert_close(grad_codebook, expected_codebook)
 
 
 def test_straight_through_gradient_reaches_encoder_and_ema_codebook_gets_none():
