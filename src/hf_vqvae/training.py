@@ -143,6 +143,9 @@ def setup_accelerator(args: argparse.Namespace) -> Accelerator:
         project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
     )
     accelerator = Accelerator(
+        # Without a GPU (or other accelerator) Accelerate goes multi-process only when told the run
+        # is on CPU; this makes `accelerate launch --multi_gpu --num_processes N` run over gloo.
+        cpu=not torch.accelerator.is_available(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
@@ -682,6 +685,10 @@ def train_vqvae(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def _four_figures(value: float | int) -> float | int:
+    return value if isinstance(value, int) else float(f"{value:.4g}")
+
+
 def save_final_vqvae(
     args, accelerator, model, processor, validation_images, dataset_name, position, global_batch, wall_time_s
 ) -> dict:
@@ -689,7 +696,7 @@ def save_final_vqvae(
     `reconstructions.png` and a model card into --output_dir; push them when asked."""
     output_dir = Path(args.output_dir)
     results, reconstructions = evaluate_reconstructions(model, validation_images, args.train_batch_size)
-    metrics = {f"validation_{name}": float(f"{value:.4g}") for name, value in results.items()}
+    metrics = {f"validation_{name}": _four_figures(value) for name, value in results.items()}
     metrics |= {"train_steps": position.step, "validation_images": len(validation_images)}
     accelerator.log({f"validation/{name}": value for name, value in results.items()}, step=position.step)
     grid = reconstruction_grid(validation_images, reconstructions, processor)

@@ -1,0 +1,236 @@
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_vqvae import VQVAEImageProcessor, VQVAEModel
+from hf_vqvae.training import (
+    CheckpointManager,
+    IncompatibleCheckpointError,
+    TrainingPosition,
+    build_vqvae_config,
+    parse_args,
+    train_vqvae,
+    training_schedule,
+)
+
+from conftest import TINY_VQVAE
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = str(ROOT / "scripts" / "train.py")
+TINY_OVERRIDES = ["--config_overrides", *(f"{name}={value}" for name, value in TINY_VQVAE.items() if name != "sample_size")]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps its state per process; each in-process run starts from a clean one."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """48 small photos in two class folders, larger than the 16 px training crops."""
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for index in range(24):
+            gradient = np.linspace(0, 255, 24)[None, :, None] * rng.uniform(0.2, 1, 3)
+            pixels = np.clip(gradient + rng.normal(0, 20, (20, 24, 3)), 0, 255).astype(np.uint8)
+            PIL.Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root
+
+
+def tiny_run(output_dir, image_folder, *extra: str) -> list[str]:
+    """Flags of a run of a tiny model on 16 px random crops of `image_folder`."""
+    return [
+        "--train_data_dir", str(image_folder), "--cache_dir", str(Path(output_dir).parent / "datasets-cache"),
+        "--output_dir", str(output_dir), "--resolution", "16", "--random_flip", "--train_batch_size", "4",
+        "--validation_fraction", "0.2", "--report_to", "none", *TINY_OVERRIDES, *extra,
+    ]
+
+
+def subprocess_env() -> dict:
+    # One thread per process: fastest for tiny tensors, and the same arithmetic in every run.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def test_accelerate_launch_trains_the_default_data_set(tmp_path):
+    output_dir = tmp_path / "run"
+    run([
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN_SCRIPT,
+        "--output_dir", str(output_dir), "--max_train_samples", "128", "--max_validation_samples", "16",
+        "--max_train_steps", "6", "--checkpointing_steps", "3", "--validation_steps", "3", *TINY_OVERRIDES,
+    ])
+    model = VQVAEModel.from_pretrained(output_dir)
+    assert model.config.sample_size == 32
+    VQVAEImageProcessor.from_pretrained(output_dir)
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    assert (output_dir / "checkpoint-6" / "model.safetensors").exists()
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["train_steps"] == 6 and metrics["validation_images"] == 16
+    for name in ("validation_mse", "validation_psnr", "validation_perplexity", "validation_codes_used"):
+        assert name in metrics
+    grid = PIL.Image.open(output_dir / "reconstructions.png")
+    assert grid.width > grid.height > 0
+    assert list((output_dir / "logs").rglob("events.out.tfevents.*")), "tensorboard is the default tracker"
+    card = (output_dir / "README.md").read_text()
+    assert "scikit-image photographs" in card and "reconstructions.png" in card
+
+
+def test_train_data_dir_in_process(tmp_path, image_folder):
+    output_dir = tmp_path / "run"
+    metrics = train_vqvae(parse_args(tiny_run(output_dir, image_folder, "--num_train_epochs", "2", "--gradient_accumulation_steps", "2")))
+    # 38 training images (80 %) in batches of 4: 10 batches, 5 updates an epoch.
+    assert metrics["train_steps"] == 10
+    model = VQVAEModel.from_pretrained(output_dir)
+    assert model.config.sample_size == 16 and model.config.hidden_channels == TINY_VQVAE["hidden_channels"]
+    reconstruction = model(torch.zeros(1, 3, 16, 16)).reconstruction
+    assert reconstruction.shape == (1, 3, 16, 16)
+
+
+def test_two_processes_end_with_identical_weights(tmp_path, image_folder):
+    output_dir = tmp_path / "run"
+    result = run([
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), TRAIN_SCRIPT,
+        *tiny_run(output_dir, image_folder, "--max_train_steps", "6", "--checkpointing_steps", "3"),
+    ], timeout=240)
+    fingerprints = re.search(r"weights sha256 by process: 0=(\w+) 1=(\w+)", result.stderr)
+    assert fingerprints, result.stderr[-2000:]
+    assert fingerprints.group(1) == fingerprints.group(2)
+    # Two processes of 4 images: a global batch of 8.
+    assert "updates of 8 images (4 per device x 2 processes x 1 accumulation)" in result.stderr
+    assert (output_dir / "checkpoint-6" / "random_states_1.pkl").exists()
+    VQVAEModel.from_pretrained(output_dir)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, image_folder):
+    """SIGKILL a run after its first checkpoint, resume it with `latest`: the final weights (EMA
+    codebook and statistics included) equal an uninterrupted run's bit for bit."""
+    # 38 images in batches of 4, 2 batches an update: 5 updates an epoch, so checkpoints fall
+    # mid-epoch; a loader worker and random crops/flips are part of the run.
+    flags = ["--max_train_steps", "40", "--checkpointing_steps", "3", "--gradient_accumulation_steps", "2",
+             "--dataloader_num_workers", "1", "--validation_steps", "7"]
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    run([sys.executable, TRAIN_SCRIPT, *tiny_run(reference, image_folder, *flags)])
+
+    process = subprocess.Popen(
+        [sys.executable, TRAIN_SCRIPT, *tiny_run(interrupted, image_folder, *flags)],
+        env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (interrupted / "checkpoint-3").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (interrupted / "model.safetensors").exists(), "the run finished before it was killed"
+
+    result = run([sys.executable, TRAIN_SCRIPT, *tiny_run(interrupted, image_folder, *flags, "--resume_from_checkpoint", "latest")])
+    assert re.search(r"resumed from .*checkpoint-(\d+) at step", result.stderr)
+    final, expected = load_file(interrupted / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert final.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+
+
+def test_latest_ignores_incomplete_checkpoints(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    assert manager.latest() is None
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / CheckpointManager.state_file).write_text("{}")
+    # A run killed while writing leaves a temporary folder; a folder without its state file is
+    # not a checkpoint either.
+    (tmp_path / "tmp-checkpoint-12").mkdir()
+    (tmp_path / "checkpoint-11").mkdir()
+    assert manager.latest() == tmp_path / "checkpoint-10"
+    assert [path.name for path in manager.checkpoints()] == ["checkpoint-2", "checkpoint-10"]
+
+
+def test_checkpoints_total_limit_keeps_the_newest(tmp_path, image_folder):
+    output_dir = tmp_path / "run"
+    train_vqvae(parse_args(tiny_run(output_dir, image_folder, "--max_train_steps", "5", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2")))
+    assert sorted(p.name for p in output_dir.iterdir() if "checkpoint" in p.name) == ["checkpoint-4", "checkpoint-5"]
+
+
+def test_resume_errors_name_the_problem(tmp_path, image_folder):
+    output_dir = tmp_path / "run"
+    train_vqvae(parse_args(tiny_run(output_dir, image_folder, "--max_train_steps", "2", "--checkpointing_steps", "2")))
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint 'checkpoint-7' does not exist.*\['checkpoint-2'\]"):
+        train_vqvae(parse_args(tiny_run(output_dir, image_folder, "--resume_from_checkpoint", "checkpoint-7")))
+    wider = tiny_run(output_dir, image_folder, "--resume_from_checkpoint", "latest")
+    wider[wider.index("hidden_channels=16")] = "hidden_channels=24"
+    with pytest.raises(IncompatibleCheckpointError, match="hidden_channels: checkpoint 16, this run 24"):
+        train_vqvae(parse_args(wider))
+
+
+def test_bad_arguments_name_the_allowed_values(tmp_path, image_folder):
+    with pytest.raises(ValueError, match=r"--resolution 18 is not divisible by the model's downsampling factor 4.*16, 20"):
+        build_vqvae_config(parse_args(["--resolution", "18"]))
+    with pytest.raises(ValueError, match=r"'hidden' is not a VQVAEConfig field"):
+        build_vqvae_config(parse_args(["--config_overrides", "hidden=3"]))
+    with pytest.raises(ValueError, match=r"--image_column 'img' is not a column.*\['image', 'label'\]"):
+        train_vqvae(parse_args(tiny_run(tmp_path / "run", image_folder, "--image_column", "img")))
+    config = build_vqvae_config(parse_args(["--preset", "cifar10", "--config_overrides", "update_rule=loss", "--resolution", "64"]))
+    assert (config.hidden_channels, config.update_rule, config.sample_size) == (256, "loss", 64)
+
+
+def test_training_schedule_counts_updates_per_epoch():
+    args = Namespace(max_train_steps=None, num_train_epochs=3, gradient_accumulation_steps=4)
+    schedule = training_schedule(args, batches_per_epoch=10)
+    # Accelerate completes an update at the end of each epoch: ceil(10 / 4) = 3 updates an epoch.
+    assert (schedule.updates_per_epoch, schedule.max_train_steps, schedule.num_epochs) == (3, 9, 3)
+    args.max_train_steps = 7
+    assert training_schedule(args, batches_per_epoch=10).num_epochs == 3
+    with pytest.raises(ValueError, match="--streaming needs --max_train_steps"):
+        training_schedule(Namespace(max_train_steps=None), batches_per_epoch=None)
+
+
+def test_push_to_hub_uploads_model_grid_and_card_with_metrics(tmp_path, image_folder, recorded_uploads):
+    output_dir = tmp_path / "run"
+    args = parse_args(tiny_run(
+        output_dir, image_folder, "--max_train_steps", "2", "--push_to_hub", "--hub_model_id", "org/tiny-vqvae",
+        "--hub_token", "hf_test",
+    ))
+    metrics = train_vqvae(args)
+    upload = recorded_uploads[-1]
+    assert upload["repo_id"] == "org/tiny-vqvae"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "reconstructions.png", "metrics.json", "README.md"} <= set(upload["files"])
+    assert not any("checkpoint" in name or name.startswith("logs") for name in upload["files"])
+    card = upload["files"]["README.md"].decode()
+    assert "org/tiny-vqvae" in card and "![reconstructions](reconstructions.png)" in card
+    assert f"| validation_psnr | {metrics['validation_psnr']} |" in card
+    assert "| updates | 2 |" in card and "| global batch size | 4 |" in card
+    assert "datasets:\n- images" in card
