@@ -234,3 +234,17 @@ def test_push_to_hub_uploads_model_grid_and_card_with_metrics(tmp_path, image_fo
     assert f"| validation_psnr | {metrics['validation_psnr']} |" in card
     assert "| updates | 2 |" in card and "| global batch size | 4 |" in card
     assert "datasets:\n- images" in card
+
+
+def test_streaming_an_image_folder(tmp_path, image_folder):
+    output_dir = tmp_path / "run"
+    metrics = train_vqvae(parse_args(tiny_run(
+        output_dir, image_folder, "--streaming", "--max_train_steps", "15", "--max_validation_samples", "8",
+        "--checkpointing_steps", "10",
+    )))
+    # 40 streamed training images in batches of 4: 15 updates run into a second pass.
+    assert metrics["train_steps"] == 15 and metrics["validation_images"] == 8
+    state = json.loads((output_dir / "checkpoint-10" / CheckpointManager.state_file).read_text())
+    assert state["position"] == {"step": 10, "epoch": 0, "batches_in_epoch": 10}
+    with pytest.raises(ValueError, match="--streaming needs --max_train_steps"):
+        train_vqvae(parse_args(tiny_run(tmp_path / "other", image_folder, "--streaming")))

@@ -17,7 +17,17 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDataset, load_dataset, load_from_disk
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    Image,
+    IterableDataset,
+    IterableDatasetDict,
+    load_dataset,
+    load_from_disk,
+)
 from datasets.distributed import split_dataset_by_node
 
 from .image_processing_vqvae import VQVAEImageProcessor
@@ -51,6 +61,9 @@ DEFAULT_PHOTOS = {
 # of the Hubble field, the retina's mask) and would teach the model nothing.
 MIN_CROP_STD = 4.0
 
+# Shards of a local data set streamed with --streaming: enough to split among processes and workers.
+STREAM_SHARDS = 8
+
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "test")
 
 
@@ -67,7 +80,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     group = parser.add_argument_group("data")
     group.add_argument(
         "--dataset_name", default=None,
-        help="A data set on the Hub, or a local folder written by `datasets.save_to_disk`. "
+        help="A data set on the Hub, or a local folder written by `Dataset.save_to_disk`. "
         f"Without it (and without --train_data_dir) the {DEFAULT_DATASET_NAME} bundled with scikit-image are used.",
     )
     group.add_argument("--dataset_config_name", default=None, help="The configuration of --dataset_name.")
@@ -79,7 +92,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     )
     group.add_argument(
         "--streaming", action="store_true",
-        help="Stream --dataset_name instead of downloading it; shards are split across processes. Needs --max_train_steps.",
+        help="Stream the data set instead of downloading or loading it whole; shards are split across processes. "
+        "Needs --max_train_steps.",
     )
     group.add_argument(
         "--validation_split", default=None,
@@ -159,17 +173,17 @@ class ImageDatasets:
 
 def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
     """The data set the arguments of `add_data_arguments` describe, with a validation split."""
-    if args.streaming and not args.dataset_name:
-        raise ValueError("--streaming needs --dataset_name (a Hub data set); local data is read directly")
     if args.dataset_name:
         splits = _load_named_dataset(args)
         name = args.dataset_name
     elif args.train_data_dir:
         if not os.path.isdir(args.train_data_dir):
             raise ValueError(f"--train_data_dir {args.train_data_dir!r} is not a folder")
-        splits = load_dataset("imagefolder", data_dir=args.train_data_dir, cache_dir=args.cache_dir)
+        splits = load_dataset("imagefolder", data_dir=args.train_data_dir, cache_dir=args.cache_dir, streaming=args.streaming)
         name = Path(args.train_data_dir).name
     else:
+        if args.streaming:
+            raise ValueError("--streaming needs --dataset_name or --train_data_dir; the default data set is in memory")
         splits = load_default_dataset(
             crop_size=args.resolution, validation_fraction=args.validation_fraction, seed=args.seed
         )
@@ -186,7 +200,7 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
     if validation_split is not None:
         validation = splits[validation_split]
         check_columns(validation, args.image_column, None)
-    elif args.streaming:
+    elif isinstance(train, IterableDataset):
         validation = train.take(args.max_validation_samples)
         train = train.skip(args.max_validation_samples)
     else:
@@ -196,7 +210,10 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
         train, validation = held_out["train"], held_out["test"]
 
     if args.max_train_samples is not None:
-        train = train.take(args.max_train_samples) if args.streaming else train.select(range(min(args.max_train_samples, len(train))))
+        if isinstance(train, IterableDataset):
+            train = train.take(args.max_train_samples)
+        else:
+            train = train.select(range(min(args.max_train_samples, len(train))))
     train = _undecoded(train, args.image_column)
     validation = _undecoded(validation, args.image_column)
     return ImageDatasets(train, validation, args.image_column, args.label_column, name)
@@ -206,7 +223,10 @@ def _load_named_dataset(args: argparse.Namespace):
     local = Path(args.dataset_name)
     if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
         loaded = load_from_disk(str(local))
-        return loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+        splits = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+        if args.streaming:
+            return IterableDatasetDict({name: split.to_iterable_dataset(num_shards=STREAM_SHARDS) for name, split in splits.items()})
+        return splits
     return load_dataset(
         args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, streaming=args.streaming
     )
@@ -214,7 +234,9 @@ def _load_named_dataset(args: argparse.Namespace):
 
 def check_columns(dataset: Dataset | IterableDataset, image_column: str, label_column: str | None) -> None:
     """Raise a `ValueError` listing the columns when a requested one is missing."""
-    columns = list(dataset.column_names or (dataset.features or {}).keys())
+    columns = dataset.column_names
+    if columns is None:  # a stream whose features are unknown until it is read
+        columns = list(next(iter(dataset), {}))
     for flag, column in (("--image_column", image_column), ("--label_column", label_column)):
         if column is not None and column not in columns:
             raise ValueError(f"{flag} {column!r} is not a column of the data set; its columns are {columns}")

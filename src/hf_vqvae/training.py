@@ -392,7 +392,8 @@ def epoch_batches(
 
 def init_trackers(accelerator: Accelerator, project_name: str, args: argparse.Namespace) -> None:
     # Trackers store hyper-parameters as scalars and strings only.
-    config = {name: value for name, value in vars(args).items() if isinstance(value, (bool, int, float, str))}
+    config = {name: " ".join(value) if isinstance(value, list) else value for name, value in vars(args).items()}
+    config = {name: value for name, value in config.items() if isinstance(value, (bool, int, float, str))}
     config.pop("hub_token", None)
     accelerator.init_trackers(project_name, config=config)
 
@@ -599,7 +600,7 @@ def train_vqvae(args: argparse.Namespace) -> dict:
     model = VQVAEModel(config)
     optimizer = create_optimizer(model, args)
     model, optimizer = accelerator.prepare(model, optimizer)
-    streaming = args.streaming
+    streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
     if not streaming:
         train_dataloader = accelerator.prepare(train_dataloader)
     schedule = training_schedule(args, None if streaming else len(train_dataloader))
