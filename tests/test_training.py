@@ -34,14 +34,18 @@ TRAIN_SCRIPT = str(ROOT / "scripts" / "train.py")
 TINY_OVERRIDES = ["--config_overrides", *(f"{name}={value}" for name, value in TINY_VQVAE.items() if name != "sample_size")]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
+def _fresh_state():
     """Accelerate keeps its state per process; each in-process run starts from a clean one."""
     from accelerate.state import AcceleratorState, GradientState
 
-    yield
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    _fresh_state()
 
 
 @pytest.fixture
@@ -240,11 +244,21 @@ def test_streaming_an_image_folder(tmp_path, image_folder):
     output_dir = tmp_path / "run"
     metrics = train_vqvae(parse_args(tiny_run(
         output_dir, image_folder, "--streaming", "--max_train_steps", "15", "--max_validation_samples", "8",
-        "--checkpointing_steps", "10",
+        "--checkpointing_steps", "7",
     )))
     # 40 streamed training images in batches of 4: 15 updates run into a second pass.
     assert metrics["train_steps"] == 15 and metrics["validation_images"] == 8
-    state = json.loads((output_dir / "checkpoint-10" / CheckpointManager.state_file).read_text())
-    assert state["position"] == {"step": 10, "epoch": 0, "batches_in_epoch": 10}
+    state = json.loads((output_dir / "checkpoint-7" / CheckpointManager.state_file).read_text())
+    assert state["position"] == {"step": 7, "epoch": 0, "batches_in_epoch": 7}
+    # Resuming a stream re-reads it up to the checkpoint's position and ends where the first run did.
+    uninterrupted = load_file(output_dir / "model.safetensors")
+    _fresh_state()
+    train_vqvae(parse_args(tiny_run(
+        output_dir, image_folder, "--streaming", "--max_train_steps", "15", "--max_validation_samples", "8",
+        "--checkpointing_steps", "7", "--resume_from_checkpoint", "checkpoint-7",
+    )))
+    resumed = load_file(output_dir / "model.safetensors")
+    assert all(torch.equal(resumed[name], uninterrupted[name]) for name in uninterrupted)
+    _fresh_state()
     with pytest.raises(ValueError, match="--streaming needs --max_train_steps"):
         train_vqvae(parse_args(tiny_run(tmp_path / "other", image_folder, "--streaming")))

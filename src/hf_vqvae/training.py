@@ -569,6 +569,18 @@ def reconstruction_grid(
     return grid
 
 
+def validate_and_log(
+    accelerator: Accelerator, model: VQVAEModel, processor, validation_images: torch.Tensor, step: int, batch_size: int
+) -> tuple[dict, PIL.Image.Image]:
+    """Validation figures and the reconstruction grid, sent to the trackers (main process only)."""
+    metrics, reconstructions = evaluate_reconstructions(model, validation_images, batch_size)
+    accelerator.log({f"validation/{name}": value for name, value in metrics.items()}, step=step)
+    accelerator.log({"train/codes_used": model.quantizer.distinct_codes_used}, step=step)
+    grid = reconstruction_grid(validation_images, reconstructions, processor)
+    log_image(accelerator, "validation/reconstructions", grid, step)
+    return metrics, grid
+
+
 def train_vqvae(args: argparse.Namespace) -> dict:
     """Train a `VQVAEModel` as the arguments of `parse_args` say; returns the final validation
     metrics (also written to `<output_dir>/metrics.json`)."""
@@ -659,11 +671,7 @@ def train_vqvae(args: argparse.Namespace) -> dict:
 
             if position.step % args.validation_steps == 0 and position.step < schedule.max_train_steps:
                 if accelerator.is_main_process:
-                    metrics, reconstructions = evaluate_reconstructions(unwrapped, validation_images, args.train_batch_size)
-                    accelerator.log({f"validation/{name}": value for name, value in metrics.items()}, step=position.step)
-                    accelerator.log({"train/codes_used": unwrapped.quantizer.distinct_codes_used}, step=position.step)
-                    grid = reconstruction_grid(validation_images, reconstructions, processor)
-                    log_image(accelerator, "validation/reconstructions", grid, position.step)
+                    validate_and_log(accelerator, unwrapped, processor, validation_images, position.step, args.train_batch_size)
                 # Every process starts a new usage window, so the buffers stay identical.
                 unwrapped.quantizer.reset_usage()
             if position.step % args.checkpointing_steps == 0:
@@ -696,12 +704,9 @@ def save_final_vqvae(
     """Validate, then write the model (`save_pretrained`), the image processor, `metrics.json`,
     `reconstructions.png` and a model card into --output_dir; push them when asked."""
     output_dir = Path(args.output_dir)
-    results, reconstructions = evaluate_reconstructions(model, validation_images, args.train_batch_size)
+    results, grid = validate_and_log(accelerator, model, processor, validation_images, position.step, args.train_batch_size)
     metrics = {f"validation_{name}": _four_figures(value) for name, value in results.items()}
     metrics |= {"train_steps": position.step, "validation_images": len(validation_images)}
-    accelerator.log({f"validation/{name}": value for name, value in results.items()}, step=position.step)
-    grid = reconstruction_grid(validation_images, reconstructions, processor)
-    log_image(accelerator, "validation/reconstructions", grid, position.step)
     logger.info("final validation: %s", metrics)
 
     def save(folder: Path) -> None:
