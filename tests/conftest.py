@@ -80,3 +80,88 @@ def recorded_uploads(monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     return uploads
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps its state per process; each in-process run starts from a clean one."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """48 small photos in two class folders, larger than the 16 px training crops."""
+    import numpy as np
+    import PIL.Image
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for index in range(24):
+            gradient = np.linspace(0, 255, 24)[None, :, None] * rng.uniform(0.2, 1, 3)
+            pixels = np.clip(gradient + rng.normal(0, 20, (20, 24, 3)), 0, 255).astype(np.uint8)
+            PIL.Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_vqvae_folder(tmp_path, tiny_config):
+    """An untrained tiny VQ-VAE (16 px images, 4x4 grids of K=16 codes) saved with its image processor:
+    its codes are as good as a trained one's for checking the plumbing."""
+    from hf_vqvae import VQVAEImageProcessor
+
+    folder = tmp_path / "vqvae"
+    VQVAEModel(tiny_config).save_pretrained(folder)
+    VQVAEImageProcessor(resolution=tiny_config.sample_size).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def recorded_dataset_uploads(monkeypatch):
+    """Patch the HfApi calls of `Dataset(Dict).push_to_hub` on a new repository and of `upload_file`,
+    so that a push records each commit's files (path in the repo -> bytes) instead."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    uploads = {"created": [], "commits": []}
+    preuploaded = {}
+
+    def repo_info(self, repo_id, **kwargs):
+        if repo_id not in uploads["created"]:
+            raise RepositoryNotFoundError(repo_id, response=SimpleNamespace(headers={}, request=None))
+        return SimpleNamespace(id=repo_id, sha="0" * 40)
+
+    def create_repo(self, repo_id, **kwargs):
+        uploads["created"].append(repo_id)
+        return SimpleNamespace(repo_id=repo_id)
+
+    def preupload_lfs_files(self, repo_id, additions, **kwargs):
+        # datasets deletes its temporary Parquet files once they are pre-uploaded.
+        for addition in additions:
+            preuploaded[addition.path_in_repo] = Path(addition.path_or_fileobj).read_bytes()
+
+    def list_repo_tree(self, repo_id, path_in_repo=None, **kwargs):
+        if path_in_repo:  # a new repository holds no folder
+            raise EntryNotFoundError(path_in_repo)
+        return iter([])
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        files = {}
+        for operation in operations:
+            content = operation.path_or_fileobj
+            files[operation.path_in_repo] = content if isinstance(content, bytes) else preuploaded[operation.path_in_repo]
+        uploads["commits"].append({"repo_id": repo_id, "files": files, **kwargs})
+        return SimpleNamespace(commit_url=f"https://hub.invalid/datasets/{repo_id}/commit/0", oid="1" * 40)
+
+    for name, patch in (("repo_info", repo_info), ("create_repo", create_repo), ("preupload_lfs_files", preupload_lfs_files),
+                        ("list_repo_tree", list_repo_tree), ("create_commit", create_commit)):
+        monkeypatch.setattr(HfApi, name, patch)
+    return uploads

@@ -1,0 +1,14 @@
+"""Encode an image data set into a data set of VQ-VAE code grids, the training data of the prior.
+
+    accelerate launch scripts/extract_codes.py --vqvae outputs/vqvae                 # the default crops
+    accelerate launch scripts/extract_codes.py --vqvae org/vqvae --dataset_name cifar10 --image_column img \
+        --output_dir outputs/cifar10-codes --push_to_hub --hub_dataset_id org/cifar10-codes
+
+`python scripts/extract_codes.py --help` lists every flag; docs/prior.md explains them.
+"""
+
+from hf_vqvae.codes import extract_codes, parse_extract_args
+
+
+if __name__ == "__main__":
+    extract_codes(parse_extract_args())

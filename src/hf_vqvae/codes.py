@@ -1,0 +1,342 @@
+"""Code grids as a data set: the images of a data set encoded by a trained VQ-VAE, the training data
+of the PixelCNN prior.
+
+A codes data set is a `DatasetDict` with the image data set's training and validation splits and
+the columns
+
+- `codes`: each image's (h, w) grid of codes as nested lists of int16 (int32 when K > 2**15);
+- `label`: its class label, when the images have one (a `ClassLabel` is carried over as it is).
+
+`codes_info.json` beside the splits (in the `save_to_disk` folder, and in the Hub repository)
+names the VQ-VAE that wrote the codes, its K and grid, so that the prior's training script can
+check a VQ-VAE against the codes and load the right one when none is given.
+
+Under several processes (`accelerate launch`) each process encodes its share of the batches and
+every process receives all the codes in the data set's order; the main process writes them.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from accelerate import Accelerator
+from accelerate.data_loader import prepare_data_loader
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value, load_dataset, load_from_disk
+from huggingface_hub import HfApi, hf_hub_download
+from tqdm.auto import tqdm
+
+from .configuration_vqvae import VQVAEConfig
+from .data import (
+    ImageDatasets,
+    ImageTransform,
+    TrainingImages,
+    add_data_arguments,
+    check_columns,
+    collate_examples,
+    drop_unreadable_images,
+    load_image_datasets,
+)
+from .image_processing_vqvae import VQVAEImageProcessor
+from .modeling_vqvae import VQVAEModel
+
+
+logger = logging.getLogger(__name__)
+
+CODES_COLUMN = "codes"
+LABEL_COLUMN = "label"
+CODES_INFO_FILE = "codes_info.json"
+
+
+@dataclasses.dataclass
+class CodesInfo:
+    """What a codes data set was encoded with."""
+
+    vqvae: str  # the VQ-VAE's folder or Hub id
+    num_embeddings: int
+    grid_height: int
+    grid_width: int
+    image_dataset: str  # the name of the encoded image data set
+
+    @classmethod
+    def of_vqvae(cls, config: VQVAEConfig, vqvae: str, image_dataset: str) -> "CodesInfo":
+        return cls(vqvae, config.num_embeddings, config.latent_size, config.latent_size, image_dataset)
+
+    def check_vqvae(self, config: VQVAEConfig, vqvae: str) -> None:
+        """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes."""
+        theirs = (config.num_embeddings, config.latent_size, config.latent_size)
+        ours = (self.num_embeddings, self.grid_height, self.grid_width)
+        if theirs != ours:
+            raise ValueError(
+                f"the codes were written by the VQ-VAE {self.vqvae!r} with K={ours[0]} and {ours[1]}x{ours[2]} grids, "
+                f"but the VQ-VAE {vqvae!r} has K={theirs[0]} and {theirs[1]}x{theirs[2]} grids; "
+                "pass the VQ-VAE the codes were encoded with"
+            )
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / CODES_INFO_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, dataset: str, cache_dir: str | None = None) -> "CodesInfo | None":
+        """The info saved beside a codes data set (a `save_to_disk` folder or a Hub data set id), or None
+        when it has none (codes written by other tools)."""
+        local = Path(dataset) / CODES_INFO_FILE
+        if Path(dataset).is_dir():
+            path = local if local.is_file() else None
+        else:
+            try:
+                path = hf_hub_download(dataset, CODES_INFO_FILE, repo_type="dataset", cache_dir=cache_dir)
+            except Exception as error:  # missing file, or offline: the caller then needs --vqvae
+                logger.info("no %s in the data set %r: %s", CODES_INFO_FILE, dataset, error)
+                path = None
+        return cls(**json.loads(Path(path).read_text())) if path is not None else None
+
+
+def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEModel, VQVAEImageProcessor]:
+    """A trained VQ-VAE in eval mode and its image processor: the one saved with it, else one made
+    for its resolution and channels."""
+    vqvae = VQVAEModel.from_pretrained(name_or_path, cache_dir=cache_dir).eval()
+    try:
+        processor = VQVAEImageProcessor.from_pretrained(name_or_path, cache_dir=cache_dir)
+    except OSError:
+        processor = VQVAEImageProcessor(resolution=vqvae.config.sample_size, num_channels=vqvae.config.in_channels)
+    return vqvae, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Class labels
+
+
+def class_label_column(dataset: Dataset, requested: str | None) -> str | None:
+    """The column of class labels: `requested`, else `label` when it is a `ClassLabel` column, as in
+    the default data set and most image classification sets on the Hub."""
+    if requested is not None:
+        return requested
+    return LABEL_COLUMN if isinstance(dataset.features.get(LABEL_COLUMN), ClassLabel) else None
+
+
+def check_label_feature(dataset: Dataset, column: str) -> None:
+    feature = dataset.features[column]
+    if not isinstance(feature, ClassLabel) and not (isinstance(feature, Value) and "int" in feature.dtype):
+        raise ValueError(f"the label column {column!r} must hold class ids (a ClassLabel or integers), got {feature}")
+
+
+def check_class_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """Raise a `ValueError` when a label lies outside [0, num_classes) (datasets marks a missing label -1)."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        outside = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+        raise ValueError(
+            f"class labels of {where} must lie in [0, {num_classes}), found {outside[:10].tolist()} "
+            "(-1 marks a missing label)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def codes_features(num_embeddings: int, label_feature=None) -> Features:
+    dtype = "int16" if num_embeddings <= 2**15 else "int32"
+    features = {CODES_COLUMN: List(List(Value(dtype)))}
+    if label_feature is not None:
+        features[LABEL_COLUMN] = label_feature
+    return Features(features)
+
+
+@torch.no_grad()
+def encode_images(
+    vqvae: VQVAEModel,
+    images: Dataset,
+    image_column: str,
+    label_column: str | None,
+    transform: ImageTransform,
+    accelerator: Accelerator,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    max_unreadable_fraction: float = 0.01,
+    description: str = "encoding",
+) -> Dataset:
+    """The codes (and labels) of the readable images of `images`, in their order, on every process.
+
+    Each process encodes every `num_processes`-th batch; Accelerate pads the last round of batches
+    with repeated images so every process has one, and `gather_for_metrics` drops that padding.
+    """
+    readable = drop_unreadable_images(images, image_column, max_unreadable_fraction)
+    if len(readable) == 0:
+        raise ValueError("no readable image to encode")
+    if label_column is not None:
+        check_label_feature(readable, label_column)
+    # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
+    examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
+    loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=collate_examples, num_workers=num_workers)
+    # The module-level `prepare_data_loader`: `Accelerator.prepare` would also add the loader to the
+    # state that checkpoints save.
+    loader = prepare_data_loader(
+        loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
+        put_on_device=True,
+    )
+    vqvae = vqvae.to(accelerator.device).eval()
+    columns = {}
+    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process):
+        encoded = {CODES_COLUMN: vqvae.encode(batch["pixel_values"]).indices}
+        if label_column is not None:
+            encoded[LABEL_COLUMN] = batch["labels"]
+        for name, values in accelerator.gather_for_metrics(encoded).items():
+            columns.setdefault(name, []).append(values.cpu().numpy())
+
+    features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
+    encoded = Dataset.from_dict({name: np.concatenate(values) for name, values in columns.items()}, features=features)
+    if len(encoded) != len(readable):
+        raise RuntimeError(f"encoded {len(encoded)} images of {len(readable)}: the processes lost or repeated some")
+    return encoded
+
+
+def encode_image_datasets(
+    vqvae: VQVAEModel,
+    processor: VQVAEImageProcessor,
+    image_datasets: ImageDatasets,
+    accelerator: Accelerator,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    max_unreadable_fraction: float = 0.01,
+) -> DatasetDict:
+    """The training and validation splits as codes: center crops at the VQ-VAE's resolution."""
+    transform = ImageTransform(processor, center_crop=True)
+    splits = {}
+    for name in ("train", "validation"):
+        images = getattr(image_datasets, name)
+        if not isinstance(images, Dataset):
+            raise ValueError("encoding a streamed data set is not supported; drop --streaming")
+        check_columns(images, image_datasets.image_column, image_datasets.label_column)
+        splits[name] = encode_images(
+            vqvae, images, image_datasets.image_column, image_datasets.label_column, transform, accelerator,
+            batch_size=batch_size, num_workers=num_workers, max_unreadable_fraction=max_unreadable_fraction,
+            description=f"encoding {name}",
+        )
+    return DatasetDict(splits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking, loading, saving, pushing
+
+
+def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int]) -> None:
+    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K)."""
+    for name, split in codes.items():
+        if CODES_COLUMN not in split.column_names:
+            raise ValueError(f"the {name!r} split has no {CODES_COLUMN!r} column; its columns are {split.column_names}")
+        if len(split) == 0:
+            continue
+        rows = split.data.column(CODES_COLUMN)
+        values = pc.list_flatten(rows)
+        height_ok = pc.all(pc.equal(pc.list_value_length(rows), grid[0])).as_py()
+        width_ok = pc.all(pc.equal(pc.list_value_length(values), grid[1])).as_py()
+        if not (height_ok and width_ok):
+            raise ValueError(f"the codes of the {name!r} split are not all {grid[0]}x{grid[1]} grids, the VQ-VAE's grid")
+        bounds = pc.min_max(pc.list_flatten(values)).as_py()
+        if bounds["min"] < 0 or bounds["max"] >= num_embeddings:
+            raise ValueError(
+                f"the codes of the {name!r} split lie in [{bounds['min']}, {bounds['max']}], outside [0, {num_embeddings}) "
+                f"for the VQ-VAE's codebook of K={num_embeddings}; were they encoded with another VQ-VAE?"
+            )
+
+
+def load_codes(dataset: str, cache_dir: str | None = None) -> tuple[DatasetDict, CodesInfo | None]:
+    """A codes data set from a `save_to_disk` folder or the Hub, with its `CodesInfo` if it has one."""
+    if Path(dataset).is_dir():
+        loaded = load_from_disk(dataset)
+    else:
+        loaded = load_dataset(dataset, cache_dir=cache_dir)
+    splits = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+    return splits, CodesInfo.load(dataset, cache_dir=cache_dir)
+
+
+def save_codes(codes: DatasetDict, info: CodesInfo, folder: str | Path) -> None:
+    codes.save_to_disk(str(folder))
+    info.save(folder)
+
+
+def push_codes(codes: DatasetDict, info: CodesInfo, repo_id: str, *, token: str | None = None, private: bool | None = None):
+    """Upload the splits as Parquet (`DatasetDict.push_to_hub`), then `codes_info.json` beside them."""
+    commit = codes.push_to_hub(
+        repo_id, token=token, private=private, commit_message=f"Codes of {info.image_dataset} by the VQ-VAE {info.vqvae}"
+    )
+    HfApi(token=token).upload_file(
+        path_or_fileobj=json.dumps(dataclasses.asdict(info), indent=2).encode() + b"\n",
+        path_in_repo=CODES_INFO_FILE,
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message=f"Add {CODES_INFO_FILE}",
+    )
+    return commit
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/extract_codes.py
+
+
+def parse_extract_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Encode an image data set into a data set of VQ-VAE code grids.")
+    add_data_arguments(parser)
+    # The images are encoded at the VQ-VAE's resolution.
+    parser.set_defaults(resolution=None)
+    group = parser.add_argument_group("codes")
+    group.add_argument("--vqvae", required=True, help="The trained VQ-VAE: a folder (as scripts/train.py writes) or a Hub id.")
+    group.add_argument("--output_dir", default="outputs/codes", help="Where `save_to_disk` writes the codes data set.")
+    group.add_argument("--batch_size", type=int, default=64, help="Images encoded at once, per process.")
+    group.add_argument("--seed", type=int, default=0, help="Seed of the validation split held out when the data has none.")
+    group.add_argument("--push_to_hub", action="store_true", help="Also upload the codes data set to the Hub.")
+    group.add_argument("--hub_dataset_id", default=None, help="org/name of the data set; by default the name of --output_dir.")
+    group.add_argument("--hub_token", default=None, help="A Hub token; by default the one `hf auth login` stored.")
+    group.add_argument("--hub_private_repo", action="store_true")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    return args
+
+
+def resolution_of_vqvae(args: argparse.Namespace, config: VQVAEConfig) -> None:
+    """Set `args.resolution` to the VQ-VAE's image size; a different --resolution is an error."""
+    if args.resolution is not None and args.resolution != config.sample_size:
+        raise ValueError(
+            f"--resolution {args.resolution} differs from the VQ-VAE's sample_size {config.sample_size}; "
+            "images are encoded at the VQ-VAE's resolution, so leave --resolution out"
+        )
+    args.resolution = config.sample_size
+
+
+def extract_codes(args: argparse.Namespace) -> DatasetDict:
+    """Encode the image data set the arguments name with the VQ-VAE `--vqvae`, save it to
+    `--output_dir` (main process) and push it when asked; returns the codes on every process."""
+    # Without a GPU, Accelerate goes multi-process only when told the run is on CPU (gloo).
+    accelerator = Accelerator(cpu=not torch.accelerator.is_available())
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hf_vqvae").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    vqvae, processor = load_vqvae(args.vqvae, cache_dir=args.cache_dir)
+    resolution_of_vqvae(args, vqvae.config)
+    with accelerator.main_process_first():
+        image_datasets = load_image_datasets(args)
+    label_column = class_label_column(image_datasets.train, args.label_column)
+    image_datasets = dataclasses.replace(image_datasets, label_column=label_column)
+    codes = encode_image_datasets(
+        vqvae, processor, image_datasets, accelerator, batch_size=args.batch_size,
+        num_workers=args.dataloader_num_workers, max_unreadable_fraction=args.max_unreadable_fraction,
+    )
+    # A local VQ-VAE is named by its absolute path, so that the codes find it from any folder.
+    vqvae_name = str(Path(args.vqvae).resolve()) if Path(args.vqvae).is_dir() else args.vqvae
+    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, image_datasets.name)
+    if accelerator.is_main_process:
+        save_codes(codes, info, args.output_dir)
+        logger.info("wrote %s to %s", {name: len(split) for name, split in codes.items()}, args.output_dir)
+        if args.push_to_hub:
+            repo_id = args.hub_dataset_id or Path(args.output_dir).resolve().name
+            push_codes(codes, info, repo_id, token=args.hub_token, private=args.hub_private_repo or None)
+            logger.info("pushed the codes to the data set %s", repo_id)
+    accelerator.wait_for_everyone()
+    return codes
