@@ -9,7 +9,7 @@ Shared pieces, meant for the prior's training script as well:
 - `create_optimizer` / `training_schedule` / `create_lr_scheduler`;
 - `CheckpointManager`: atomic `checkpoint-<step>` folders, `latest`, pruning, exact resume;
 - `TrainingPosition`: where a run is (step, epoch, batches into the epoch), saved in checkpoints;
-- `init_trackers`, `log_image`, `check_processes_in_sync`, `write_json`.
+- `init_trackers`, `log_image`, `check_processes_in_sync`, `end_training`, `write_json`.
 
 Checkpoints are trusted local files: Accelerate stores the optimizer, scheduler and random states
 with `torch.save` (pickle) and loads them with `weights_only=True`; never resume from a checkpoint
@@ -427,6 +427,16 @@ def check_processes_in_sync(accelerator: Accelerator, model: torch.nn.Module) ->
     return fingerprints
 
 
+def end_training(accelerator: Accelerator) -> None:
+    """Release every prepared object on every process, then close the trackers and the process
+    group. Call it once the training function holding the model has returned: a DDP wrapper that
+    outlives its gloo process group hangs the process at exit, joining threads that wait for a
+    peer that is gone."""
+    accelerator.free_memory()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
 def write_json(path: str | os.PathLike, values: dict) -> None:
     Path(path).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
@@ -586,6 +596,13 @@ def train_vqvae(args: argparse.Namespace) -> dict:
     metrics (also written to `<output_dir>/metrics.json`)."""
     started = time.perf_counter()
     accelerator = setup_accelerator(args)
+    # The model and its DDP wrapper are gone once this returns; see `end_training`.
+    metrics = _train_vqvae(accelerator, args, started)
+    end_training(accelerator)
+    return metrics
+
+
+def _train_vqvae(accelerator: Accelerator, args: argparse.Namespace, started: float) -> dict:
     config = build_vqvae_config(args)
     checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
     resume = checkpoints.resolve(args.resume_from_checkpoint, model_fields(config))
@@ -689,8 +706,6 @@ def train_vqvae(args: argparse.Namespace) -> dict:
             args, accelerator, unwrapped, processor, validation_images, datasets.name, position, global_batch,
             wall_time_s=time.perf_counter() - started,
         )
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
     return metrics
 
 
