@@ -19,7 +19,6 @@ from hf_vqvae import VQVAEImageProcessor, VQVAEModel
 from hf_vqvae.training import (
     CheckpointManager,
     IncompatibleCheckpointError,
-    TrainingPosition,
     build_vqvae_config,
     parse_args,
     train_vqvae,
@@ -83,9 +82,19 @@ def free_port() -> int:
 
 
 def run(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
+    """Run to completion; on a timeout kill the launcher and the workers it started, not just the launcher."""
+    process = subprocess.Popen(
+        command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"timed out after {timeout} s:\n{stderr[-4000:]}")
+    assert process.returncode == 0, stderr[-4000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def test_accelerate_launch_trains_the_default_data_set(tmp_path):
@@ -134,7 +143,7 @@ def test_two_processes_end_with_identical_weights(tmp_path, image_folder):
     assert fingerprints, result.stderr[-2000:]
     assert fingerprints.group(1) == fingerprints.group(2)
     # Two processes of 4 images: a global batch of 8.
-    assert "updates of 8 images (4 per device x 2 processes x 1 accumulation)" in result.stderr
+    assert "6 updates of 8 (4 per device x 2 processes x 1 accumulation)" in result.stderr
     assert (output_dir / "checkpoint-6" / "random_states_1.pkl").exists()
     VQVAEModel.from_pretrained(output_dir)
 

@@ -1,15 +1,18 @@
-"""Training with Accelerate: the VQ-VAE's training loop (`train_vqvae`), and the pieces every
-training script of the package shares.
+"""Training with Accelerate: the loop every training script of the package shares, its pieces,
+and the VQ-VAE's training (`train_vqvae`, behind scripts/train.py).
 
-Shared pieces, meant for the prior's training script as well:
+Shared with the prior's training script:
 
-- `add_common_training_arguments(parser)`: optimisation, state, tracking and Hub flags, with
-  diffusers' names (`data.add_data_arguments` adds the data-set flags);
+- `add_common_training_arguments(parser)` / `check_common_training_arguments(args)`:
+  optimisation, state, tracking and Hub flags with diffusers' names (`data.add_data_arguments`
+  adds the data-set flags);
 - `setup_accelerator(args)`: the `Accelerator`, logging, seeding;
-- `create_optimizer` / `training_schedule` / `create_lr_scheduler`;
-- `CheckpointManager`: atomic `checkpoint-<step>` folders, `latest`, pruning, exact resume;
-- `TrainingPosition`: where a run is (step, epoch, batches into the epoch), saved in checkpoints;
-- `init_trackers`, `log_image`, `check_processes_in_sync`, `end_training`, `write_json`.
+- `CheckpointManager`: atomic `checkpoint-<step>` folders, `latest`, pruning, compatibility
+  checks (`model_fields`), exact resume of a `TrainingPosition`;
+- `run_training_loop(...)`: prepare, resume, accumulate, clip, schedule, log, validate,
+  checkpoint, compare the processes' weights; returns a `TrainingRun`;
+- `log_image`, `four_figures`, `write_json`, `training_summary`, `publish` (final files, model
+  card, push), `end_training`.
 
 Checkpoints are trusted local files: Accelerate stores the optimizer, scheduler and random states
 with `torch.save` (pickle) and loads them with `weights_only=True`; never resume from a checkpoint
@@ -19,6 +22,7 @@ you did not write.
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import logging
@@ -27,8 +31,9 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -36,7 +41,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, gather_object, send_to_device, set_seed
 from diffusers.optimization import SchedulerType, get_scheduler
+from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
+from transformers import PreTrainedConfig
 
 from .configuration_vqvae import PRESETS, VQVAEConfig
 from .data import (
@@ -134,11 +141,8 @@ def check_common_training_arguments(args: argparse.Namespace) -> None:
 def setup_accelerator(args: argparse.Namespace) -> Accelerator:
     """The run's `Accelerator` (accumulation, precision, trackers), logging on the main process
     only, and the seed set identically on every process."""
-    if args.report_to == "wandb":
-        try:
-            import wandb  # noqa: F401
-        except ImportError as error:
-            raise ValueError("--report_to wandb needs wandb: `pip install wandb`") from error
+    if args.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ValueError("--report_to wandb needs wandb: `pip install wandb`")
     project_config = ProjectConfiguration(
         project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
     )
@@ -343,6 +347,13 @@ def _sync_folder(folder: Path, recursive: bool = True) -> None:
         os.close(descriptor)
 
 
+def model_fields(config: PreTrainedConfig) -> dict:
+    """The fields a model's config class declares (not transformers' own bookkeeping): what
+    defines the model, compared when a checkpoint is resumed."""
+    inherited = {field.name for field in dataclasses.fields(PreTrainedConfig)}
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
+
+
 def run_settings(args: argparse.Namespace, num_processes: int) -> dict:
     """Settings that must match for a resumed run to reproduce an uninterrupted one."""
     return {
@@ -427,14 +438,9 @@ def check_processes_in_sync(accelerator: Accelerator, model: torch.nn.Module) ->
     return fingerprints
 
 
-def end_training(accelerator: Accelerator) -> None:
-    """Release every prepared object on every process, then close the trackers and the process
-    group. Call it once the training function holding the model has returned: a DDP wrapper that
-    outlives its gloo process group hangs the process at exit, joining threads that wait for a
-    peer that is gone."""
-    accelerator.free_memory()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+def four_figures(value: float | int) -> float | int:
+    """A figure for logs, metrics.json and model cards: integers as they are, floats to 4 significant digits."""
+    return value if isinstance(value, int) else float(f"{value:.4g}")
 
 
 def write_json(path: str | os.PathLike, values: dict) -> None:
@@ -443,6 +449,161 @@ def write_json(path: str | os.PathLike, values: dict) -> None:
 
 def hub_repo_id(args: argparse.Namespace) -> str:
     return args.hub_model_id or Path(args.output_dir).resolve().name
+
+
+def training_summary(args: argparse.Namespace, accelerator: Accelerator, run: "TrainingRun", wall_time_s: float) -> dict:
+    """How a model was trained, for the model card's training table."""
+    return {
+        "updates": run.position.step,
+        "global batch size": run.global_batch_size,
+        "learning rate": args.learning_rate,
+        "schedule": args.lr_scheduler,
+        "processes": accelerator.num_processes,
+        "mixed precision": args.mixed_precision,
+        "wall time (s)": round(wall_time_s),
+    }
+
+
+def publish(
+    args: argparse.Namespace, save: Callable[[Path], None], card: Callable[[str], ModelCard], *, commit_message: str
+) -> None:
+    """Write the final files (`save(folder)`) and the model card (`card(repo_id)`, as README.md)
+    into --output_dir; with --push_to_hub upload the same files, without checkpoints and logs.
+    Main process only."""
+    output_dir = Path(args.output_dir)
+    save(output_dir)
+    card(hub_repo_id(args)).save(output_dir / "README.md")
+    if args.push_to_hub:
+        commit = push_with_card(
+            save, card, hub_repo_id(args), token=args.hub_token, private=args.hub_private_repo or None,
+            commit_message=commit_message,
+        )
+        logger.info("pushed to %s", getattr(commit, "commit_url", hub_repo_id(args)))
+
+
+def end_training(accelerator: Accelerator) -> None:
+    """Wait for every process, then close the trackers and the process group."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What `run_training_loop` leaves: the trained model (unwrapped) and where the run ended."""
+
+    model: torch.nn.Module
+    position: TrainingPosition
+    global_batch_size: int
+
+
+def run_training_loop(
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    train_dataloader: torch.utils.data.DataLoader,
+    *,
+    checkpoints: CheckpointManager,
+    resume: tuple[Path, dict] | None,
+    model_config: dict,
+    project_name: str,
+    forward: Callable[[torch.nn.Module, dict], Any],
+    train_logs: Callable[[Any], dict],
+    validate: Callable[[int, torch.nn.Module], None] | None = None,
+    examples: str = "images",
+) -> TrainingRun:
+    """The optimisation every training script shares: prepare, resume, then updates with gradient
+    accumulation, clipping, the learning-rate schedule, logging, periodic validation and atomic
+    checkpoints, until --max_train_steps or --num_train_epochs.
+
+    Args:
+        model: the model to train, not yet prepared.
+        train_dataloader: from a map-style data set (Accelerate shards its batches) or a stream
+            already split across processes (see `data.training_dataloader`); its data set needs
+            `set_epoch`.
+        resume: what `checkpoints.resolve` returned.
+        model_config: the config's fields, stored in checkpoints to refuse incompatible resumes.
+        forward: `forward(prepared_model, batch)` returns an output with a scalar `loss`.
+        train_logs: scalars to log from that output at every update (the loss first: it is also
+            shown by the progress bar), e.g. `{"train/loss": output.loss.item()}`.
+        validate: `validate(step, unwrapped_model)`, called on every process every
+            --validation_steps updates (not after the last one: the caller validates the final
+            model); only the main process should log or write.
+        examples: what the data set holds, for the log.
+
+    At the end the processes' weights are compared (`check_processes_in_sync`), and the prepared
+    objects are released before returning: a DDP wrapper that outlives its gloo process group
+    hangs its process at exit.
+    """
+    optimizer = create_optimizer(model, args)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
+    if not streaming:
+        train_dataloader = accelerator.prepare(train_dataloader)
+    schedule = training_schedule(args, None if streaming else len(train_dataloader))
+    lr_scheduler = accelerator.prepare(
+        create_lr_scheduler(optimizer, args, schedule.max_train_steps, accelerator.num_processes)
+    )
+
+    settings = run_settings(args, accelerator.num_processes)
+    position = TrainingPosition()
+    if resume is not None:
+        path, state = resume
+        warn_on_changed_settings(state, settings)
+        position = checkpoints.load(accelerator, path, state)
+        if not streaming and position.batches_in_epoch >= len(train_dataloader):
+            position = TrainingPosition(position.step, position.epoch + 1, 0)
+
+    init_trackers(accelerator, project_name, args)
+    global_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info(
+        "training on %s %s: %s updates of %s (%s per device x %s processes x %s accumulation), from step %s",
+        "a stream of" if streaming else len(train_dataloader.dataset), examples, schedule.max_train_steps, global_batch,
+        args.train_batch_size, accelerator.num_processes, args.gradient_accumulation_steps, position.step,
+    )
+
+    unwrapped = accelerator.unwrap_model(model)
+    model.train()
+    progress = tqdm(
+        total=schedule.max_train_steps, initial=position.step, desc="steps", disable=not accelerator.is_local_main_process
+    )
+    batches = epoch_batches(accelerator, train_dataloader, position, prepared=not streaming)
+    for epoch, batch in batches if position.step < schedule.max_train_steps else ():
+        if epoch != position.epoch:
+            position = TrainingPosition(position.step, epoch, 0)
+        with accelerator.accumulate(model):
+            output = forward(model, batch)
+            accelerator.backward(output.loss)
+            if accelerator.sync_gradients and args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+        position.batches_in_epoch += 1
+        if not accelerator.sync_gradients:
+            continue
+
+        position.step += 1
+        progress.update(1)
+        logs = train_logs(output)
+        progress.set_postfix({name.rsplit("/", 1)[-1]: f"{value:.4g}" for name, value in logs.items()})
+        accelerator.log({**logs, "train/lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=position.step)
+        if validate is not None and position.step % args.validation_steps == 0 and position.step < schedule.max_train_steps:
+            validate(position.step, unwrapped)
+        if position.step % args.checkpointing_steps == 0:
+            checkpoints.save(accelerator, position, {"model_config": model_config, "run_settings": settings})
+        if position.step >= schedule.max_train_steps:
+            break
+    progress.close()
+
+    accelerator.wait_for_everyone()
+    check_processes_in_sync(accelerator, model)
+    del model, optimizer, lr_scheduler, batches
+    accelerator.free_memory()
+    return TrainingRun(unwrapped, position, global_batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,14 +637,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def model_fields(config: VQVAEConfig) -> dict:
-    """The fields that define the model (not transformers' bookkeeping)."""
-    return {name: getattr(config, name) for name in VQVAEConfig.__annotations__}
-
-
 def parse_config_overrides(overrides: list[str]) -> dict:
     """`["hidden_channels=64", "update_rule=loss"]` -> typed values for `VQVAEConfig`."""
-    fields = VQVAEConfig.__annotations__
+    fields = {field.name: field.type for field in dataclasses.fields(VQVAEConfig)}
     parsed = {}
     for override in overrides:
         name, separator, text = override.partition("=")
@@ -591,18 +747,20 @@ def validate_and_log(
     return metrics, grid
 
 
+def vqvae_train_logs(output) -> dict:
+    return {
+        "train/loss": output.loss.item(),
+        "train/reconstruction_loss": output.reconstruction_loss.item(),
+        "train/commitment_loss": output.commitment_loss.item(),
+        "train/perplexity": output.perplexity.item(),
+    }
+
+
 def train_vqvae(args: argparse.Namespace) -> dict:
     """Train a `VQVAEModel` as the arguments of `parse_args` say; returns the final validation
     metrics (also written to `<output_dir>/metrics.json`)."""
     started = time.perf_counter()
     accelerator = setup_accelerator(args)
-    # The model and its DDP wrapper are gone once this returns; see `end_training`.
-    metrics = _train_vqvae(accelerator, args, started)
-    end_training(accelerator)
-    return metrics
-
-
-def _train_vqvae(accelerator: Accelerator, args: argparse.Namespace, started: float) -> dict:
     config = build_vqvae_config(args)
     checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
     resume = checkpoints.resolve(args.resume_from_checkpoint, model_fields(config))
@@ -626,102 +784,33 @@ def _train_vqvae(accelerator: Accelerator, args: argparse.Namespace, started: fl
             datasets.validation, datasets.image_column, transform, args.max_validation_samples, args.max_unreadable_fraction
         )
 
-    model = VQVAEModel(config)
-    optimizer = create_optimizer(model, args)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
-    if not streaming:
-        train_dataloader = accelerator.prepare(train_dataloader)
-    schedule = training_schedule(args, None if streaming else len(train_dataloader))
-    lr_scheduler = accelerator.prepare(create_lr_scheduler(optimizer, args, schedule.max_train_steps, accelerator.num_processes))
+    def validate(step: int, model: VQVAEModel) -> None:
+        if accelerator.is_main_process:
+            validate_and_log(accelerator, model, processor, validation_images, step, args.train_batch_size)
+        # Every process starts a new usage window, so the buffers stay identical.
+        model.quantizer.reset_usage()
 
-    settings = run_settings(args, accelerator.num_processes)
-    position = TrainingPosition()
-    if resume is not None:
-        path, state = resume
-        warn_on_changed_settings(state, settings)
-        position = checkpoints.load(accelerator, path, state)
-        if schedule.updates_per_epoch is not None and position.batches_in_epoch >= len(train_dataloader):
-            position = TrainingPosition(position.step, position.epoch + 1, 0)
-
-    init_trackers(accelerator, "hf-vqvae", args)
-    global_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info(
-        "training %s images, %s updates of %s images (%s per device x %s processes x %s accumulation), from step %s",
-        "a stream of" if streaming else len(train_dataloader.dataset), schedule.max_train_steps, global_batch,
-        args.train_batch_size, accelerator.num_processes, args.gradient_accumulation_steps, position.step,
+    run = run_training_loop(
+        accelerator, args, VQVAEModel(config), train_dataloader, checkpoints=checkpoints, resume=resume,
+        model_config=model_fields(config), project_name="hf-vqvae",
+        forward=lambda model, batch: model(batch["pixel_values"]), train_logs=vqvae_train_logs, validate=validate,
     )
-
-    unwrapped = accelerator.unwrap_model(model)
-    model.train()
-    progress = tqdm(
-        total=schedule.max_train_steps, initial=position.step, desc="steps", disable=not accelerator.is_local_main_process
-    )
-    if position.step < schedule.max_train_steps:
-        for epoch, batch in epoch_batches(accelerator, train_dataloader, position, prepared=not streaming):
-            if epoch != position.epoch:
-                position = TrainingPosition(position.step, epoch, 0)
-            with accelerator.accumulate(model):
-                output = model(batch["pixel_values"])
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad()
-            position.batches_in_epoch += 1
-            if not accelerator.sync_gradients:
-                continue
-
-            position.step += 1
-            progress.update(1)
-            logs = {
-                "train/loss": output.loss.item(),
-                "train/reconstruction_loss": output.reconstruction_loss.item(),
-                "train/commitment_loss": output.commitment_loss.item(),
-                "train/perplexity": output.perplexity.item(),
-                "train/lr": lr_scheduler.get_last_lr()[0],
-                "epoch": epoch,
-            }
-            progress.set_postfix(loss=f"{logs['train/loss']:.4f}", perplexity=f"{logs['train/perplexity']:.0f}")
-            accelerator.log(logs, step=position.step)
-
-            if position.step % args.validation_steps == 0 and position.step < schedule.max_train_steps:
-                if accelerator.is_main_process:
-                    validate_and_log(accelerator, unwrapped, processor, validation_images, position.step, args.train_batch_size)
-                # Every process starts a new usage window, so the buffers stay identical.
-                unwrapped.quantizer.reset_usage()
-            if position.step % args.checkpointing_steps == 0:
-                training_state = {"model_config": model_fields(config), "run_settings": settings}
-                checkpoints.save(accelerator, position, training_state)
-            if position.step >= schedule.max_train_steps:
-                break
-    progress.close()
-
-    accelerator.wait_for_everyone()
-    check_processes_in_sync(accelerator, model)
     metrics = {}
     if accelerator.is_main_process:
         metrics = save_final_vqvae(
-            args, accelerator, unwrapped, processor, validation_images, datasets.name, position, global_batch,
-            wall_time_s=time.perf_counter() - started,
+            args, accelerator, run, processor, validation_images, datasets.name, wall_time_s=time.perf_counter() - started
         )
+    end_training(accelerator)
     return metrics
 
 
-def _four_figures(value: float | int) -> float | int:
-    return value if isinstance(value, int) else float(f"{value:.4g}")
-
-
-def save_final_vqvae(
-    args, accelerator, model, processor, validation_images, dataset_name, position, global_batch, wall_time_s
-) -> dict:
+def save_final_vqvae(args, accelerator, run: TrainingRun, processor, validation_images, dataset_name, wall_time_s) -> dict:
     """Validate, then write the model (`save_pretrained`), the image processor, `metrics.json`,
     `reconstructions.png` and a model card into --output_dir; push them when asked."""
-    output_dir = Path(args.output_dir)
-    results, grid = validate_and_log(accelerator, model, processor, validation_images, position.step, args.train_batch_size)
-    metrics = {f"validation_{name}": _four_figures(value) for name, value in results.items()}
-    metrics |= {"train_steps": position.step, "validation_images": len(validation_images)}
+    model, step = run.model, run.position.step
+    results, grid = validate_and_log(accelerator, model, processor, validation_images, step, args.train_batch_size)
+    metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
+    metrics |= {"train_steps": step, "validation_images": len(validation_images)}
     logger.info("final validation: %s", metrics)
 
     def save(folder: Path) -> None:
@@ -730,28 +819,13 @@ def save_final_vqvae(
         grid.save(folder / "reconstructions.png")
         write_json(folder / "metrics.json", metrics)
 
-    training = {
-        "updates": position.step,
-        "global batch size": global_batch,
-        "learning rate": args.learning_rate,
-        "schedule": args.lr_scheduler,
-        "processes": accelerator.num_processes,
-        "mixed precision": args.mixed_precision,
-        "wall time (s)": round(wall_time_s),
-    }
+    training = training_summary(args, accelerator, run, wall_time_s)
 
-    def card(repo_id: str):
+    def card(repo_id: str) -> ModelCard:
         return vqvae_model_card(
             model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path="reconstructions.png",
             training=training,
         )
 
-    save(output_dir)
-    card(hub_repo_id(args)).save(output_dir / "README.md")
-    if args.push_to_hub:
-        commit = push_with_card(
-            save, card, hub_repo_id(args), token=args.hub_token, private=args.hub_private_repo or None,
-            commit_message=f"VQ-VAE trained for {position.step} steps with hf-vqvae",
-        )
-        logger.info("pushed to %s", getattr(commit, "commit_url", hub_repo_id(args)))
+    publish(args, save, card, commit_message=f"VQ-VAE trained for {step} steps with hf-vqvae")
     return metrics
