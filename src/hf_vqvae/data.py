@@ -173,6 +173,8 @@ class ImageDatasets:
 
 def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
     """The data set the arguments of `add_data_arguments` describe, with a validation split."""
+    if not 0 < args.validation_fraction < 1:
+        raise ValueError(f"--validation_fraction must lie in (0, 1), got {args.validation_fraction}")
     if args.dataset_name:
         splits = _load_named_dataset(args)
         name = args.dataset_name
@@ -193,9 +195,9 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
         raise ValueError(f"the data set {name!r} has no 'train' split; its splits are {sorted(splits)}")
     train = splits["train"]
     check_columns(train, args.image_column, args.label_column)
-    validation_split = args.validation_split or next((s for s in VALIDATION_SPLIT_NAMES if s in splits), None)
     if args.validation_split and args.validation_split not in splits:
         raise ValueError(f"--validation_split {args.validation_split!r} not found; the splits are {sorted(splits)}")
+    validation_split = args.validation_split or next((s for s in VALIDATION_SPLIT_NAMES if s in splits), None)
 
     if validation_split is not None:
         validation = splits[validation_split]
@@ -204,8 +206,6 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
         validation = train.take(args.max_validation_samples)
         train = train.skip(args.max_validation_samples)
     else:
-        if not 0 < args.validation_fraction < 1:
-            raise ValueError(f"--validation_fraction must lie in (0, 1), got {args.validation_fraction}")
         held_out = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
         train, validation = held_out["train"], held_out["test"]
 
