@@ -173,7 +173,12 @@ def encode_images(
         check_label_feature(readable, label_column)
     # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
     examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
-    loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, collate_fn=collate_examples, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        examples, batch_size=batch_size, collate_fn=collate_examples, num_workers=num_workers,
+        # A loader without a generator draws its seed from the global random state, which the
+        # training that may follow must find as `set_seed` left it.
+        generator=torch.Generator().manual_seed(0),
+    )
     # The module-level `prepare_data_loader`: `Accelerator.prepare` would also add the loader to the
     # state that checkpoints save.
     loader = prepare_data_loader(
