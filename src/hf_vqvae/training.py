@@ -39,7 +39,13 @@ import numpy as np
 import PIL.Image
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, gather_object, send_to_device, set_seed
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    ProjectConfiguration,
+    gather_object,
+    send_to_device,
+    set_seed,
+)
 from diffusers.optimization import SchedulerType, get_scheduler
 from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
@@ -138,9 +144,13 @@ def check_common_training_arguments(args: argparse.Namespace) -> None:
 # Accelerator, optimizer, schedule
 
 
-def setup_accelerator(args: argparse.Namespace) -> Accelerator:
+def setup_accelerator(args: argparse.Namespace, *, find_unused_parameters: bool = False) -> Accelerator:
     """The run's `Accelerator` (accumulation, precision, trackers), logging on the main process
-    only, and the seed set identically on every process."""
+    only, and the seed set identically on every process.
+
+    `find_unused_parameters=True` lets DDP train a model whose forward leaves some parameters
+    without a gradient (DDP otherwise stops at the next step); it costs a graph traversal per step.
+    """
     if args.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
         raise ValueError("--report_to wandb needs wandb: `pip install wandb`")
     project_config = ProjectConfiguration(
@@ -154,6 +164,7 @@ def setup_accelerator(args: argparse.Namespace) -> Accelerator:
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=project_config,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hf_vqvae").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
