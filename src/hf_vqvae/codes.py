@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
-from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from huggingface_hub import HfApi, hf_hub_download
 from tqdm.auto import tqdm
 
@@ -40,6 +40,7 @@ from .data import (
     collate_examples,
     drop_unreadable_images,
     load_image_datasets,
+    load_named_dataset,
 )
 from .image_processing_vqvae import VQVAEImageProcessor
 from .modeling_vqvae import VQVAEModel
@@ -254,12 +255,7 @@ def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int]) 
 
 def load_codes(dataset: str, cache_dir: str | None = None) -> tuple[DatasetDict, CodesInfo | None]:
     """A codes data set from a `save_to_disk` folder or the Hub, with its `CodesInfo` if it has one."""
-    if Path(dataset).is_dir():
-        loaded = load_from_disk(dataset)
-    else:
-        loaded = load_dataset(dataset, cache_dir=cache_dir)
-    splits = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
-    return splits, CodesInfo.load(dataset, cache_dir=cache_dir)
+    return load_named_dataset(dataset, cache_dir=cache_dir), CodesInfo.load(dataset, cache_dir=cache_dir)
 
 
 def save_codes(codes: DatasetDict, info: CodesInfo, folder: str | Path) -> None:

@@ -176,7 +176,9 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
     if not 0 < args.validation_fraction < 1:
         raise ValueError(f"--validation_fraction must lie in (0, 1), got {args.validation_fraction}")
     if args.dataset_name:
-        splits = _load_named_dataset(args)
+        splits = load_named_dataset(
+            args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, streaming=args.streaming
+        )
         name = args.dataset_name
     elif args.train_data_dir:
         if not os.path.isdir(args.train_data_dir):
@@ -191,17 +193,42 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
         )
         name = DEFAULT_DATASET_NAME
 
+    train, validation = training_and_validation_splits(splits, args, name)
+    check_columns(train, args.image_column, args.label_column)
+    check_columns(validation, args.image_column, None)
+    return ImageDatasets(
+        _undecoded(train, args.image_column), _undecoded(validation, args.image_column), args.image_column,
+        args.label_column, name,
+    )
+
+
+def load_named_dataset(name: str, config_name: str | None = None, *, cache_dir: str | None = None, streaming: bool = False):
+    """The splits of a local folder written by `save_to_disk` (a lone `Dataset` becomes the `train`
+    split), else of a Hub data set."""
+    local = Path(name)
+    if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
+        loaded = load_from_disk(str(local))
+        splits = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+        if streaming:
+            return IterableDatasetDict({split: data.to_iterable_dataset(num_shards=STREAM_SHARDS) for split, data in splits.items()})
+        return splits
+    return load_dataset(name, config_name, cache_dir=cache_dir, streaming=streaming)
+
+
+def training_and_validation_splits(splits, args: argparse.Namespace, name: str) -> tuple:
+    """The training and validation splits that the flags of `add_data_arguments` ask for, from the
+    splits of any data set (images or codes): --validation_split, else the first of
+    `VALIDATION_SPLIT_NAMES` there is, else --validation_fraction of `train` held out (the first
+    --max_validation_samples examples of a stream); `train` cut to --max_train_samples."""
     if "train" not in splits:
         raise ValueError(f"the data set {name!r} has no 'train' split; its splits are {sorted(splits)}")
     train = splits["train"]
-    check_columns(train, args.image_column, args.label_column)
     if args.validation_split and args.validation_split not in splits:
         raise ValueError(f"--validation_split {args.validation_split!r} not found; the splits are {sorted(splits)}")
     validation_split = args.validation_split or next((s for s in VALIDATION_SPLIT_NAMES if s in splits), None)
 
     if validation_split is not None:
         validation = splits[validation_split]
-        check_columns(validation, args.image_column, None)
     elif isinstance(train, IterableDataset):
         validation = train.take(args.max_validation_samples)
         train = train.skip(args.max_validation_samples)
@@ -214,22 +241,7 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
             train = train.take(args.max_train_samples)
         else:
             train = train.select(range(min(args.max_train_samples, len(train))))
-    train = _undecoded(train, args.image_column)
-    validation = _undecoded(validation, args.image_column)
-    return ImageDatasets(train, validation, args.image_column, args.label_column, name)
-
-
-def _load_named_dataset(args: argparse.Namespace):
-    local = Path(args.dataset_name)
-    if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
-        loaded = load_from_disk(str(local))
-        splits = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
-        if args.streaming:
-            return IterableDatasetDict({name: split.to_iterable_dataset(num_shards=STREAM_SHARDS) for name, split in splits.items()})
-        return splits
-    return load_dataset(
-        args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, streaming=args.streaming
-    )
+    return train, validation
 
 
 def check_columns(dataset: Dataset | IterableDataset, image_column: str, label_column: str | None) -> None:
