@@ -82,14 +82,18 @@ def recorded_uploads(monkeypatch):
     return uploads
 
 
-@pytest.fixture
-def fresh_accelerate_state():
+def reset_accelerate_state() -> None:
     """Accelerate keeps its state per process; each in-process run starts from a clean one."""
     from accelerate.state import AcceleratorState, GradientState
 
-    yield
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    yield
+    reset_accelerate_state()
 
 
 @pytest.fixture

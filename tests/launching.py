@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +39,19 @@ def accelerate_launch(num_processes: int = 1) -> list[str]:
 
 
 def run(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
+    """Run to completion; on a timeout kill the launcher and the workers it started, not just the launcher."""
+    process = subprocess.Popen(
+        command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"timed out after {timeout} s:\n{stderr[-4000:]}")
+    assert process.returncode == 0, stderr[-4000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def kill_when_exists(command: list[str], path: Path, timeout: float = 120) -> None:

@@ -1,15 +1,9 @@
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 from argparse import Namespace
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -25,40 +19,14 @@ from hf_vqvae.training import (
     training_schedule,
 )
 
-from conftest import TINY_VQVAE
+from conftest import TINY_VQVAE, reset_accelerate_state
+from launching import accelerate_launch, kill_when_exists, run, script
 
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN_SCRIPT = str(ROOT / "scripts" / "train.py")
+TRAIN_SCRIPT = script("train.py")
 TINY_OVERRIDES = ["--config_overrides", *(f"{name}={value}" for name, value in TINY_VQVAE.items() if name != "sample_size")]
 
-
-def _fresh_state():
-    """Accelerate keeps its state per process; each in-process run starts from a clean one."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    _fresh_state()
-
-
-@pytest.fixture
-def image_folder(tmp_path) -> Path:
-    """48 small photos in two class folders, larger than the 16 px training crops."""
-    root = tmp_path / "images"
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (root / label).mkdir(parents=True)
-        for index in range(24):
-            gradient = np.linspace(0, 255, 24)[None, :, None] * rng.uniform(0.2, 1, 3)
-            pixels = np.clip(gradient + rng.normal(0, 20, (20, 24, 3)), 0, 255).astype(np.uint8)
-            PIL.Image.fromarray(pixels).save(root / label / f"{index}.png")
-    return root
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def tiny_run(output_dir, image_folder, *extra: str) -> list[str]:
@@ -70,38 +38,10 @@ def tiny_run(output_dir, image_folder, *extra: str) -> list[str]:
     ]
 
 
-def subprocess_env() -> dict:
-    # One thread per process: fastest for tiny tensors, and the same arithmetic in every run.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
-    """Run to completion; on a timeout kill the launcher and the workers it started, not just the launcher."""
-    process = subprocess.Popen(
-        command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        pytest.fail(f"timed out after {timeout} s:\n{stderr[-4000:]}")
-    assert process.returncode == 0, stderr[-4000:]
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
 def test_accelerate_launch_trains_the_default_data_set(tmp_path):
     output_dir = tmp_path / "run"
     run([
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN_SCRIPT,
+        *accelerate_launch(), TRAIN_SCRIPT,
         "--output_dir", str(output_dir), "--max_train_samples", "128", "--max_validation_samples", "16",
         "--max_train_steps", "6", "--checkpointing_steps", "3", "--validation_steps", "3", *TINY_OVERRIDES,
     ])
@@ -135,8 +75,7 @@ def test_train_data_dir_in_process(tmp_path, image_folder):
 def test_two_processes_end_with_identical_weights(tmp_path, image_folder):
     output_dir = tmp_path / "run"
     result = run([
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), TRAIN_SCRIPT,
+        *accelerate_launch(num_processes=2), TRAIN_SCRIPT,
         *tiny_run(output_dir, image_folder, "--max_train_steps", "6", "--checkpointing_steps", "3"),
     ], timeout=240)
     fingerprints = re.search(r"weights sha256 by process: 0=(\w+) 1=(\w+)", result.stderr)
@@ -158,16 +97,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, image_folder):
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     run([sys.executable, TRAIN_SCRIPT, *tiny_run(reference, image_folder, *flags)])
 
-    process = subprocess.Popen(
-        [sys.executable, TRAIN_SCRIPT, *tiny_run(interrupted, image_folder, *flags)],
-        env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (interrupted / "checkpoint-3").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    kill_when_exists([sys.executable, TRAIN_SCRIPT, *tiny_run(interrupted, image_folder, *flags)], interrupted / "checkpoint-3")
     assert not (interrupted / "model.safetensors").exists(), "the run finished before it was killed"
 
     result = run([sys.executable, TRAIN_SCRIPT, *tiny_run(interrupted, image_folder, *flags, "--resume_from_checkpoint", "latest")])
@@ -261,13 +191,13 @@ def test_streaming_an_image_folder(tmp_path, image_folder):
     assert state["position"] == {"step": 7, "epoch": 0, "batches_in_epoch": 7}
     # Resuming a stream re-reads it up to the checkpoint's position and ends where the first run did.
     uninterrupted = load_file(output_dir / "model.safetensors")
-    _fresh_state()
+    reset_accelerate_state()
     train_vqvae(parse_args(tiny_run(
         output_dir, image_folder, "--streaming", "--max_train_steps", "15", "--max_validation_samples", "8",
         "--checkpointing_steps", "7", "--resume_from_checkpoint", "checkpoint-7",
     )))
     resumed = load_file(output_dir / "model.safetensors")
     assert all(torch.equal(resumed[name], uninterrupted[name]) for name in uninterrupted)
-    _fresh_state()
+    reset_accelerate_state()
     with pytest.raises(ValueError, match="--streaming needs --max_train_steps"):
         train_vqvae(parse_args(tiny_run(tmp_path / "other", image_folder, "--streaming")))
