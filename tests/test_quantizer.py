@@ -185,10 +185,27 @@ def test_dead_codes_restart_with_fresh_ema_state():
     # Codes 1-3 got no assignments; code 1 fell below 0.5 (0.45) and was restarted onto a latent.
     restarted = quantizer.embedding[1]
     assert torch.cdist(restarted[None], latents[0].t()).min() < 1e-6
-    assert float(quantizer.cluster_size[1]) == 1.0
-    torch.testing.assert_close(quantizer.embed_sum[1], restarted)
+    assert float(quantizer.cluster_size[1]) == 0.5  # usage restarts at the threshold
+    torch.testing.assert_close(quantizer.embed_sum[1], 0.5 * restarted)
     # Codes 2-3 decayed to 0.9 but stay above the threshold: untouched.
     torch.testing.assert_close(quantizer.embedding[2], torch.tensor([200.0, 200.0]), rtol=1e-4, atol=0)
+
+
+def test_restarted_code_that_wins_its_share_is_not_restarted_again():
+    # Threshold 2 with decay 0.99: a usage that restarted at 1 could not climb back to 2 within a
+    # batch of 64, so the code would be re-seeded every step however much data it won.
+    quantizer = make_quantizer(num_embeddings=2, embedding_dim=2, dead_code_threshold=2.0, decay=0.99).train()
+    with torch.no_grad():
+        quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0]]))
+        quantizer.embed_sum.copy_(quantizer.embedding * 2.0)
+        quantizer.cluster_size.fill_(2.0)
+    quantizer(torch.randn(1, 2, 64))  # code 1 gets nothing, falls below 2 and is restarted
+    assert float(quantizer.cluster_size[1]) == 2.0
+    second_batch = torch.randn(1, 2, 64)
+    counts = quantizer(second_batch).code_counts
+    assert counts[1] >= 2  # it won its share of the cluster it was restarted into
+    assert float(quantizer.cluster_size[1]) >= 2.0
+    assert not (quantizer.embedding[1] == second_batch[0].t()).all(dim=1).any()  # moved by EMA, not re-seeded
 
 
 def test_collapsed_codebook_recovers_with_restarts():

@@ -315,7 +315,10 @@ class VectorQuantizer(nn.Module):
         kmeans_init: initialise the codebook by k-means on the first training batch.
         kmeans_iters: Lloyd iterations for that initialisation.
         dead_code_threshold: a code whose usage average (assignments per batch, EMA) falls below
-            this is re-seeded from a recent encoder output during training; 0 disables restarts.
+            this is re-seeded from a recent encoder output during training, with fresh EMA state
+            (usage = the threshold, sum = threshold x the new code); 0 disables restarts. The
+            balance it enforces depends on the mean usage, batch rows / K: a quarter to a half of
+            the mean spreads usage evenly (benchmarks/codebook_usage.py).
         distance_chunk_size: rows of the (N x K) distance matrix computed at a time; by default
             about 2**19 scores on a CPU (cache-sized) and 2**24 on an accelerator.
 
@@ -471,8 +474,11 @@ class VectorQuantizer(nn.Module):
             candidates = self._restart_candidates(latents, *_global_row_range(batch_sizes))
             self.restart_step += 1
             dead = cluster_size < self.dead_code_threshold
-            cluster_size = torch.where(dead, 1.0, cluster_size)
-            embed_sum = torch.where(dead.unsqueeze(1), candidates, embed_sum)
+            # A restarted code's usage starts at the threshold: it stays if the next batches give it
+            # its share, and is judged again after one batch that does not (a fixed 1 would sit
+            # below any threshold above 1 and mark it dead forever).
+            cluster_size = torch.where(dead, self.dead_code_threshold, cluster_size)
+            embed_sum = torch.where(dead.unsqueeze(1), candidates * self.dead_code_threshold, embed_sum)
             codebook = torch.where(dead.unsqueeze(1), candidates, codebook)
         self.cluster_size.copy_(cluster_size)
         if ema or restarts:
