@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 
 from .configuration_vqvae import VQVAEConfig
 from .data import (
-    ImageDatasets,
     ImageTransform,
     TrainingImages,
     add_data_arguments,
@@ -44,6 +43,7 @@ from .data import (
 )
 from .image_processing_vqvae import VQVAEImageProcessor
 from .modeling_vqvae import VQVAEModel
+from .training import create_accelerator
 
 
 logger = logging.getLogger(__name__)
@@ -202,30 +202,30 @@ def encode_images(
     return encoded
 
 
-def encode_image_datasets(
-    vqvae: VQVAEModel,
-    processor: VQVAEImageProcessor,
-    image_datasets: ImageDatasets,
-    accelerator: Accelerator,
-    *,
-    batch_size: int,
-    num_workers: int = 0,
-    max_unreadable_fraction: float = 0.01,
-) -> DatasetDict:
-    """The training and validation splits as codes: center crops at the VQ-VAE's resolution."""
+def encode_image_dataset(
+    args: argparse.Namespace, vqvae: VQVAEModel, processor: VQVAEImageProcessor, accelerator: Accelerator, *, batch_size: int
+) -> tuple[DatasetDict, str]:
+    """The training and validation splits of the image data set that the flags of
+    `data.add_data_arguments` describe, as codes of center crops at the VQ-VAE's resolution, and the
+    data set's name. The class labels of --label_column (else of a `ClassLabel` column named `label`)
+    become the `label` column."""
+    if args.streaming:
+        raise ValueError("encoding a streamed data set is not supported; drop --streaming")
+    resolution_of_vqvae(args, vqvae.config)
+    with accelerator.main_process_first():
+        image_datasets = load_image_datasets(args)
+    label_column = class_label_column(image_datasets.train, args.label_column)
     transform = ImageTransform(processor, center_crop=True)
     splits = {}
     for name in ("train", "validation"):
         images = getattr(image_datasets, name)
-        if not isinstance(images, Dataset):
-            raise ValueError("encoding a streamed data set is not supported; drop --streaming")
-        check_columns(images, image_datasets.image_column, image_datasets.label_column)
+        check_columns(images, image_datasets.image_column, label_column)
         splits[name] = encode_images(
-            vqvae, images, image_datasets.image_column, image_datasets.label_column, transform, accelerator,
-            batch_size=batch_size, num_workers=num_workers, max_unreadable_fraction=max_unreadable_fraction,
+            vqvae, images, image_datasets.image_column, label_column, transform, accelerator, batch_size=batch_size,
+            num_workers=args.dataloader_num_workers, max_unreadable_fraction=args.max_unreadable_fraction,
             description=f"encoding {name}",
         )
-    return DatasetDict(splits)
+    return DatasetDict(splits), image_datasets.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,23 +315,12 @@ def resolution_of_vqvae(args: argparse.Namespace, config: VQVAEConfig) -> None:
 def extract_codes(args: argparse.Namespace) -> DatasetDict:
     """Encode the image data set the arguments name with the VQ-VAE `--vqvae`, save it to
     `--output_dir` (main process) and push it when asked; returns the codes on every process."""
-    # Without a GPU, Accelerate goes multi-process only when told the run is on CPU (gloo).
-    accelerator = Accelerator(cpu=not torch.accelerator.is_available())
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("hf_vqvae").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    accelerator = create_accelerator()
     vqvae, processor = load_vqvae(args.vqvae, cache_dir=args.cache_dir)
-    resolution_of_vqvae(args, vqvae.config)
-    with accelerator.main_process_first():
-        image_datasets = load_image_datasets(args)
-    label_column = class_label_column(image_datasets.train, args.label_column)
-    image_datasets = dataclasses.replace(image_datasets, label_column=label_column)
-    codes = encode_image_datasets(
-        vqvae, processor, image_datasets, accelerator, batch_size=args.batch_size,
-        num_workers=args.dataloader_num_workers, max_unreadable_fraction=args.max_unreadable_fraction,
-    )
+    codes, image_dataset = encode_image_dataset(args, vqvae, processor, accelerator, batch_size=args.batch_size)
     # A local VQ-VAE is named by its absolute path, so that the codes find it from any folder.
     vqvae_name = str(Path(args.vqvae).resolve()) if Path(args.vqvae).is_dir() else args.vqvae
-    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, image_datasets.name)
+    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, image_dataset)
     if accelerator.is_main_process:
         save_codes(codes, info, args.output_dir)
         logger.info("wrote %s to %s", {name: len(split) for name, split in codes.items()}, args.output_dir)

@@ -6,7 +6,7 @@ Shared with the prior's training script:
 - `add_common_training_arguments(parser)` / `check_common_training_arguments(args)`:
   optimisation, state, tracking and Hub flags with diffusers' names (`data.add_data_arguments`
   adds the data-set flags);
-- `setup_accelerator(args)`: the `Accelerator`, logging, seeding;
+- `setup_accelerator(args)`: the `Accelerator` (`create_accelerator`), logging, seeding;
 - `CheckpointManager`: atomic `checkpoint-<step>` folders, `latest`, pruning, compatibility
   checks (`model_fields`), exact resume of a `TrainingPosition`;
 - `run_training_loop(...)`: prepare, resume, accumulate, clip, schedule, log, validate,
@@ -144,6 +144,25 @@ def check_common_training_arguments(args: argparse.Namespace) -> None:
 # Accelerator, optimizer, schedule
 
 
+def create_accelerator(**accelerator_kwargs) -> Accelerator:
+    """An `Accelerator` that runs on CPU processes when there is no GPU, with the package's logging
+    on the main process only: what every command of the package that runs under `accelerate
+    launch` starts with."""
+    accelerator = Accelerator(
+        # Without a GPU (or other accelerator) Accelerate goes multi-process only when told the run
+        # is on CPU; this makes `accelerate launch --multi_gpu --num_processes N` run over gloo.
+        cpu=not torch.accelerator.is_available(),
+        **accelerator_kwargs,
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hf_vqvae").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    if not accelerator.is_main_process:
+        import datasets
+
+        datasets.utils.logging.disable_progress_bar()
+    return accelerator
+
+
 def setup_accelerator(args: argparse.Namespace, *, find_unused_parameters: bool = False) -> Accelerator:
     """The run's `Accelerator` (accumulation, precision, trackers), logging on the main process
     only, and the seed set identically on every process.
@@ -156,22 +175,13 @@ def setup_accelerator(args: argparse.Namespace, *, find_unused_parameters: bool 
     project_config = ProjectConfiguration(
         project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
     )
-    accelerator = Accelerator(
-        # Without a GPU (or other accelerator) Accelerate goes multi-process only when told the run
-        # is on CPU; this makes `accelerate launch --multi_gpu --num_processes N` run over gloo.
-        cpu=not torch.accelerator.is_available(),
+    accelerator = create_accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=project_config,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("hf_vqvae").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
-    if not accelerator.is_main_process:
-        import datasets
-
-        datasets.utils.logging.disable_progress_bar()
     set_seed(args.seed)
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
