@@ -268,36 +268,35 @@ class _StraightThroughQuantize(torch.autograd.Function):
     mean ||z_e - e_k||^2, but the first differentiates only into z_e (sg[e]) and the second
     only into the codebook (sg[z_e]). z_q's gradient flows to z_e unchanged (straight-through).
     Written as one Function because the autograd graph of z_e + sg[z_q - z_e] plus two MSE
-    terms costs several passes over the latents; here the forward pass reads them once and the
-    backward pass writes the latents' gradient once, and z_q is exactly the codebook rows.
+    terms makes several passes over the latents and their temporaries; here the error
+    z_e - z_q is formed once, in the forward pass, and the backward pass writes the latents'
+    gradient in one pass from it. z_q is exactly the codebook rows.
     """
 
     @staticmethod
     def forward(ctx, latents, codebook, indices):
         batch, dim, length = latents.shape
         quantized = torch.gather(codebook.t().expand(batch, dim, -1), 2, indices.unsqueeze(1).expand(batch, dim, length))
-        distance = F.mse_loss(latents, quantized)
+        error = latents - quantized
+        distance = torch.linalg.vector_norm(error).square() / error.numel()
         # Not the codebook itself: a training step updates it in place before backward runs.
-        ctx.save_for_backward(latents, indices, quantized)
+        ctx.save_for_backward(error, indices)
         ctx.num_codes = codebook.shape[0]
         ctx.set_materialize_grads(False)
         return quantized, distance, distance.clone()
 
     @staticmethod
     def backward(ctx, grad_quantized, grad_commitment, grad_codebook):
-        latents, indices, quantized = ctx.saved_tensors
-        needs_commitment = grad_commitment is not None and ctx.needs_input_grad[0]
-        needs_codebook = grad_codebook is not None and ctx.needs_input_grad[1]
-        error = latents - quantized if needs_commitment or needs_codebook else None
-        scale = 2.0 / latents.numel()
+        error, indices = ctx.saved_tensors
+        scale = 2.0 / error.numel()
         grad_codebook_rows = None
-        if needs_codebook:
+        if grad_codebook is not None and ctx.needs_input_grad[1]:
             # d/de_k of the sum over z assigned to k of ||z - e_k||^2 is -2 sum (z - e_k).
             grad_codebook_rows = _sum_per_code(error, indices, ctx.num_codes) * (-scale * grad_codebook)
         grad_latents = grad_quantized
-        if needs_commitment:
+        if grad_commitment is not None and ctx.needs_input_grad[0]:
             weight = scale * grad_commitment
-            grad_latents = error.mul_(weight) if grad_quantized is None else torch.addcmul(grad_quantized, error, weight)
+            grad_latents = error * weight if grad_quantized is None else torch.addcmul(grad_quantized, error, weight)
         return grad_latents, grad_codebook_rows, None
 
 
