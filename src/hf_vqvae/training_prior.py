@@ -1,0 +1,349 @@
+"""Training the PixelCNN prior with Accelerate (`train_prior`, behind `scripts/train_prior.py`).
+
+The prior learns the code grids of a trained VQ-VAE: a codes data set written by
+`scripts/extract_codes.py` (`--codes_dataset`), or images that are encoded once at the start
+(`--vqvae` with the image data flags of `data.add_data_arguments`). It conditions on a class label
+column when there is one. Checkpoints, exact resume, tracking and pushing are the VQ-VAE's
+(`training.py`); validation reports bits per code on held-out grids and a grid of samples decoded
+by the VQ-VAE. The run ends with the prior in `--output_dir` and the whole generator, VQ-VAE and
+prior, as a `VQVAEPipeline` folder in `--output_dir/pipeline`.
+"""
+
+import argparse
+import dataclasses
+import functools
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from accelerate import Accelerator
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from .codes import (
+    CODES_COLUMN,
+    LABEL_COLUMN,
+    check_class_labels,
+    check_codes,
+    check_label_feature,
+    class_label_column,
+    encode_image_dataset,
+    load_codes,
+    load_vqvae,
+)
+from .configuration_pixelcnn_prior import PRIOR_PRESETS, PixelCNNPriorConfig
+from .data import (
+    EpochShuffleSampler,
+    add_data_arguments,
+    check_columns,
+    training_and_validation_splits,
+)
+from .hub import prior_model_card
+from .image_processing_vqvae import VQVAEImageProcessor
+from .modeling_pixelcnn_prior import PixelCNNPriorModel
+from .modeling_vqvae import VQVAEModel
+from .pipeline_vqvae import VQVAEPipeline
+from .training import (
+    CheckpointManager,
+    TrainingRun,
+    add_common_training_arguments,
+    check_common_training_arguments,
+    end_training,
+    four_figures,
+    log_image,
+    model_fields,
+    publish,
+    run_training_loop,
+    setup_accelerator,
+    training_summary,
+    write_json,
+)
+
+
+logger = logging.getLogger(__name__)
+
+# The architecture of the script's default prior: small enough to train on the default data set's
+# 8x8 grids in a couple of minutes on two CPU cores.
+DEFAULT_ARCHITECTURE = dict(hidden_channels=64, num_layers=8, kernel_size=5, skip_channels=128)
+ARCHITECTURE_FLAGS = tuple(DEFAULT_ARCHITECTURE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train a gated PixelCNN prior over the codes of a trained VQ-VAE with Accelerate."
+    )
+    group = parser.add_argument_group("codes")
+    group.add_argument(
+        "--codes_dataset", default=None,
+        help="A codes data set (scripts/extract_codes.py): its save_to_disk folder or a Hub data set id. "
+        "Without it the images of the data flags are encoded with --vqvae at the start.",
+    )
+    group.add_argument(
+        "--vqvae", default=None,
+        help="The trained VQ-VAE (a folder or Hub id); by default the one named by the codes data set.",
+    )
+    group.add_argument(
+        "--unconditional", action="store_true", help="Ignore class labels: train an unconditional prior."
+    )
+    add_data_arguments(parser)
+    # Images are encoded at the VQ-VAE's resolution; a class label column named `label` is found by itself.
+    parser.set_defaults(resolution=None)
+    group = parser.add_argument_group("prior")
+    group.add_argument(
+        "--prior_preset", default=None, choices=sorted(PRIOR_PRESETS),
+        help="A code grid of the paper's settings (PixelCNNPriorConfig.from_preset); must match the VQ-VAE.",
+    )
+    group.add_argument(
+        "--prior_config", default=None, help="Start from a PixelCNNPriorConfig: a config.json, a folder or a Hub id."
+    )
+    for name, default in DEFAULT_ARCHITECTURE.items():
+        group.add_argument(
+            f"--{name}", type=int, default=None,
+            help=f"PixelCNNPriorConfig.{name} (default: the preset's or config's, else {default}).",
+        )
+    group = parser.add_argument_group("samples")
+    group.add_argument("--sample_images_per_row", type=int, default=8, help="Samples per row of the sample grid.")
+    group.add_argument("--sample_rows", type=int, default=4, help="Rows of samples of an unconditional prior (else one per class).")
+    group.add_argument("--sample_temperature", type=float, default=1.0, help="Divides the prior's logits when sampling.")
+    add_common_training_arguments(parser, default_output_dir="outputs/prior")
+    parser.set_defaults(num_train_epochs=10, learning_rate=1e-3, validation_steps=500)
+    args = parser.parse_args(argv)
+    check_common_training_arguments(args)
+    return args
+
+
+def build_prior_config(
+    args: argparse.Namespace, vqvae_config, num_classes: int, id2label: dict[int, str] | None
+) -> PixelCNNPriorConfig:
+    """The prior's config: --prior_preset, --prior_config or the script's default architecture for
+    the VQ-VAE's K and grid, then the architecture flags; the classes come from the data. A preset or
+    config for another K or grid fails later, in `PixelCNNPriorModel.check_compatible_with_vqvae`."""
+    if args.prior_preset and args.prior_config:
+        raise ValueError("pass either --prior_preset or --prior_config, not both")
+    if args.prior_preset:
+        base = PixelCNNPriorConfig.from_preset(args.prior_preset, **DEFAULT_ARCHITECTURE)
+    elif args.prior_config:
+        base = PixelCNNPriorConfig.from_pretrained(args.prior_config, cache_dir=args.cache_dir)
+    else:
+        latent_size = vqvae_config.latent_size
+        base = PixelCNNPriorConfig(
+            num_embeddings=vqvae_config.num_embeddings, grid_height=latent_size, grid_width=latent_size,
+            **DEFAULT_ARCHITECTURE,
+        )
+    architecture = {name: getattr(args, name) for name in ARCHITECTURE_FLAGS if getattr(args, name) is not None}
+    fields = {**model_fields(base), **architecture, "num_classes": num_classes}
+    label2id = {name: index for index, name in id2label.items()} if id2label else None
+    return PixelCNNPriorConfig(**fields, id2label=id2label, label2id=label2id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclasses.dataclass
+class TrainingCodes:
+    """The code grids a run trains and validates on, and the VQ-VAE that decodes them."""
+
+    train: Dataset
+    validation: Dataset
+    label_column: str | None
+    vqvae: VQVAEModel
+    processor: VQVAEImageProcessor
+    dataset_name: str  # the encoded images' data set, for the model card
+
+
+def load_training_codes(args: argparse.Namespace, accelerator: Accelerator) -> TrainingCodes:
+    """The codes of --codes_dataset, or of the images of the data flags encoded with --vqvae; checked
+    against the VQ-VAE (K, grid, code range) and the class labels against their classes."""
+    if args.codes_dataset:
+        with accelerator.main_process_first():
+            splits, info = load_codes(args.codes_dataset, cache_dir=args.cache_dir)
+        vqvae_name = args.vqvae or (info.vqvae if info is not None else None)
+        if vqvae_name is None:
+            raise ValueError(f"the codes data set {args.codes_dataset!r} names no VQ-VAE (it has no codes_info.json): pass --vqvae")
+        vqvae, processor = load_vqvae(vqvae_name, cache_dir=args.cache_dir)
+        if info is not None:
+            info.check_vqvae(vqvae.config, vqvae_name)
+        dataset_name = info.image_dataset if info is not None else args.codes_dataset
+        train, validation = training_and_validation_splits(splits, args, args.codes_dataset)
+        label_column = class_label_column(train, args.label_column)
+    else:
+        if not args.vqvae:
+            raise ValueError(
+                "pass --codes_dataset (codes written by scripts/extract_codes.py) or --vqvae (to encode the images of "
+                "the data flags)"
+            )
+        vqvae, processor = load_vqvae(args.vqvae, cache_dir=args.cache_dir)
+        codes, dataset_name = encode_image_dataset(args, vqvae, processor, accelerator, batch_size=args.train_batch_size)
+        train, validation = codes["train"], codes["validation"]
+        label_column = LABEL_COLUMN if LABEL_COLUMN in train.column_names else None
+
+    validation = validation.select(range(min(args.max_validation_samples, len(validation))))
+    latent_size = vqvae.config.latent_size
+    check_codes(DatasetDict(train=train, validation=validation), vqvae.config.num_embeddings, (latent_size, latent_size))
+    if args.unconditional:
+        label_column = None
+    if label_column is not None:
+        for split in (train, validation):
+            check_columns(split, CODES_COLUMN, label_column)
+            check_label_feature(split, label_column)
+    return TrainingCodes(train, validation, label_column, vqvae, processor, dataset_name)
+
+
+def class_labels_of(codes: TrainingCodes) -> tuple[int, dict[int, str] | None]:
+    """The number of classes and their names (a `ClassLabel`'s; integer labels count up to the
+    largest training label); every label of both splits must lie in range."""
+    if codes.label_column is None:
+        return 0, None
+    feature = codes.train.features[codes.label_column]
+    labels = {name: np.asarray(split[codes.label_column]) for name, split in (("train", codes.train), ("validation", codes.validation))}
+    if isinstance(feature, ClassLabel):
+        num_classes, id2label = feature.num_classes, dict(enumerate(feature.names))
+    else:
+        num_classes, id2label = int(labels["train"].max()) + 1, None
+    for name, values in labels.items():
+        check_class_labels(values, num_classes, f"the {name} split (column {codes.label_column!r})")
+    return num_classes, id2label
+
+
+def collate_codes(examples: list[dict], label_column: str | None) -> dict:
+    batch = {"input_ids": torch.from_numpy(np.stack([example[CODES_COLUMN] for example in examples])).long()}
+    if label_column is not None:
+        batch["class_labels"] = torch.tensor([int(example[label_column]) for example in examples])
+    return batch
+
+
+def codes_dataloader(codes: Dataset, label_column: str | None, *, batch_size: int, seed: int, shuffle: bool, num_workers: int = 0):
+    """Batches of `input_ids` (and `class_labels`); a training loader reshuffles each epoch from
+    (seed, epoch), so a resumed run meets the same batches."""
+    columns = [CODES_COLUMN] + ([label_column] if label_column else [])
+    return torch.utils.data.DataLoader(
+        codes.with_format("numpy", columns=columns),
+        batch_size=batch_size,
+        sampler=EpochShuffleSampler(len(codes), seed) if shuffle else None,
+        collate_fn=functools.partial(collate_codes, label_column=label_column),
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+@torch.no_grad()
+def validation_bits_per_code(prior: PixelCNNPriorModel, loader) -> float:
+    """Mean negative log2-likelihood per code of the validation grids."""
+    total, count = 0.0, 0
+    for batch in loader:
+        bits = prior.bits_per_code(batch["input_ids"].to(prior.device), batch.get("class_labels"))
+        total, count = total + bits.double().sum().item(), count + len(bits)
+    return total / count
+
+
+def validate_and_log(
+    accelerator: Accelerator, prior: PixelCNNPriorModel, codes: TrainingCodes, validation_loader, args, step: int
+) -> tuple[float, PIL.Image.Image]:
+    """Validation bits per code and a grid of samples decoded by the VQ-VAE (a row per class for a
+    class-conditional prior), sent to the trackers (main process only)."""
+    bits = validation_bits_per_code(prior, validation_loader)
+    accelerator.log({"validation/bits_per_code": bits}, step=step)
+    pipeline = VQVAEPipeline(vqvae=codes.vqvae, prior=prior, image_processor=codes.processor)
+    pipeline.set_progress_bar_config(disable=True)
+    # Drawn from --seed every time, so the grids of successive validations are comparable.
+    grid = pipeline.sample_grid(
+        images_per_row=args.sample_images_per_row, num_rows=args.sample_rows, temperature=args.sample_temperature,
+        seed=args.seed,
+    )
+    log_image(accelerator, "validation/samples", grid, step)
+    return bits, grid
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def prior_train_logs(output) -> dict:
+    nats = output.loss.item()
+    return {"train/loss": nats, "train/bits_per_code": nats / math.log(2)}
+
+
+def train_prior(args: argparse.Namespace) -> dict:
+    """Train a `PixelCNNPriorModel` as the arguments of `parse_args` say; returns the final
+    validation metrics (also written to `<output_dir>/metrics.json`)."""
+    started = time.perf_counter()
+    # The last gated layer's horizontal residual feeds nothing (only its skip reaches the logits).
+    accelerator = setup_accelerator(args, find_unused_parameters=True)
+    codes = load_training_codes(args, accelerator)
+    num_classes, id2label = class_labels_of(codes)
+    config = build_prior_config(args, codes.vqvae.config, num_classes, id2label)
+    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
+    resume = checkpoints.resolve(args.resume_from_checkpoint, model_fields(config))
+
+    prior = PixelCNNPriorModel(config)
+    vqvae_config = codes.vqvae.config
+    prior.check_compatible_with_vqvae(vqvae_config.num_embeddings, vqvae_config.latent_size, vqvae_config.latent_size)
+    codes.vqvae.to(accelerator.device)  # decodes the samples
+    train_loader = codes_dataloader(
+        codes.train, codes.label_column, batch_size=args.train_batch_size, seed=args.seed, shuffle=True,
+        num_workers=args.dataloader_num_workers,
+    )
+    validation_loader = codes_dataloader(
+        codes.validation, codes.label_column, batch_size=args.train_batch_size, seed=args.seed, shuffle=False
+    )
+
+    def validate(step: int, model: PixelCNNPriorModel) -> None:
+        if accelerator.is_main_process:
+            validate_and_log(accelerator, model, codes, validation_loader, args, step)
+
+    run = run_training_loop(
+        accelerator, args, prior, train_loader, checkpoints=checkpoints, resume=resume,
+        model_config=model_fields(config), project_name="hf-vqvae-prior", examples="code grids",
+        forward=lambda model, batch: model(batch["input_ids"], batch.get("class_labels"), labels=batch["input_ids"]),
+        train_logs=prior_train_logs, validate=validate,
+    )
+    metrics = {}
+    if accelerator.is_main_process:
+        metrics = save_final_prior(
+            args, accelerator, run, codes, validation_loader, wall_time_s=time.perf_counter() - started
+        )
+    end_training(accelerator)
+    return metrics
+
+
+def save_final_prior(args, accelerator, run: TrainingRun, codes: TrainingCodes, validation_loader, wall_time_s) -> dict:
+    """Validate, then write the prior, `metrics.json`, `samples.png`, a model card and the pipeline
+    folder (`pipeline/`: VQ-VAE, prior, image processor) into --output_dir; push the prior when asked."""
+    prior = run.model
+    bits, grid = validate_and_log(accelerator, prior, codes, validation_loader, args, run.position.step)
+    metrics = {
+        "validation_bits_per_code": four_figures(bits),
+        "train_steps": run.position.step,
+        "validation_grids": len(codes.validation),
+    }
+    logger.info("final validation: %s", metrics)
+
+    def save(folder: Path) -> None:
+        prior.save_pretrained(folder)
+        grid.save(folder / "samples.png")
+        write_json(folder / "metrics.json", metrics)
+
+    training = training_summary(args, accelerator, run, wall_time_s)
+
+    def card(repo_id: str):
+        return prior_model_card(
+            prior.config, repo_id, dataset_name=codes.dataset_name, metrics=metrics, image_path="samples.png",
+            training=training,
+        )
+
+    publish(args, save, card, commit_message=f"PixelCNN prior trained for {run.position.step} steps with hf-vqvae")
+    pipeline = VQVAEPipeline(vqvae=codes.vqvae, prior=prior, image_processor=codes.processor)
+    pipeline.save_pretrained(Path(args.output_dir) / "pipeline")
+    return metrics
