@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_vqvae.quantizer import VectorQuantizer, kmeans, nearest_codes, nearest_codes_channels_first
+from hf_vqvae.quantizer import VectorQuantizer, _sum_per_code, kmeans, nearest_codes, nearest_codes_channels_first
 
 
 def make_quantizer(**kwargs) -> VectorQuantizer:
@@ -37,6 +37,16 @@ def test_grouped_argmin_search_matches_brute_force_with_ties_resolved_to_the_fir
     found = nearest_codes_channels_first(latents, codebook, chunk_size)
     assert torch.equal(found, expected)
     assert found[1, 4] == 17 and found[2, 9] == 5
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (128, 64), (2, 5000), (0, 4)])
+def test_per_code_sums_match_index_add_over_rows(shape):
+    batch, length = shape
+    latents = torch.randn(batch, 8, length)
+    indices = torch.randint(0, 37, (batch, length))
+    rows = latents.transpose(1, 2).reshape(-1, 8)
+    expected = torch.zeros(37, 8).index_add_(0, indices.reshape(-1), rows)
+    torch.testing.assert_close(_sum_per_code(latents, indices, 37), expected)
 
 
 @pytest.mark.parametrize("training", [False, True])

@@ -44,6 +44,9 @@ ACCELERATOR_CHUNK_SCORES = 2**24
 # (rows, K / 32, 32) view over the middle axis, 32 contiguous scores at a time (vectorised).
 ARGMIN_GROUPS = 32
 
+# Per-code sums of the latents are accumulated this many rows at a time.
+SUM_BLOCK_ROWS = 4096
+
 # k-means initialisation clusters at most this many pooled encoder outputs (16 per code).
 KMEANS_SAMPLES_PER_CODE = 16
 KMEANS_MIN_SAMPLES = 4096
@@ -197,7 +200,7 @@ def nearest_codes_channels_first(latents: torch.Tensor, codebook: torch.Tensor, 
         codebook = _grouped_code_order(codebook)
     codebook_sq_norms = codebook.pow(2).sum(dim=1)
     chunk_rows = chunk_size or _default_chunk_rows(num_codes, latents.device)
-    positions_per_chunk = min(length, chunk_rows)
+    positions_per_chunk = max(1, min(length, chunk_rows))
     elements_per_chunk = max(1, chunk_rows // max(length, 1))
     indices = torch.empty(batch, length, dtype=torch.long, device=latents.device)
     for first in range(0, batch, elements_per_chunk):
@@ -216,10 +219,18 @@ def nearest_codes(flat_latents: torch.Tensor, codebook: torch.Tensor, chunk_size
 
 
 def _sum_per_code(latents: torch.Tensor, indices: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """Sum of the latents (B, D, L) assigned to each code, (K, D), without a one-hot matrix."""
-    sums = latents.new_zeros(latents.shape[1], num_codes)
-    for element, element_indices in zip(latents, indices):
-        sums.index_add_(1, element_indices, element)
+    """Sum of the latents (B, D, L) assigned to each code, (K, D), without a one-hot matrix.
+
+    index_add_ along the code axis of a (D, K) sum reads the channels-first latents as they
+    are; a block of several batch elements (when L is short) is first laid out as (D, rows),
+    a copy small enough to stay in cache.
+    """
+    batch, dim, length = latents.shape
+    sums = latents.new_zeros(dim, num_codes)
+    elements_per_block = max(1, SUM_BLOCK_ROWS // max(length, 1))
+    for first in range(0, batch, elements_per_block):
+        block = latents[first : first + elements_per_block]
+        sums.index_add_(1, indices[first : first + elements_per_block].reshape(-1), block.transpose(0, 1).reshape(dim, -1))
     return sums.t()
 
 
