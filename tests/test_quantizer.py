@@ -58,6 +58,8 @@ def test_forward_shapes_and_quantized_values_are_exactly_codebook_rows(training)
     assert out.quantized.shape == latents.shape
     assert out.indices.shape == (3, 5, 6)
     assert torch.equal(out.quantized, codebook[out.indices].permute(0, 3, 1, 2))
+    if not training:  # decoding the codes sees exactly what the forward pass handed on
+        assert torch.equal(quantizer.lookup(out.indices), out.quantized)
     sequence = quantizer(torch.randn(2, 4, 7))
     assert sequence.indices.shape == (2, 7)
 

@@ -23,11 +23,11 @@ the (N x K) distances exist one cache-sized chunk at a time, the argmin over K i
 two cheap passes, and a training step makes no host synchronisation.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
@@ -218,6 +218,14 @@ def nearest_codes(flat_latents: torch.Tensor, codebook: torch.Tensor, chunk_size
     return nearest_codes_channels_first(flat_latents.t().unsqueeze(0), codebook, chunk_size).squeeze(0)
 
 
+def codebook_rows(codebook: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Codebook rows for `indices` (B, L), laid out channels-first as (B, D, L) and contiguous,
+    the layout of the latents, so no transposed copy follows."""
+    batch, length = indices.shape
+    dim = codebook.shape[1]
+    return torch.gather(codebook.t().expand(batch, dim, -1), 2, indices.unsqueeze(1).expand(batch, dim, length))
+
+
 def _sum_per_code(latents: torch.Tensor, indices: torch.Tensor, num_codes: int) -> torch.Tensor:
     """Sum of the latents (B, D, L) assigned to each code, (K, D), without a one-hot matrix.
 
@@ -286,8 +294,7 @@ class _StraightThroughQuantize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, latents, codebook, indices):
-        batch, dim, length = latents.shape
-        quantized = torch.gather(codebook.t().expand(batch, dim, -1), 2, indices.unsqueeze(1).expand(batch, dim, length))
+        quantized = codebook_rows(codebook, indices)
         error = latents - quantized
         distance = torch.linalg.vector_norm(error).square() / error.numel()
         # Not the codebook itself: a training step updates it in place before backward runs.
@@ -456,7 +463,8 @@ class VectorQuantizer(nn.Module):
                 f"code indices must lie in [0, {self.num_embeddings}), got values in "
                 f"[{int(indices.min())}, {int(indices.max())}]"
             )
-        return F.embedding(indices.long(), self.embedding).movedim(-1, 1)
+        flat = indices.long().reshape(indices.shape[0], math.prod(indices.shape[1:]))
+        return codebook_rows(self.embedding, flat).view(indices.shape[0], self.embedding_dim, *indices.shape[1:])
 
     @torch.no_grad()
     def _update_statistics(self, latents: torch.Tensor, indices: torch.Tensor, code_counts: torch.Tensor) -> torch.Tensor:
