@@ -171,6 +171,16 @@ def test_kmeans_init_runs_once_on_first_training_batch():
     assert torch.cdist(codebook, quantizer.embedding).min(dim=1).values.max() < 10
 
 
+def test_loading_state_that_is_not_initialised_runs_kmeans_again():
+    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, kmeans_init=True).train()
+    quantizer(torch.randn(1, 2, 64))
+    quantizer.load_state_dict(make_quantizer(num_embeddings=4, embedding_dim=2, kmeans_init=True).state_dict())
+    assert not bool(quantizer.initialized)
+    quantizer(torch.randn(1, 2, 64) + 100)
+    assert bool(quantizer.initialized)
+    assert quantizer.embedding.min() > 90  # k-means on the new batch, not the loaded random codebook
+
+
 def test_usage_metrics_and_perplexity():
     quantizer = make_quantizer(num_embeddings=4, embedding_dim=1, update_rule="loss").train()
     with torch.no_grad():

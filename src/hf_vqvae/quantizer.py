@@ -329,7 +329,8 @@ class VectorQuantizer(nn.Module):
         decay: gamma of the EMA updates (paper: 0.99); also the decay of the usage average that
             decides which codes are dead, under both rules.
         epsilon: Laplace smoothing of the EMA cluster sizes, so an unused code never divides by 0.
-        kmeans_init: initialise the codebook by k-means on the first training batch.
+        kmeans_init: initialise the codebook by k-means on the first training batch (pooled from
+            every process).
         kmeans_iters: Lloyd iterations for that initialisation.
         dead_code_threshold: a code whose usage average (assignments per batch, EMA) falls below
             this is re-seeded from a recent encoder output during training, with fresh EMA state
