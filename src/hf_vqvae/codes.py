@@ -43,7 +43,7 @@ from .data import (
 )
 from .image_processing_vqvae import VQVAEImageProcessor
 from .modeling_vqvae import VQVAEModel
-from .training import create_accelerator
+from .training import create_accelerator, end_training
 
 
 logger = logging.getLogger(__name__)
@@ -78,23 +78,24 @@ class CodesInfo:
                 "pass the VQ-VAE the codes were encoded with"
             )
 
-    def save(self, folder: str | Path) -> None:
-        (Path(folder) / CODES_INFO_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
     @classmethod
     def load(cls, dataset: str, cache_dir: str | None = None) -> "CodesInfo | None":
         """The info saved beside a codes data set (a `save_to_disk` folder or a Hub data set id), or None
         when it has none (codes written by other tools)."""
-        local = Path(dataset) / CODES_INFO_FILE
         if Path(dataset).is_dir():
-            path = local if local.is_file() else None
+            path = Path(dataset) / CODES_INFO_FILE
+            if not path.is_file():
+                return None
         else:
             try:
                 path = hf_hub_download(dataset, CODES_INFO_FILE, repo_type="dataset", cache_dir=cache_dir)
-            except Exception as error:  # missing file, or offline: the caller then needs --vqvae
-                logger.info("no %s in the data set %r: %s", CODES_INFO_FILE, dataset, error)
-                path = None
-        return cls(**json.loads(Path(path).read_text())) if path is not None else None
+            except OSError as error:  # not in the repository, or offline and not cached
+                logger.info("no %s for the data set %r: %s", CODES_INFO_FILE, dataset, error)
+                return None
+        return cls(**json.loads(Path(path).read_text()))
 
 
 def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEModel, VQVAEImageProcessor]:
@@ -260,7 +261,7 @@ def load_codes(dataset: str, cache_dir: str | None = None) -> tuple[DatasetDict,
 
 def save_codes(codes: DatasetDict, info: CodesInfo, folder: str | Path) -> None:
     codes.save_to_disk(str(folder))
-    info.save(folder)
+    (Path(folder) / CODES_INFO_FILE).write_text(info.to_json())
 
 
 def push_codes(codes: DatasetDict, info: CodesInfo, repo_id: str, *, token: str | None = None, private: bool | None = None):
@@ -269,7 +270,7 @@ def push_codes(codes: DatasetDict, info: CodesInfo, repo_id: str, *, token: str 
         repo_id, token=token, private=private, commit_message=f"Codes of {info.image_dataset} by the VQ-VAE {info.vqvae}"
     )
     HfApi(token=token).upload_file(
-        path_or_fileobj=json.dumps(dataclasses.asdict(info), indent=2).encode() + b"\n",
+        path_or_fileobj=info.to_json().encode(),
         path_in_repo=CODES_INFO_FILE,
         repo_id=repo_id,
         repo_type="dataset",
@@ -328,5 +329,5 @@ def extract_codes(args: argparse.Namespace) -> DatasetDict:
             repo_id = args.hub_dataset_id or Path(args.output_dir).resolve().name
             push_codes(codes, info, repo_id, token=args.hub_token, private=args.hub_private_repo or None)
             logger.info("pushed the codes to the data set %s", repo_id)
-    accelerator.wait_for_everyone()
+    end_training(accelerator)
     return codes
