@@ -185,6 +185,7 @@ def _default_chunk_rows(num_codes: int, device: torch.device) -> int:
     return max(1, budget // num_codes)
 
 
+@torch.no_grad()
 def nearest_codes_channels_first(latents: torch.Tensor, codebook: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """Nearest-code index for every position of `latents` (B, D, L), as (B, L), in fp32.
 
@@ -205,10 +206,13 @@ def nearest_codes_channels_first(latents: torch.Tensor, codebook: torch.Tensor, 
     positions_per_chunk = max(1, min(length, chunk_rows))
     elements_per_chunk = max(1, chunk_rows // max(length, 1))
     indices = torch.empty(batch, length, dtype=torch.long, device=latents.device)
+    # One buffer for every chunk's scores: a fresh allocation per chunk costs page faults.
+    buffer = latents.new_empty(min(batch, elements_per_chunk) * positions_per_chunk * num_codes)
     for first in range(0, batch, elements_per_chunk):
         for start in range(0, length, positions_per_chunk):
             block = latents[first : first + elements_per_chunk, :, start : start + positions_per_chunk]
-            scores = torch.baddbmm(codebook_sq_norms, block.transpose(1, 2), codebook.t().expand(block.shape[0], -1, -1), alpha=-2.0)
+            scores = buffer[: block.shape[0] * block.shape[2] * num_codes].view(block.shape[0], block.shape[2], num_codes)
+            torch.baddbmm(codebook_sq_norms, block.transpose(1, 2), codebook.t().expand(block.shape[0], -1, -1), alpha=-2.0, out=scores)
             scores = scores.view(-1, num_codes)
             found = _argmin_codes(scores) if grouped else scores.argmin(dim=1)
             indices[first : first + elements_per_chunk, start : start + positions_per_chunk] = found.view(block.shape[0], -1)
