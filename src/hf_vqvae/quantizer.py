@@ -20,7 +20,8 @@ paper). Beyond the paper, and off or on by argument:
 
 Speed: the latents stay in their (B, D, *spatial) layout throughout (no transposed copies),
 the (N x K) distances exist one cache-sized chunk at a time, the argmin over K is split in
-two cheap passes, and a training step makes no host synchronisation.
+two cheap passes, and on an accelerator a training step never waits for the device (after the
+first one, which checks whether k-means has run).
 """
 
 import math
