@@ -37,18 +37,13 @@ CROP = 32
 # dropped: hundreds of copies of one latent would say nothing about how a codebook is used.
 MIN_CROP_STD = 4.0 / 255
 SLIM = dict(hidden_channels=64, residual_channels=32, num_residual_blocks=2, sample_size=CROP, num_embeddings=512, embedding_dim=64)
-# Restarts below this share of the mean usage (latents per batch / K) keep usage even.
-BALANCED_RESTART_FRACTION = 1 / 2
 
 
-def configs(batch_size: int) -> dict[str, dict]:
+def configs() -> dict[str, dict]:
     """Name -> VQVAEConfig overrides; plain VQ last."""
-    mean_usage = batch_size * VQVAEConfig(**SLIM).latent_size**2 / SLIM["num_embeddings"]
+    default = VQVAEConfig(**SLIM)
     return {
-        "default config (EMA, k-means, restarts < 1)": {},
-        f"balanced restarts (< {BALANCED_RESTART_FRACTION * mean_usage:g}, half the mean)": dict(
-            dead_code_threshold=BALANCED_RESTART_FRACTION * mean_usage
-        ),
+        f"default config (EMA, k-means, restarts < {default.dead_code_threshold:g} x mean usage)": {},
         "plain VQ (loss, random init, no restarts)": dict(update_rule="loss", kmeans_init=False, dead_code_threshold=0.0),
     }
 
@@ -124,7 +119,7 @@ def main() -> None:
         f"{len(IMAGES)} scikit-image photos; {args.steps} Adam steps (lr {args.learning_rate}) of {args.batch_size} crops"
     )
     results = {}
-    for name, overrides in configs(args.batch_size).items():
+    for name, overrides in configs().items():
         config = VQVAEConfig(**SLIM, **overrides)
         start = time.perf_counter()
         model = train(config, train_crops, args.steps, args.batch_size, args.learning_rate)

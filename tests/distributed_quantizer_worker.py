@@ -35,8 +35,9 @@ SHIFT_STEP = 3
 
 
 def make_quantizer() -> VectorQuantizer:
-    # decay 0.5: usage averages fall below the threshold within a few steps.
-    return VectorQuantizer(NUM_CODES, EMBEDDING_DIM, decay=0.5, kmeans_init=True, kmeans_iters=5, dead_code_threshold=1.0)
+    # decay 0.5: usage averages fall below the bound within a few steps; every global batch has
+    # 8 x 16 latents, a mean usage of 4 per code, so the bound is 1 assignment per batch.
+    return VectorQuantizer(NUM_CODES, EMBEDDING_DIM, decay=0.5, kmeans_init=True, kmeans_iters=5, dead_code_threshold=0.25)
 
 
 def _cluster_latents(centres: torch.Tensor, images: int, generator: torch.Generator) -> torch.Tensor:

@@ -197,26 +197,28 @@ def test_usage_metrics_and_perplexity():
 
 
 def test_dead_codes_restart_with_fresh_ema_state():
-    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, dead_code_threshold=0.5, decay=0.9).train()
+    # 64 latents over 4 codes: mean usage 16, so a quarter of it is a bound of 4 assignments.
+    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, dead_code_threshold=0.25, decay=0.9).train()
     with torch.no_grad():
         quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
-        quantizer.embed_sum.copy_(quantizer.embedding)
-        quantizer.cluster_size.copy_(torch.tensor([1.0, 0.5, 1.0, 1.0]))
+        quantizer.embed_sum.copy_(quantizer.embedding * 8.0)
+        quantizer.cluster_size.copy_(torch.tensor([8.0, 4.0, 8.0, 8.0]))
     latents = torch.randn(1, 2, 64) * 0.1
     quantizer(latents)
-    # Codes 1-3 got no assignments; code 1 fell below 0.5 (0.45) and was restarted onto a latent.
+    # Codes 1-3 got no assignments; code 1 fell below 4 (3.6) and was restarted onto a latent.
     restarted = quantizer.embedding[1]
     assert torch.cdist(restarted[None], latents[0].t()).min() < 1e-6
-    assert float(quantizer.cluster_size[1]) == 0.5  # usage restarts at the threshold
-    torch.testing.assert_close(quantizer.embed_sum[1], 0.5 * restarted)
-    # Codes 2-3 decayed to 0.9 but stay above the threshold: untouched.
+    assert float(quantizer.cluster_size[1]) == 4.0  # usage restarts at the bound
+    torch.testing.assert_close(quantizer.embed_sum[1], 4.0 * restarted)
+    # Codes 2-3 decayed to 7.2 but stay above the bound: untouched.
     torch.testing.assert_close(quantizer.embedding[2], torch.tensor([200.0, 200.0]), rtol=1e-4, atol=0)
 
 
 def test_restarted_code_that_wins_its_share_is_not_restarted_again():
-    # Threshold 2 with decay 0.99: a usage that restarted at 1 could not climb back to 2 within a
-    # batch of 64, so the code would be re-seeded every step however much data it won.
-    quantizer = make_quantizer(num_embeddings=2, embedding_dim=2, dead_code_threshold=2.0, decay=0.99).train()
+    # A bound of 2 (1/16 of the mean usage 64 / 2) with decay 0.99: a usage that restarted at 1
+    # could not climb back to 2 within a batch of 64, so the code would be re-seeded every step
+    # however much data it won.
+    quantizer = make_quantizer(num_embeddings=2, embedding_dim=2, dead_code_threshold=1 / 16, decay=0.99).train()
     with torch.no_grad():
         quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0]]))
         quantizer.embed_sum.copy_(quantizer.embedding * 2.0)
@@ -246,7 +248,7 @@ def test_collapsed_codebook_recovers_with_restarts():
         return int(quantizer(data.t().reshape(1, 2, -1)).indices.unique().numel())
 
     assert train(threshold=0.0) <= 2
-    assert train(threshold=1.0) >= 30
+    assert train(threshold=0.125) >= 30  # restart below 1 assignment per batch of 256 (mean 8)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

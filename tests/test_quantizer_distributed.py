@@ -71,7 +71,8 @@ def test_ema_steps_equal_one_process_on_concatenated_batches(ranks):
 
 def test_restarts_pick_the_same_latents_as_one_process_and_reset_ema_state(ranks):
     single = worker.plain_run(worker.batches(worker.PLAIN_SHARES))
-    threshold = worker.make_quantizer().dead_code_threshold  # a restarted code's fresh usage
+    # A restarted code's fresh usage: the bound, the threshold's share of the mean usage per code.
+    threshold = worker.make_quantizer().dead_code_threshold * worker.batches(worker.PLAIN_SHARES)[0][:, 0].numel() / worker.NUM_CODES
     restart_steps = []
     for step, batch in enumerate(worker.batches(worker.PLAIN_SHARES)):
         codebook = ranks[0][f"plain/codebook/{step}"]

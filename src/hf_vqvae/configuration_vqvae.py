@@ -52,8 +52,9 @@ class VQVAEConfig(PreTrainedConfig):
         kmeans_init (`bool`, defaults to `True`): k-means initialisation of the codebook on the
             first training batch.
         kmeans_iters (`int`, defaults to 10): Lloyd iterations of that initialisation.
-        dead_code_threshold (`float`, defaults to 1.0): codes used less than this many times per
-            batch (EMA average) are re-seeded from encoder outputs; 0 disables restarts.
+        dead_code_threshold (`float`, defaults to 0.5): codes whose usage average falls below this
+            fraction of the mean usage per code (latents per batch / K) are re-seeded from encoder
+            outputs with fresh EMA state; 0 disables restarts.
 
     Presets for the paper's settings: `VQVAEConfig.from_preset("cifar10" | "imagenet128" |
     "dmlab84", **overrides)`.
@@ -75,7 +76,7 @@ class VQVAEConfig(PreTrainedConfig):
     epsilon: float = 1e-5
     kmeans_init: bool = True
     kmeans_iters: int = 10
-    dead_code_threshold: float = 1.0
+    dead_code_threshold: float = 0.5
 
     def __post_init__(self, **kwargs):
         self._validate()

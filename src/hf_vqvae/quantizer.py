@@ -339,11 +339,12 @@ class VectorQuantizer(nn.Module):
         kmeans_init: initialise the codebook by k-means on the first training batch (pooled from
             every process).
         kmeans_iters: Lloyd iterations for that initialisation.
-        dead_code_threshold: a code whose usage average (assignments per batch, EMA) falls below
-            this is re-seeded from a recent encoder output during training, with fresh EMA state
-            (usage = the threshold, sum = threshold x the new code); 0 disables restarts. The
-            balance it enforces depends on the mean usage, batch rows / K: a quarter to a half of
-            the mean spreads usage evenly (benchmarks/codebook_usage.py).
+        dead_code_threshold: restarts, as a fraction of the mean usage (latents per training
+            batch over all processes / K): a code whose usage average (assignments per batch, EMA)
+            falls below `dead_code_threshold x mean usage` is re-seeded from a recent encoder
+            output, with fresh EMA state (usage = that bound, sum = bound x the new code); 0
+            disables restarts. Relative to the mean, the same value balances usage at any batch
+            size and grid (0.5 reaches perplexity ~0.85 K in benchmarks/codebook_usage.py).
         distance_chunk_size: rows of the (N x K) distance matrix computed at a time; by default
             2**20 scores per thread on a CPU (cache-sized) and 2**24 on an accelerator.
 
@@ -497,18 +498,19 @@ class VectorQuantizer(nn.Module):
             smoothed = (cluster_size + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
             codebook = embed_sum / smoothed.unsqueeze(1)
         if restarts:
-            dead = cluster_size < self.dead_code_threshold
+            usage_bound = self.dead_code_threshold * batch_sizes.sum() / self.num_embeddings
+            dead = cluster_size < usage_bound
             self.restart_step += 1
             # On a CPU looking costs nothing, so the draw is skipped when no code died (the mask
             # is the same on every rank, so all skip the collective together); on an accelerator
             # the look would wait for the device, so the draw always runs.
             if latents.device.type != "cpu" or dead.any():
                 candidates = self._restart_candidates(latents, *_global_row_range(batch_sizes))
-                # A restarted code's usage starts at the threshold: it stays if the next batches
-                # give it its share, and is judged again after one batch that does not (a fixed 1
-                # would sit below any threshold above 1 and mark it dead forever).
-                cluster_size = torch.where(dead, self.dead_code_threshold, cluster_size)
-                embed_sum = torch.where(dead.unsqueeze(1), candidates * self.dead_code_threshold, embed_sum)
+                # A restarted code's usage starts at the bound: it stays if the next batches give
+                # it its share, and is judged again after one batch that does not (a fixed 1
+                # would sit below any bound above 1 and mark it dead forever).
+                cluster_size = torch.where(dead, usage_bound, cluster_size)
+                embed_sum = torch.where(dead.unsqueeze(1), candidates * usage_bound, embed_sum)
                 codebook = torch.where(dead.unsqueeze(1), candidates, codebook)
         self.cluster_size.copy_(cluster_size)
         if ema or restarts:
