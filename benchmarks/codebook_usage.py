@@ -128,10 +128,11 @@ def main() -> None:
 
     num_codes = SLIM["num_embeddings"]
     print(f"\nheld-out set, K = {num_codes}:")
-    print(f"  {'configuration':46s} {'codes used':>11s} {'perplexity':>16s} {'MSE':>8s} {'train min':>9s}")
+    width = max(len(name) for name in results)
+    print(f"  {'configuration':{width}s} {'codes used':>11s} {'perplexity':>16s} {'MSE':>8s} {'train min':>9s}")
     for name, result in results.items():
         print(
-            f"  {name:46s} {result['codes used']:10.1%} {result['perplexity']:7.1f} ({result['perplexity'] / num_codes:.2f} K)"
+            f"  {name:{width}s} {result['codes used']:10.1%} {result['perplexity']:7.1f} ({result['perplexity'] / num_codes:.2f} K)"
             f" {result['mse']:8.4f} {result['minutes']:9.1f}"
         )
     *quantizers, (_, plain) = results.items()
