@@ -70,7 +70,7 @@ class GatedPixelCNNLayer(nn.Module):
     the left in the current row plus, through a 1x1 convolution, the vertical stack (no blind spot). The horizontal
     stack is residual and feeds a skip connection; a class label adds a learned bias inside every gate."""
 
-    def __init__(self, config: PixelCNNPriorConfig):
+    def __init__(self, config: PixelCNNPriorConfig, feeds_next_layer: bool = True):
         super().__init__()
         channels = config.hidden_channels
         self.half_kernel = config.kernel_size // 2
@@ -78,7 +78,9 @@ class GatedPixelCNNLayer(nn.Module):
         # Reads the vertical pre-activations, as in the paper's figure 2.
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.horizontal_conv = nn.Conv2d(channels, 2 * channels, (1, self.half_kernel + 1))
-        self.horizontal_residual = nn.Conv2d(channels, channels, 1)
+        # The last layer's horizontal output would feed nothing (the logits read the skips), so it
+        # has no residual convolution: DDP refuses parameters that never get a gradient.
+        self.horizontal_residual = nn.Conv2d(channels, channels, 1) if feeds_next_layer else None
         self.skip = nn.Conv2d(channels, config.skip_channels, 1)
         # The vertical gate's class bias and the horizontal gate's, concatenated.
         self.class_embedding = nn.Embedding(config.num_classes, 4 * channels) if config.num_classes else None
@@ -109,7 +111,9 @@ class GatedPixelCNNLayer(nn.Module):
         half = self.half_kernel
         vertical, to_horizontal = self.vertical(F.pad(vertical, (half, half, half, 0)), class_bias)
         gated = _gate(self.horizontal_conv(F.pad(horizontal, (half, 0))) + to_horizontal)
-        return vertical, horizontal + self.horizontal_residual(gated), self.skip(gated)
+        if self.horizontal_residual is not None:
+            horizontal = horizontal + self.horizontal_residual(gated)
+        return vertical, horizontal, self.skip(gated)
 
     def horizontal_step(
         self, horizontal_window: torch.Tensor, to_horizontal: torch.Tensor
@@ -119,7 +123,9 @@ class GatedPixelCNNLayer(nn.Module):
         `half_kernel` positions to its left; `to_horizontal` (batch, 2 * hidden_channels) the vertical stack's
         contribution there. Returns the horizontal output and the skip, each (batch, channels)."""
         gated = _gate(_conv_at_one_position(self.horizontal_conv, horizontal_window) + to_horizontal)
-        horizontal = horizontal_window[:, :, -1] + _conv_at_one_position(self.horizontal_residual, gated)
+        horizontal = horizontal_window[:, :, -1]
+        if self.horizontal_residual is not None:
+            horizontal = horizontal + _conv_at_one_position(self.horizontal_residual, gated)
         return horizontal, _conv_at_one_position(self.skip, gated)
 
 
@@ -140,7 +146,9 @@ class PixelCNNPriorModel(HubPreTrainedModel):
     def __init__(self, config: PixelCNNPriorConfig):
         super().__init__(config)
         self.code_embedding = nn.Embedding(config.num_embeddings, config.hidden_channels)
-        self.layers = nn.ModuleList(GatedPixelCNNLayer(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(
+            GatedPixelCNNLayer(config, feeds_next_layer=index < config.num_layers - 1) for index in range(config.num_layers)
+        )
         self.output_hidden = nn.Conv2d(config.skip_channels, config.skip_channels, 1)
         self.output_logits = nn.Conv2d(config.skip_channels, config.num_embeddings, 1)
         self.post_init()

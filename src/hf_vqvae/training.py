@@ -40,7 +40,6 @@ import PIL.Image
 import torch
 from accelerate import Accelerator
 from accelerate.utils import (
-    DistributedDataParallelKwargs,
     ProjectConfiguration,
     gather_object,
     send_to_device,
@@ -163,13 +162,9 @@ def create_accelerator(**accelerator_kwargs) -> Accelerator:
     return accelerator
 
 
-def setup_accelerator(args: argparse.Namespace, *, find_unused_parameters: bool = False) -> Accelerator:
+def setup_accelerator(args: argparse.Namespace) -> Accelerator:
     """The run's `Accelerator` (accumulation, precision, trackers), logging on the main process
-    only, and the seed set identically on every process.
-
-    `find_unused_parameters=True` lets DDP train a model whose forward leaves some parameters
-    without a gradient (DDP otherwise stops at the next step); it costs a graph traversal per step.
-    """
+    only, and the seed set identically on every process."""
     if args.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
         raise ValueError("--report_to wandb needs wandb: `pip install wandb`")
     project_config = ProjectConfiguration(
@@ -180,7 +175,6 @@ def setup_accelerator(args: argparse.Namespace, *, find_unused_parameters: bool 
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=project_config,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
     set_seed(args.seed)
     if accelerator.is_main_process:

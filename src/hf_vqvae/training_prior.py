@@ -280,7 +280,7 @@ def train_prior(args: argparse.Namespace) -> dict:
     validation metrics (also written to `<output_dir>/metrics.json`)."""
     started = time.perf_counter()
     # The last gated layer's horizontal residual feeds nothing (only its skip reaches the logits).
-    accelerator = setup_accelerator(args, find_unused_parameters=True)
+    accelerator = setup_accelerator(args)
     codes = load_training_codes(args, accelerator)
     num_classes, id2label = class_labels_of(codes)
     config = build_prior_config(args, codes.vqvae.config, num_classes, id2label)
