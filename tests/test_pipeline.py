@@ -5,9 +5,9 @@ import PIL.Image
 import pytest
 import torch
 
-from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
+from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEPipeline
 
-from conftest import TINY_VQVAE, put_in_hub_cache
+from conftest import put_in_hub_cache
 
 
 def tiny_prior(num_classes: int = 2, **overrides) -> PixelCNNPriorModel:

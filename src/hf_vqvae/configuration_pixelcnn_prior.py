@@ -2,6 +2,8 @@
 
 from transformers import PreTrainedConfig
 
+from .configuration_utils import check_integer_field
+
 
 # The code grids of the VQ-VAE paper's settings (section 4), named as the VQ-VAE presets so a prior can be
 # paired with its VQ-VAE by name. The ImageNet samples of the paper are class-conditional.
@@ -10,12 +12,6 @@ PRIOR_PRESETS = {
     "imagenet128": dict(num_embeddings=512, grid_height=32, grid_width=32, num_classes=1000),
     "dmlab84": dict(num_embeddings=512, grid_height=21, grid_width=21),
 }
-
-
-def _check_int(name: str, value, minimum: int, allowed: str) -> None:
-    # bool is a subclass of int, but `num_layers=True` is a mistake, not a number.
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"PixelCNNPriorConfig.{name} must be {allowed}, got {value!r}")
 
 
 class PixelCNNPriorConfig(PreTrainedConfig):
@@ -59,14 +55,14 @@ class PixelCNNPriorConfig(PreTrainedConfig):
     num_classes: int = 0
 
     def __post_init__(self, **kwargs):
-        _check_int("num_embeddings", self.num_embeddings, 2, "an integer >= 2")
-        _check_int("grid_height", self.grid_height, 1, "a positive integer")
-        _check_int("grid_width", self.grid_width, 1, "a positive integer")
-        _check_int("hidden_channels", self.hidden_channels, 1, "a positive integer")
-        _check_int("num_layers", self.num_layers, 1, "a positive integer")
-        _check_int("skip_channels", self.skip_channels, 1, "a positive integer")
-        _check_int("num_classes", self.num_classes, 0, "a non-negative integer (0 = unconditional)")
-        _check_int("kernel_size", self.kernel_size, 3, "an odd integer >= 3")
+        check_integer_field(self, "num_embeddings", 2, "an integer >= 2")
+        check_integer_field(self, "grid_height", 1, "a positive integer")
+        check_integer_field(self, "grid_width", 1, "a positive integer")
+        check_integer_field(self, "hidden_channels", 1, "a positive integer")
+        check_integer_field(self, "num_layers", 1, "a positive integer")
+        check_integer_field(self, "skip_channels", 1, "a positive integer")
+        check_integer_field(self, "num_classes", 0, "a non-negative integer (0 = unconditional)")
+        check_integer_field(self, "kernel_size", 3, "an odd integer >= 3")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"PixelCNNPriorConfig.kernel_size must be an odd integer >= 3, got {self.kernel_size!r}")
         super().__post_init__(**kwargs)

@@ -2,6 +2,7 @@
 
 from transformers import PreTrainedConfig
 
+from .configuration_utils import check_integer_field
 from .quantizer import UPDATE_RULES
 
 
@@ -88,13 +89,9 @@ class VQVAEConfig(PreTrainedConfig):
             "embedding_dim", "num_downsamples",
         )
         for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"VQVAEConfig.{name} must be an integer >= 1, got {value!r}")
+            check_integer_field(self, name, 1, "an integer >= 1")
         for name in ("num_residual_blocks", "kmeans_iters"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"VQVAEConfig.{name} must be an integer >= 0, got {value!r}")
+            check_integer_field(self, name, 0, "an integer >= 0")
         if self.update_rule not in UPDATE_RULES:
             raise ValueError(f"VQVAEConfig.update_rule must be one of {UPDATE_RULES}, got {self.update_rule!r}")
         if not 0.0 < self.decay < 1.0:
