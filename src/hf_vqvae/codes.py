@@ -105,7 +105,7 @@ def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEMo
     try:
         processor = VQVAEImageProcessor.from_pretrained(name_or_path, cache_dir=cache_dir)
     except OSError:
-        processor = VQVAEImageProcessor(resolution=vqvae.config.sample_size, num_channels=vqvae.config.in_channels)
+        processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
     return vqvae, processor
 
 

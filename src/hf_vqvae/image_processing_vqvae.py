@@ -53,6 +53,11 @@ class VQVAEImageProcessor(PilBackend):
             kwargs.setdefault("image_std", [0.5] * num_channels)
         super().__init__(**kwargs)
 
+    @classmethod
+    def for_vqvae(cls, config) -> "VQVAEImageProcessor":
+        """The processor matching a `VQVAEConfig`: its `sample_size` and `in_channels`."""
+        return cls(resolution=config.sample_size, num_channels=config.in_channels)
+
     @property
     def num_channels(self) -> int:
         return len(self.image_mean)

@@ -56,9 +56,7 @@ class VQVAEPipeline(DiffusionPipeline):
         latent_size = vqvae.config.latent_size
         prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
         if image_processor is None:
-            image_processor = VQVAEImageProcessor(
-                resolution=vqvae.config.sample_size, num_channels=vqvae.config.in_channels
-            )
+            image_processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
     @classmethod
