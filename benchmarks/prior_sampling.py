@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from hf_vqvae.configuration_pixelcnn_prior import PixelCNNPriorConfig
-from hf_vqvae.modeling_pixelcnn_prior import PixelCNNPriorModel
+from hf_vqvae.models.pixelcnn_prior.configuration_pixelcnn_prior import PixelCNNPriorConfig
+from hf_vqvae.models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 
 
 # The ImageNet setting of the VQ-VAE paper: a 32x32 grid of codes from 512.

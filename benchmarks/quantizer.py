@@ -51,7 +51,7 @@ PEERS = IMPLEMENTATIONS[1:]
 def build_quantizer(name: str) -> torch.nn.Module:
     if name == "hf-vqvae":
         from hf_vqvae import VQVAEConfig
-        from hf_vqvae.quantizer import VectorQuantizer
+        from hf_vqvae.quantization.vector_quantizer import VectorQuantizer
 
         config = VQVAEConfig()  # the defaults: EMA, k-means init, restarts
         return VectorQuantizer(

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import torch
 
 from hf_vqvae import VQVAEConfig, VQVAEImageProcessor, VQVAEModel
-from hf_vqvae.data import ImageTransform, load_image_datasets, training_dataloader
+from hf_vqvae.data.images import ImageTransform, load_image_datasets, training_dataloader
 
 
 def parse_args() -> argparse.Namespace:

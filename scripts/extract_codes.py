@@ -7,7 +7,7 @@
 `python scripts/extract_codes.py --help` lists every flag; docs/prior.md explains them.
 """
 
-from hf_vqvae.codes import extract_codes, parse_extract_args
+from hf_vqvae.data.codes import extract_codes, parse_extract_args
 
 
 if __name__ == "__main__":

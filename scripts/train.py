@@ -6,7 +6,7 @@
 `python scripts/train.py --help` lists every flag; docs/training.md explains them.
 """
 
-from hf_vqvae.training import parse_args, train_vqvae
+from hf_vqvae.training.vqvae import parse_args, train_vqvae
 
 
 if __name__ == "__main__":

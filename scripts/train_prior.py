@@ -8,7 +8,7 @@ The run ends with the prior in --output_dir and a VQVAEPipeline folder in --outp
 lists every flag; docs/prior.md explains them.
 """
 
-from hf_vqvae.training_prior import parse_args, train_prior
+from hf_vqvae.training.prior import parse_args, train_prior
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_vqvae.quantizer import VectorQuantizer
+from hf_vqvae.quantization.vector_quantizer import VectorQuantizer
 
 
 EMBEDDING_DIM = 8

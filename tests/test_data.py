@@ -8,7 +8,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Image, load_dataset
 
 from hf_vqvae import VQVAEImageProcessor
-from hf_vqvae.data import (
+from hf_vqvae.data.images import (
     DEFAULT_PHOTOS,
     EpochShuffleSampler,
     ImageTransform,

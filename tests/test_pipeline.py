@@ -72,9 +72,9 @@ def test_reconstructs_given_images(pipeline):
 def test_save_load_local_and_replace_a_component(tmp_path, pipeline):
     pipeline.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["vqvae"] == ["hf_vqvae.modeling_vqvae", "VQVAEModel"]
-    assert index["prior"] == ["hf_vqvae.modeling_pixelcnn_prior", "PixelCNNPriorModel"]
-    assert index["image_processor"] == ["hf_vqvae.image_processing_vqvae", "VQVAEImageProcessor"]
+    assert index["vqvae"] == ["hf_vqvae.models.vqvae.modeling_vqvae", "VQVAEModel"]
+    assert index["prior"] == ["hf_vqvae.models.pixelcnn_prior.modeling_pixelcnn_prior", "PixelCNNPriorModel"]
+    assert index["image_processor"] == ["hf_vqvae.models.vqvae.image_processing_vqvae", "VQVAEImageProcessor"]
     for folder, names in {"vqvae": {"config.json", "model.safetensors"}, "prior": {"config.json", "model.safetensors"}}.items():
         assert {path.name for path in (tmp_path / folder).iterdir()} == names
     assert (tmp_path / "image_processor" / "preprocessor_config.json").exists()
@@ -168,3 +168,19 @@ def test_sample_script_writes_its_grid(tmp_path, pipeline):
         check=True, capture_output=True,
     )
     assert PIL.Image.open(output).size == (5 * 16, 2 * 16)
+
+
+def test_a_pipeline_saved_before_the_layout_move_loads_and_generates_the_same():
+    """A folder whose model_index.json names the 0.1.0 module paths (`hf_vqvae.modeling_vqvae`, ...)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    fixtures = Path(__file__).parent / "fixtures"
+    index = json.loads((fixtures / "pipeline_saved_by_0.1.0" / "model_index.json").read_text())
+    assert index["vqvae"] == ["hf_vqvae.modeling_vqvae", "VQVAEModel"]
+    pipeline = VQVAEPipeline.from_pretrained(fixtures / "pipeline_saved_by_0.1.0")
+    expected = load_file(fixtures / "pipeline_saved_by_0.1.0_output.safetensors")
+    output = pipeline(batch_size=2, generator=torch.Generator().manual_seed(3), output_type="pt")
+    assert torch.equal(output.codes, expected["codes"])
+    torch.testing.assert_close(output.images, expected["images"])

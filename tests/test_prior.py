@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_vqvae.configuration_pixelcnn_prior import PixelCNNPriorConfig
-from hf_vqvae.modeling_pixelcnn_prior import PixelCNNPriorModel, PixelCNNPriorOutput
+from hf_vqvae.models.pixelcnn_prior.configuration_pixelcnn_prior import PixelCNNPriorConfig
+from hf_vqvae.models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel, PixelCNNPriorOutput
 
 
 def tiny_config(**overrides) -> PixelCNNPriorConfig:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_vqvae.quantizer import VectorQuantizer, _sum_per_code, kmeans, nearest_codes, nearest_codes_channels_first
+from hf_vqvae.quantization.vector_quantizer import VectorQuantizer, _sum_per_code, kmeans, nearest_codes, nearest_codes_channels_first
 
 
 def make_quantizer(**kwargs) -> VectorQuantizer:

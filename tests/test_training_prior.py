@@ -9,8 +9,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from safetensors.torch import load_file
 
 from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
-from hf_vqvae.codes import CodesInfo, extract_codes, parse_extract_args, save_codes
-from hf_vqvae.training_prior import parse_args, train_prior
+from hf_vqvae.data.codes import CodesInfo, extract_codes, parse_extract_args, save_codes
+from hf_vqvae.training.prior import parse_args, train_prior
 
 from conftest import TINY_VQVAE
 from launching import accelerate_launch, kill_when_exists, run, script

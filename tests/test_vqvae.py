@@ -3,7 +3,7 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from hf_vqvae import PRESETS, VQVAEConfig, VQVAEModel
-from hf_vqvae.modeling_vqvae import VQVAEOutput
+from hf_vqvae.models.vqvae.modeling_vqvae import VQVAEOutput
 
 
 def structured_images(count: int, size: int = 16, generator: torch.Generator | None = None) -> torch.Tensor:

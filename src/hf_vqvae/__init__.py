@@ -1,15 +1,24 @@
 """hf-vqvae: VQ-VAE (van den Oord et al. 2017) for the Hugging Face ecosystem."""
 
+import sys
+
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from .configuration_pixelcnn_prior import PixelCNNPriorConfig
-from .configuration_vqvae import PRESETS, VQVAEConfig
-from .image_processing_vqvae import VQVAEImageProcessor
-from .modeling_pixelcnn_prior import PixelCNNPriorModel, PixelCNNPriorOutput
 from .modeling_utils import CheckpointMismatchError
-from .modeling_vqvae import VQVAEDecoderOutput, VQVAEEncoderOutput, VQVAEModel, VQVAEOutput
-from .pipeline_vqvae import VQVAEPipeline, VQVAEPipelineOutput
-from .quantizer import QuantizerOutput, VectorQuantizer
+from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
+from .models.vqvae import (
+    PRESETS,
+    VQVAEConfig,
+    VQVAEDecoderOutput,
+    VQVAEEncoderOutput,
+    VQVAEImageProcessor,
+    VQVAEModel,
+    VQVAEOutput,
+    image_processing_vqvae,
+    modeling_vqvae,
+)
+from .pipelines import VQVAEPipeline, VQVAEPipelineOutput
+from .quantization import QuantizerOutput, VectorQuantizer
 
 
 AutoConfig.register(VQVAEConfig.model_type, VQVAEConfig, exist_ok=True)
@@ -18,7 +27,17 @@ AutoImageProcessor.register(VQVAEConfig, VQVAEImageProcessor, exist_ok=True)
 AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_ok=True)
 AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
 
-__version__ = "0.1.0"
+# Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
+# they had before the package was laid out by modality; diffusers imports those paths to load them.
+LEGACY_MODULE_PATHS = {
+    "hf_vqvae.modeling_vqvae": modeling_vqvae,
+    "hf_vqvae.image_processing_vqvae": image_processing_vqvae,
+    "hf_vqvae.modeling_pixelcnn_prior": modeling_pixelcnn_prior,
+}
+for _path, _module in LEGACY_MODULE_PATHS.items():
+    sys.modules.setdefault(_path, _module)
+
+__version__ = "0.2.0"
 
 __all__ = [
     "PRESETS",

@@ -1,11 +1,6 @@
 """Gated PixelCNN prior over VQ-VAE code grids (van den Oord et al. 2016, arXiv 1606.05328), with cached
-incremental sampling (Ramachandran et al. 2017, arXiv 1704.06001).
-
-Causality comes from shifted inputs and cropped kernels, not from masked weights, so the model has no mask
-buffers: the first layer's vertical input is the code embedding shifted down one row and its horizontal input
-the embedding shifted right one column (mask A: a position never sees its own code); every vertical kernel
-covers the current row and `kernel_size // 2` rows above it, every horizontal kernel the current column and
-`kernel_size // 2` columns to its left (mask B).
+incremental sampling (Ramachandran et al. 2017, arXiv 1704.06001). Its layers are
+`layers.gated_pixelcnn.GatedPixelCNNLayer`, which says how causality is kept without masks.
 """
 
 import math
@@ -19,29 +14,10 @@ from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeli
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...layers.gated_pixelcnn import GatedPixelCNNLayer, conv_at_one_position, down_shift, right_shift
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
-from .hub import prior_model_card
-from .modeling_utils import HubPreTrainedModel
-
-
-def _gate(pre_activation: torch.Tensor) -> torch.Tensor:
-    """tanh(content) * sigmoid(gate), the two halves split along the channels."""
-    content, gate = pre_activation.chunk(2, dim=1)
-    return torch.tanh(content) * torch.sigmoid(gate)
-
-
-def _down_shift(grid: torch.Tensor) -> torch.Tensor:
-    return F.pad(grid, (0, 0, 1, 0))[:, :, :-1, :]
-
-
-def _right_shift(grid: torch.Tensor) -> torch.Tensor:
-    return F.pad(grid, (1, 0))[..., :-1]
-
-
-def _conv_at_one_position(conv: nn.Conv2d, window: torch.Tensor) -> torch.Tensor:
-    """`conv` evaluated at a single output position, from the (batch, in_channels[, kernel positions]) window it
-    covers. A matrix product: on a batch of one position it is several times faster than `F.conv2d`."""
-    return F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias)
+from ...hub import prior_model_card
+from ...modeling_utils import HubPreTrainedModel
 
 
 def _is_integer_tensor(tensor: torch.Tensor) -> bool:
@@ -65,70 +41,6 @@ class PixelCNNPriorOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
 
 
-class GatedPixelCNNLayer(nn.Module):
-    """One gated layer: a vertical stack that sees rows above, and a horizontal stack that sees the positions to
-    the left in the current row plus, through a 1x1 convolution, the vertical stack (no blind spot). The horizontal
-    stack is residual and feeds a skip connection; a class label adds a learned bias inside every gate."""
-
-    def __init__(self, config: PixelCNNPriorConfig, feeds_next_layer: bool = True):
-        super().__init__()
-        channels = config.hidden_channels
-        self.half_kernel = config.kernel_size // 2
-        self.vertical_conv = nn.Conv2d(channels, 2 * channels, (self.half_kernel + 1, config.kernel_size))
-        # Reads the vertical pre-activations, as in the paper's figure 2.
-        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
-        self.horizontal_conv = nn.Conv2d(channels, 2 * channels, (1, self.half_kernel + 1))
-        # The last layer's horizontal output would feed nothing (the logits read the skips), so it
-        # has no residual convolution: DDP refuses parameters that never get a gradient.
-        self.horizontal_residual = nn.Conv2d(channels, channels, 1) if feeds_next_layer else None
-        self.skip = nn.Conv2d(channels, config.skip_channels, 1)
-        # The vertical gate's class bias and the horizontal gate's, concatenated.
-        self.class_embedding = nn.Embedding(config.num_classes, 4 * channels) if config.num_classes else None
-
-    def class_bias(self, class_labels: torch.Tensor | None) -> torch.Tensor | None:
-        """(batch, 4 * hidden_channels, 1, 1) gate biases of the labels, or None for an unconditional prior."""
-        if self.class_embedding is None:
-            return None
-        return self.class_embedding(class_labels)[:, :, None, None]
-
-    def vertical(
-        self, padded_vertical: torch.Tensor, class_bias: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The vertical stack on an input already padded for the kernel (`half_kernel` rows on top and columns on
-        each side). Returns its output and its contribution to the horizontal stack's pre-activation."""
-        pre_activation = self.vertical_conv(padded_vertical)
-        to_horizontal = self.vertical_to_horizontal(pre_activation)
-        if class_bias is not None:
-            vertical_bias, horizontal_bias = class_bias.chunk(2, dim=1)
-            pre_activation = pre_activation + vertical_bias
-            to_horizontal = to_horizontal + horizontal_bias
-        return _gate(pre_activation), to_horizontal
-
-    def forward(
-        self, vertical: torch.Tensor, horizontal: torch.Tensor, class_bias: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Whole grids in, whole grids out: (vertical, horizontal, skip)."""
-        half = self.half_kernel
-        vertical, to_horizontal = self.vertical(F.pad(vertical, (half, half, half, 0)), class_bias)
-        gated = _gate(self.horizontal_conv(F.pad(horizontal, (half, 0))) + to_horizontal)
-        if self.horizontal_residual is not None:
-            horizontal = horizontal + self.horizontal_residual(gated)
-        return vertical, horizontal, self.skip(gated)
-
-    def horizontal_step(
-        self, horizontal_window: torch.Tensor, to_horizontal: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The horizontal stack at one position, for the cached sampler. `horizontal_window` is
-        (batch, hidden_channels, half_kernel + 1): the layer's horizontal input at the position (last) and at the
-        `half_kernel` positions to its left; `to_horizontal` (batch, 2 * hidden_channels) the vertical stack's
-        contribution there. Returns the horizontal output and the skip, each (batch, channels)."""
-        gated = _gate(_conv_at_one_position(self.horizontal_conv, horizontal_window) + to_horizontal)
-        horizontal = horizontal_window[:, :, -1]
-        if self.horizontal_residual is not None:
-            horizontal = horizontal + _conv_at_one_position(self.horizontal_residual, gated)
-        return horizontal, _conv_at_one_position(self.skip, gated)
-
-
 class PixelCNNPriorModel(HubPreTrainedModel):
     r"""
     A gated PixelCNN over a grid of codes from a codebook of K: code embedding, `num_layers` gated layers with a
@@ -147,7 +59,11 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         super().__init__(config)
         self.code_embedding = nn.Embedding(config.num_embeddings, config.hidden_channels)
         self.layers = nn.ModuleList(
-            GatedPixelCNNLayer(config, feeds_next_layer=index < config.num_layers - 1) for index in range(config.num_layers)
+            GatedPixelCNNLayer(
+                config.hidden_channels, config.kernel_size, config.skip_channels, config.num_classes,
+                feeds_next_layer=index < config.num_layers - 1,
+            )
+            for index in range(config.num_layers)
         )
         self.output_hidden = nn.Conv2d(config.skip_channels, config.skip_channels, 1)
         self.output_logits = nn.Conv2d(config.skip_channels, config.num_embeddings, 1)
@@ -230,7 +146,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
     def _logits(self, input_ids: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         """Logits (batch, K, height, width) for unchecked codes; any grid size works, since nothing depends on it."""
         embedded = self.code_embedding(input_ids).permute(0, 3, 1, 2)
-        vertical, horizontal = _down_shift(embedded), _right_shift(embedded)
+        vertical, horizontal = down_shift(embedded), right_shift(embedded)
         skips = 0
         for layer in self.layers:
             vertical, horizontal, skip = layer(vertical, horizontal, layer.class_bias(class_labels))
@@ -375,8 +291,8 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                     horizontal_windows[index] = window
                     horizontal, skip = layer.horizontal_step(window, to_horizontal[index][column])
                     skips = skips + skip
-                hidden = F.relu(_conv_at_one_position(self.output_hidden, F.relu(skips)))
-                logits = _conv_at_one_position(self.output_logits, hidden)
+                hidden = F.relu(conv_at_one_position(self.output_hidden, F.relu(skips)))
+                logits = conv_at_one_position(self.output_logits, hidden)
                 codes[:, row, column] = self._draw(logits, temperature, generator)
                 horizontal_input = self.code_embedding(codes[:, row, column])
             if progress_callback is not None:
@@ -384,4 +300,4 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         return codes
 
 
-__all__ = ["GatedPixelCNNLayer", "PixelCNNPriorModel", "PixelCNNPriorOutput"]
+__all__ = ["PixelCNNPriorModel", "PixelCNNPriorOutput"]

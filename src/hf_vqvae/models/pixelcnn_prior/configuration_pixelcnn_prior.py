@@ -2,7 +2,7 @@
 
 from transformers import PreTrainedConfig
 
-from .configuration_utils import check_integer_field
+from ...configuration_utils import check_integer_field
 
 
 # The code grids of the VQ-VAE paper's settings (section 4), named as the VQ-VAE presets so a prior can be

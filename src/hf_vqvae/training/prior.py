@@ -23,7 +23,7 @@ import torch
 from accelerate import Accelerator
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from .codes import (
+from ..data.codes import (
     CODES_COLUMN,
     LABEL_COLUMN,
     check_class_labels,
@@ -34,32 +34,30 @@ from .codes import (
     load_codes,
     load_vqvae,
 )
-from .configuration_pixelcnn_prior import PRIOR_PRESETS, PixelCNNPriorConfig
-from .data import (
+from ..models.pixelcnn_prior.configuration_pixelcnn_prior import PRIOR_PRESETS, PixelCNNPriorConfig
+from ..data.images import (
     EpochShuffleSampler,
     add_data_arguments,
     check_columns,
     training_and_validation_splits,
 )
-from .hub import prior_model_card
-from .image_processing_vqvae import VQVAEImageProcessor
-from .modeling_pixelcnn_prior import PixelCNNPriorModel
-from .modeling_vqvae import VQVAEModel
-from .pipeline_vqvae import VQVAEPipeline
-from .training import (
-    CheckpointManager,
+from ..hub import prior_model_card
+from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
+from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from ..models.vqvae.modeling_vqvae import VQVAEModel
+from ..pipelines.pipeline_vqvae import VQVAEPipeline
+from .checkpoints import CheckpointManager, model_fields, write_json
+from .loop import (
     TrainingRun,
     add_common_training_arguments,
     check_common_training_arguments,
     end_training,
     four_figures,
     log_image,
-    model_fields,
     publish,
     run_training_loop,
     setup_accelerator,
     training_summary,
-    write_json,
 )
 
 

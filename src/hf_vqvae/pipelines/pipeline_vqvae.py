@@ -11,10 +11,10 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
 from huggingface_hub import snapshot_download
 
-from .hub import pipeline_model_card, push_with_card
-from .image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
-from .modeling_pixelcnn_prior import PixelCNNPriorModel
-from .modeling_vqvae import VQVAEModel
+from ..hub import pipeline_model_card, push_with_card
+from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
+from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from ..models.vqvae.modeling_vqvae import VQVAEModel
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")

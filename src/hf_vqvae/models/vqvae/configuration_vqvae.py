@@ -2,8 +2,8 @@
 
 from transformers import PreTrainedConfig
 
-from .configuration_utils import check_integer_field
-from .quantizer import UPDATE_RULES
+from ...configuration_utils import check_integer_field
+from ...quantization.vector_quantizer import UPDATE_RULES
 
 
 # The paper's settings (section 4). Every preset keeps the quantizer fixes (k-means init, dead-code

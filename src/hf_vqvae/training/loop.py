@@ -1,22 +1,16 @@
-"""Training with Accelerate: the loop every training script of the package shares, its pieces,
-and the VQ-VAE's training (`train_vqvae`, behind scripts/train.py).
-
-Shared with the prior's training script:
+"""The training loop every training recipe of the package shares, and its pieces.
 
 - `add_common_training_arguments(parser)` / `check_common_training_arguments(args)`:
-  optimisation, state, tracking and Hub flags with diffusers' names (`data.add_data_arguments`
+  optimisation, state, tracking and Hub flags with diffusers' names (`data.images.add_data_arguments`
   adds the data-set flags);
 - `setup_accelerator(args)`: the `Accelerator` (`create_accelerator`), logging, seeding;
-- `CheckpointManager`: atomic `checkpoint-<step>` folders, `latest`, pruning, compatibility
-  checks (`model_fields`), exact resume of a `TrainingPosition`;
 - `run_training_loop(...)`: prepare, resume, accumulate, clip, schedule, log, validate,
-  checkpoint, compare the processes' weights; returns a `TrainingRun`;
-- `log_image`, `four_figures`, `write_json`, `training_summary`, `publish` (final files, model
-  card, push), `end_training`.
+  checkpoint (`checkpoints.CheckpointManager`), compare the processes' weights; returns a `TrainingRun`;
+- `log_image`, `four_figures`, `training_summary`, `publish` (final files, model card, push),
+  `end_training`.
 
-Checkpoints are trusted local files: Accelerate stores the optimizer, scheduler and random states
-with `torch.save` (pickle) and loads them with `weights_only=True`; never resume from a checkpoint
-you did not write.
+Each model's recipe (`training.vqvae`, `training.prior`) builds its model and data and hands them
+to `run_training_loop`.
 """
 
 import argparse
@@ -24,13 +18,9 @@ import dataclasses
 import hashlib
 import importlib.util
 import itertools
-import json
 import logging
 import math
 import os
-import re
-import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,29 +38,15 @@ from accelerate.utils import (
 from diffusers.optimization import SchedulerType, get_scheduler
 from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
-from transformers import PreTrainedConfig
 
-from .configuration_vqvae import PRESETS, VQVAEConfig
-from .data import (
-    ImageTransform,
-    add_data_arguments,
-    load_image_datasets,
-    training_dataloader,
-    validation_pixel_values,
-)
-from .hub import push_with_card, vqvae_model_card
-from .image_processing_vqvae import VQVAEImageProcessor
-from .modeling_vqvae import VQVAEModel
+from ..hub import push_with_card
+from .checkpoints import CheckpointManager, TrainingPosition, run_settings, warn_on_changed_settings
 
 
 logger = logging.getLogger(__name__)
 
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
-
-
-class IncompatibleCheckpointError(ValueError):
-    """A checkpoint was written for a different model configuration."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,168 +201,6 @@ def create_lr_scheduler(optimizer, args: argparse.Namespace, max_train_steps: in
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-@dataclasses.dataclass
-class TrainingPosition:
-    """Where a run stands: updates done, the current epoch and the batches already taken from it."""
-
-    step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0
-
-
-class CheckpointManager:
-    """`checkpoint-<step>` folders in `output_dir`, each a complete `Accelerator.save_state` (model
-    with its EMA buffers, optimizer, scheduler, every process's random states) plus
-    `training_state.json` (position, model config, run settings).
-
-    A checkpoint is written into `tmp-checkpoint-<step>` and renamed only once every process has
-    finished writing and the files are synced to disk; a rename is atomic, so a run killed at any
-    moment leaves either a complete checkpoint or a temporary folder that `latest` ignores.
-    """
-
-    state_file = "training_state.json"
-    _name = re.compile(r"^checkpoint-(\d+)$")
-
-    def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
-        self.output_dir = Path(output_dir)
-        self.total_limit = total_limit
-
-    def checkpoints(self) -> list[Path]:
-        """Complete checkpoints, oldest first."""
-        if not self.output_dir.is_dir():
-            return []
-        found = []
-        for path in self.output_dir.iterdir():
-            match = self._name.match(path.name)
-            if match and (path / self.state_file).is_file():
-                found.append((int(match.group(1)), path))
-        return [path for _, path in sorted(found)]
-
-    def latest(self) -> Path | None:
-        checkpoints = self.checkpoints()
-        return checkpoints[-1] if checkpoints else None
-
-    def save(self, accelerator: Accelerator, position: TrainingPosition, training_state: dict) -> Path:
-        """Write the state of every prepared object and `training_state` (JSON) as `checkpoint-<step>`.
-        Every process must call this."""
-        final = self.output_dir / f"checkpoint-{position.step}"
-        temporary = self.output_dir / f"tmp-checkpoint-{position.step}"
-        if accelerator.is_main_process and temporary.exists():
-            shutil.rmtree(temporary)  # left by a run killed while writing
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            state = {"position": dataclasses.asdict(position), **training_state}
-            write_json(temporary / self.state_file, state)
-            _sync_folder(temporary)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(temporary, final)
-            _sync_folder(self.output_dir, recursive=False)
-            self._prune()
-            logger.info("saved checkpoint %s", final)
-        accelerator.wait_for_everyone()
-        return final
-
-    def _prune(self) -> None:
-        if self.total_limit is None:
-            return
-        for stale in self.checkpoints()[: -self.total_limit]:
-            shutil.rmtree(stale)
-            logger.info("removed checkpoint %s (--checkpoints_total_limit %s)", stale, self.total_limit)
-
-    def resolve(self, resume_from_checkpoint: str | None, model_config: dict) -> tuple[Path, dict] | None:
-        """The checkpoint `--resume_from_checkpoint` names and its training state, after checking
-        that it was written for `model_config`; None when there is nothing to resume."""
-        if resume_from_checkpoint is None:
-            return None
-        if resume_from_checkpoint == "latest":
-            path = self.latest()
-            if path is None:
-                logger.info("no complete checkpoint in %s: starting a new run", self.output_dir)
-                return None
-        else:
-            path = Path(resume_from_checkpoint)
-            if not path.is_dir() and (self.output_dir / resume_from_checkpoint).is_dir():
-                path = self.output_dir / resume_from_checkpoint
-            if not path.is_dir():
-                available = [p.name for p in self.checkpoints()]
-                raise ValueError(
-                    f"--resume_from_checkpoint {resume_from_checkpoint!r} does not exist; complete checkpoints in "
-                    f"{str(self.output_dir)!r}: {available or 'none'} (or pass 'latest')"
-                )
-            if not (path / self.state_file).is_file():
-                raise ValueError(
-                    f"--resume_from_checkpoint {str(path)!r} is not a complete checkpoint (no {self.state_file}); "
-                    "an interrupted save leaves only tmp-checkpoint-* folders"
-                )
-        state = json.loads((path / self.state_file).read_text())
-        stored = state.get("model_config", {})
-        differences = [
-            f"  {name}: checkpoint {stored.get(name)!r}, this run {value!r}"
-            for name, value in model_config.items()
-            if stored.get(name) != value
-        ]
-        if differences:
-            raise IncompatibleCheckpointError(
-                f"checkpoint {str(path)!r} was written for a different model configuration:\n" + "\n".join(differences)
-            )
-        return path, state
-
-    @staticmethod
-    def load(accelerator: Accelerator, path: Path, state: dict) -> TrainingPosition:
-        """Restore every prepared object and the random states; returns the saved position."""
-        accelerator.load_state(str(path))
-        position = TrainingPosition(**state["position"])
-        logger.info("resumed from %s at step %s", path, position.step)
-        return position
-
-
-def _sync_folder(folder: Path, recursive: bool = True) -> None:
-    """fsync the files of `folder` and the folder itself, so a rename never publishes data that
-    is still only in the page cache."""
-    if recursive:
-        for path in folder.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as file:
-                    os.fsync(file.fileno())
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def model_fields(config: PreTrainedConfig) -> dict:
-    """The fields a model's config class declares (not transformers' own bookkeeping): what
-    defines the model, compared when a checkpoint is resumed."""
-    inherited = {field.name for field in dataclasses.fields(PreTrainedConfig)}
-    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
-
-
-def run_settings(args: argparse.Namespace, num_processes: int) -> dict:
-    """Settings that must match for a resumed run to reproduce an uninterrupted one."""
-    return {
-        "seed": args.seed,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": num_processes,
-    }
-
-
-def warn_on_changed_settings(state: dict, settings: dict) -> None:
-    stored = state.get("run_settings", {})
-    changed = {name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value}
-    if changed:
-        logger.warning(
-            "resuming with different settings (checkpoint, now): %s; the run will not match an uninterrupted one", changed
-        )
-
 
 def epoch_batches(
     accelerator: Accelerator, dataloader, position: TrainingPosition, prepared: bool
@@ -457,9 +271,6 @@ def four_figures(value: float | int) -> float | int:
     """A figure for logs, metrics.json and model cards: integers as they are, floats to 4 significant digits."""
     return value if isinstance(value, int) else float(f"{value:.4g}")
 
-
-def write_json(path: str | os.PathLike, values: dict) -> None:
-    Path(path).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def hub_repo_id(args: argparse.Namespace) -> str:
@@ -620,227 +431,3 @@ def run_training_loop(
     accelerator.free_memory()
     return TrainingRun(unwrapped, position, global_batch)
 
-
-# ---------------------------------------------------------------------------------------------
-# The VQ-VAE
-
-
-def add_vqvae_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    group = parser.add_argument_group("model")
-    group.add_argument("--preset", default=None, choices=sorted(PRESETS), help="Start from one of the paper's settings.")
-    group.add_argument(
-        "--model_config_name_or_path", default=None,
-        help="Start from a config: a config.json, a folder holding one, or a Hub model id.",
-    )
-    group.add_argument(
-        "--config_overrides", nargs="*", default=[], metavar="FIELD=VALUE",
-        help="Override config fields, e.g. hidden_channels=64 num_embeddings=256. sample_size follows --resolution.",
-    )
-    return parser
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train a VQ-VAE (van den Oord et al. 2017) with Accelerate.")
-    add_data_arguments(parser)
-    add_vqvae_arguments(parser)
-    add_common_training_arguments(parser, default_output_dir="outputs/vqvae")
-    # 12 epochs of the default data set (~1300 updates) take about three minutes on 2 CPU cores
-    # with the default model and already reconstruct held-out crops well.
-    parser.set_defaults(num_train_epochs=12)
-    args = parser.parse_args(argv)
-    check_common_training_arguments(args)
-    return args
-
-
-def parse_config_overrides(overrides: list[str]) -> dict:
-    """`["hidden_channels=64", "update_rule=loss"]` -> typed values for `VQVAEConfig`."""
-    fields = {field.name: field.type for field in dataclasses.fields(VQVAEConfig)}
-    parsed = {}
-    for override in overrides:
-        name, separator, text = override.partition("=")
-        if not separator:
-            raise ValueError(f"--config_overrides takes FIELD=VALUE pairs, got {override!r}")
-        if name not in fields:
-            raise ValueError(f"--config_overrides: {name!r} is not a VQVAEConfig field; the fields are {sorted(fields)}")
-        kind = fields[name]
-        if kind is bool:
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"--config_overrides: {name} takes true or false, got {text!r}")
-            parsed[name] = text.lower() == "true"
-        else:
-            try:
-                parsed[name] = kind(text)
-            except ValueError as error:
-                raise ValueError(f"--config_overrides: {name} takes a {kind.__name__}, got {text!r}") from error
-    return parsed
-
-
-def build_vqvae_config(args: argparse.Namespace) -> VQVAEConfig:
-    """The model config from --preset or --model_config_name_or_path (else the defaults), the
-    overrides, and sample_size = --resolution."""
-    if args.preset and args.model_config_name_or_path:
-        raise ValueError("pass either --preset or --model_config_name_or_path, not both")
-    if args.preset:
-        base = VQVAEConfig.from_preset(args.preset)
-    elif args.model_config_name_or_path:
-        base = VQVAEConfig.from_pretrained(args.model_config_name_or_path, cache_dir=args.cache_dir)
-    else:
-        base = VQVAEConfig()
-    fields = {**model_fields(base), **parse_config_overrides(args.config_overrides)}
-    factor = 2 ** fields["num_downsamples"]
-    if args.resolution % factor:
-        allowed = ", ".join(str(factor * k) for k in range(max(1, args.resolution // factor), args.resolution // factor + 3))
-        raise ValueError(
-            f"--resolution {args.resolution} is not divisible by the model's downsampling factor {factor} "
-            f"(2**num_downsamples); use a multiple of {factor}, e.g. {allowed}"
-        )
-    fields["sample_size"] = args.resolution
-    return VQVAEConfig(**fields)
-
-
-@torch.no_grad()
-def evaluate_reconstructions(model: VQVAEModel, pixel_values: torch.Tensor, batch_size: int) -> tuple[dict, torch.Tensor]:
-    """Reconstruction MSE (pixel values in [-1, 1]), PSNR (dB, images in [0, 1], averaged over
-    images), perplexity and distinct codes of the validation images; returns the reconstructions too."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    squared_errors, reconstructions = [], []
-    code_counts = torch.zeros(model.config.num_embeddings, dtype=torch.float64)
-    for start in range(0, len(pixel_values), batch_size):
-        images = pixel_values[start : start + batch_size].to(device)
-        output = model(images)
-        reconstruction = output.reconstruction.float().clamp(-1, 1)
-        squared_errors.append((reconstruction - images).pow(2).flatten(1).mean(1).cpu())
-        reconstructions.append(reconstruction.cpu())
-        code_counts += torch.bincount(output.indices.flatten().cpu(), minlength=len(code_counts)).double()
-    model.train(was_training)
-    per_image = torch.cat(squared_errors).double()
-    # Pixel values span 2 (from -1 to 1): PSNR = 10 log10(2^2 / MSE) = 10 log10(1 / MSE on [0, 1]).
-    psnr = (10 * torch.log10(4 / per_image.clamp(min=1e-10))).mean()
-    probabilities = code_counts / code_counts.sum()
-    entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum()
-    metrics = {
-        "mse": float(per_image.mean()),
-        "psnr": float(psnr),
-        "perplexity": float(entropy.exp()),
-        "codes_used": int((code_counts > 0).sum()),
-    }
-    return metrics, torch.cat(reconstructions)
-
-
-def reconstruction_grid(
-    inputs: torch.Tensor, reconstructions: torch.Tensor, processor: VQVAEImageProcessor, pairs_per_row: int = 8, max_pairs: int = 32
-) -> PIL.Image.Image:
-    """Each input beside its reconstruction, `pairs_per_row` pairs a row, enlarged to >= 64 px."""
-    count = min(len(inputs), max_pairs)
-    originals = processor.postprocess(inputs[:count])
-    decoded = processor.postprocess(reconstructions[:count])
-    side = inputs.shape[-1]
-    scale = max(1, 64 // side)
-    cell, gap = side * scale, 2
-    columns = min(count, pairs_per_row)
-    rows = math.ceil(count / pairs_per_row)
-    grid = PIL.Image.new("RGB", (columns * (2 * cell + 3 * gap), rows * (cell + gap) + gap), "white")
-    for index, (original, reconstruction) in enumerate(zip(originals, decoded)):
-        left = (index % pairs_per_row) * (2 * cell + 3 * gap) + gap
-        top = (index // pairs_per_row) * (cell + gap) + gap
-        for offset, image in ((0, original), (cell + gap, reconstruction)):
-            grid.paste(image.convert("RGB").resize((cell, cell), PIL.Image.NEAREST), (left + offset, top))
-    return grid
-
-
-def validate_and_log(
-    accelerator: Accelerator, model: VQVAEModel, processor, validation_images: torch.Tensor, step: int, batch_size: int
-) -> tuple[dict, PIL.Image.Image]:
-    """Validation figures and the reconstruction grid, sent to the trackers (main process only)."""
-    metrics, reconstructions = evaluate_reconstructions(model, validation_images, batch_size)
-    accelerator.log({f"validation/{name}": value for name, value in metrics.items()}, step=step)
-    accelerator.log({"train/codes_used": model.quantizer.distinct_codes_used}, step=step)
-    grid = reconstruction_grid(validation_images, reconstructions, processor)
-    log_image(accelerator, "validation/reconstructions", grid, step)
-    return metrics, grid
-
-
-def vqvae_train_logs(output) -> dict:
-    return {
-        "train/loss": output.loss.item(),
-        "train/reconstruction_loss": output.reconstruction_loss.item(),
-        "train/commitment_loss": output.commitment_loss.item(),
-        "train/perplexity": output.perplexity.item(),
-    }
-
-
-def train_vqvae(args: argparse.Namespace) -> dict:
-    """Train a `VQVAEModel` as the arguments of `parse_args` say; returns the final validation
-    metrics (also written to `<output_dir>/metrics.json`)."""
-    started = time.perf_counter()
-    accelerator = setup_accelerator(args)
-    config = build_vqvae_config(args)
-    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
-    resume = checkpoints.resolve(args.resume_from_checkpoint, model_fields(config))
-
-    processor = VQVAEImageProcessor(resolution=args.resolution, num_channels=config.in_channels)
-    transform = ImageTransform(processor, center_crop=args.center_crop, random_flip=args.random_flip)
-    # The main process builds the datasets' caches first; the others then read them.
-    with accelerator.main_process_first():
-        datasets = load_image_datasets(args)
-        train_dataloader = training_dataloader(
-            datasets,
-            transform,
-            batch_size=args.train_batch_size,
-            seed=args.seed,
-            num_workers=args.dataloader_num_workers,
-            max_unreadable_fraction=args.max_unreadable_fraction,
-            process_index=accelerator.process_index,
-            num_processes=accelerator.num_processes,
-        )
-        validation_images = validation_pixel_values(
-            datasets.validation, datasets.image_column, transform, args.max_validation_samples, args.max_unreadable_fraction
-        )
-
-    def validate(step: int, model: VQVAEModel) -> None:
-        if accelerator.is_main_process:
-            validate_and_log(accelerator, model, processor, validation_images, step, args.train_batch_size)
-        # Every process starts a new usage window, so the buffers stay identical.
-        model.quantizer.reset_usage()
-
-    run = run_training_loop(
-        accelerator, args, VQVAEModel(config), train_dataloader, checkpoints=checkpoints, resume=resume,
-        model_config=model_fields(config), project_name="hf-vqvae",
-        forward=lambda model, batch: model(batch["pixel_values"]), train_logs=vqvae_train_logs, validate=validate,
-    )
-    metrics = {}
-    if accelerator.is_main_process:
-        metrics = save_final_vqvae(
-            args, accelerator, run, processor, validation_images, datasets.name, wall_time_s=time.perf_counter() - started
-        )
-    end_training(accelerator)
-    return metrics
-
-
-def save_final_vqvae(args, accelerator, run: TrainingRun, processor, validation_images, dataset_name, wall_time_s) -> dict:
-    """Validate, then write the model (`save_pretrained`), the image processor, `metrics.json`,
-    `reconstructions.png` and a model card into --output_dir; push them when asked."""
-    model, step = run.model, run.position.step
-    results, grid = validate_and_log(accelerator, model, processor, validation_images, step, args.train_batch_size)
-    metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
-    metrics |= {"train_steps": step, "validation_images": len(validation_images)}
-    logger.info("final validation: %s", metrics)
-
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        grid.save(folder / "reconstructions.png")
-        write_json(folder / "metrics.json", metrics)
-
-    training = training_summary(args, accelerator, run, wall_time_s)
-
-    def card(repo_id: str) -> ModelCard:
-        return vqvae_model_card(
-            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path="reconstructions.png",
-            training=training,
-        )
-
-    publish(args, save, card, commit_message=f"VQ-VAE trained for {step} steps with hf-vqvae")
-    return metrics

@@ -11,9 +11,9 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_vqvae import VQVAEConfig
-from .hub import vqvae_model_card
-from .modeling_utils import HubPreTrainedModel
-from .quantizer import VectorQuantizer
+from ...hub import vqvae_model_card
+from ...modeling_utils import HubPreTrainedModel
+from ...quantization.vector_quantizer import VectorQuantizer
 
 
 @dataclass

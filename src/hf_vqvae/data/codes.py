@@ -30,8 +30,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from huggingface_hub import HfApi, hf_hub_download
 from tqdm.auto import tqdm
 
-from .configuration_vqvae import VQVAEConfig
-from .data import (
+from ..models.vqvae.configuration_vqvae import VQVAEConfig
+from .images import (
     ImageTransform,
     TrainingImages,
     add_data_arguments,
@@ -41,9 +41,9 @@ from .data import (
     load_image_datasets,
     load_named_dataset,
 )
-from .image_processing_vqvae import VQVAEImageProcessor
-from .modeling_vqvae import VQVAEModel
-from .training import create_accelerator, end_training
+from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
+from ..models.vqvae.modeling_vqvae import VQVAEModel
+from ..training.loop import create_accelerator, end_training
 
 
 logger = logging.getLogger(__name__)

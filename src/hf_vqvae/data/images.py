@@ -30,7 +30,7 @@ from datasets import (
 )
 from datasets.distributed import split_dataset_by_node
 
-from .image_processing_vqvae import VQVAEImageProcessor
+from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,2 @@
+"""One folder per model, as in transformers: `configuration_<name>.py`, `modeling_<name>.py` and its
+processor."""

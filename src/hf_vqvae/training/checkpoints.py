@@ -1,0 +1,194 @@
+"""Checkpoints of a training run: atomic `checkpoint-<step>` folders, `latest`, pruning, the checks
+that a checkpoint fits the run that resumes it, and the exact position a resumed run goes on from.
+
+Checkpoints are trusted local files: Accelerate stores the optimizer, scheduler and random states
+with `torch.save` (pickle) and loads them with `weights_only=True`; never resume from a checkpoint
+you did not write.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from accelerate import Accelerator
+from transformers import PreTrainedConfig
+
+
+logger = logging.getLogger(__name__)
+
+
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint was written for a different model configuration."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+@dataclasses.dataclass
+class TrainingPosition:
+    """Where a run stands: updates done, the current epoch and the batches already taken from it."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+
+class CheckpointManager:
+    """`checkpoint-<step>` folders in `output_dir`, each a complete `Accelerator.save_state` (model
+    with its EMA buffers, optimizer, scheduler, every process's random states) plus
+    `training_state.json` (position, model config, run settings).
+
+    A checkpoint is written into `tmp-checkpoint-<step>` and renamed only once every process has
+    finished writing and the files are synced to disk; a rename is atomic, so a run killed at any
+    moment leaves either a complete checkpoint or a temporary folder that `latest` ignores.
+    """
+
+    state_file = "training_state.json"
+    _name = re.compile(r"^checkpoint-(\d+)$")
+
+    def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
+        self.output_dir = Path(output_dir)
+        self.total_limit = total_limit
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.output_dir.is_dir():
+            return []
+        found = []
+        for path in self.output_dir.iterdir():
+            match = self._name.match(path.name)
+            if match and (path / self.state_file).is_file():
+                found.append((int(match.group(1)), path))
+        return [path for _, path in sorted(found)]
+
+    def latest(self) -> Path | None:
+        checkpoints = self.checkpoints()
+        return checkpoints[-1] if checkpoints else None
+
+    def save(self, accelerator: Accelerator, position: TrainingPosition, training_state: dict) -> Path:
+        """Write the state of every prepared object and `training_state` (JSON) as `checkpoint-<step>`.
+        Every process must call this."""
+        final = self.output_dir / f"checkpoint-{position.step}"
+        temporary = self.output_dir / f"tmp-checkpoint-{position.step}"
+        if accelerator.is_main_process and temporary.exists():
+            shutil.rmtree(temporary)  # left by a run killed while writing
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(temporary))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            state = {"position": dataclasses.asdict(position), **training_state}
+            write_json(temporary / self.state_file, state)
+            _sync_folder(temporary)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+            _sync_folder(self.output_dir, recursive=False)
+            self._prune()
+            logger.info("saved checkpoint %s", final)
+        accelerator.wait_for_everyone()
+        return final
+
+    def _prune(self) -> None:
+        if self.total_limit is None:
+            return
+        for stale in self.checkpoints()[: -self.total_limit]:
+            shutil.rmtree(stale)
+            logger.info("removed checkpoint %s (--checkpoints_total_limit %s)", stale, self.total_limit)
+
+    def resolve(self, resume_from_checkpoint: str | None, model_config: dict) -> tuple[Path, dict] | None:
+        """The checkpoint `--resume_from_checkpoint` names and its training state, after checking
+        that it was written for `model_config`; None when there is nothing to resume."""
+        if resume_from_checkpoint is None:
+            return None
+        if resume_from_checkpoint == "latest":
+            path = self.latest()
+            if path is None:
+                logger.info("no complete checkpoint in %s: starting a new run", self.output_dir)
+                return None
+        else:
+            path = Path(resume_from_checkpoint)
+            if not path.is_dir() and (self.output_dir / resume_from_checkpoint).is_dir():
+                path = self.output_dir / resume_from_checkpoint
+            if not path.is_dir():
+                available = [p.name for p in self.checkpoints()]
+                raise ValueError(
+                    f"--resume_from_checkpoint {resume_from_checkpoint!r} does not exist; complete checkpoints in "
+                    f"{str(self.output_dir)!r}: {available or 'none'} (or pass 'latest')"
+                )
+            if not (path / self.state_file).is_file():
+                raise ValueError(
+                    f"--resume_from_checkpoint {str(path)!r} is not a complete checkpoint (no {self.state_file}); "
+                    "an interrupted save leaves only tmp-checkpoint-* folders"
+                )
+        state = json.loads((path / self.state_file).read_text())
+        stored = state.get("model_config", {})
+        differences = [
+            f"  {name}: checkpoint {stored.get(name)!r}, this run {value!r}"
+            for name, value in model_config.items()
+            if stored.get(name) != value
+        ]
+        if differences:
+            raise IncompatibleCheckpointError(
+                f"checkpoint {str(path)!r} was written for a different model configuration:\n" + "\n".join(differences)
+            )
+        return path, state
+
+    @staticmethod
+    def load(accelerator: Accelerator, path: Path, state: dict) -> TrainingPosition:
+        """Restore every prepared object and the random states; returns the saved position."""
+        accelerator.load_state(str(path))
+        position = TrainingPosition(**state["position"])
+        logger.info("resumed from %s at step %s", path, position.step)
+        return position
+
+
+def _sync_folder(folder: Path, recursive: bool = True) -> None:
+    """fsync the files of `folder` and the folder itself, so a rename never publishes data that
+    is still only in the page cache."""
+    if recursive:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as file:
+                    os.fsync(file.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def model_fields(config: PreTrainedConfig) -> dict:
+    """The fields a model's config class declares (not transformers' own bookkeeping): what
+    defines the model, compared when a checkpoint is resumed."""
+    inherited = {field.name for field in dataclasses.fields(PreTrainedConfig)}
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
+
+
+def run_settings(args: argparse.Namespace, num_processes: int) -> dict:
+    """Settings that must match for a resumed run to reproduce an uninterrupted one."""
+    return {
+        "seed": args.seed,
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": num_processes,
+    }
+
+
+def warn_on_changed_settings(state: dict, settings: dict) -> None:
+    stored = state.get("run_settings", {})
+    changed = {name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value}
+    if changed:
+        logger.warning(
+            "resuming with different settings (checkpoint, now): %s; the run will not match an uninterrupted one", changed
+        )
+
+
+def write_json(path: str | os.PathLike, values: dict) -> None:
+    Path(path).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+
