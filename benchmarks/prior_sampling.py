@@ -75,7 +75,7 @@ def plain_step(model, codes, row, column, crop_rows, generator) -> None:
     `_logits` is the model's forward without the input checks, which would refuse a cropped grid."""
     grid = codes[:, : row + 1] if crop_rows else codes
     logits = model._logits(grid, None)[:, :, row, column]
-    codes[:, row, column] = model._draw(logits, 1.0, generator)
+    codes[:, row, column] = model.pixelcnn.draw(logits, 1.0, generator)
 
 
 def plain_step_seconds(model, batch_size, positions, crop_rows, repeats, device) -> float:

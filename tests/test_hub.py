@@ -169,7 +169,7 @@ def test_prior_checkpoint_from_another_config_fails_to_load(tmp_path):
     from hf_vqvae import PixelCNNPriorModel
 
     PixelCNNPriorModel(tiny_prior_config()).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"output_logits.weight: checkpoint has shape \(16, 8, 1, 1\), the config gives \(32, 8, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"pixelcnn.output_logits.weight: checkpoint has shape \(16, 8, 1, 1\), the config gives \(32, 8, 1, 1\)"):
         PixelCNNPriorModel.from_pretrained(tmp_path, config=tiny_prior_config(num_embeddings=32))
     with pytest.raises(ValueError, match="layers.1.vertical_conv.weight: in the checkpoint but not in the model"):
         PixelCNNPriorModel.from_pretrained(tmp_path, config=tiny_prior_config(num_layers=1))

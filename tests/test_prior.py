@@ -105,7 +105,7 @@ def test_each_position_sees_every_earlier_position_and_nothing_else(kernel_size,
     config = model.config
     codes = random_codes(config, batch_size=1)
     embedded = []
-    model.code_embedding.register_forward_hook(lambda module, args, output: embedded.append(output))
+    model.pixelcnn.code_embedding.register_forward_hook(lambda module, args, output: embedded.append(output))
     projection = torch.randn(config.num_embeddings, dtype=torch.float64, generator=seeded(1))
 
     positions = [(row, column) for row in range(config.grid_height) for column in range(config.grid_width)]
@@ -136,12 +136,12 @@ def test_logits_ignore_codes_at_and_after_their_position():
 def sample_recording_logits(model, use_cache, **kwargs):
     """Sample, keeping the logits each step hands to the code draw."""
     recorded = []
-    draw = model._draw
-    model._draw = lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)
+    draw = model.pixelcnn.draw
+    model.pixelcnn.draw = lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)
     try:
         codes = model.sample(use_cache=use_cache, **kwargs)
     finally:
-        del model._draw
+        del model.pixelcnn.draw
     return codes, torch.stack(recorded, dim=-1)  # (batch, K, positions in raster order)
 
 

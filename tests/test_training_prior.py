@@ -60,7 +60,7 @@ def test_accelerate_launch_writes_prior_checkpoints_metrics_samples_and_pipeline
     assert "![samples](samples.png)" in card and f"| validation_bits_per_code | {metrics['validation_bits_per_code']} |" in card
 
     pipeline = VQVAEPipeline.from_pretrained(output_dir / "pipeline")
-    assert torch.equal(pipeline.prior.code_embedding.weight, prior.code_embedding.weight)
+    assert torch.equal(pipeline.prior.pixelcnn.code_embedding.weight, prior.pixelcnn.code_embedding.weight)
     images = pipeline(batch_size=2, class_labels="b", generator=torch.Generator().manual_seed(0)).images
     assert [image.size for image in images] == [(16, 16), (16, 16)]
     run([sys.executable, script("sample.py"), "--pipeline", str(output_dir / "pipeline"), "--output", str(tmp_path / "grid.png"),

@@ -19,11 +19,16 @@ class HubPreTrainedModel(PreTrainedModel):
     transformers' permissive behaviour back. Subclasses implement `model_card`.
     """
 
+    # Regex renames of checkpoint keys saved by earlier versions of the package (transformers' `key_mapping`).
+    legacy_key_mapping: dict[str, str] | None = None
+
     def model_card(self, repo_id: str, **card_fields) -> ModelCard:
         raise NotImplementedError
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        if cls.legacy_key_mapping:
+            kwargs.setdefault("key_mapping", cls.legacy_key_mapping)
         if kwargs.get("ignore_mismatched_sizes"):
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         return_loading_info = kwargs.pop("output_loading_info", False)

@@ -8,6 +8,8 @@ current row and `kernel_size // 2` rows above it, every horizontal kernel the cu
 `kernel_size // 2` columns to its left (mask B).
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,9 +38,22 @@ def conv_at_one_position(conv: nn.Conv2d, window: torch.Tensor) -> torch.Tensor:
 class GatedPixelCNNLayer(nn.Module):
     """One gated layer: a vertical stack that sees rows above, and a horizontal stack that sees the positions to
     the left in the current row plus, through a 1x1 convolution, the vertical stack (no blind spot). The horizontal
-    stack is residual and feeds a skip connection; a class label adds a learned bias inside every gate."""
+    stack is residual and feeds a skip connection.
 
-    def __init__(self, channels: int, kernel_size: int, skip_channels: int, num_classes: int = 0, feeds_next_layer: bool = True):
+    Conditioning (the paper's V h inside every gate) comes as a gate bias: a class label's learned embedding
+    (`num_classes`), and/or a 1x1 convolution of a conditioning map with `conditioning_channels` channels laid
+    over the grid (location-dependent conditioning: upsampled latents, the codes of previous frames...).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        skip_channels: int,
+        num_classes: int = 0,
+        conditioning_channels: int = 0,
+        feeds_next_layer: bool = True,
+    ):
         super().__init__()
         self.half_kernel = kernel_size // 2
         self.vertical_conv = nn.Conv2d(channels, 2 * channels, (self.half_kernel + 1, kernel_size))
@@ -51,32 +66,38 @@ class GatedPixelCNNLayer(nn.Module):
         self.skip = nn.Conv2d(channels, skip_channels, 1)
         # The vertical gate's class bias and the horizontal gate's, concatenated.
         self.class_embedding = nn.Embedding(num_classes, 4 * channels) if num_classes else None
+        self.conditioning_projection = nn.Conv2d(conditioning_channels, 4 * channels, 1) if conditioning_channels else None
 
-    def class_bias(self, class_labels: torch.Tensor | None) -> torch.Tensor | None:
-        """(batch, 4 * hidden_channels, 1, 1) gate biases of the labels, or None for an unconditional prior."""
-        if self.class_embedding is None:
-            return None
-        return self.class_embedding(class_labels)[:, :, None, None]
+    def gate_bias(self, class_labels: torch.Tensor | None, conditioning: torch.Tensor | None) -> torch.Tensor | None:
+        """The gate biases, (batch, 4 * channels, 1, 1) from a class label and/or (batch, 4 * channels, height,
+        width) from a conditioning map; None for an unconditional layer."""
+        bias = None
+        if self.class_embedding is not None:
+            bias = self.class_embedding(class_labels)[:, :, None, None]
+        if self.conditioning_projection is not None:
+            projected = self.conditioning_projection(conditioning)
+            bias = projected if bias is None else bias + projected
+        return bias
 
     def vertical(
-        self, padded_vertical: torch.Tensor, class_bias: torch.Tensor | None
+        self, padded_vertical: torch.Tensor, gate_bias: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The vertical stack on an input already padded for the kernel (`half_kernel` rows on top and columns on
-        each side). Returns its output and its contribution to the horizontal stack's pre-activation."""
+        each side); `gate_bias` covers the same output rows. Returns its output and its contribution to the horizontal stack's pre-activation."""
         pre_activation = self.vertical_conv(padded_vertical)
         to_horizontal = self.vertical_to_horizontal(pre_activation)
-        if class_bias is not None:
-            vertical_bias, horizontal_bias = class_bias.chunk(2, dim=1)
+        if gate_bias is not None:
+            vertical_bias, horizontal_bias = gate_bias.chunk(2, dim=1)
             pre_activation = pre_activation + vertical_bias
             to_horizontal = to_horizontal + horizontal_bias
         return gate(pre_activation), to_horizontal
 
     def forward(
-        self, vertical: torch.Tensor, horizontal: torch.Tensor, class_bias: torch.Tensor | None
+        self, vertical: torch.Tensor, horizontal: torch.Tensor, gate_bias: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Whole grids in, whole grids out: (vertical, horizontal, skip)."""
         half = self.half_kernel
-        vertical, to_horizontal = self.vertical(F.pad(vertical, (half, half, half, 0)), class_bias)
+        vertical, to_horizontal = self.vertical(F.pad(vertical, (half, half, half, 0)), gate_bias)
         gated = gate(self.horizontal_conv(F.pad(horizontal, (half, 0))) + to_horizontal)
         if self.horizontal_residual is not None:
             horizontal = horizontal + self.horizontal_residual(gated)
@@ -94,3 +115,164 @@ class GatedPixelCNNLayer(nn.Module):
         if self.horizontal_residual is not None:
             horizontal = horizontal + conv_at_one_position(self.horizontal_residual, gated)
         return horizontal, conv_at_one_position(self.skip, gated)
+
+
+def _rows(bias: torch.Tensor | None, row: int) -> torch.Tensor | None:
+    """Row `row` of a gate bias map; a bias without a height axis (a class's) is the same on every row."""
+    if bias is None or bias.shape[2] == 1:
+        return bias
+    return bias[:, :, row : row + 1]
+
+
+class GatedPixelCNN(nn.Module):
+    """A gated PixelCNN over a grid of codes from a codebook of K: code embedding, `num_layers` gated layers, skip
+    connections summed into two 1x1 output layers giving K logits per position; optionally conditioned on a class
+    label and/or a conditioning map. Shared by every autoregressive model over code grids in the package.
+
+    `forward(codes)` gives the logits of every position at once (teacher forcing); `sample` draws grids in raster
+    order, by default with the cached incremental sampler (Ramachandran et al. 2017): the vertical stack is computed
+    once per row and the horizontal stack once per position from caches of each layer's recent inputs, instead of
+    running the network over the whole grid for every position (`use_cache=False`, the reference). Both samplers
+    draw one uniform number per grid and position in the same order, so a seeded generator gives the same codes.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        hidden_channels: int,
+        num_layers: int,
+        kernel_size: int,
+        skip_channels: int,
+        num_classes: int = 0,
+        conditioning_channels: int = 0,
+    ):
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.code_embedding = nn.Embedding(num_embeddings, hidden_channels)
+        self.layers = nn.ModuleList(
+            GatedPixelCNNLayer(
+                hidden_channels, kernel_size, skip_channels, num_classes, conditioning_channels,
+                feeds_next_layer=index < num_layers - 1,
+            )
+            for index in range(num_layers)
+        )
+        self.output_hidden = nn.Conv2d(skip_channels, skip_channels, 1)
+        self.output_logits = nn.Conv2d(skip_channels, num_embeddings, 1)
+
+    def gate_biases(self, class_labels: torch.Tensor | None, conditioning: torch.Tensor | None) -> list:
+        """Every layer's gate bias (see `GatedPixelCNNLayer.gate_bias`)."""
+        return [layer.gate_bias(class_labels, conditioning) for layer in self.layers]
+
+    def forward(
+        self,
+        codes: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        conditioning: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Logits (batch, K, height, width) of unchecked codes (batch, height, width), and with
+        `output_hidden_states` the embedded input and each layer's horizontal output. Any grid size works; a
+        conditioning map must cover the grid."""
+        embedded = self.code_embedding(codes).permute(0, 3, 1, 2)
+        vertical, horizontal = down_shift(embedded), right_shift(embedded)
+        hidden_states = [embedded] if output_hidden_states else None
+        skips = 0
+        for layer, bias in zip(self.layers, self.gate_biases(class_labels, conditioning)):
+            vertical, horizontal, skip = layer(vertical, horizontal, bias)
+            skips = skips + skip
+            if output_hidden_states:
+                hidden_states.append(horizontal)
+        logits = self.output_logits(F.relu(self.output_hidden(F.relu(skips))))
+        return logits, tuple(hidden_states) if output_hidden_states else None
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        class_labels: torch.Tensor | None = None,
+        conditioning: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        progress_callback: Callable[[int, int], None] | None = None,
+    ) -> torch.LongTensor:
+        """(batch_size, height, width) codes drawn in raster order; arguments unchecked (the models check them).
+        `progress_callback(rows_done, height)` is called after each row."""
+        sampler = self._sample_cached if use_cache else self._sample_plain
+        return sampler(batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback)
+
+    def draw(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+        """One code per row of (batch, K) logits: where one uniform number per row falls in the CDF. Both samplers
+        draw these numbers in the same order and their logits differ only by float rounding, which changes a code
+        only if its uniform number lands within rounding distance of a CDF boundary."""
+        uniform_device = generator.device if generator is not None else logits.device
+        uniform = torch.rand(logits.shape[0], generator=generator, device=uniform_device).to(logits.device)
+        cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
+        # right=True never picks a code of probability 0; scaling by cdf[:, -1] absorbs the sum's rounding.
+        codes = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+        return codes.clamp_(max=self.num_embeddings - 1)
+
+    def _sample_plain(
+        self, batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback
+    ) -> torch.LongTensor:
+        device = self.code_embedding.weight.device
+        codes = torch.zeros(batch_size, height, width, dtype=torch.long, device=device)
+        for row in range(height):
+            for column in range(width):
+                logits, _ = self(codes, class_labels, conditioning)
+                codes[:, row, column] = self.draw(logits[:, :, row, column], temperature, generator)
+            if progress_callback is not None:
+                progress_callback(row + 1, height)
+        return codes
+
+    def _sample_cached(
+        self, batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback
+    ) -> torch.LongTensor:
+        """Incremental sampling: each layer keeps only the inputs its kernels still need. The vertical stack at row
+        r reads rows < r only (after the first layer's down-shift), so once row r - 1 is sampled it is computed for
+        row r in every layer from a cache of each layer's last `half_kernel + 1` vertical input rows. The horizontal
+        stack at a position reads that row of vertical features and each layer's last `half_kernel + 1`
+        horizontal inputs in the current row, a cache emptied at the start of each row. Zeros in the caches are
+        the zero padding of the full-grid forward; gate biases are sliced to the row being computed."""
+        weight = self.code_embedding.weight
+        channels = weight.shape[1]
+        half = self.layers[0].half_kernel
+        zeros = dict(device=weight.device, dtype=weight.dtype)
+        gate_biases = self.gate_biases(class_labels, conditioning)
+        vertical_windows = [torch.zeros(batch_size, channels, half + 1, width + 2 * half, **zeros) for _ in self.layers]
+        codes = torch.zeros(batch_size, height, width, dtype=torch.long, device=weight.device)
+
+        for row in range(height):
+            # The first layer's vertical input at row r is the embedding of row r - 1.
+            if row:
+                vertical = self.code_embedding(codes[:, row - 1]).transpose(1, 2)
+            else:
+                vertical = torch.zeros(batch_size, channels, width, **zeros)
+            to_horizontal = []
+            for index, layer in enumerate(self.layers):
+                new_row = F.pad(vertical, (half, half)).unsqueeze(2)
+                vertical_windows[index] = torch.cat([vertical_windows[index][:, :, 1:], new_row], dim=2)
+                vertical, layer_to_horizontal = layer.vertical(vertical_windows[index], _rows(gate_biases[index], row))
+                vertical = vertical[:, :, 0]
+                # (width, batch, 2 * channels): a contiguous slice per column for the steps below.
+                to_horizontal.append(layer_to_horizontal[:, :, 0].permute(2, 0, 1).contiguous())
+
+            horizontal_windows = [torch.zeros(batch_size, channels, half + 1, **zeros) for _ in self.layers]
+            # The first layer's horizontal input at column c is the embedding of the code at column c - 1.
+            horizontal_input = torch.zeros(batch_size, channels, **zeros)
+            for column in range(width):
+                horizontal, skips = horizontal_input, 0
+                for index, layer in enumerate(self.layers):
+                    window = torch.cat([horizontal_windows[index][:, :, 1:], horizontal.unsqueeze(2)], dim=2)
+                    horizontal_windows[index] = window
+                    horizontal, skip = layer.horizontal_step(window, to_horizontal[index][column])
+                    skips = skips + skip
+                hidden = F.relu(conv_at_one_position(self.output_hidden, F.relu(skips)))
+                logits = conv_at_one_position(self.output_logits, hidden)
+                codes[:, row, column] = self.draw(logits, temperature, generator)
+                horizontal_input = self.code_embedding(codes[:, row, column])
+            if progress_callback is not None:
+                progress_callback(row + 1, height)
+        return codes

@@ -14,7 +14,7 @@ from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeli
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...layers.gated_pixelcnn import GatedPixelCNNLayer, conv_at_one_position, down_shift, right_shift
+from ...layers.gated_pixelcnn import GatedPixelCNN
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
 from ...hub import prior_model_card
 from ...modeling_utils import HubPreTrainedModel
@@ -54,19 +54,15 @@ class PixelCNNPriorModel(HubPreTrainedModel):
     config_class = PixelCNNPriorConfig
     base_model_prefix = "prior"
     main_input_name = "input_ids"
+    # hf-vqvae 0.1.0 kept the PixelCNN's modules at the top of the prior.
+    legacy_key_mapping = {r"^(code_embedding|layers|output_hidden|output_logits)\.": r"pixelcnn.\1."}
 
     def __init__(self, config: PixelCNNPriorConfig):
         super().__init__(config)
-        self.code_embedding = nn.Embedding(config.num_embeddings, config.hidden_channels)
-        self.layers = nn.ModuleList(
-            GatedPixelCNNLayer(
-                config.hidden_channels, config.kernel_size, config.skip_channels, config.num_classes,
-                feeds_next_layer=index < config.num_layers - 1,
-            )
-            for index in range(config.num_layers)
+        self.pixelcnn = GatedPixelCNN(
+            config.num_embeddings, config.hidden_channels, config.num_layers, config.kernel_size, config.skip_channels,
+            num_classes=config.num_classes,
         )
-        self.output_hidden = nn.Conv2d(config.skip_channels, config.skip_channels, 1)
-        self.output_logits = nn.Conv2d(config.skip_channels, config.num_embeddings, 1)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -145,13 +141,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
 
     def _logits(self, input_ids: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         """Logits (batch, K, height, width) for unchecked codes; any grid size works, since nothing depends on it."""
-        embedded = self.code_embedding(input_ids).permute(0, 3, 1, 2)
-        vertical, horizontal = down_shift(embedded), right_shift(embedded)
-        skips = 0
-        for layer in self.layers:
-            vertical, horizontal, skip = layer(vertical, horizontal, layer.class_bias(class_labels))
-            skips = skips + skip
-        return self.output_logits(F.relu(self.output_hidden(F.relu(skips))))
+        return self.pixelcnn(input_ids, class_labels)[0]
 
     def forward(
         self,
@@ -226,78 +216,11 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         class_labels = self._checked_class_labels(class_labels, batch_size)
-        sampler = self._sample_cached if use_cache else self._sample_plain
-        return sampler(batch_size, class_labels, temperature, generator, progress_callback)
-
-    def _draw(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-        """One code per row of (batch, K) logits: where one uniform number per row falls in the CDF. Both samplers
-        draw these numbers in the same order and their logits differ only by float rounding, which changes a code
-        only if its uniform number lands within rounding distance of a CDF boundary."""
-        uniform_device = generator.device if generator is not None else logits.device
-        uniform = torch.rand(logits.shape[0], generator=generator, device=uniform_device).to(logits.device)
-        cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
-        # right=True never picks a code of probability 0; scaling by cdf[:, -1] absorbs the sum's rounding.
-        codes = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-        return codes.clamp_(max=self.config.num_embeddings - 1)
-
-    def _sample_plain(self, batch_size, class_labels, temperature, generator, progress_callback) -> torch.LongTensor:
         config = self.config
-        codes = torch.zeros(batch_size, config.grid_height, config.grid_width, dtype=torch.long, device=self.device)
-        for row in range(config.grid_height):
-            for column in range(config.grid_width):
-                logits = self._logits(codes, class_labels)[:, :, row, column]
-                codes[:, row, column] = self._draw(logits, temperature, generator)
-            if progress_callback is not None:
-                progress_callback(row + 1, config.grid_height)
-        return codes
-
-    def _sample_cached(self, batch_size, class_labels, temperature, generator, progress_callback) -> torch.LongTensor:
-        """Incremental sampling: each layer keeps only the inputs its kernels still need. The vertical stack at row
-        r reads rows < r only (after the first layer's down-shift), so once row r - 1 is sampled it is computed for
-        row r in every layer from a cache of each layer's last `half_kernel + 1` vertical input rows. The horizontal
-        stack at a position reads that row of vertical features and each layer's last `half_kernel + 1`
-        horizontal inputs in the current row, a cache emptied at the start of each row. Zeros in the caches are
-        the zero padding of the full-grid forward."""
-        config = self.config
-        height, width, channels = config.grid_height, config.grid_width, config.hidden_channels
-        half = config.kernel_size // 2
-        zeros = dict(device=self.device, dtype=self.code_embedding.weight.dtype)
-        class_biases = [layer.class_bias(class_labels) for layer in self.layers]
-        vertical_windows = [torch.zeros(batch_size, channels, half + 1, width + 2 * half, **zeros) for _ in self.layers]
-        codes = torch.zeros(batch_size, height, width, dtype=torch.long, device=self.device)
-
-        for row in range(height):
-            # The first layer's vertical input at row r is the embedding of row r - 1.
-            if row:
-                vertical = self.code_embedding(codes[:, row - 1]).transpose(1, 2)
-            else:
-                vertical = torch.zeros(batch_size, channels, width, **zeros)
-            to_horizontal = []
-            for index, layer in enumerate(self.layers):
-                new_row = F.pad(vertical, (half, half)).unsqueeze(2)
-                vertical_windows[index] = torch.cat([vertical_windows[index][:, :, 1:], new_row], dim=2)
-                vertical, layer_to_horizontal = layer.vertical(vertical_windows[index], class_biases[index])
-                vertical = vertical[:, :, 0]
-                # (width, batch, 2 * channels): a contiguous slice per column for the steps below.
-                to_horizontal.append(layer_to_horizontal[:, :, 0].permute(2, 0, 1).contiguous())
-
-            horizontal_windows = [torch.zeros(batch_size, channels, half + 1, **zeros) for _ in self.layers]
-            # The first layer's horizontal input at column c is the embedding of the code at column c - 1.
-            horizontal_input = torch.zeros(batch_size, channels, **zeros)
-            for column in range(width):
-                horizontal, skips = horizontal_input, 0
-                for index, layer in enumerate(self.layers):
-                    window = torch.cat([horizontal_windows[index][:, :, 1:], horizontal.unsqueeze(2)], dim=2)
-                    horizontal_windows[index] = window
-                    horizontal, skip = layer.horizontal_step(window, to_horizontal[index][column])
-                    skips = skips + skip
-                hidden = F.relu(conv_at_one_position(self.output_hidden, F.relu(skips)))
-                logits = conv_at_one_position(self.output_logits, hidden)
-                codes[:, row, column] = self._draw(logits, temperature, generator)
-                horizontal_input = self.code_embedding(codes[:, row, column])
-            if progress_callback is not None:
-                progress_callback(row + 1, height)
-        return codes
+        return self.pixelcnn.sample(
+            batch_size, config.grid_height, config.grid_width, class_labels=class_labels, temperature=temperature,
+            generator=generator, use_cache=use_cache, progress_callback=progress_callback,
+        )
 
 
 __all__ = ["PixelCNNPriorModel", "PixelCNNPriorOutput"]
