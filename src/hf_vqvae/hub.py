@@ -5,7 +5,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import HfApi, ModelCard, ModelCardData, snapshot_download
 
 
 def render_model_card(template: str, card_data: ModelCardData, **fields) -> ModelCard:
@@ -39,6 +39,21 @@ def push_folder_to_hub(
         revision=revision,
         create_pr=create_pr,
     )
+
+
+def local_pipeline_folder(pretrained_model_name_or_path, kwargs: dict) -> str:
+    """A pipeline's local folder: the path itself, or the snapshot of a Hub id.
+
+    diffusers refuses components from a third-party package when given a Hub id, so the package's
+    pipelines resolve it here with `snapshot_download` (which honours the cache and offline mode)
+    and load the local folder. Pops the download arguments (`cache_dir`, `revision`, `token`,
+    `local_files_only`) from `kwargs`, leaving those of `DiffusionPipeline.from_pretrained`.
+    """
+    download_arguments = {name: kwargs.pop(name, None) for name in ("cache_dir", "revision", "token")}
+    local_files_only = kwargs.pop("local_files_only", False)
+    if Path(pretrained_model_name_or_path).is_dir():
+        return str(pretrained_model_name_or_path)
+    return snapshot_download(str(pretrained_model_name_or_path), local_files_only=local_files_only, **download_arguments)
 
 
 def push_with_card(
@@ -118,5 +133,22 @@ def pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields)
     return _model_card(
         "pipeline", repo_id, tags=["pixelcnn", "image-generation"], pipeline_tag="unconditional-image-generation",
         vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
+        **card_fields,
+    )
+
+
+def hierarchical_vqvae_model_card(config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `HierarchicalVQVAEModel` (the second stage); `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "hierarchical_vqvae", repo_id, tags=["pixelcnn", "hierarchical-vq-vae"], pipeline_tag="unconditional-image-generation",
+        config=config, config_fields=_config_fields(config), **card_fields,
+    )
+
+
+def hierarchical_pipeline_model_card(vqvae_config, stage2_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `HierarchicalVQVAEPipeline`; `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "hierarchical_pipeline", repo_id, tags=["pixelcnn", "hierarchical-vq-vae", "image-generation"],
+        pipeline_tag="unconditional-image-generation", vqvae=vqvae_config, stage2=stage2_config, prior=prior_config,
         **card_fields,
     )

@@ -2,16 +2,14 @@
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
-from huggingface_hub import snapshot_download
 
-from ..hub import pipeline_model_card, push_with_card
+from ..hub import local_pipeline_folder, pipeline_model_card, push_with_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
@@ -67,14 +65,7 @@ class VQVAEPipeline(DiffusionPipeline):
         is first resolved to a local snapshot with `snapshot_download`, which honours the cache
         and offline mode. Components can be replaced: `from_pretrained(path, prior=other_prior)`.
         """
-        if not Path(pretrained_model_name_or_path).is_dir():
-            pretrained_model_name_or_path = snapshot_download(
-                str(pretrained_model_name_or_path),
-                cache_dir=kwargs.pop("cache_dir", None),
-                revision=kwargs.pop("revision", None),
-                token=kwargs.pop("token", None),
-                local_files_only=kwargs.pop("local_files_only", False),
-            )
+        pretrained_model_name_or_path = local_pipeline_folder(pretrained_model_name_or_path, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def push_to_hub(
@@ -194,9 +185,15 @@ class VQVAEPipeline(DiffusionPipeline):
             )
 
     def _pixel_values(self, image) -> torch.Tensor:
-        if isinstance(image, torch.Tensor) and image.is_floating_point():
-            pixel_values = image
-        else:
-            pixel_values = self.image_processor(image, return_tensors="pt")["pixel_values"]
-        parameter = next(self.vqvae.parameters())
-        return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
+        return pixel_values_for_vqvae(self.vqvae, self.image_processor, image)
+
+
+def pixel_values_for_vqvae(vqvae: VQVAEModel, image_processor: VQVAEImageProcessor, image) -> torch.Tensor:
+    """A pipeline's `image=` input as pixel values on the VQ-VAE's device and dtype: PIL images and
+    arrays through the image processor, float tensors of pixel values in [-1, 1] as they are."""
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        pixel_values = image
+    else:
+        pixel_values = image_processor(image, return_tensors="pt")["pixel_values"]
+    parameter = next(vqvae.parameters())
+    return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
