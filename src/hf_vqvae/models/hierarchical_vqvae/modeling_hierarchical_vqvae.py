@@ -236,18 +236,22 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         )
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
+    def decode_logits(self, input_ids: torch.LongTensor, latent_indices: torch.LongTensor) -> torch.Tensor:
+        """The decoder's logits (B, input_num_embeddings, input grid) of each stage-1 code given the codes before it
+        in raster order and the stage-2 codes `latent_indices` (teacher forcing)."""
+        self._check_input_ids(input_ids)
+        self._check_latent_indices(latent_indices)
+        conditioning = self.conditioning_map(self.quantizer.lookup(latent_indices))
+        return self.decoder(input_ids.long(), conditioning=conditioning)[0]
+
     @torch.no_grad()
     def bits_per_grid(self, input_ids: torch.LongTensor, latent_indices: torch.LongTensor | None = None) -> torch.Tensor:
         """Negative log2-likelihood of each stage-1 grid under the decoder given its stage-2 codes (those the encoder
         gives, unless `latent_indices` are passed): a (batch_size,) tensor, in bits per whole grid."""
         if latent_indices is None:
             latent_indices = self.encode(input_ids).indices
-        else:
-            self._check_input_ids(input_ids)
-            self._check_latent_indices(latent_indices)
-        conditioning = self.conditioning_map(self.quantizer.lookup(latent_indices))
-        logits, _ = self.decoder(input_ids.long(), conditioning=conditioning)
-        nats = F.cross_entropy(logits.float(), input_ids.long(), reduction="none").flatten(1).sum(1)
+        logits = self.decode_logits(input_ids, latent_indices).float()
+        nats = F.cross_entropy(logits, input_ids.long(), reduction="none").flatten(1).sum(1)
         return nats / math.log(2)
 
     @torch.no_grad()
