@@ -412,7 +412,7 @@ def save_final_prior(
 
     output_dir = arguments.output.output_dir
     publish(
-        output_dir, arguments.hub, save, card,
+        output_dir, arguments.hub, save, card, model=prior,
         commit_message=f"PixelCNN prior trained for {run.position.step} steps with hf-vqvae",
     )
     pipeline = VQVAEPipeline(vqvae=codes.vqvae, prior=prior, image_processor=codes.processor)
