@@ -14,6 +14,8 @@ import dataclasses
 import io
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -109,6 +111,9 @@ class _World:
         screen = next((name for height, name in SCREEN_RESOLUTIONS if height >= resolution), SCREEN_RESOLUTIONS[-1][1])
         game = vizdoom.DoomGame()
         game.load_config(_scenario_config(scenario))
+        # ZDoom writes its settings file; keep it out of the user's working directory.
+        self.settings_folder = tempfile.mkdtemp(prefix="hf-vqvae-vizdoom-")
+        game.set_doom_config_path(os.path.join(self.settings_folder, "_vizdoom.ini"))
         game.set_window_visible(False)
         game.set_sound_enabled(False)
         game.set_mode(vizdoom.Mode.PLAYER)
@@ -125,6 +130,7 @@ class _World:
 
     def close(self) -> None:
         self.game.close()
+        shutil.rmtree(self.settings_folder, ignore_errors=True)
 
     def frame(self) -> PIL.Image.Image:
         screen = self.game.get_state().screen_buffer  # (height, width, 3) uint8
