@@ -9,7 +9,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, make_image_grid
 
 from ..hub import hierarchical_pipeline_model_card, local_pipeline_folder, push_with_card
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
@@ -151,6 +151,14 @@ class HierarchicalVQVAEPipeline(DiffusionPipeline):
         if not return_dict:
             return (images, codes, latent_codes)
         return HierarchicalVQVAEPipelineOutput(images=images, codes=codes, latent_codes=latent_codes)
+
+    def sample_grid(
+        self, images_per_row: int = 8, num_rows: int = 4, temperature: float = 1.0, seed: int = 0
+    ) -> PIL.Image.Image:
+        """One image of `num_rows` x `images_per_row` samples drawn from `seed`."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        images = self(batch_size=images_per_row * num_rows, temperature=temperature, generator=generator).images
+        return make_image_grid(images, rows=num_rows, cols=images_per_row)
 
     def _pixel_values(self, image) -> torch.Tensor:
         pixel_values = pixel_values_for_vqvae(self.vqvae, self.image_processor, image)
