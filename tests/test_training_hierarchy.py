@@ -107,7 +107,7 @@ def test_frames_to_stage1_to_stage2_to_prior_to_pipeline_by_hub_id(tmp_path, fra
 def test_killed_run_resumes_to_the_same_weights(tmp_path, stage1_codes):
     """SIGKILL a stage-2 run after its first checkpoint and resume it with `latest`: the final weights (EMA codebook
     included) equal an uninterrupted run's bit for bit."""
-    flags = ("--max_train_steps", "30", "--checkpointing_steps", "3", "--gradient_accumulation_steps", "2", "--validation_steps", "7")
+    flags = ("--max_train_steps", "12", "--checkpointing_steps", "3", "--gradient_accumulation_steps", "2", "--validation_steps", "5")
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     run([sys.executable, script("train_hierarchy.py"), *stage2_run(reference, "--codes_dataset", str(stage1_codes), extra=flags)])
     command = [sys.executable, script("train_hierarchy.py"), *stage2_run(interrupted, "--codes_dataset", str(stage1_codes), extra=flags)]
