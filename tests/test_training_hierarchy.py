@@ -20,7 +20,7 @@ from hf_vqvae.training.vqvae import parse_args as parse_vqvae_args
 from hf_vqvae.training.vqvae import train_vqvae
 
 from conftest import TINY_VQVAE, put_in_hub_cache
-from launching import kill_when_exists, run, script
+from launching import accelerate_launch, kill_when_exists, run, script
 
 
 pytest.importorskip("vizdoom")
@@ -127,6 +127,22 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, stage1_codes):
             assert interrupted_json == reference_json
         else:
             assert interrupted_json["grid_height"] == reference_json["grid_height"] == 3
+
+
+@pytest.mark.slow
+def test_two_processes_train_in_sync_and_write_every_stage2_code(tmp_path, stage1_codes):
+    output_dir = tmp_path / "run"
+    result = run([*accelerate_launch(num_processes=2), script("train_hierarchy.py"), *stage2_run(
+        output_dir, "--codes_dataset", str(stage1_codes), extra=("--max_train_steps", "3"),
+    )], timeout=400)
+    fingerprints = re.search(r"weights sha256 by process: 0=(\w+) 1=(\w+)", result.stderr)
+    assert fingerprints and fingerprints.group(1) == fingerprints.group(2), result.stderr[-2000:]
+    assert re.search(r"3 updates of 8 \(4 per device x 2 processes x 1 accumulation\)", result.stderr)
+    stage2 = HierarchicalVQVAEModel.from_pretrained(output_dir).eval()
+    latent_codes, codes = load_from_disk(str(output_dir / "latent_codes")), load_from_disk(str(stage1_codes))
+    for split in ("train", "validation"):
+        expected = stage2.encode(torch.tensor(codes[split]["codes"])).indices
+        assert torch.equal(torch.tensor(latent_codes[split]["codes"]).long(), expected), split
 
 
 def test_bad_inputs_name_the_problem(tmp_path, stage1_codes, tiny_vqvae_folder):

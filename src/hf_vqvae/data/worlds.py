@@ -111,7 +111,8 @@ class _World:
         screen = next((name for height, name in SCREEN_RESOLUTIONS if height >= resolution), SCREEN_RESOLUTIONS[-1][1])
         game = vizdoom.DoomGame()
         game.load_config(_scenario_config(scenario))
-        # ZDoom writes its settings file; keep it out of the user's working directory.
+        # ZDoom writes its settings file and an empty `_vizdoom` folder; keep them out of the user's working directory.
+        self.created_work_folder = not os.path.exists("_vizdoom")
         self.settings_folder = tempfile.mkdtemp(prefix="hf-vqvae-vizdoom-")
         game.set_doom_config_path(os.path.join(self.settings_folder, "_vizdoom.ini"))
         game.set_window_visible(False)
@@ -131,6 +132,8 @@ class _World:
     def close(self) -> None:
         self.game.close()
         shutil.rmtree(self.settings_folder, ignore_errors=True)
+        if self.created_work_folder and os.path.isdir("_vizdoom") and not os.listdir("_vizdoom"):
+            os.rmdir("_vizdoom")
 
     def frame(self) -> PIL.Image.Image:
         screen = self.game.get_state().screen_buffer  # (height, width, 3) uint8
