@@ -1,5 +1,8 @@
 """What every hf-vqvae model shares: strict checkpoint loading and a push with a model card."""
 
+import os
+from pathlib import Path
+
 from huggingface_hub import ModelCard
 from transformers import PreTrainedModel
 
@@ -47,6 +50,16 @@ class HubPreTrainedModel(PreTrainedModel):
                 f"it is loaded with (was it saved from a different config?):\n" + "\n".join(problems)
             )
         return (model, info) if return_loading_info else model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`, with the weights readable as any file the user writes (transformers
+        writes them through a private temporary file, mode 0600)."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        mask = os.umask(0)
+        os.umask(mask)
+        for weights in Path(save_directory).glob("*.safetensors"):
+            weights.chmod(0o666 & ~mask)
+        return result
 
     def push_to_hub(
         self,

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..hub import push_with_card
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, flat_arguments
 from .guards import (
     NonFiniteTrainingError,
+    OutputDirectoryInUseError,
     OutputDirectoryLock,
     StopRequests,
     TrainingInterrupted,
@@ -344,6 +346,19 @@ def write_atomically(folder: Path, write: Callable[[Path], Any]) -> None:
         sync_folder(folder, recursive=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_command(train: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
+    """A training script's `__main__`: parse the flags, train; a run stopped by Ctrl-C / SIGTERM or by a
+    non-finite loss, or refused for its folder, ends with its one-line message instead of a traceback."""
+    try:
+        train(parse_args())
+    except TrainingInterrupted as interruption:
+        print(interruption, file=sys.stderr)
+        raise SystemExit(130) from None
+    except (NonFiniteTrainingError, OutputDirectoryInUseError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def end_training(accelerator: Accelerator) -> None:
