@@ -1,11 +1,16 @@
 """Model cards and uploads to the Hugging Face Hub, shared by models, pipeline and scripts."""
 
+import re
 import tempfile
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
+
+
+# `name` or `org/name`, as the Hub spells repository ids.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 def render_model_card(template: str, card_data: ModelCardData, **fields) -> ModelCard:
@@ -58,6 +63,20 @@ def push_with_card(
         return push_folder_to_hub(folder, repo_id, **push_kwargs)
 
 
+def is_hub_dataset_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub data set id (`name` or `org/name`) rather than a local folder or a
+    description: only those belong in a card's `datasets:` metadata, which the Hub links."""
+    return bool(name) and HUB_ID.fullmatch(name) is not None and not Path(name).exists()
+
+
+def image_generation_tags(num_classes: int) -> tuple[list[str], str | None]:
+    """The tags and Hub pipeline tag of a generator: unconditional, or conditioned on a class (for which
+    the Hub has no pipeline tag)."""
+    if num_classes:
+        return ["class-conditional-image-generation"], None
+    return [], "unconditional-image-generation"
+
+
 def _config_fields(config) -> dict:
     """The config's non-default fields, for the card's configuration table."""
     return {key: value for key, value in sorted(config.to_diff_dict().items()) if key != "transformers_version"}
@@ -68,7 +87,7 @@ def _model_card(
     repo_id: str,
     *,
     tags: list[str],
-    pipeline_tag: str,
+    pipeline_tag: str | None,
     dataset_name: str | None = None,
     metrics: dict[str, float] | None = None,
     image_path: str | None = None,
@@ -80,7 +99,7 @@ def _model_card(
         license="apache-2.0",
         tags=["hf-vqvae", "vq-vae", *tags],
         pipeline_tag=pipeline_tag,
-        datasets=[dataset_name] if dataset_name else None,
+        datasets=[dataset_name] if is_hub_dataset_id(dataset_name) else None,
     )
     return render_model_card(
         template,
@@ -107,16 +126,18 @@ def vqvae_model_card(config, repo_id: str, **card_fields) -> ModelCard:
 
 def prior_model_card(config, repo_id: str, **card_fields) -> ModelCard:
     """The card of a `PixelCNNPriorModel`; `card_fields` as for `vqvae_model_card`."""
+    tags, pipeline_tag = image_generation_tags(config.num_classes)
     return _model_card(
-        "prior", repo_id, tags=["pixelcnn", "autoregressive-prior"], pipeline_tag="unconditional-image-generation",
+        "prior", repo_id, tags=["pixelcnn", "autoregressive-prior", *tags], pipeline_tag=pipeline_tag,
         config=config, config_fields=_config_fields(config), **card_fields,
     )
 
 
 def pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
     """The card of a `VQVAEPipeline`; `card_fields` as for `vqvae_model_card`."""
+    tags, pipeline_tag = image_generation_tags(prior_config.num_classes)
     return _model_card(
-        "pipeline", repo_id, tags=["pixelcnn", "image-generation"], pipeline_tag="unconditional-image-generation",
+        "pipeline", repo_id, tags=["pixelcnn", "image-generation", *tags], pipeline_tag=pipeline_tag,
         vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
         **card_fields,
     )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
@@ -18,6 +20,20 @@ from ..models.vqvae.modeling_vqvae import VQVAEModel
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
+
+
+def with_row_labels(grid: PIL.Image.Image, labels: list[str]) -> PIL.Image.Image:
+    """`grid` (one row of images per label) with each label written at the left of its row."""
+    font = PIL.ImageFont.load_default()
+    draw = PIL.ImageDraw.Draw(grid)
+    width = max(int(draw.textlength(label, font=font)) for label in labels) + 8
+    row_height = grid.height / len(labels)
+    labelled = PIL.Image.new("RGB", (width + grid.width, grid.height), "white")
+    labelled.paste(grid.convert("RGB"), (width, 0))
+    draw = PIL.ImageDraw.Draw(labelled)
+    for row, label in enumerate(labels):
+        draw.text((4, row * row_height + row_height / 2), label, fill="black", font=font, anchor="lm")
+    return labelled
 
 
 @dataclass
@@ -162,8 +178,10 @@ class VQVAEPipeline(DiffusionPipeline):
     def sample_grid(
         self, images_per_row: int = 8, num_rows: int = 4, temperature: float = 1.0, seed: int = 0
     ) -> PIL.Image.Image:
-        """One image of samples: for a class-conditional prior one row per class (`num_rows` is
-        ignored), else `num_rows` rows."""
+        """One image of samples: for a class-conditional prior one row per class, named at its left
+        (`num_rows` is ignored), else `num_rows` rows."""
+        if not isinstance(images_per_row, int) or images_per_row < 1 or not isinstance(num_rows, int) or num_rows < 1:
+            raise ValueError(f"images_per_row and num_rows must be integers >= 1, got {images_per_row!r} and {num_rows!r}")
         generator = torch.Generator(device=self.device).manual_seed(seed)
         num_classes = self.prior.config.num_classes
         if num_classes:
@@ -175,7 +193,11 @@ class VQVAEPipeline(DiffusionPipeline):
             batch_size=images_per_row * num_rows, class_labels=class_labels, temperature=temperature,
             generator=generator,
         ).images
-        return make_image_grid(images, rows=num_rows, cols=images_per_row)
+        grid = make_image_grid(images, rows=num_rows, cols=images_per_row)
+        if not num_classes:
+            return grid
+        names = [str((self.prior.config.id2label or {}).get(index, index)) for index in range(num_classes)]
+        return with_row_labels(grid, names)
 
     def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

@@ -322,7 +322,9 @@ def publish(
     was. A model with non-finite weights is neither saved nor pushed."""
     check_finite_weights(model, f"the final model to {output_dir!r}")
     repo_id = hub_repo_id(hub, output_dir)
-    write_atomically(Path(output_dir), lambda folder: (save(folder), card(repo_id).save(folder / "README.md")))
+    # The local card's snippets load what exists: the pushed repository, else the folder itself.
+    card_name = repo_id if hub.push_to_hub else output_dir
+    write_atomically(Path(output_dir), lambda folder: (save(folder), card(card_name).save(folder / "README.md")))
     print(f"saved the model to {output_dir}", flush=True)
     if hub.push_to_hub:
         commit = push_with_card(
