@@ -488,34 +488,33 @@ class VectorQuantizer(nn.Module):
         restarts = self.dead_code_threshold > 0
         batch_sums = _sum_per_code(latents, indices, self.num_embeddings) if ema else latents.new_zeros(0)
         batch_sizes = _batch_size_slots(indices.numel(), latents.device)
-        code_counts, batch_sums, batch_sizes = _all_reduce_sum(code_counts, batch_sums, batch_sizes)
-        self.codes_used += code_counts
+        non_finite = (~torch.isfinite(latents)).sum(dtype=torch.float32).reshape(1)
+        code_counts, batch_sums, batch_sizes, non_finite = _all_reduce_sum(code_counts, batch_sums, batch_sizes, non_finite)
+        # A non-finite latent on any process (the count is all-reduced, so every rank decides alike) would stay
+        # in the moving averages for good: such a batch leaves usage, EMA state and codebook as they were.
+        # Selected on the device, so an accelerator never waits for the check.
+        finite = non_finite[0] == 0
+        self.codes_used += torch.where(finite, code_counts, 0.0)
 
         # Eqs. 6-7: N <- gamma N + (1 - gamma) n, m <- gamma m + (1 - gamma) sum z, as one lerp each.
-        cluster_size = torch.lerp(self.cluster_size.float(), code_counts, 1 - self.decay)
+        cluster_size = self.cluster_size.float()
+        cluster_size = torch.where(finite, torch.lerp(cluster_size, code_counts, 1 - self.decay), cluster_size)
         embed_sum = self.embed_sum.float()
         codebook = self.embedding.float()
         if ema:
-            # A non-finite latent anywhere (any process: the sums are all-reduced, so every rank decides alike)
-            # would stay in the moving averages for good: such a batch leaves the EMA state as it was. Selected
-            # on the device, so an accelerator never waits for the check.
-            finite = torch.isfinite(batch_sums).all()
-            cluster_size = torch.where(finite, cluster_size, self.cluster_size.float())
             embed_sum = torch.where(finite, torch.lerp(embed_sum, batch_sums, 1 - self.decay), embed_sum)
             total = cluster_size.sum()
             smoothed = (cluster_size + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
-            codebook = embed_sum / smoothed.unsqueeze(1)
+            codebook = torch.where(finite, embed_sum / smoothed.unsqueeze(1), codebook)
         if restarts:
             usage_bound = self.dead_code_threshold * batch_sizes.sum() / self.num_embeddings
-            dead = cluster_size < usage_bound
+            dead = (cluster_size < usage_bound) & finite
             self.restart_step += 1
             # On a CPU looking costs nothing, so the draw is skipped when no code died (the mask
             # is the same on every rank, so all skip the collective together); on an accelerator
             # the look would wait for the device, so the draw always runs.
             if latents.device.type != "cpu" or dead.any():
                 candidates = self._restart_candidates(latents, *_global_row_range(batch_sizes))
-                # A non-finite candidate (identical on every rank) never seeds a code.
-                dead = dead & torch.isfinite(candidates).all(dim=1)
                 # A restarted code's usage starts at the bound: it stays if the next batches give
                 # it its share, and is judged again after one batch that does not (a fixed 1
                 # would sit below any bound above 1 and mark it dead forever).
