@@ -207,6 +207,26 @@ def test_prior_and_vqvae_export_with_torch_export_and_match_eager():
         torch.testing.assert_close(actual, expected)
 
 
+@pytest.mark.slow
+def test_prior_and_vqvae_export_to_onnx_and_onnxruntime_matches_eager(tmp_path):
+    pytest.importorskip("onnxscript")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    prior = tiny_prior(num_classes=2)
+    codes, labels = torch.randint(0, 16, (2, 4, 4)), torch.tensor([0, 1])
+    torch.onnx.export(prior, (codes,), kwargs={"class_labels": labels, "return_dict": False}, dynamo=True).save(tmp_path / "prior.onnx")
+    session = onnxruntime.InferenceSession(tmp_path / "prior.onnx")
+    (logits,) = session.run(None, {"input_ids": codes.numpy(), "class_labels": labels.numpy()})
+    np.testing.assert_allclose(logits, prior(codes, class_labels=labels).logits.detach().numpy(), atol=1e-5, rtol=0)
+
+    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
+    pixel_values = images()
+    torch.onnx.export(vqvae, (pixel_values,), kwargs={"return_dict": False}, dynamo=True).save(tmp_path / "vqvae.onnx")
+    session = onnxruntime.InferenceSession(tmp_path / "vqvae.onnx")
+    outputs = session.run(None, {session.get_inputs()[0].name: pixel_values.numpy()})
+    for actual, expected in zip(outputs, vqvae(pixel_values, return_dict=False)):
+        np.testing.assert_allclose(actual, expected.detach().numpy(), atol=1e-5, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 
 

@@ -65,10 +65,19 @@ def check_choice_field(config, name: str, choices: tuple) -> None:
         _fail(config, name, f"one of {choices}")
 
 
+PACKAGE_KEYS = ("library_name", "hf_vqvae_version", "loading_hint")
+
+
 class PackageConfig(PreTrainedConfig):
     """A `PreTrainedConfig` whose `config.json` names the package that can load it
     (`library_name`, `hf_vqvae_version`, `loading_hint`): transformers' own error for an unknown
-    model type only suggests upgrading transformers."""
+    model type only suggests upgrading transformers. Written on save, dropped on load (a
+    reloaded config equals the one saved)."""
+
+    def __post_init__(self, **kwargs):
+        for key in PACKAGE_KEYS:
+            kwargs.pop(key, None)
+        super().__post_init__(**kwargs)
 
     def to_dict(self) -> dict:
         from . import __version__

@@ -62,7 +62,8 @@ class HubPreTrainedModel(PreTrainedModel):
             kwargs.setdefault("key_mapping", cls.legacy_key_mapping)
         ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
         return_loading_info = kwargs.pop("output_loading_info", False)
-        check_local_path_exists(pretrained_model_name_or_path)
+        if pretrained_model_name_or_path is not None:  # None: weights come as `state_dict=`
+            check_local_path_exists(pretrained_model_name_or_path)
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
@@ -72,7 +73,7 @@ class HubPreTrainedModel(PreTrainedModel):
                 pretrained_model_name_or_path, error, kwargs.get("subfolder"), kwargs.get("cache_dir")
             ) from error
         except OSError as error:
-            if Path(pretrained_model_name_or_path).exists():
+            if pretrained_model_name_or_path is None or Path(pretrained_model_name_or_path).exists():
                 raise
             raise missing_folder_error(pretrained_model_name_or_path, error) from error
 

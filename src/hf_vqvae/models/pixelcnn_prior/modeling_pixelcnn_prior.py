@@ -28,6 +28,19 @@ def _is_integer_tensor(tensor: torch.Tensor) -> bool:
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
+def _check_generator(generator, batch_size: int) -> None:
+    """None, a torch.Generator, or a list of one torch.Generator per grid."""
+    if isinstance(generator, (list, tuple)):
+        if not all(isinstance(item, torch.Generator) for item in generator):
+            raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
+        if len(generator) != batch_size:
+            raise ValueError(
+                f"a list of generators must hold one per grid: got {len(generator)} for batch_size={batch_size}"
+            )
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
+
+
 @dataclass
 class PixelCNNPriorOutput(ModelOutput):
     r"""
@@ -90,6 +103,13 @@ class PixelCNNPriorModel(HubPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.pixelcnn.code_embedding = value
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Refused: the prior's codes are a VQ-VAE's codebook, and its output layer has one logit per code."""
+        raise ValueError(
+            "a PixelCNN prior's codes are its VQ-VAE's codebook (num_embeddings, also the number of logits): to "
+            "model another codebook, train a prior from a PixelCNNPriorConfig with that num_embeddings"
+        )
 
     def model_card(self, repo_id: str, **card_fields):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
@@ -243,10 +263,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                 f"temperature must be a finite number >= {MIN_TEMPERATURE} (smaller ones overflow the logits and pick "
                 f"the last code everywhere), got {temperature!r}"
             )
-        if isinstance(generator, (list, tuple)) and len(generator) != batch_size:
-            raise ValueError(
-                f"a list of generators must hold one per grid: got {len(generator)} for batch_size={batch_size}"
-            )
+        _check_generator(generator, batch_size)
         class_labels = self._checked_class_labels(class_labels, batch_size)
         config = self.config
         return self.pixelcnn.sample(
