@@ -37,7 +37,8 @@ def check_float_field(
     str) within the bounds given."""
     value = getattr(config, name)
     if minimum is not None and maximum is not None:
-        allowed = f"a finite number in {'(' if exclusive_minimum else '['}{minimum:g}, {maximum:g}{')' if exclusive_maximum else ']'}"
+        low, high = "([" [not exclusive_minimum], ")]" [not exclusive_maximum]
+        allowed = f"a finite number in {low}{minimum:g}, {maximum:g}{high}"
     elif minimum is not None:
         allowed = f"a finite number {'>' if exclusive_minimum else '>='} {minimum:g}"
     elif maximum is not None:

@@ -84,18 +84,20 @@ class HubPreTrainedModel(PreTrainedModel):
         ]
         incomplete = [f"  {name}: missing from the checkpoint" for name in sorted(info["missing_keys"])]
         incomplete += [f"  {name}: in the checkpoint but not in the model" for name in sorted(info["unexpected_keys"])]
-        problems = (mismatched if not ignore_mismatched_sizes else []) + (incomplete if not return_loading_info else [])
+        problems, hints = [], []
+        if mismatched and not ignore_mismatched_sizes:
+            problems += mismatched
+            hints.append("ignore_mismatched_sizes=True re-initialises mis-shaped weights")
+        if incomplete and not return_loading_info:
+            problems += incomplete
+            hints.append("output_loading_info=True loads anyway and returns the lists of missing and unexpected weights")
         if problems:
-            hatches = "ignore_mismatched_sizes=True re-initialises mis-shaped weights; " if mismatched else ""
-            hatches += "output_loading_info=True returns the model with the list of missing weights" if incomplete else ""
             raise CheckpointMismatchError(
                 f"{where} does not match the {cls.config_class.__name__} it is loaded with (was it saved from a "
-                f"different config?):\n" + "\n".join(problems) + f"\n({hatches.rstrip('; ')})"
+                f"different config?):\n" + "\n".join(problems) + f"\n({'; '.join(hints)})"
             )
         if mismatched or incomplete:
-            logger.warning(
-                f"{where} was loaded with weights re-initialised at random:\n" + "\n".join(mismatched + incomplete)
-            )
+            logger.warning(f"{where} does not match the config; loaded anyway:\n" + "\n".join(mismatched + incomplete))
         non_finite = non_finite_tensors(model)
         if non_finite:
             raise ValueError(

@@ -104,7 +104,9 @@ class CodesInfo:
         try:
             values = json.loads(Path(path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is damaged (not valid JSON: {error}); write it again with scripts/extract_codes.py") from error
+            raise ValueError(
+                f"{path} is damaged (not valid JSON: {error}); write it again with scripts/extract_codes.py"
+            ) from error
         if not isinstance(values, dict) or set(values) != set(fields):
             found = sorted(values) if isinstance(values, dict) else type(values).__name__
             raise ValueError(f"{path} must hold exactly the keys {sorted(fields)}, got {found}")

@@ -75,6 +75,8 @@ class VQVAEPipeline(DiffusionPipeline):
         A name that is no local folder and no reachable Hub id, or a folder missing a component's
         subfolder, is an error that says which.
         """
+        if Path(pretrained_model_name_or_path).is_file():
+            raise NotADirectoryError(f"{pretrained_model_name_or_path} is a file; a pipeline is a folder with model_index.json")
         if not Path(pretrained_model_name_or_path).is_dir():
             check_local_path_exists(pretrained_model_name_or_path)
             try:

@@ -258,7 +258,8 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not MIN_TEMPERATURE <= temperature < math.inf:
+        is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+        if not is_number or not MIN_TEMPERATURE <= temperature < math.inf:
             raise ValueError(
                 f"temperature must be a finite number >= {MIN_TEMPERATURE} (smaller ones overflow the logits and pick "
                 f"the last code everywhere), got {temperature!r}"
