@@ -306,7 +306,12 @@ def test_saved_configs_name_the_package_that_loads_them(tmp_path):
 
     assert isinstance(AutoModel.from_pretrained(tmp_path / "vqvae"), VQVAEModel)  # hf_vqvae is imported here
     reloaded = VQVAEConfig.from_pretrained(tmp_path / "vqvae")
-    assert reloaded.to_dict()["library_name"] == "hf-vqvae"
+    assert reloaded.to_dict()["library_name"] == "hf-vqvae" and "library_name" not in reloaded.__dict__
+
+    from hf_vqvae.hub import vqvae_model_card
+
+    card = str(vqvae_model_card(reloaded, "org/name"))
+    assert "import hf_vqvae" in card and "| `hf_vqvae_version` |" not in card  # not in the configuration table
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
+from .configuration_utils import PACKAGE_KEYS
+
 
 def render_model_card(template: str, card_data: ModelCardData, **fields) -> ModelCard:
     """A model card from `model_cards/<template>.md` (Jinja, rendered by huggingface_hub)."""
@@ -59,8 +61,10 @@ def push_with_card(
 
 
 def _config_fields(config) -> dict:
-    """The config's non-default fields, for the card's configuration table."""
-    return {key: value for key, value in sorted(config.to_diff_dict().items()) if key != "transformers_version"}
+    """The config's non-default fields, for the card's configuration table (not the versions and package
+    pointers every config.json carries)."""
+    skipped = {"transformers_version", *PACKAGE_KEYS}
+    return {key: value for key, value in sorted(config.to_diff_dict().items()) if key not in skipped}
 
 
 def _model_card(
