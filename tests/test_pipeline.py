@@ -5,7 +5,7 @@ import PIL.Image
 import pytest
 import torch
 
-from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEPipeline
+from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEImageProcessor, VQVAEPipeline
 
 from conftest import put_in_hub_cache
 
@@ -20,7 +20,8 @@ def tiny_prior(num_classes: int = 2, **overrides) -> PixelCNNPriorModel:
 
 @pytest.fixture
 def pipeline(tiny_model) -> VQVAEPipeline:
-    return VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior())
+    processor = VQVAEImageProcessor.for_vqvae(tiny_model.config)
+    return VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior(), image_processor=processor)
 
 
 def seeded(seed: int = 0) -> torch.Generator:

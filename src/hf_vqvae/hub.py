@@ -8,6 +8,8 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
+from .configuration_utils import PACKAGE_KEYS
+
 
 # `name` or `org/name`, as the Hub spells repository ids.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -78,8 +80,10 @@ def image_generation_tags(num_classes: int) -> tuple[list[str], str | None]:
 
 
 def _config_fields(config) -> dict:
-    """The config's non-default fields, for the card's configuration table."""
-    return {key: value for key, value in sorted(config.to_diff_dict().items()) if key != "transformers_version"}
+    """The config's non-default fields, for the card's configuration table (not the versions and package
+    pointers every config.json carries)."""
+    skipped = {"transformers_version", *PACKAGE_KEYS}
+    return {key: value for key, value in sorted(config.to_diff_dict().items()) if key not in skipped}
 
 
 def _model_card(

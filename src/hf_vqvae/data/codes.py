@@ -96,7 +96,25 @@ class CodesInfo:
             except OSError as error:  # not in the repository, or offline and not cached
                 logger.info("no %s for the data set %r: %s", CODES_INFO_FILE, dataset, error)
                 return None
-        return cls(**json.loads(Path(path).read_text()))
+        return cls.from_file(Path(path))
+
+    @classmethod
+    def from_file(cls, path: Path) -> "CodesInfo":
+        """The info in a `codes_info.json`; a damaged file or one with other keys is a ValueError naming it."""
+        fields = {field.name: field.type for field in dataclasses.fields(cls)}
+        try:
+            values = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{path} is damaged (not valid JSON: {error}); write it again with scripts/extract_codes.py"
+            ) from error
+        if not isinstance(values, dict) or set(values) != set(fields):
+            found = sorted(values) if isinstance(values, dict) else type(values).__name__
+            raise ValueError(f"{path} must hold exactly the keys {sorted(fields)}, got {found}")
+        for name, kind in fields.items():
+            if not isinstance(values[name], kind) or isinstance(values[name], bool):
+                raise ValueError(f"{path}: {name!r} must be of type {kind.__name__}, got {values[name]!r}")
+        return cls(**values)
 
 
 def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEModel, VQVAEImageProcessor]:

@@ -1,5 +1,6 @@
 """VQVAEPipeline: sample a code grid from the PixelCNN prior, decode it with the VQ-VAE."""
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from diffusers.utils import BaseOutput, make_image_grid
 from huggingface_hub import snapshot_download
 
 from ..hub import pipeline_model_card, push_with_card
+from ..loading import check_local_path_exists, missing_folder_error
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
@@ -59,7 +61,13 @@ class VQVAEPipeline(DiffusionPipeline):
         prior ([`PixelCNNPriorModel`]): a gated PixelCNN over the VQ-VAE's code grid; its codebook
             size and grid must match the VQ-VAE's (checked here).
         image_processor ([`VQVAEImageProcessor`], *optional*): turns `image=` inputs into pixel
-            values and decoded pixels into PIL / numpy; one matching the VQ-VAE is made if omitted.
+            values and decoded pixels into PIL / numpy. Without one (None, as diffusers' optional
+            components are), one matching the VQ-VAE's resolution and channels is used; None is
+            what `save_pretrained` records and `from_pretrained` gives back.
+
+    `DiffusionPipeline.from_pretrained(folder)` cannot load this pipeline: diffusers looks its class
+    up on the `diffusers` module itself (third-party pipelines only through `custom_pipeline` code,
+    which needs `trust_remote_code`). Load it with `VQVAEPipeline.from_pretrained(folder or Hub id)`.
     """
 
     model_cpu_offload_seq = "prior->vqvae"
@@ -71,8 +79,6 @@ class VQVAEPipeline(DiffusionPipeline):
         super().__init__()
         latent_size = vqvae.config.latent_size
         prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
-        if image_processor is None:
-            image_processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
     @classmethod
@@ -82,16 +88,47 @@ class VQVAEPipeline(DiffusionPipeline):
         diffusers refuses components from a third-party package when given a Hub id, so a Hub id
         is first resolved to a local snapshot with `snapshot_download`, which honours the cache
         and offline mode. Components can be replaced: `from_pretrained(path, prior=other_prior)`.
+        A name that is no local folder and no reachable Hub id, or a folder missing a component's
+        subfolder, is an error that says which.
         """
+        if Path(pretrained_model_name_or_path).is_file():
+            raise NotADirectoryError(f"{pretrained_model_name_or_path} is a file; a pipeline is a folder with model_index.json")
         if not Path(pretrained_model_name_or_path).is_dir():
-            pretrained_model_name_or_path = snapshot_download(
-                str(pretrained_model_name_or_path),
-                cache_dir=kwargs.pop("cache_dir", None),
-                revision=kwargs.pop("revision", None),
-                token=kwargs.pop("token", None),
-                local_files_only=kwargs.pop("local_files_only", False),
-            )
+            check_local_path_exists(pretrained_model_name_or_path)
+            try:
+                pretrained_model_name_or_path = snapshot_download(
+                    str(pretrained_model_name_or_path),
+                    cache_dir=kwargs.pop("cache_dir", None),
+                    revision=kwargs.pop("revision", None),
+                    token=kwargs.pop("token", None),
+                    local_files_only=kwargs.pop("local_files_only", False),
+                )
+            except (OSError, ValueError) as error:
+                raise missing_folder_error(pretrained_model_name_or_path, error) from error
+        cls._check_components_present(Path(pretrained_model_name_or_path), passed=kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @staticmethod
+    def _check_components_present(folder: Path, passed: dict) -> None:
+        """Raise naming the component whose subfolder is missing (diffusers names only the root folder)."""
+        index_path = folder / "model_index.json"
+        if not index_path.is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a pipeline folder: it has no model_index.json (a VQ-VAE or prior folder loads with "
+                "VQVAEModel / PixelCNNPriorModel.from_pretrained)"
+            )
+        try:
+            index = json.loads(index_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{index_path} is damaged (not valid JSON): {error}") from error
+        for name, entry in index.items():
+            if name.startswith("_") or name in passed or not isinstance(entry, list) or entry[0] is None:
+                continue
+            if not (folder / name).is_dir():
+                raise FileNotFoundError(
+                    f"the pipeline folder {folder} has no {name}/ subfolder: model_index.json lists the component "
+                    f"{name!r} ({entry[1]}); copy that folder back or pass {name}=... to from_pretrained"
+                )
 
     def push_to_hub(
         self,
@@ -138,7 +175,7 @@ class VQVAEPipeline(DiffusionPipeline):
         batch_size: int = 1,
         class_labels: int | str | list[int | str] | torch.Tensor | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         image=None,
@@ -150,7 +187,8 @@ class VQVAEPipeline(DiffusionPipeline):
             class_labels (*optional*): one class id or name per image (or one for all) for a
                 class-conditional prior; must be omitted for an unconditional one.
             temperature (`float`, defaults to 1.0): divides the prior's logits.
-            generator (`torch.Generator`, *optional*): makes sampling reproducible.
+            generator (`torch.Generator` or a list of `batch_size` of them, *optional*): makes sampling
+                reproducible; with a list, image i is the image a batch of one gives with generator i.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the
                 code grids, not decoded).
             return_dict (`bool`, defaults to `True`): return a [`VQVAEPipelineOutput`] or a tuple
@@ -169,7 +207,7 @@ class VQVAEPipeline(DiffusionPipeline):
             images = codes
         else:
             reconstruction = self.vqvae.decode(codes).reconstruction
-            images = self.image_processor.postprocess(reconstruction, output_type=output_type)
+            images = self._image_processor().postprocess(reconstruction, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, codes)
@@ -199,6 +237,12 @@ class VQVAEPipeline(DiffusionPipeline):
         names = [str((self.prior.config.id2label or {}).get(index, index)) for index in range(num_classes)]
         return with_row_labels(grid, names)
 
+    def _image_processor(self) -> VQVAEImageProcessor:
+        """The pipeline's image processor, or one matching the VQ-VAE when it has none."""
+        if self.image_processor is not None:
+            return self.image_processor
+        return VQVAEImageProcessor.for_vqvae(self.vqvae.config)
+
     def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -219,6 +263,6 @@ class VQVAEPipeline(DiffusionPipeline):
         if isinstance(image, torch.Tensor) and image.is_floating_point():
             pixel_values = image
         else:
-            pixel_values = self.image_processor(image, return_tensors="pt")["pixel_values"]
+            pixel_values = self._image_processor()(image, return_tensors="pt")["pixel_values"]
         parameter = next(self.vqvae.parameters())
         return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
