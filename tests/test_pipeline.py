@@ -112,7 +112,8 @@ def test_push_to_hub_uploads_the_pipeline_folder_and_card(recorded_uploads, pipe
         "prior/model.safetensors", "image_processor/preprocessor_config.json",
     }
     card = upload["files"]["README.md"].decode()
-    assert "library_name: hf-vqvae" in card and "pipeline_tag: unconditional-image-generation" in card
+    assert "library_name: hf-vqvae" in card and "- class-conditional-image-generation" in card
+    assert "pipeline_tag: unconditional-image-generation" not in card  # the prior is class-conditional
     assert 'VQVAEPipeline.from_pretrained("org/vqvae-pipeline")' in card and "| bits_per_code | 3.2 |" in card
 
 
