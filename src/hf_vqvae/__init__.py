@@ -4,7 +4,14 @@ import sys
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from .data.worlds import WORLD_ACTIONS, render_frames, render_trajectories
 from .modeling_utils import CheckpointMismatchError
+from .models.hierarchical_vqvae import (
+    HierarchicalVQVAEConfig,
+    HierarchicalVQVAEEncoderOutput,
+    HierarchicalVQVAEModel,
+    HierarchicalVQVAEOutput,
+)
 from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
 from .models.vqvae import (
     PRESETS,
@@ -17,7 +24,7 @@ from .models.vqvae import (
     image_processing_vqvae,
     modeling_vqvae,
 )
-from .pipelines import VQVAEPipeline, VQVAEPipelineOutput
+from .pipelines import HierarchicalVQVAEPipeline, HierarchicalVQVAEPipelineOutput, VQVAEPipeline, VQVAEPipelineOutput
 from .quantization import QuantizerOutput, VectorQuantizer
 
 
@@ -26,6 +33,8 @@ AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
 AutoImageProcessor.register(VQVAEConfig, VQVAEImageProcessor, exist_ok=True)
 AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_ok=True)
 AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
+AutoConfig.register(HierarchicalVQVAEConfig.model_type, HierarchicalVQVAEConfig, exist_ok=True)
+AutoModel.register(HierarchicalVQVAEConfig, HierarchicalVQVAEModel, exist_ok=True)
 
 # Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
 # they had before the package was laid out by modality; diffusers imports those paths to load them.
@@ -42,6 +51,12 @@ __version__ = "0.2.0"
 __all__ = [
     "PRESETS",
     "CheckpointMismatchError",
+    "HierarchicalVQVAEConfig",
+    "HierarchicalVQVAEEncoderOutput",
+    "HierarchicalVQVAEModel",
+    "HierarchicalVQVAEOutput",
+    "HierarchicalVQVAEPipeline",
+    "HierarchicalVQVAEPipelineOutput",
     "PixelCNNPriorConfig",
     "PixelCNNPriorModel",
     "PixelCNNPriorOutput",
@@ -55,4 +70,7 @@ __all__ = [
     "VQVAEPipeline",
     "VQVAEPipelineOutput",
     "VectorQuantizer",
+    "WORLD_ACTIONS",
+    "render_frames",
+    "render_trajectories",
 ]

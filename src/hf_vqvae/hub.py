@@ -1,14 +1,16 @@
 """Model cards and uploads to the Hugging Face Hub, shared by models, pipeline and scripts."""
 
+import json
 import re
 import tempfile
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import HfApi, ModelCard, ModelCardData, snapshot_download
 
 from .configuration_utils import PACKAGE_KEYS
+from .loading import check_local_path_exists, missing_folder_error
 
 
 # `name` or `org/name`, as the Hub spells repository ids.
@@ -46,6 +48,56 @@ def push_folder_to_hub(
         revision=revision,
         create_pr=create_pr,
     )
+
+
+def local_pipeline_folder(pretrained_model_name_or_path, kwargs: dict) -> str:
+    """A pipeline's local folder: the path itself, or the snapshot of a Hub id.
+
+    diffusers refuses components from a third-party package when given a Hub id, so the package's
+    pipelines resolve it here with `snapshot_download` (which honours the cache and offline mode)
+    and load the local folder. Pops the download arguments (`cache_dir`, `revision`, `token`,
+    `local_files_only`) from `kwargs`, leaving those of `DiffusionPipeline.from_pretrained`.
+    """
+    A name that is no local folder and no reachable Hub id, or a folder missing a component's subfolder,
+    is an error that says which.
+    """
+    download_arguments = {name: kwargs.pop(name, None) for name in ("cache_dir", "revision", "token")}
+    local_files_only = kwargs.pop("local_files_only", False)
+    folder = Path(pretrained_model_name_or_path)
+    if folder.is_file():
+        raise NotADirectoryError(f"{folder} is a file; a pipeline is a folder with model_index.json")
+    if not folder.is_dir():
+        check_local_path_exists(pretrained_model_name_or_path)
+        try:
+            folder = Path(snapshot_download(
+                str(pretrained_model_name_or_path), local_files_only=local_files_only, **download_arguments
+            ))
+        except (OSError, ValueError) as error:
+            raise missing_folder_error(pretrained_model_name_or_path, error) from error
+    check_pipeline_components(folder, passed=kwargs)
+    return str(folder)
+
+
+def check_pipeline_components(folder: Path, passed: dict) -> None:
+    """Raise naming the component whose subfolder is missing (diffusers names only the root folder)."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a pipeline folder: it has no model_index.json (a model folder loads with its model "
+            "class's from_pretrained)"
+        )
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{index_path} is damaged (not valid JSON): {error}") from error
+    for name, entry in index.items():
+        if name.startswith("_") or name in passed or not isinstance(entry, list) or entry[0] is None:
+            continue
+        if not (folder / name).is_dir():
+            raise FileNotFoundError(
+                f"the pipeline folder {folder} has no {name}/ subfolder: model_index.json lists the component "
+                f"{name!r} ({entry[1]}); copy that folder back or pass {name}=... to from_pretrained"
+            )
 
 
 def push_with_card(
@@ -143,5 +195,22 @@ def pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields)
     return _model_card(
         "pipeline", repo_id, tags=["pixelcnn", "image-generation", *tags], pipeline_tag=pipeline_tag,
         vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
+        **card_fields,
+    )
+
+
+def hierarchical_vqvae_model_card(config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `HierarchicalVQVAEModel` (the second stage); `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "hierarchical_vqvae", repo_id, tags=["pixelcnn", "hierarchical-vq-vae"], pipeline_tag="unconditional-image-generation",
+        config=config, config_fields=_config_fields(config), **card_fields,
+    )
+
+
+def hierarchical_pipeline_model_card(vqvae_config, stage2_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `HierarchicalVQVAEPipeline`; `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "hierarchical_pipeline", repo_id, tags=["pixelcnn", "hierarchical-vq-vae", "image-generation"],
+        pipeline_tag="unconditional-image-generation", vqvae=vqvae_config, stage2=stage2_config, prior=prior_config,
         **card_fields,
     )

@@ -63,10 +63,17 @@ class CodesInfo:
     grid_height: int
     grid_width: int
     image_dataset: str  # the name of the encoded image data set
+    # Set for stage-2 codes of a hierarchy: the stage-1 VQ-VAE under the stage-2 model named by `vqvae`.
+    stage1_vqvae: str | None = None
 
     @classmethod
     def of_vqvae(cls, config: VQVAEConfig, vqvae: str, image_dataset: str) -> "CodesInfo":
         return cls(vqvae, config.num_embeddings, config.latent_size, config.latent_size, image_dataset)
+
+    @classmethod
+    def of_stage2(cls, config, stage2: str, stage1_vqvae: str, image_dataset: str) -> "CodesInfo":
+        """The info of stage-2 codes written by the `HierarchicalVQVAEModel` `stage2` (its `config`)."""
+        return cls(stage2, config.num_embeddings, config.latent_grid_height, config.latent_grid_width, image_dataset, stage1_vqvae)
 
     def check_vqvae(self, config: VQVAEConfig, vqvae: str) -> None:
         """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes."""
@@ -207,18 +214,57 @@ def encode_images(
         put_on_device=True,
     )
     vqvae = vqvae.to(accelerator.device).eval()
-    columns = {}
-    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process):
-        encoded = {CODES_COLUMN: vqvae.encode(batch["pixel_values"]).indices}
-        if label_column is not None:
-            encoded[LABEL_COLUMN] = batch["labels"]
-        for name, values in accelerator.gather_for_metrics(encoded).items():
-            columns.setdefault(name, []).append(values.cpu().numpy())
-
+    columns = _encode_in_processes(
+        loader, lambda batch: vqvae.encode(batch["pixel_values"]).indices, "labels" if label_column else None,
+        accelerator, description,
+    )
     features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
-    encoded = Dataset.from_dict({name: np.concatenate(values) for name, values in columns.items()}, features=features)
+    encoded = Dataset.from_dict(columns, features=features)
     if len(encoded) != len(readable):
         raise RuntimeError(f"encoded {len(encoded)} images of {len(readable)}: the processes lost or repeated some")
+    return encoded
+
+
+def _encode_in_processes(loader, encode, label_key: str | None, accelerator: Accelerator, description: str) -> dict:
+    """`codes` (and `label`) columns of every batch of a loader prepared for this process, gathered from every
+    process in the data set's order (`gather_for_metrics` drops the padding of the last round)."""
+    columns = {}
+    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process):
+        encoded = {CODES_COLUMN: encode(batch)}
+        if label_key is not None:
+            encoded[LABEL_COLUMN] = batch[label_key]
+        for name, values in accelerator.gather_for_metrics(encoded).items():
+            columns.setdefault(name, []).append(values.cpu().numpy())
+    return {name: np.concatenate(values) for name, values in columns.items()}
+
+
+@torch.no_grad()
+def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch_size: int, description: str = "encoding codes") -> Dataset:
+    """The stage-2 codes of a split of stage-1 codes, encoded by a `HierarchicalVQVAEModel` (and its labels),
+    split among the processes as `encode_images` does; every process receives all of them."""
+    label_column = LABEL_COLUMN if LABEL_COLUMN in codes.column_names else None
+    columns = [CODES_COLUMN] + ([label_column] if label_column else [])
+
+    def collate(examples: list[dict]) -> dict:
+        batch = {CODES_COLUMN: torch.from_numpy(np.stack([example[CODES_COLUMN] for example in examples])).long()}
+        if label_column is not None:
+            batch[LABEL_COLUMN] = torch.tensor([int(example[label_column]) for example in examples])
+        return batch
+
+    loader = torch.utils.data.DataLoader(
+        codes.with_format("numpy", columns=columns), batch_size=batch_size, collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )
+    loader = prepare_data_loader(
+        loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
+        put_on_device=True,
+    )
+    stage2 = stage2.to(accelerator.device).eval()
+    encoded = _encode_in_processes(loader, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices, label_column, accelerator, description)
+    features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
+    encoded = Dataset.from_dict(encoded, features=features)
+    if len(encoded) != len(codes):
+        raise RuntimeError(f"encoded {len(encoded)} code grids of {len(codes)}: the processes lost or repeated some")
     return encoded
 
 

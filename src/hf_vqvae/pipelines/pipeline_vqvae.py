@@ -1,9 +1,7 @@
 """VQVAEPipeline: sample a code grid from the PixelCNN prior, decode it with the VQ-VAE."""
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -12,10 +10,8 @@ import PIL.ImageFont
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
-from huggingface_hub import snapshot_download
 
-from ..hub import pipeline_model_card, push_with_card
-from ..loading import check_local_path_exists, missing_folder_error
+from ..hub import local_pipeline_folder, pipeline_model_card, push_with_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
@@ -91,44 +87,8 @@ class VQVAEPipeline(DiffusionPipeline):
         A name that is no local folder and no reachable Hub id, or a folder missing a component's
         subfolder, is an error that says which.
         """
-        if Path(pretrained_model_name_or_path).is_file():
-            raise NotADirectoryError(f"{pretrained_model_name_or_path} is a file; a pipeline is a folder with model_index.json")
-        if not Path(pretrained_model_name_or_path).is_dir():
-            check_local_path_exists(pretrained_model_name_or_path)
-            try:
-                pretrained_model_name_or_path = snapshot_download(
-                    str(pretrained_model_name_or_path),
-                    cache_dir=kwargs.pop("cache_dir", None),
-                    revision=kwargs.pop("revision", None),
-                    token=kwargs.pop("token", None),
-                    local_files_only=kwargs.pop("local_files_only", False),
-                )
-            except (OSError, ValueError) as error:
-                raise missing_folder_error(pretrained_model_name_or_path, error) from error
-        cls._check_components_present(Path(pretrained_model_name_or_path), passed=kwargs)
+        pretrained_model_name_or_path = local_pipeline_folder(pretrained_model_name_or_path, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    @staticmethod
-    def _check_components_present(folder: Path, passed: dict) -> None:
-        """Raise naming the component whose subfolder is missing (diffusers names only the root folder)."""
-        index_path = folder / "model_index.json"
-        if not index_path.is_file():
-            raise FileNotFoundError(
-                f"{folder} is not a pipeline folder: it has no model_index.json (a VQ-VAE or prior folder loads with "
-                "VQVAEModel / PixelCNNPriorModel.from_pretrained)"
-            )
-        try:
-            index = json.loads(index_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{index_path} is damaged (not valid JSON): {error}") from error
-        for name, entry in index.items():
-            if name.startswith("_") or name in passed or not isinstance(entry, list) or entry[0] is None:
-                continue
-            if not (folder / name).is_dir():
-                raise FileNotFoundError(
-                    f"the pipeline folder {folder} has no {name}/ subfolder: model_index.json lists the component "
-                    f"{name!r} ({entry[1]}); copy that folder back or pass {name}=... to from_pretrained"
-                )
 
     def push_to_hub(
         self,
@@ -260,9 +220,15 @@ class VQVAEPipeline(DiffusionPipeline):
             )
 
     def _pixel_values(self, image) -> torch.Tensor:
-        if isinstance(image, torch.Tensor) and image.is_floating_point():
-            pixel_values = image
-        else:
-            pixel_values = self._image_processor()(image, return_tensors="pt")["pixel_values"]
-        parameter = next(self.vqvae.parameters())
-        return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
+        return pixel_values_for_vqvae(self.vqvae, self._image_processor(), image)
+
+
+def pixel_values_for_vqvae(vqvae: VQVAEModel, image_processor: VQVAEImageProcessor, image) -> torch.Tensor:
+    """A pipeline's `image=` input as pixel values on the VQ-VAE's device and dtype: PIL images and
+    arrays through the image processor, float tensors of pixel values in [-1, 1] as they are."""
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        pixel_values = image
+    else:
+        pixel_values = image_processor(image, return_tensors="pt")["pixel_values"]
+    parameter = next(vqvae.parameters())
+    return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
