@@ -57,7 +57,6 @@ def local_pipeline_folder(pretrained_model_name_or_path, kwargs: dict) -> str:
     pipelines resolve it here with `snapshot_download` (which honours the cache and offline mode)
     and load the local folder. Pops the download arguments (`cache_dir`, `revision`, `token`,
     `local_files_only`) from `kwargs`, leaving those of `DiffusionPipeline.from_pretrained`.
-    """
     A name that is no local folder and no reachable Hub id, or a folder missing a component's subfolder,
     is an error that says which.
     """
