@@ -6,6 +6,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .modeling_utils import CheckpointMismatchError
 from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
+from .models.video_prior import VideoPriorConfig, VideoPriorModel, VideoPriorOutput
 from .models.vqvae import (
     PRESETS,
     VQVAEConfig,
@@ -26,6 +27,8 @@ AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
 AutoImageProcessor.register(VQVAEConfig, VQVAEImageProcessor, exist_ok=True)
 AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_ok=True)
 AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
+AutoConfig.register(VideoPriorConfig.model_type, VideoPriorConfig, exist_ok=True)
+AutoModel.register(VideoPriorConfig, VideoPriorModel, exist_ok=True)
 
 # Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
 # they had before the package was laid out by modality; diffusers imports those paths to load them.
@@ -55,4 +58,7 @@ __all__ = [
     "VQVAEPipeline",
     "VQVAEPipelineOutput",
     "VectorQuantizer",
+    "VideoPriorConfig",
+    "VideoPriorModel",
+    "VideoPriorOutput",
 ]
