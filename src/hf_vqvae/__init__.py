@@ -18,7 +18,14 @@ from .models.vqvae import (
     image_processing_vqvae,
     modeling_vqvae,
 )
-from .pipelines import VQVAEPipeline, VQVAEPipelineOutput
+from .pipelines import (
+    VideoPredictionPipeline,
+    VideoPredictionPipelineOutput,
+    VQVAEPipeline,
+    VQVAEPipelineOutput,
+    prediction_strip,
+    save_gif,
+)
 from .quantization import QuantizerOutput, VectorQuantizer
 
 
@@ -58,7 +65,11 @@ __all__ = [
     "VQVAEPipeline",
     "VQVAEPipelineOutput",
     "VectorQuantizer",
+    "VideoPredictionPipeline",
+    "VideoPredictionPipelineOutput",
     "VideoPriorConfig",
     "VideoPriorModel",
     "VideoPriorOutput",
+    "prediction_strip",
+    "save_gif",
 ]
