@@ -9,9 +9,8 @@ video prior.
 
 from transformers import HfArgumentParser
 
-from hf_vqvae.data.trajectories import TrajectoryCodesArguments, extract_trajectory_codes
+from hf_vqvae.data.trajectories import TrajectoryCodesArguments, TrajectoryDataArguments, extract_trajectory_codes
 
 
 if __name__ == "__main__":
-    (arguments,) = HfArgumentParser(TrajectoryCodesArguments).parse_args_into_dataclasses()
-    extract_trajectory_codes(arguments)
+    extract_trajectory_codes(*HfArgumentParser([TrajectoryDataArguments, TrajectoryCodesArguments]).parse_args_into_dataclasses())

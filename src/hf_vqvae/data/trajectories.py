@@ -214,87 +214,122 @@ class TrajectoryWindows(torch.utils.data.Dataset):
 
 
 @dataclasses.dataclass
-class TrajectoryCodesArguments:
-    """The flags of scripts/extract_trajectory_codes.py."""
+class TrajectoryDataArguments:
+    """Where the trajectories come from and how they are split."""
 
-    vqvae: str = dataclasses.field(
-        default=None, metadata={"help": "The trained image VQ-VAE: a folder (as scripts/train.py writes) or a Hub id."}
-    )
-    dataset_name: str = dataclasses.field(
+    _argument_group_name = "trajectories"
+
+    dataset_name: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "The trajectories: a Hub data set or a `save_to_disk` folder (scripts/make_world_data.py "
-                          "--kind trajectories writes one)."},
+        metadata={"help": "The trajectories (frames + actions): a Hub data set or a `save_to_disk` folder "
+                          "(scripts/make_world_data.py --kind trajectories writes one)."},
     )
-    dataset_config_name: str = dataclasses.field(default=None, metadata={"help": "The configuration of --dataset_name."})
-    cache_dir: str = dataclasses.field(default=None, metadata={"help": "Where `datasets` caches downloads."})
+    dataset_config_name: str | None = dataclasses.field(default=None, metadata={"help": "The configuration of --dataset_name."})
+    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "Where `datasets` caches downloads."})
     frames_column: str = dataclasses.field(default=FRAMES_COLUMN, metadata={"help": "The column of frame sequences."})
-    actions_column: str = dataclasses.field(default=ACTIONS_COLUMN, metadata={"help": "The column of action sequences."})
-    validation_split: str = dataclasses.field(
+    actions_column: str = dataclasses.field(
+        default=ACTIONS_COLUMN, metadata={"help": "The column of action sequences (the codes keep the name `actions`)."}
+    )
+    validation_split: str | None = dataclasses.field(
         default=None, metadata={"help": "The split to validate on; by default the first of validation/valid/val/test."}
     )
     validation_fraction: float = dataclasses.field(
         default=0.1, metadata={"help": "Share of the trajectories held out when the data set has no validation split."}
     )
-    max_train_samples: int = dataclasses.field(default=None, metadata={"help": "Keep only this many training trajectories."})
-    max_validation_samples: int = dataclasses.field(
+    max_train_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep only this many training trajectories."}
+    )
+    max_validation_samples: int | None = dataclasses.field(
         default=None, metadata={"help": "Keep only this many validation trajectories."}
+    )
+    dataloader_num_workers: int = dataclasses.field(default=0, metadata={"help": "Worker processes loading data."})
+
+    def __post_init__(self):
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must lie in (0, 1), got {self.validation_fraction}")
+        for name in ("max_train_samples", "max_validation_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"--dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
+
+
+@dataclasses.dataclass
+class TrajectoryCodesArguments:
+    """The encoder and the output of scripts/extract_trajectory_codes.py."""
+
+    _argument_group_name = "codes"
+
+    vqvae: str | None = dataclasses.field(
+        default=None, metadata={"help": "The trained image VQ-VAE: a folder (as scripts/train.py writes) or a Hub id."}
     )
     output_dir: str = dataclasses.field(
         default="outputs/trajectory-codes", metadata={"help": "Where `save_to_disk` writes the trajectory codes."}
     )
     batch_size: int = dataclasses.field(default=64, metadata={"help": "Frames encoded at once, per process."})
-    dataloader_num_workers: int = dataclasses.field(default=0, metadata={"help": "Worker processes loading frames."})
     seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the validation trajectories held out."})
     push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "Also upload the codes data set to the Hub."})
-    hub_dataset_id: str = dataclasses.field(default=None, metadata={"help": "org/name; by default the name of --output_dir."})
-    hub_token: str = dataclasses.field(default=None, metadata={"help": "A Hub token; by default the one `hf auth login` stored."})
+    hub_dataset_id: str | None = dataclasses.field(
+        default=None, metadata={"help": "org/name; by default the name of --output_dir."}
+    )
+    hub_token: str | None = dataclasses.field(
+        default=None, metadata={"help": "A Hub token; by default the one `hf auth login` stored."}
+    )
     hub_private_repo: bool = dataclasses.field(default=False, metadata={"help": "Make a new Hub repository private."})
 
     def __post_init__(self):
-        if not self.vqvae:
-            raise ValueError("--vqvae is required: the trained image VQ-VAE (a folder or a Hub id) that encodes the frames")
-        if not self.dataset_name:
-            raise ValueError("--dataset_name is required: a trajectories data set (frames + actions), Hub id or folder")
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"--validation_fraction must lie in (0, 1), got {self.validation_fraction}")
 
 
-def load_trajectories(arguments, *, cache_dir: str | None = None) -> tuple[Dataset, Dataset]:
-    """The training and validation trajectories of --dataset_name (validation held out by --validation_fraction
-    when the data set has no validation split), cut to --max_train_samples / --max_validation_samples."""
-    splits = load_named_dataset(arguments.dataset_name, arguments.dataset_config_name, cache_dir=cache_dir)
-    train, validation = training_and_validation_splits(splits, arguments, arguments.dataset_name)
-    if arguments.max_validation_samples is not None:
-        validation = validation.select(range(min(arguments.max_validation_samples, len(validation))))
+def load_trajectories(data: TrajectoryDataArguments, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The training and validation trajectories of --dataset_name (validation held out by --validation_fraction,
+    drawn with `seed`, when the data set has no validation split), cut to --max_train_samples /
+    --max_validation_samples."""
+    if not data.dataset_name:
+        raise ValueError("--dataset_name is required: a trajectories data set (frames + actions), Hub id or folder")
+    splits = load_named_dataset(data.dataset_name, data.dataset_config_name, cache_dir=data.cache_dir)
+    train, validation = training_and_validation_splits(splits, data, data.dataset_name)
+    if data.max_validation_samples is not None:
+        validation = validation.select(range(min(data.max_validation_samples, len(validation))))
     return train, validation
 
 
-def extract_trajectory_codes(arguments: TrajectoryCodesArguments) -> DatasetDict:
-    """Encode the frames of the trajectories with the VQ-VAE, save the trajectory codes (`train` and `validation`)
-    with `codes_info.json` to --output_dir (main process) and push them when asked; returns them on every process."""
-    accelerator = create_accelerator()
-    vqvae, processor = load_vqvae(arguments.vqvae, cache_dir=arguments.cache_dir)
-    with accelerator.main_process_first():
-        train, validation = load_trajectories(arguments, cache_dir=arguments.cache_dir)
+def encode_trajectory_splits(
+    vqvae: VQVAEModel, processor, train: Dataset, validation: Dataset, data: TrajectoryDataArguments,
+    accelerator: Accelerator, *, batch_size: int,
+) -> DatasetDict:
+    """The trajectory codes of both splits (see `encode_trajectories`)."""
     transform = ImageTransform(processor, center_crop=True)
-    codes = DatasetDict({
+    return DatasetDict({
         name: encode_trajectories(
-            vqvae, split, transform, accelerator, batch_size=arguments.batch_size,
-            frames_column=arguments.frames_column, actions_column=arguments.actions_column,
-            num_workers=arguments.dataloader_num_workers, description=f"encoding {name} frames",
+            vqvae, split, transform, accelerator, batch_size=batch_size, frames_column=data.frames_column,
+            actions_column=data.actions_column, num_workers=data.dataloader_num_workers,
+            description=f"encoding {name} frames",
         )
         for name, split in (("train", train), ("validation", validation))
     })
-    vqvae_name = str(Path(arguments.vqvae).resolve()) if Path(arguments.vqvae).is_dir() else arguments.vqvae
-    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, arguments.dataset_name)
+
+
+def extract_trajectory_codes(data: TrajectoryDataArguments, extraction: TrajectoryCodesArguments) -> DatasetDict:
+    """Encode the frames of the trajectories with the VQ-VAE, save the trajectory codes (`train` and `validation`)
+    with `codes_info.json` to --output_dir (main process) and push them when asked; returns them on every process."""
+    if not extraction.vqvae:
+        raise ValueError("--vqvae is required: the trained image VQ-VAE (a folder or a Hub id) that encodes the frames")
+    accelerator = create_accelerator()
+    vqvae, processor = load_vqvae(extraction.vqvae, cache_dir=data.cache_dir)
+    with accelerator.main_process_first():
+        train, validation = load_trajectories(data, extraction.seed)
+    codes = encode_trajectory_splits(vqvae, processor, train, validation, data, accelerator, batch_size=extraction.batch_size)
+    vqvae_name = str(Path(extraction.vqvae).resolve()) if Path(extraction.vqvae).is_dir() else extraction.vqvae
+    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, data.dataset_name)
     if accelerator.is_main_process:
-        save_codes(codes, info, arguments.output_dir)
-        logger.info("wrote %s trajectories to %s", {name: len(split) for name, split in codes.items()}, arguments.output_dir)
-        if arguments.push_to_hub:
-            repo_id = arguments.hub_dataset_id or Path(arguments.output_dir).resolve().name
-            push_codes(codes, info, repo_id, token=arguments.hub_token, private=arguments.hub_private_repo or None)
+        save_codes(codes, info, extraction.output_dir)
+        logger.info("wrote %s trajectories to %s", {name: len(split) for name, split in codes.items()}, extraction.output_dir)
+        if extraction.push_to_hub:
+            repo_id = extraction.hub_dataset_id or Path(extraction.output_dir).resolve().name
+            push_codes(codes, info, repo_id, token=extraction.hub_token, private=extraction.hub_private_repo or None)
             logger.info("pushed the trajectory codes to the data set %s", repo_id)
     end_training(accelerator)
     return codes
