@@ -13,7 +13,7 @@ the video prior on them (`training.video_prior`), then, on each held-out traject
 - the time to generate the 10 frames of the whole held-out batch (encode the context, sample, decode);
 - a strip image per shown example (context, truth, prediction) in --output_dir.
 
-    python benchmarks/video_prediction.py [--quick] [--output_dir outputs/video-benchmark] [--num_threads 2]
+    python benchmarks/video_prediction.py [--quick] [--output_dir outputs/video-benchmark] [--num_threads 1]
 """
 
 import argparse
@@ -45,16 +45,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train_episodes", type=int, default=64)
     parser.add_argument("--train_steps_per_episode", type=int, default=48)
     parser.add_argument("--heldout_episodes", type=int, default=32)
+    parser.add_argument(
+        "--heldout_offset", type=int, default=16,
+        help="steps of each held-out episode skipped before its context: an episode starts with the player still",
+    )
     parser.add_argument("--context_frames", type=int, default=6)
-    parser.add_argument("--vqvae_steps", type=int, default=600)
-    parser.add_argument("--prior_steps", type=int, default=1000)
+    parser.add_argument("--vqvae_steps", type=int, default=1500)
+    parser.add_argument("--prior_steps", type=int, default=1500)
     parser.add_argument("--temperature", type=float, default=1.0, help="of the prior's sampling")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a few hundred steps each: a smoke test, not figures")
-    parser.add_argument("--num_threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="100 steps each: a smoke test, not figures")
+    parser.add_argument(
+        "--num_threads", type=int, default=1,
+        help="torch threads; on a machine shared with other work more threads wait on each other (default 1)",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.train_episodes, args.heldout_episodes, args.vqvae_steps, args.prior_steps = 16, 8, 20, 20
+        args.train_episodes, args.heldout_episodes, args.vqvae_steps, args.prior_steps = 16, 8, 100, 100
     return args
 
 
@@ -78,9 +85,9 @@ def train_models(args, output_dir: Path) -> Path:
     started = time.perf_counter()
     vqvae_recipe.train_vqvae(vqvae_recipe.parse_args([
         "--dataset_name", str(output_dir / "frames"), "--resolution", str(args.resolution),
-        "--config_overrides", "hidden_channels=32", "residual_channels=16", "num_residual_blocks=1", "num_embeddings=64",
-        "embedding_dim=16",
-        "--max_train_steps", str(args.vqvae_steps), "--train_batch_size", "16", "--learning_rate", "2e-3",
+        "--config_overrides", "hidden_channels=64", "residual_channels=32", "num_residual_blocks=1", "num_embeddings=128",
+        "embedding_dim=32",
+        "--max_train_steps", str(args.vqvae_steps), "--train_batch_size", "32", "--learning_rate", "1e-3",
         "--checkpointing_steps", str(10 * args.vqvae_steps), "--validation_steps", str(10 * args.vqvae_steps),
         "--report_to", "none", "--output_dir", str(output_dir / "vqvae"), "--seed", str(args.seed),
     ]))
@@ -101,8 +108,7 @@ def train_models(args, output_dir: Path) -> Path:
 
 def main() -> None:
     args = parse_args()
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+    torch.set_num_threads(args.num_threads)
     print(describe_machine())
     output_dir = Path(args.output_dir)
     pipeline = VideoPredictionPipeline.from_pretrained(train_models(args, output_dir))
@@ -110,11 +116,14 @@ def main() -> None:
     context_frames = pipeline.video_prior.config.context_frames
 
     # Held-out episodes: another seed than the training and validation episodes.
+    length = context_frames + PREDICTED_FRAMES
     heldout = render_trajectories(
-        args.heldout_episodes, context_frames + PREDICTED_FRAMES, args.resolution, seed=args.seed + 1000
+        args.heldout_episodes, args.heldout_offset + length, args.resolution, seed=args.seed + 1000
     )
-    frames = [list(episode) for episode in heldout["frames"]]
-    actions = torch.tensor(heldout["actions"])[:, context_frames - 1 : context_frames - 1 + PREDICTED_FRAMES]
+    window = slice(args.heldout_offset, args.heldout_offset + length)
+    frames = [list(episode)[window] for episode in heldout["frames"]]
+    episode_actions = torch.tensor(heldout["actions"])[:, window]
+    actions = episode_actions[:, context_frames - 1 : context_frames - 1 + PREDICTED_FRAMES]
     context = [episode[:context_frames] for episode in frames]
     truth = np.stack([[np.asarray(frame, dtype=np.float32) / 255 for frame in episode[context_frames:]] for episode in frames])
     # Each trajectory gets the actions of the next one (a cyclic shift: never its own, same action statistics).

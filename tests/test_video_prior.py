@@ -1,5 +1,6 @@
 import pytest
 import torch
+from transformers import AutoModel
 
 from hf_vqvae import VideoPriorConfig, VideoPriorModel
 
@@ -107,9 +108,10 @@ def test_each_generated_frame_is_conditioned_on_the_generated_ones_before_it(pri
         context = torch.cat([context, frame], dim=1)
 
 
-def test_save_and_load_round_trip(prior, tmp_path):
+def test_save_and_load_round_trip_also_through_the_auto_classes(prior, tmp_path):
     prior.save_pretrained(tmp_path)
     loaded = VideoPriorModel.from_pretrained(tmp_path).eval()
+    assert isinstance(AutoModel.from_pretrained(tmp_path), VideoPriorModel)
     codes, actions = random_sequence()
     assert torch.equal(loaded(codes, actions).logits, prior(codes, actions).logits)
 
