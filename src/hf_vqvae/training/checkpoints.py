@@ -6,24 +6,54 @@ with `torch.save` (pickle) and loads them with `weights_only=True`; never resume
 you did not write.
 """
 
-import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shutil
 from pathlib import Path
 
+import safetensors.torch
 from accelerate import Accelerator
+from accelerate.utils.other import load as accelerate_load
 from transformers import PreTrainedConfig
 
 
 logger = logging.getLogger(__name__)
 
+# The run's settings, saved in the output folder and in each checkpoint.
+ARGUMENTS_FILE = "training_arguments.json"
+
 
 class IncompatibleCheckpointError(ValueError):
     """A checkpoint was written for a different model configuration."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A file of a checkpoint cannot be read: truncated, overwritten or not what its name says."""
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Read every file of the checkpoint at `path` as its resume will, raising `DamagedCheckpointError`
+    naming the first that fails: JSON files parse, safetensors files load, and the optimizer, scheduler
+    and random-state files load with `weights_only=True` (PyTorch's restricted unpickler)."""
+    for file in sorted(path.rglob("*")):
+        if not file.is_file():
+            continue
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            elif file.suffix == ".safetensors":
+                safetensors.torch.load_file(file)
+            elif file.suffix in (".bin", ".pt", ".pth", ".pkl"):
+                accelerate_load(file, map_location="cpu")
+        except Exception as error:  # noqa: BLE001  any failure to read means the file is damaged
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if "weights_only" in reason:
+                reason = "not a checkpoint file PyTorch's safe loader accepts"
+            raise DamagedCheckpointError(f"checkpoint {str(path)!r} is damaged: {file.name} cannot be read ({reason})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,14 +72,21 @@ class TrainingPosition:
 class CheckpointManager:
     """`checkpoint-<step>` folders in `output_dir`, each a complete `Accelerator.save_state` (model
     with its EMA buffers, optimizer, scheduler, every process's random states) plus
-    `training_state.json` (position, model config, run settings).
+    `training_state.json` (position, model config, number of processes) and `training_arguments.json`
+    (the run's settings, as the output folder holds them too).
 
     A checkpoint is written into `tmp-checkpoint-<step>` and renamed only once every process has
     finished writing and the files are synced to disk; a rename is atomic, so a run killed at any
-    moment leaves either a complete checkpoint or a temporary folder that `latest` ignores.
+    moment leaves either a complete checkpoint or a temporary folder that `latest` ignores. Pruning
+    renames a checkpoint to `deleted-checkpoint-<step>` before removing it, so a kill while it deletes
+    never leaves a half-deleted `checkpoint-<step>`; leftovers of either kind are removed by the next save.
+
+    Resuming reads every file of the checkpoint first: a damaged one is named, and `latest` then falls
+    back to the newest checkpoint that reads whole, saying so.
     """
 
     state_file = "training_state.json"
+    arguments_file = ARGUMENTS_FILE
     _name = re.compile(r"^checkpoint-(\d+)$")
 
     def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
@@ -71,24 +108,29 @@ class CheckpointManager:
         checkpoints = self.checkpoints()
         return checkpoints[-1] if checkpoints else None
 
-    def save(self, accelerator: Accelerator, position: TrainingPosition, training_state: dict) -> Path:
-        """Write the state of every prepared object and `training_state` (JSON) as `checkpoint-<step>`.
-        Every process must call this."""
+    def save(self, accelerator: Accelerator, position: TrainingPosition, model_config: dict, run_arguments: dict) -> Path:
+        """Write the state of every prepared object, the training state and the run's arguments as
+        `checkpoint-<step>`. Every process must call this."""
         final = self.output_dir / f"checkpoint-{position.step}"
         temporary = self.output_dir / f"tmp-checkpoint-{position.step}"
-        if accelerator.is_main_process and temporary.exists():
-            shutil.rmtree(temporary)  # left by a run killed while writing
+        if accelerator.is_main_process:
+            self._remove_leftovers()
         accelerator.wait_for_everyone()
         accelerator.save_state(str(temporary))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"position": dataclasses.asdict(position), **training_state}
+            state = {
+                "position": dataclasses.asdict(position),
+                "model_config": model_config,
+                "num_processes": accelerator.num_processes,
+            }
             write_json(temporary / self.state_file, state)
-            _sync_folder(temporary)
+            write_json(temporary / self.arguments_file, run_arguments)
+            sync_folder(temporary)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(temporary, final)
-            _sync_folder(self.output_dir, recursive=False)
+            sync_folder(self.output_dir, recursive=False)
             self._prune()
             logger.info("saved checkpoint %s", final)
         accelerator.wait_for_everyone()
@@ -98,8 +140,16 @@ class CheckpointManager:
         if self.total_limit is None:
             return
         for stale in self.checkpoints()[: -self.total_limit]:
-            shutil.rmtree(stale)
+            doomed = stale.with_name(f"deleted-{stale.name}")
+            os.replace(stale, doomed)
+            shutil.rmtree(doomed)
             logger.info("removed checkpoint %s (--checkpoints_total_limit %s)", stale, self.total_limit)
+
+    def _remove_leftovers(self) -> None:
+        """Folders a killed run left: checkpoints being written or being deleted."""
+        for pattern in ("tmp-checkpoint-*", "deleted-checkpoint-*"):
+            for leftover in self.output_dir.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def resolve(self, resume_from_checkpoint: str | None, model_config: dict) -> tuple[Path, dict] | None:
         """The checkpoint `--resume_from_checkpoint` names and its training state, after checking
@@ -107,7 +157,7 @@ class CheckpointManager:
         if resume_from_checkpoint is None:
             return None
         if resume_from_checkpoint == "latest":
-            path = self.latest()
+            path = self._newest_readable()
             if path is None:
                 logger.info("no complete checkpoint in %s: starting a new run", self.output_dir)
                 return None
@@ -126,6 +176,7 @@ class CheckpointManager:
                     f"--resume_from_checkpoint {str(path)!r} is not a complete checkpoint (no {self.state_file}); "
                     "an interrupted save leaves only tmp-checkpoint-* folders"
                 )
+            verify_checkpoint(path)
         state = json.loads((path / self.state_file).read_text())
         stored = state.get("model_config", {})
         differences = [
@@ -139,6 +190,17 @@ class CheckpointManager:
             )
         return path, state
 
+    def _newest_readable(self) -> Path | None:
+        """The newest complete checkpoint whose files all read, warning about each damaged one skipped."""
+        for path in reversed(self.checkpoints()):
+            try:
+                verify_checkpoint(path)
+            except DamagedCheckpointError as error:
+                logger.warning("%s; falling back to an older checkpoint", error)
+                continue
+            return path
+        return None
+
     @staticmethod
     def load(accelerator: Accelerator, path: Path, state: dict) -> TrainingPosition:
         """Restore every prepared object and the random states; returns the saved position."""
@@ -148,7 +210,7 @@ class CheckpointManager:
         return position
 
 
-def _sync_folder(folder: Path, recursive: bool = True) -> None:
+def sync_folder(folder: Path, recursive: bool = True) -> None:
     """fsync the files of `folder` and the folder itself, so a rename never publishes data that
     is still only in the page cache."""
     if recursive:
@@ -170,19 +232,20 @@ def model_fields(config: PreTrainedConfig) -> dict:
     return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
 
 
-def run_settings(args: argparse.Namespace, num_processes: int) -> dict:
-    """Settings that must match for a resumed run to reproduce an uninterrupted one."""
-    return {
-        "seed": args.seed,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": num_processes,
+# The settings a resumed run must share with the interrupted one to reproduce it: (group, flag).
+REPRODUCING_SETTINGS = (("optimization", "seed"), ("optimization", "train_batch_size"), ("optimization", "gradient_accumulation_steps"))
+def warn_on_changed_settings(path: Path, state: dict, run_arguments: dict, num_processes: int) -> None:
+    """Warn when the checkpoint at `path` was written under settings (its `training_arguments.json`, its
+    number of processes) with which this run cannot reproduce an uninterrupted one."""
+    arguments_path = path / ARGUMENTS_FILE
+    stored = json.loads(arguments_path.read_text()) if arguments_path.is_file() else {}
+    changed = {
+        name: (stored.get(group, {}).get(name), run_arguments.get(group, {}).get(name))
+        for group, name in REPRODUCING_SETTINGS
+        if stored.get(group, {}).get(name) != run_arguments.get(group, {}).get(name)
     }
-
-
-def warn_on_changed_settings(state: dict, settings: dict) -> None:
-    stored = state.get("run_settings", {})
-    changed = {name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value}
+    if state.get("num_processes") != num_processes:
+        changed["num_processes"] = (state.get("num_processes"), num_processes)
     if changed:
         logger.warning(
             "resuming with different settings (checkpoint, now): %s; the run will not match an uninterrupted one", changed
@@ -190,5 +253,16 @@ def warn_on_changed_settings(state: dict, settings: dict) -> None:
 
 
 def write_json(path: str | os.PathLike, values: dict) -> None:
-    Path(path).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    """`values` as JSON; a non-finite float (NaN, infinity: not JSON) is written as null."""
+    Path(path).write_text(json.dumps(_finite_or_none(values), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 
