@@ -290,7 +290,7 @@ def load_trajectories(data: TrajectoryDataArguments, seed: int = 0) -> tuple[Dat
     if not data.dataset_name:
         raise ValueError("--dataset_name is required: a trajectories data set (frames + actions), Hub id or folder")
     splits = load_named_dataset(data.dataset_name, data.dataset_config_name, cache_dir=data.cache_dir)
-    train, validation = training_and_validation_splits(splits, data, data.dataset_name)
+    train, validation = training_and_validation_splits(splits, data, data.dataset_name, seed)
     if data.max_validation_samples is not None:
         validation = validation.select(range(min(data.max_validation_samples, len(validation))))
     return train, validation

@@ -429,7 +429,7 @@ def save_final_video_prior(
 
     output_dir = arguments.output.output_dir
     publish(
-        output_dir, arguments.hub, save, card,
+        output_dir, arguments.hub, save, card, model=prior,
         commit_message=f"Video prior trained for {run.position.step} steps with hf-vqvae",
     )
     pipeline = VideoPredictionPipeline(vqvae=trajectories.vqvae, video_prior=prior, image_processor=trajectories.processor)
