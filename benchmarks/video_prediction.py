@@ -14,6 +14,7 @@ the video prior on them (`training.video_prior`), then, on each held-out traject
 - a strip image per shown example (context, truth, prediction) in --output_dir.
 
     python benchmarks/video_prediction.py [--quick] [--output_dir outputs/video-benchmark] [--num_threads 1]
+    python benchmarks/video_prediction.py --pipeline outputs/video-benchmark/video-prior/pipeline --temperature 0.5
 """
 
 import argparse
@@ -53,6 +54,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vqvae_steps", type=int, default=1500)
     parser.add_argument("--prior_steps", type=int, default=1500)
     parser.add_argument("--temperature", type=float, default=1.0, help="of the prior's sampling")
+    parser.add_argument(
+        "--pipeline", default=None,
+        help="evaluate this VideoPredictionPipeline folder (e.g. <output_dir>/video-prior/pipeline of an earlier run) "
+        "instead of training one; --resolution and --context_frames follow it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="100 steps each: a smoke test, not figures")
     parser.add_argument(
@@ -111,7 +117,9 @@ def main() -> None:
     torch.set_num_threads(args.num_threads)
     print(describe_machine())
     output_dir = Path(args.output_dir)
-    pipeline = VideoPredictionPipeline.from_pretrained(train_models(args, output_dir))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pipeline = VideoPredictionPipeline.from_pretrained(args.pipeline or train_models(args, output_dir))
+    args.resolution = pipeline.vqvae.config.sample_size
     pipeline.set_progress_bar_config(disable=True)
     context_frames = pipeline.video_prior.config.context_frames
 
