@@ -206,10 +206,27 @@ def hierarchical_vqvae_model_card(config, repo_id: str, **card_fields) -> ModelC
     )
 
 
+def video_prior_model_card(config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `VideoPriorModel`; `card_fields` as for `vqvae_model_card` (and `training`)."""
+    return _model_card(
+        "video_prior", repo_id, tags=["pixelcnn", "video-prediction", "world-model"], pipeline_tag="image-to-video",
+        config=config, config_fields=_config_fields(config), **card_fields,
+    )
+
+
 def hierarchical_pipeline_model_card(vqvae_config, stage2_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
     """The card of a `HierarchicalVQVAEPipeline`; `card_fields` as for `vqvae_model_card`."""
     return _model_card(
         "hierarchical_pipeline", repo_id, tags=["pixelcnn", "hierarchical-vq-vae", "image-generation"],
         pipeline_tag="unconditional-image-generation", vqvae=vqvae_config, stage2=stage2_config, prior=prior_config,
+        **card_fields,
+    )
+
+
+def video_pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of a `VideoPredictionPipeline`; `card_fields` as for `vqvae_model_card`."""
+    return _model_card(
+        "video_pipeline", repo_id, tags=["pixelcnn", "video-prediction", "world-model"], pipeline_tag="image-to-video",
+        vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
         **card_fields,
     )

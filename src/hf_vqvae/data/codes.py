@@ -303,14 +303,17 @@ def encode_image_dataset(
 # Checking, loading, saving, pushing
 
 
-def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int]) -> None:
-    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K)."""
+def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int], *, per_frame: bool = False) -> None:
+    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K); with
+    `per_frame` each row holds a sequence of grids (the codes of a trajectory's frames)."""
     for name, split in codes.items():
         if CODES_COLUMN not in split.column_names:
             raise ValueError(f"the {name!r} split has no {CODES_COLUMN!r} column; its columns are {split.column_names}")
         if len(split) == 0:
             continue
         rows = split.data.column(CODES_COLUMN)
+        if per_frame:
+            rows = pc.list_flatten(rows)
         values = pc.list_flatten(rows)
         height_ok = pc.all(pc.equal(pc.list_value_length(rows), grid[0])).as_py()
         width_ok = pc.all(pc.equal(pc.list_value_length(values), grid[1])).as_py()

@@ -1,6 +1,5 @@
 """VQVAEPipeline: sample a code grid from the PixelCNN prior, decode it with the VQ-VAE."""
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,13 +7,13 @@ import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 import torch
-from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import local_pipeline_folder, pipeline_model_card, push_with_card
+from ..hub import pipeline_model_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from .pipeline_utils import HubDiffusionPipeline
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
@@ -47,7 +46,7 @@ class VQVAEPipelineOutput(BaseOutput):
     codes: torch.LongTensor | None = None
 
 
-class VQVAEPipeline(DiffusionPipeline):
+class VQVAEPipeline(HubDiffusionPipeline):
     r"""
     Generate images as the paper does: an autoregressive prior samples a grid of codes, the VQ-VAE
     decodes it. With `image=` it reconstructs images instead (encode, then decode).
@@ -67,6 +66,7 @@ class VQVAEPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "prior->vqvae"
+    push_commit_message = "Upload VQ-VAE pipeline with hf-vqvae"
     _optional_components = ["image_processor"]
 
     def __init__(
@@ -77,42 +77,9 @@ class VQVAEPipeline(DiffusionPipeline):
         prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "VQVAEPipeline":
-        """Load from a local pipeline folder or a Hub id.
-
-        diffusers refuses components from a third-party package when given a Hub id, so a Hub id
-        is first resolved to a local snapshot with `snapshot_download`, which honours the cache
-        and offline mode. Components can be replaced: `from_pretrained(path, prior=other_prior)`.
-        A name that is no local folder and no reachable Hub id, or a folder missing a component's
-        subfolder, is an error that says which.
-        """
-        pretrained_model_name_or_path = local_pipeline_folder(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Upload VQ-VAE pipeline with hf-vqvae",
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        **card_fields,
-    ):
-        """Upload the pipeline folder (model_index.json and one folder per component) with a model
-        card; `card_fields` go to `hub.pipeline_model_card` (`dataset_name`, `metrics`, `image_path`)."""
-        return push_with_card(
-            self.save_pretrained,
-            lambda resolved_repo_id: pipeline_model_card(self.vqvae.config, self.prior.config, resolved_repo_id, **card_fields),
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+    def model_card(self, repo_id: str, **card_fields):
+        """The card `push_to_hub` uploads (`hub.pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
+        return pipeline_model_card(self.vqvae.config, self.prior.config, repo_id, **card_fields)
 
     def class_label_ids(self, labels: int | str | list[int | str] | torch.Tensor) -> torch.LongTensor:
         """Class labels as ids; names are looked up in the prior config's `id2label`."""
