@@ -13,6 +13,7 @@ from .models.hierarchical_vqvae import (
     HierarchicalVQVAEOutput,
 )
 from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
+from .models.video_prior import VideoPriorConfig, VideoPriorModel, VideoPriorOutput
 from .models.vqvae import (
     PRESETS,
     VQVAEConfig,
@@ -24,7 +25,16 @@ from .models.vqvae import (
     image_processing_vqvae,
     modeling_vqvae,
 )
-from .pipelines import HierarchicalVQVAEPipeline, HierarchicalVQVAEPipelineOutput, VQVAEPipeline, VQVAEPipelineOutput
+from .pipelines import (
+    HierarchicalVQVAEPipeline,
+    HierarchicalVQVAEPipelineOutput,
+    VideoPredictionPipeline,
+    VideoPredictionPipelineOutput,
+    VQVAEPipeline,
+    VQVAEPipelineOutput,
+    prediction_strip,
+    save_gif,
+)
 from .quantization import QuantizerOutput, VectorQuantizer
 
 
@@ -35,6 +45,8 @@ AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_o
 AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
 AutoConfig.register(HierarchicalVQVAEConfig.model_type, HierarchicalVQVAEConfig, exist_ok=True)
 AutoModel.register(HierarchicalVQVAEConfig, HierarchicalVQVAEModel, exist_ok=True)
+AutoConfig.register(VideoPriorConfig.model_type, VideoPriorConfig, exist_ok=True)
+AutoModel.register(VideoPriorConfig, VideoPriorModel, exist_ok=True)
 
 # Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
 # they had before the package was laid out by modality; diffusers imports those paths to load them.
@@ -73,4 +85,11 @@ __all__ = [
     "WORLD_ACTIONS",
     "render_frames",
     "render_trajectories",
+    "VideoPredictionPipeline",
+    "VideoPredictionPipelineOutput",
+    "VideoPriorConfig",
+    "VideoPriorModel",
+    "VideoPriorOutput",
+    "prediction_strip",
+    "save_gif",
 ]

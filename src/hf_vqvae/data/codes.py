@@ -103,7 +103,25 @@ class CodesInfo:
             except OSError as error:  # not in the repository, or offline and not cached
                 logger.info("no %s for the data set %r: %s", CODES_INFO_FILE, dataset, error)
                 return None
-        return cls(**json.loads(Path(path).read_text()))
+        return cls.from_file(Path(path))
+
+    @classmethod
+    def from_file(cls, path: Path) -> "CodesInfo":
+        """The info in a `codes_info.json`; a damaged file or one with other keys is a ValueError naming it."""
+        fields = {field.name: field.type for field in dataclasses.fields(cls)}
+        try:
+            values = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{path} is damaged (not valid JSON: {error}); write it again with scripts/extract_codes.py"
+            ) from error
+        if not isinstance(values, dict) or set(values) != set(fields):
+            found = sorted(values) if isinstance(values, dict) else type(values).__name__
+            raise ValueError(f"{path} must hold exactly the keys {sorted(fields)}, got {found}")
+        for name, kind in fields.items():
+            if not isinstance(values[name], kind) or isinstance(values[name], bool):
+                raise ValueError(f"{path}: {name!r} must be of type {kind.__name__}, got {values[name]!r}")
+        return cls(**values)
 
 
 def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEModel, VQVAEImageProcessor]:
@@ -285,14 +303,17 @@ def encode_image_dataset(
 # Checking, loading, saving, pushing
 
 
-def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int]) -> None:
-    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K)."""
+def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int], *, per_frame: bool = False) -> None:
+    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K); with
+    `per_frame` each row holds a sequence of grids (the codes of a trajectory's frames)."""
     for name, split in codes.items():
         if CODES_COLUMN not in split.column_names:
             raise ValueError(f"the {name!r} split has no {CODES_COLUMN!r} column; its columns are {split.column_names}")
         if len(split) == 0:
             continue
         rows = split.data.column(CODES_COLUMN)
+        if per_frame:
+            rows = pc.list_flatten(rows)
         values = pc.list_flatten(rows)
         height_ok = pc.all(pc.equal(pc.list_value_length(rows), grid[0])).as_py()
         width_ok = pc.all(pc.equal(pc.list_value_length(values), grid[1])).as_py()

@@ -2,20 +2,19 @@
 samples the stage-2 codes (3x1), the stage-2 model's conditional PixelCNN samples the stage-1 codes (21x21)
 given them, the stage-1 VQ-VAE decodes pixels."""
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import hierarchical_pipeline_model_card, local_pipeline_folder, push_with_card
+from ..hub import hierarchical_pipeline_model_card
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from .pipeline_utils import HubDiffusionPipeline
 from .pipeline_vqvae import PIPELINE_OUTPUT_TYPES, pixel_values_for_vqvae
 
 
@@ -34,7 +33,7 @@ class HierarchicalVQVAEPipelineOutput(BaseOutput):
     latent_codes: torch.LongTensor | None = None
 
 
-class HierarchicalVQVAEPipeline(DiffusionPipeline):
+class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
     r"""
     Generate frames through both stages of a two-stage VQ-VAE: the top prior samples stage-2 codes, the stage-2
     decoder samples stage-1 codes given them (cached incremental sampling), the stage-1 VQ-VAE decodes them.
@@ -72,38 +71,12 @@ class HierarchicalVQVAEPipeline(DiffusionPipeline):
             image_processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
         self.register_modules(vqvae=vqvae, stage2=stage2, prior=prior, image_processor=image_processor)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "HierarchicalVQVAEPipeline":
-        """Load from a local pipeline folder or a Hub id (resolved to a local snapshot first, honouring the cache
-        and offline mode, as `VQVAEPipeline.from_pretrained`). Components can be replaced by keyword."""
-        pretrained_model_name_or_path = local_pipeline_folder(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+    push_commit_message = "Upload hierarchical VQ-VAE pipeline with hf-vqvae"
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Upload hierarchical VQ-VAE pipeline with hf-vqvae",
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        **card_fields,
-    ):
-        """Upload the pipeline folder (model_index.json and one folder per component) with a model card;
-        `card_fields` go to `hub.hierarchical_pipeline_model_card` (`dataset_name`, `metrics`, `image_path`)."""
-        return push_with_card(
-            self.save_pretrained,
-            lambda resolved_repo_id: hierarchical_pipeline_model_card(
-                self.vqvae.config, self.stage2.config, self.prior.config, resolved_repo_id, **card_fields
-            ),
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+    def model_card(self, repo_id: str, **card_fields):
+        """The card `push_to_hub` uploads (`hub.hierarchical_pipeline_model_card`: `dataset_name`, `metrics`,
+        `image_path`)."""
+        return hierarchical_pipeline_model_card(self.vqvae.config, self.stage2.config, self.prior.config, repo_id, **card_fields)
 
     @torch.no_grad()
     def __call__(

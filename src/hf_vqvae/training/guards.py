@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..loading import non_finite_tensors
+
 
 logger = logging.getLogger(__name__)
 
@@ -130,15 +132,6 @@ class StopRequests:
             raise KeyboardInterrupt
         self.requested = name
         print(f"\n{name}: stopping after this update and saving a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
-
-
-def non_finite_tensors(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters and floating-point buffers of `model` holding NaN or infinity."""
-    return [
-        name
-        for name, tensor in model.state_dict().items()
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
-    ]
 
 
 def check_finite_weights(model: torch.nn.Module, what: str) -> None:

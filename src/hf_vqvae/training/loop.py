@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..hub import push_with_card
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, flat_arguments
 from .guards import (
     NonFiniteTrainingError,
+    OutputDirectoryInUseError,
     OutputDirectoryLock,
     StopRequests,
     TrainingInterrupted,
@@ -320,7 +322,9 @@ def publish(
     was. A model with non-finite weights is neither saved nor pushed."""
     check_finite_weights(model, f"the final model to {output_dir!r}")
     repo_id = hub_repo_id(hub, output_dir)
-    write_atomically(Path(output_dir), lambda folder: (save(folder), card(repo_id).save(folder / "README.md")))
+    # The local card's snippets load what exists: the pushed repository, else the folder itself.
+    card_name = repo_id if hub.push_to_hub else output_dir
+    write_atomically(Path(output_dir), lambda folder: (save(folder), card(card_name).save(folder / "README.md")))
     print(f"saved the model to {output_dir}", flush=True)
     if hub.push_to_hub:
         commit = push_with_card(
@@ -344,6 +348,19 @@ def write_atomically(folder: Path, write: Callable[[Path], Any]) -> None:
         sync_folder(folder, recursive=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_command(train: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
+    """A training script's `__main__`: parse the flags, train; a run stopped by Ctrl-C / SIGTERM or by a
+    non-finite loss, or refused for its folder, ends with its one-line message instead of a traceback."""
+    try:
+        train(parse_args())
+    except TrainingInterrupted as interruption:
+        print(interruption, file=sys.stderr)
+        raise SystemExit(130) from None
+    except (NonFiniteTrainingError, OutputDirectoryInUseError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def end_training(accelerator: Accelerator) -> None:
