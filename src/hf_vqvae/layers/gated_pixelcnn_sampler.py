@@ -8,12 +8,12 @@ in the current row. Per position and layer this leaves one matrix product for th
 and one product for the residual convolution; the skips of all layers go through a single product at the end.
 
 How the work is laid out, and why:
-- Rings instead of concatenated windows: a new row (column) overwrites the oldest slot of its ring, and the kernel is
-  applied with its taps rotated to match the ring's phase (one weight copy per phase, made once per call), so nothing
-  is shifted or copied per step.
-- The vertical convolution is a matrix product over an im2col view of the ring (one copy per layer and row), with
-  positions as rows ordered (column, grid) so that each column's vertical contribution to the horizontal stack is a
-  contiguous (batch, channels) block.
+- No concatenated windows. The horizontal inputs of a row are written into a buffer of the row's (left-padded)
+  columns, where the window of every column is a (batch, taps * channels) matrix view made before the first step; the
+  vertical inputs go into a ring of `half_kernel + 1` rows whose oldest slot each new row overwrites.
+- The vertical convolution is a matrix product over an im2col of the ring (one copy per kernel row, per layer and
+  row), with positions as rows ordered (column, grid) so that each column's vertical contribution to the horizontal
+  stack is a contiguous (batch, channels) block.
 - Biases ride inside the products: the horizontal convolution's bias, the vertical-to-horizontal bias and the
   horizontal gate bias are added to the vertical contribution once per row; the residual and skip biases are rows of
   their weights, multiplied by a constant 1 kept next to each layer's gated activations.
@@ -29,20 +29,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+# The gate, tanh(content) * sigmoid(gate), is `tanh_` on the content half then a gated linear unit (content * sigmoid(
+# gate)) written where the next product reads it: two operations instead of three. `torch._C._nn.glu` is what
+# `F.glu` calls; unlike it, it takes `out=`.
+glu = torch._C._nn.glu
+
 # A per-position step below this many multiply-adds runs on one thread: splitting it costs more in synchronisation
 # than it saves, and on a machine shared with other work a second thread that is not scheduled stalls every step.
 SINGLE_THREAD_STEP_MACS = 4_000_000
-
-
-def _ring_phases(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
-    """`weight` with its taps along `dim` permuted for each phase of a ring of `taps` slots. At phase p the newest
-    input (kernel tap taps - 1) sits in slot p and the input `d` steps older in slot (p - d) mod taps."""
-    taps = weight.shape[dim]
-    phases = []
-    for phase in range(taps):
-        order = [taps - 1 - (phase - slot) % taps for slot in range(taps)]
-        phases.append(weight.index_select(dim, torch.tensor(order, device=weight.device)))
-    return phases
 
 
 def _bias_rows(gate_bias: torch.Tensor | None, half: slice, width: int, batch_size: int, factory: dict) -> torch.Tensor:
@@ -81,16 +75,14 @@ class CachedGatedPixelCNNSampler:
         self.channels, self.num_layers = channels, num_layers
         content, gate = slice(0, 2 * channels), slice(2 * channels, 4 * channels)
 
-        # Vertical stack: weights (taps * kernel * channels, 2 * channels) per ring phase, rows ordered (slot, dx, in).
+        # Vertical convolutions as (taps * kernel * channels, 2 * channels) products, rows ordered (row, dx, in).
         self.vertical_weights, self.vertical_biases, self.vertical_to_horizontal = [], [], []
         self.horizontal_biases, self.vertical_gate_biases = [], []
         self.horizontal_weights, self.residual_weights = [], []
         gate_biases = pixelcnn.gate_biases(class_labels, conditioning)
         for layer, gate_bias in zip(layers, gate_biases):
-            self.vertical_weights.append([
-                phase.permute(2, 3, 1, 0).reshape(taps * kernel * channels, 2 * channels).contiguous()
-                for phase in _ring_phases(layer.vertical_conv.weight, dim=2)
-            ])
+            vertical = layer.vertical_conv.weight.permute(2, 3, 1, 0)
+            self.vertical_weights.append(vertical.reshape(taps * kernel * channels, 2 * channels).contiguous())
             self.vertical_biases.append(layer.vertical_conv.bias)
             self.vertical_to_horizontal.append(layer.vertical_to_horizontal.weight[:, :, 0, 0].t().contiguous())
             constant = layer.vertical_to_horizontal.bias + layer.horizontal_conv.bias
@@ -98,10 +90,8 @@ class CachedGatedPixelCNNSampler:
             self.vertical_gate_biases.append(
                 None if gate_bias is None else _bias_rows(gate_bias, content, width, batch_size, factory)
             )
-            self.horizontal_weights.append([
-                phase[:, :, 0].permute(2, 1, 0).reshape(taps * channels, 2 * channels).contiguous()
-                for phase in _ring_phases(layer.horizontal_conv.weight, dim=3)
-            ])
+            horizontal = layer.horizontal_conv.weight[:, :, 0].permute(2, 1, 0)
+            self.horizontal_weights.append(horizontal.reshape(taps * channels, 2 * channels).contiguous())
             if layer.horizontal_residual is not None:
                 residual = layer.horizontal_residual
                 self.residual_weights.append(torch.cat([residual.weight[:, :, 0, 0].t(), residual.bias[None]]))
@@ -113,35 +103,34 @@ class CachedGatedPixelCNNSampler:
         self.output_logits = (pixelcnn.output_logits.weight[:, :, 0, 0].t().contiguous(), pixelcnn.output_logits.bias)
         skip_channels = self.skip_weight.shape[1]
 
-        # Buffers. Vertical rings: (layer, slot, padded column, grid, channel); the padding columns stay zero.
+        # Vertical rings: (layer, slot, padded column, grid, channel); the padding columns stay zero.
         padded_width = width + 2 * half
         self.vertical_rings = torch.zeros(num_layers, taps, padded_width, batch_size, channels, **factory)
         self.columns = torch.empty(width, batch_size, taps, kernel, channels, **factory)
         self.vertical_pre_activation = torch.empty(width * batch_size, 2 * channels, **factory)
         self.to_horizontal = torch.empty(num_layers, width, batch_size, 2 * channels, **factory)
-        self.vertical_tanh = torch.empty(width * batch_size, channels, **factory)
-        self.vertical_sigmoid = torch.empty(width * batch_size, channels, **factory)
-        # Horizontal rings: (layer, grid, slot, channel), zeroed at the start of each row (the left padding).
-        self.horizontal_rings = torch.zeros(num_layers, batch_size, taps, channels, **factory)
+        # Horizontal inputs of the current row: (layer, grid, left padding + column, channel); the padding stays zero
+        # and every other column is written before it is read.
+        self.horizontal_inputs = torch.zeros(num_layers, batch_size, half + width, channels, **factory)
         # Each layer's gated activations at the current position, then a constant 1 for the biases.
         self.gated = torch.ones(batch_size, num_layers, channels + 1, **factory)
         self.horizontal_pre_activation = torch.empty(batch_size, 2 * channels, **factory)
-        self.horizontal_tanh = torch.empty(batch_size, channels, **factory)
-        self.horizontal_sigmoid = torch.empty(batch_size, channels, **factory)
         self.skips = torch.empty(batch_size, skip_channels, **factory)
         self.hidden = torch.empty(batch_size, skip_channels, **factory)
         self.logits = torch.empty(batch_size, pixelcnn.num_embeddings, **factory)
 
         # Views, made once.
         stride = self.vertical_rings.stride()
-        self.ring_columns = [  # (column, grid, slot, dx, channel) over layer l's ring: the im2col of a row
-            self.vertical_rings.as_strided(
-                (width, batch_size, taps, kernel, channels),
-                (stride[2], stride[3], stride[1], stride[2], stride[4]),
-                self.vertical_rings.storage_offset() + index * stride[0],
-            )
+        self.ring_columns = [  # slot s of layer l's ring as (column, grid, dx, channel): one kernel row's im2col
+            [
+                self.vertical_rings[index, slot].as_strided(
+                    (width, batch_size, kernel, channels), (stride[2], stride[3], stride[2], stride[4])
+                )
+                for slot in range(taps)
+            ]
             for index in range(num_layers)
         ]
+        self.columns_at = [self.columns[:, :, row] for row in range(taps)]
         self.ring_rows = [  # the unpadded columns of each layer's ring slot, as (column * grid, channel)
             [self.vertical_rings[index, slot, half : half + width].view(width * batch_size, channels) for slot in range(taps)]
             for index in range(num_layers)
@@ -149,15 +138,20 @@ class CachedGatedPixelCNNSampler:
         self.flat_columns = self.columns.view(width * batch_size, taps * kernel * channels)
         self.flat_to_horizontal = [self.to_horizontal[index].view(width * batch_size, 2 * channels) for index in range(num_layers)]
         self.to_horizontal_at = [[self.to_horizontal[index, column] for column in range(width)] for index in range(num_layers)]
-        self.windows = [self.horizontal_rings[index].view(batch_size, taps * channels) for index in range(num_layers)]
-        self.window_slots = [[self.horizontal_rings[index, :, slot] for slot in range(taps)] for index in range(num_layers)]
+        inputs_stride = self.horizontal_inputs.stride()
+        self.windows = [  # layer l's horizontal inputs at columns c - half_kernel ... c, as (grid, taps * channels)
+            [
+                self.horizontal_inputs[index, :, column:].as_strided((batch_size, taps * channels), (inputs_stride[1], inputs_stride[3]))
+                for column in range(width)
+            ]
+            for index in range(num_layers)
+        ]
+        self.inputs_at = [[self.horizontal_inputs[index, :, half + column] for column in range(width)] for index in range(num_layers)]
         self.gated_at = [self.gated[:, index, :channels] for index in range(num_layers)]
         self.gated_with_one = [self.gated[:, index] for index in range(num_layers)]
         self.flat_gated = self.gated.view(batch_size, num_layers * (channels + 1))
         self.horizontal_content = self.horizontal_pre_activation[:, :channels]
-        self.horizontal_gate = self.horizontal_pre_activation[:, channels:]
         self.vertical_content = self.vertical_pre_activation[:, :channels]
-        self.vertical_gate = self.vertical_pre_activation[:, channels:]
 
         step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
         step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
@@ -166,13 +160,14 @@ class CachedGatedPixelCNNSampler:
     def vertical_row(self, row: int, codes: torch.Tensor) -> None:
         """Every layer's vertical stack at `row`, leaving each layer's contribution to the horizontal stack (with the
         horizontal biases) in `to_horizontal`."""
-        slot = row % self.taps
+        taps, newest = self.taps, row % self.taps
         if row:  # the first layer's vertical input at row r is the embedding of row r - 1; zeros at row 0
-            torch.index_select(self.embedding, 0, codes[:, row - 1].t().reshape(-1), out=self.ring_rows[0][slot])
+            torch.index_select(self.embedding, 0, codes[:, row - 1].t().reshape(-1), out=self.ring_rows[0][newest])
         for index in range(self.num_layers):
-            self.columns.copy_(self.ring_columns[index])
+            for kernel_row, columns in enumerate(self.columns_at):  # kernel row i reads row r - half_kernel + i
+                columns.copy_(self.ring_columns[index][(newest + 1 + kernel_row) % taps])
             pre_activation = self.vertical_pre_activation
-            torch.addmm(self.vertical_biases[index], self.flat_columns, self.vertical_weights[index][slot], out=pre_activation)
+            torch.addmm(self.vertical_biases[index], self.flat_columns, self.vertical_weights[index], out=pre_activation)
             horizontal_bias = self.horizontal_biases[index]
             horizontal_bias = horizontal_bias[row if horizontal_bias.shape[0] > 1 else 0].view_as(pre_activation)
             torch.addmm(horizontal_bias, pre_activation, self.vertical_to_horizontal[index], out=self.flat_to_horizontal[index])
@@ -181,26 +176,23 @@ class CachedGatedPixelCNNSampler:
             gate_bias = self.vertical_gate_biases[index]
             if gate_bias is not None:
                 pre_activation.add_(gate_bias[row if gate_bias.shape[0] > 1 else 0].view_as(pre_activation))
-            torch.tanh(self.vertical_content, out=self.vertical_tanh)
-            torch.sigmoid(self.vertical_gate, out=self.vertical_sigmoid)
-            torch.mul(self.vertical_tanh, self.vertical_sigmoid, out=self.ring_rows[index + 1][slot])
+            self.vertical_content.tanh_()
+            glu(pre_activation, 1, out=self.ring_rows[index + 1][newest])
 
     def horizontal_step(self, column: int) -> torch.Tensor:
         """The horizontal stack and the output layers at `column` of the current row: the (batch, K) logits."""
-        slot = column % self.taps
         last = self.num_layers - 1
         for index in range(self.num_layers):
             torch.addmm(
-                self.to_horizontal_at[index][column], self.windows[index], self.horizontal_weights[index][slot],
+                self.to_horizontal_at[index][column], self.windows[index][column], self.horizontal_weights[index],
                 out=self.horizontal_pre_activation,
             )
-            torch.tanh(self.horizontal_content, out=self.horizontal_tanh)
-            torch.sigmoid(self.horizontal_gate, out=self.horizontal_sigmoid)
-            torch.mul(self.horizontal_tanh, self.horizontal_sigmoid, out=self.gated_at[index])
+            self.horizontal_content.tanh_()
+            glu(self.horizontal_pre_activation, 1, out=self.gated_at[index])
             if index < last:  # the residual: the next layer's horizontal input at this column
                 torch.addmm(
-                    self.window_slots[index][slot], self.gated_with_one[index], self.residual_weights[index],
-                    out=self.window_slots[index + 1][slot],
+                    self.inputs_at[index][column], self.gated_with_one[index], self.residual_weights[index],
+                    out=self.inputs_at[index + 1][column],
                 )
         torch.mm(self.flat_gated, self.skip_weight, out=self.skips)
         self.skips.relu_()
@@ -215,18 +207,17 @@ class CachedGatedPixelCNNSampler:
         progress_callback: Callable[[int, int], None] | None,
     ) -> torch.LongTensor:
         codes = torch.zeros(self.batch_size, self.height, self.width, dtype=torch.long, device=self.embedding.device)
-        first_inputs = self.window_slots[0]
+        first_inputs = self.inputs_at[0]
         threads = torch.get_num_threads()
         try:
             for row in range(self.height):
                 self.vertical_row(row, codes)
-                self.horizontal_rings.zero_()
                 torch.set_num_threads(self.step_threads)
                 for column in range(self.width):
                     drawn = self.pixelcnn.draw(self.horizontal_step(column), temperature, generator)
                     codes[:, row, column] = drawn
                     if column + 1 < self.width:  # the first layer's horizontal input at column c + 1
-                        torch.index_select(self.embedding, 0, drawn, out=first_inputs[(column + 1) % self.taps])
+                        torch.index_select(self.embedding, 0, drawn, out=first_inputs[column + 1])
                 torch.set_num_threads(threads)
                 if progress_callback is not None:
                     progress_callback(row + 1, self.height)
