@@ -24,6 +24,7 @@ The arithmetic is the full-grid forward's, in another order, so the logits agree
 rounding and a seeded generator draws the same codes (see `GatedPixelCNN.draw`).
 """
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -37,6 +38,34 @@ glu = torch._C._nn.glu
 # A per-position step below this many multiply-adds runs on one thread: splitting it costs more in synchronisation
 # than it saves, and on a machine shared with other work a second thread that is not scheduled stalls every step.
 SINGLE_THREAD_STEP_MACS = 4_000_000
+
+
+class RowThreadPolicy:
+    """How many threads each row of the draw runs on. Threads that wait for a core on a busy machine stall each
+    other at every synchronisation (measured here: ten times slower per row at two threads than at one), so the count
+    is chosen by trial. Every row does the same work, so rows are a fair trial: with more than one thread allowed, row
+    0 runs on all of them (a warm-up), row 1 too and row 2 on one; the faster count runs the rest, and a later row on
+    several threads that takes over 1.5 times the one-thread row (the machine got busier) moves the rest to one."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.timed = {}  # thread count -> seconds of its trial row
+        self.chosen = threads
+
+    def threads_for(self, row: int) -> int:
+        if self.threads == 1 or row < 2:
+            return self.threads
+        return 1 if row == 2 else self.chosen
+
+    def record(self, row: int, threads: int, seconds: float) -> None:
+        if self.threads == 1 or row == 0:
+            return
+        if row <= 2:
+            self.timed[threads] = seconds
+            if row == 2:
+                self.chosen = min(self.timed, key=self.timed.get)
+        elif threads > 1 and seconds > 1.5 * self.timed[1]:
+            self.chosen = 1
 
 
 def _bias_rows(gate_bias: torch.Tensor | None, half: slice, width: int, batch_size: int, factory: dict) -> torch.Tensor:
@@ -75,38 +104,42 @@ class CachedGatedPixelCNNSampler:
         self.channels, self.num_layers = channels, num_layers
         content, gate = slice(0, 2 * channels), slice(2 * channels, 4 * channels)
 
-        # Vertical convolutions as (taps * kernel * channels, 2 * channels) products, rows ordered (row, dx, in).
+        # Every product reads its weight as the transpose of a (out, in) matrix: a view of the convolution's weight
+        # where the inputs can be laid out in its order, so that preparing a call copies little.
+        def matrix(conv: nn.Conv2d) -> torch.Tensor:  # (in * kernel positions, out), rows ordered (in, row, column)
+            return conv.weight.flatten(1).t()
+
+        def with_bias(conv: nn.Conv2d) -> torch.Tensor:  # (in + 1, out) for inputs followed by a constant 1
+            return torch.cat([conv.weight.flatten(1), conv.bias[:, None]], dim=1).t()
+
         self.vertical_weights, self.vertical_biases, self.vertical_to_horizontal = [], [], []
         self.horizontal_biases, self.vertical_gate_biases = [], []
         self.horizontal_weights, self.residual_weights = [], []
-        gate_biases = pixelcnn.gate_biases(class_labels, conditioning)
-        for layer, gate_bias in zip(layers, gate_biases):
-            vertical = layer.vertical_conv.weight.permute(2, 3, 1, 0)
-            self.vertical_weights.append(vertical.reshape(taps * kernel * channels, 2 * channels).contiguous())
+        for layer, gate_bias in zip(layers, pixelcnn.gate_biases(class_labels, conditioning)):
+            self.vertical_weights.append(matrix(layer.vertical_conv))
             self.vertical_biases.append(layer.vertical_conv.bias)
-            self.vertical_to_horizontal.append(layer.vertical_to_horizontal.weight[:, :, 0, 0].t().contiguous())
+            self.vertical_to_horizontal.append(matrix(layer.vertical_to_horizontal))
             constant = layer.vertical_to_horizontal.bias + layer.horizontal_conv.bias
             self.horizontal_biases.append(_bias_rows(gate_bias, gate, width, batch_size, factory) + constant)
             self.vertical_gate_biases.append(
                 None if gate_bias is None else _bias_rows(gate_bias, content, width, batch_size, factory)
             )
-            horizontal = layer.horizontal_conv.weight[:, :, 0].permute(2, 1, 0)
-            self.horizontal_weights.append(horizontal.reshape(taps * channels, 2 * channels).contiguous())
+            # A window holds its columns one after the other: rows ordered (column, in), hence the one copy.
+            horizontal = layer.horizontal_conv.weight[:, :, 0].transpose(1, 2).reshape(2 * channels, taps * channels)
+            self.horizontal_weights.append(horizontal.t())
             if layer.horizontal_residual is not None:
-                residual = layer.horizontal_residual
-                self.residual_weights.append(torch.cat([residual.weight[:, :, 0, 0].t(), residual.bias[None]]))
-        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias as its last row.
-        self.skip_weight = torch.cat([
-            torch.cat([layer.skip.weight[:, :, 0, 0].t(), layer.skip.bias[None]]) for layer in layers
-        ])
-        self.output_hidden = (pixelcnn.output_hidden.weight[:, :, 0, 0].t().contiguous(), pixelcnn.output_hidden.bias)
-        self.output_logits = (pixelcnn.output_logits.weight[:, :, 0, 0].t().contiguous(), pixelcnn.output_logits.bias)
+                self.residual_weights.append(with_bias(layer.horizontal_residual))
+        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias after its weights.
+        self.skip_weight = torch.cat([with_bias(layer.skip) for layer in layers])
+        self.output_hidden = (matrix(pixelcnn.output_hidden), pixelcnn.output_hidden.bias)
+        self.output_logits = (matrix(pixelcnn.output_logits), pixelcnn.output_logits.bias)
         skip_channels = self.skip_weight.shape[1]
 
         # Vertical rings: (layer, slot, padded column, grid, channel); the padding columns stay zero.
         padded_width = width + 2 * half
         self.vertical_rings = torch.zeros(num_layers, taps, padded_width, batch_size, channels, **factory)
-        self.columns = torch.empty(width, batch_size, taps, kernel, channels, **factory)
+        # The im2col of a row: (column, grid, in, kernel row, kernel column), the vertical weight's order.
+        self.columns = torch.empty(width, batch_size, channels, taps, kernel, **factory)
         self.vertical_pre_activation = torch.empty(width * batch_size, 2 * channels, **factory)
         self.to_horizontal = torch.empty(num_layers, width, batch_size, 2 * channels, **factory)
         # Horizontal inputs of the current row: (layer, grid, left padding + column, channel); the padding stays zero
@@ -121,41 +154,35 @@ class CachedGatedPixelCNNSampler:
 
         # Views, made once.
         stride = self.vertical_rings.stride()
-        self.ring_columns = [  # slot s of layer l's ring as (column, grid, dx, channel): one kernel row's im2col
+        self.ring_columns = [  # slot s of layer l's ring as (column, grid, channel, dx): one kernel row's im2col
             [
                 self.vertical_rings[index, slot].as_strided(
-                    (width, batch_size, kernel, channels), (stride[2], stride[3], stride[2], stride[4])
+                    (width, batch_size, channels, kernel), (stride[2], stride[3], stride[4], stride[2])
                 )
                 for slot in range(taps)
             ]
             for index in range(num_layers)
         ]
-        self.columns_at = [self.columns[:, :, row] for row in range(taps)]
+        self.columns_at = self.columns.unbind(3)
         self.ring_rows = [  # the unpadded columns of each layer's ring slot, as (column * grid, channel)
-            [self.vertical_rings[index, slot, half : half + width].view(width * batch_size, channels) for slot in range(taps)]
-            for index in range(num_layers)
+            [ring[half : half + width].view(width * batch_size, channels) for ring in rings.unbind(0)]
+            for rings in self.vertical_rings.unbind(0)
         ]
-        self.flat_columns = self.columns.view(width * batch_size, taps * kernel * channels)
-        self.flat_to_horizontal = [self.to_horizontal[index].view(width * batch_size, 2 * channels) for index in range(num_layers)]
-        self.to_horizontal_at = [[self.to_horizontal[index, column] for column in range(width)] for index in range(num_layers)]
-        inputs_stride = self.horizontal_inputs.stride()
-        self.windows = [  # layer l's horizontal inputs at columns c - half_kernel ... c, as (grid, taps * channels)
-            [
-                self.horizontal_inputs[index, :, column:].as_strided((batch_size, taps * channels), (inputs_stride[1], inputs_stride[3]))
-                for column in range(width)
-            ]
-            for index in range(num_layers)
-        ]
-        self.inputs_at = [[self.horizontal_inputs[index, :, half + column] for column in range(width)] for index in range(num_layers)]
-        self.gated_at = [self.gated[:, index, :channels] for index in range(num_layers)]
-        self.gated_with_one = [self.gated[:, index] for index in range(num_layers)]
+        self.flat_columns = self.columns.view(width * batch_size, channels * taps * kernel)
+        self.flat_to_horizontal = [to_horizontal.view(width * batch_size, 2 * channels) for to_horizontal in self.to_horizontal.unbind(0)]
+        self.to_horizontal_at = [to_horizontal.unbind(0) for to_horizontal in self.to_horizontal.unbind(0)]
+        # Layer l's horizontal inputs at columns c - half_kernel ... c, as (grid, taps * channels) matrices.
+        flat_inputs = self.horizontal_inputs.view(num_layers, batch_size, (half + width) * channels)
+        self.windows = [inputs.unfold(1, taps * channels, channels).unbind(1) for inputs in flat_inputs.unbind(0)]
+        self.inputs_at = [inputs[:, half:].unbind(1) for inputs in self.horizontal_inputs.unbind(0)]
+        self.gated_at = self.gated[:, :, :channels].unbind(1)
+        self.gated_with_one = self.gated.unbind(1)
         self.flat_gated = self.gated.view(batch_size, num_layers * (channels + 1))
         self.horizontal_content = self.horizontal_pre_activation[:, :channels]
         self.vertical_content = self.vertical_pre_activation[:, :channels]
 
         step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
-        step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
-        self.step_threads = 1 if step_macs < SINGLE_THREAD_STEP_MACS else torch.get_num_threads()
+        self.step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
 
     def vertical_row(self, row: int, codes: torch.Tensor) -> None:
         """Every layer's vertical stack at `row`, leaving each layer's contribution to the horizontal stack (with the
@@ -209,15 +236,20 @@ class CachedGatedPixelCNNSampler:
         codes = torch.zeros(self.batch_size, self.height, self.width, dtype=torch.long, device=self.embedding.device)
         first_inputs = self.inputs_at[0]
         threads = torch.get_num_threads()
+        policy = RowThreadPolicy(threads if self.embedding.device.type == "cpu" else 1)
         try:
             for row in range(self.height):
+                start = time.perf_counter()
+                row_threads = policy.threads_for(row)
+                torch.set_num_threads(row_threads)
                 self.vertical_row(row, codes)
-                torch.set_num_threads(self.step_threads)
+                torch.set_num_threads(1 if self.step_macs < SINGLE_THREAD_STEP_MACS else row_threads)
                 for column in range(self.width):
                     drawn = self.pixelcnn.draw(self.horizontal_step(column), temperature, generator)
                     codes[:, row, column] = drawn
                     if column + 1 < self.width:  # the first layer's horizontal input at column c + 1
                         torch.index_select(self.embedding, 0, drawn, out=first_inputs[column + 1])
+                policy.record(row, row_threads, time.perf_counter() - start)
                 torch.set_num_threads(threads)
                 if progress_callback is not None:
                     progress_callback(row + 1, self.height)
