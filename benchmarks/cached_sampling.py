@@ -23,7 +23,7 @@ conditioning map (the hierarchical VQ-VAE's conditional decoder and the video pr
 decoder's cached generation), register a function building a `Case` in `SAMPLERS`.
 
     python benchmarks/cached_sampling.py [--samplers pixelcnn-class pixelcnn-map] [--widths 64 128]
-        [--batch_sizes 1 4 16] [--threads 1 2] [--repeats 3] [--timed_steps 4] [--clock wall] [--device cpu]
+        [--batch_sizes 1 4 16] [--size 16] [--threads 1 2] [--repeats 3] [--timed_steps 4] [--clock wall] [--device cpu]
 """
 
 import argparse
@@ -41,8 +41,8 @@ from machine import describe_machine  # noqa: E402
 from hf_vqvae.layers.gated_pixelcnn import GatedPixelCNN  # noqa: E402
 
 
-# The issue's interactive setting: a 16x16 grid of codes from 512, 15 gated layers, kernel 5, 256 skip channels.
-GRID, NUM_CODES, NUM_LAYERS, KERNEL_SIZE, SKIP_CHANNELS, NUM_CLASSES = 16, 512, 15, 5, 256, 10
+# The interactive setting: by default a 16x16 grid of codes from 512, 15 gated layers, kernel 5, 256 skip channels.
+NUM_CODES, NUM_LAYERS, KERNEL_SIZE, SKIP_CHANNELS, NUM_CLASSES = 512, 15, 5, 256, 10
 
 
 @dataclass
@@ -57,7 +57,9 @@ class Case:
     plain_step: Callable[[int], object]  # one plain step at the given position (raster index)
 
 
-def pixelcnn_case(channels: int, batch_size: int, device: torch.device, conditioning_map: bool) -> Case:
+def pixelcnn_case(channels: int, batch_size: int, size: int, device: torch.device, conditioning_map: bool) -> Case:
+    """`GatedPixelCNN` on a `size` x `size` grid."""
+    grid = size
     torch.manual_seed(0)
     conditioning_channels = channels if conditioning_map else 0
     num_classes = 0 if conditioning_map else NUM_CLASSES
@@ -66,7 +68,7 @@ def pixelcnn_case(channels: int, batch_size: int, device: torch.device, conditio
     ).to(device).eval()
     class_labels = None if conditioning_map else torch.arange(batch_size, device=device) % NUM_CLASSES
     conditioning = (
-        torch.randn(batch_size, conditioning_channels, GRID, GRID, device=device) if conditioning_map else None
+        torch.randn(batch_size, conditioning_channels, grid, grid, device=device) if conditioning_map else None
     )
     taps = KERNEL_SIZE // 2 + 1
     per_layer = (
@@ -81,31 +83,34 @@ def pixelcnn_case(channels: int, batch_size: int, device: torch.device, conditio
     macs = batch_size * (NUM_LAYERS * per_layer + head)
     per_row_weights = taps * KERNEL_SIZE * channels * 2 * channels + 2 * channels * 2 * channels
     per_step_weights = taps * channels * 2 * channels + (channels + 1) * (channels + SKIP_CHANNELS)
-    weight_bytes = 4 * (NUM_LAYERS * (per_row_weights // GRID + per_step_weights) + head)
-    codes = torch.zeros(batch_size, GRID, GRID, dtype=torch.long, device=device)
+    weight_bytes = 4 * (NUM_LAYERS * (per_row_weights // grid + per_step_weights) + head)
+    codes = torch.zeros(batch_size, grid, grid, dtype=torch.long, device=device)
     generator = torch.Generator(device).manual_seed(0)
 
     @torch.no_grad()
     def plain_step(position: int) -> None:
-        row, column = divmod(position, GRID)
+        row, column = divmod(position, grid)
         logits, _ = pixelcnn(codes, class_labels, conditioning)
         codes[:, row, column] = pixelcnn.draw(logits[:, :, row, column], 1.0, generator)
 
     conditioned_on = f"a {conditioning_channels}-channel conditioning map" if conditioning_map else "class labels"
     return Case(
-        description=f"GatedPixelCNN {GRID}x{GRID}, K={NUM_CODES}, {NUM_LAYERS}x{channels}, on {conditioned_on}",
-        num_positions=GRID * GRID,
+        description=f"GatedPixelCNN {grid}x{grid}, K={NUM_CODES}, {NUM_LAYERS}x{channels}, on {conditioned_on}",
+        num_positions=grid * grid,
         macs_per_position=macs,
         weight_bytes_per_position=weight_bytes,
-        sample_cached=lambda: pixelcnn.sample(batch_size, GRID, GRID, class_labels, conditioning),
+        sample_cached=lambda: pixelcnn.sample(batch_size, grid, grid, class_labels, conditioning),
         plain_step=plain_step,
     )
 
 
-# name -> (channels, batch_size, device) -> Case. The WaveNet decoder's cached generation joins here when it lands.
-SAMPLERS: dict[str, Callable[[int, int, torch.device], Case]] = {
-    "pixelcnn-class": lambda channels, batch, device: pixelcnn_case(channels, batch, device, conditioning_map=False),
-    "pixelcnn-map": lambda channels, batch, device: pixelcnn_case(channels, batch, device, conditioning_map=True),
+# name -> (channels, batch_size, size, device) -> Case, size being the side of a grid or the length of a sequence.
+# The hook for the WaveNet decoder's cached generation (layers/wavenet.py, another branch): a function building a Case
+# whose sample_cached generates `size` samples with the cache and plain_step runs the network over the whole sequence
+# for one sample, registered here as "wavenet".
+SAMPLERS: dict[str, Callable[[int, int, int, torch.device], Case]] = {
+    "pixelcnn-class": lambda channels, batch, size, device: pixelcnn_case(channels, batch, size, device, False),
+    "pixelcnn-map": lambda channels, batch, size, device: pixelcnn_case(channels, batch, size, device, True),
 }
 
 
@@ -149,12 +154,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     parser.add_argument("--widths", nargs="+", type=int, default=[64, 128], help="hidden channels")
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--size", type=int, default=16, help="side of the code grid (length of a sequence)")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="CPU thread counts to run at")
     parser.add_argument("--repeats", type=int, default=3, help="each figure is the best of this many runs")
     parser.add_argument("--timed_steps", type=int, default=4, help="plain steps timed per case")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clock", default="wall", choices=list(CLOCKS), help="wall clock, or the process's CPU time")
     args = parser.parse_args()
+    if args.size < 1:
+        raise ValueError(f"--size must be a positive integer, got {args.size}")
     for name in ("widths", "batch_sizes", "threads"):
         if min(getattr(args, name)) < 1:
             raise ValueError(f"--{name} must be positive integers, got {getattr(args, name)}")
@@ -172,18 +180,21 @@ def main() -> None:
     print(f"clock: {args.clock}")
     print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
     header = (f"{'sampler':<15} {'width':>5} {'batch':>5} {'threads':>7} {'cached ms/pos':>13} {'floor ms/pos':>12} "
-              f"{'x floor':>7} {'weight floor':>12} {'x weight floor':>14} {'plain ms/pos':>12} {'cached vs plain':>15}")
+              f"{'x floor':>7} {'weight floor':>12} {'x weight floor':>14} {'plain ms/pos':>12} {'cached vs plain':>15} "
+              f"{'GFLOP/s':>7} {'GB/s':>6}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        macs_per_second = matmul_throughput(args.repeats, device)
-        bytes_per_second = memory_bandwidth(args.repeats, device)
-        print(f"\n{threads} thread(s): matmul throughput {2 * macs_per_second / 1e9:.1f} GFLOP/s, "
-              f"memory bandwidth {bytes_per_second / 1e9:.1f} GB/s")
+        print(f"\n{threads} thread(s); matmul throughput and memory bandwidth measured before each case")
         print(header)
         for name in args.samplers:
             for width in args.widths:
                 for batch_size in args.batch_sizes:
-                    case = SAMPLERS[name](width, batch_size, device)
+                    case = SAMPLERS[name](width, batch_size, args.size, device)
+                    if batch_size == args.batch_sizes[0]:
+                        print(f"# {name}: {case.description}")
+                    # Measured next to the case, so that both see the same share of a busy machine.
+                    macs_per_second = matmul_throughput(args.repeats, device)
+                    bytes_per_second = memory_bandwidth(args.repeats, device)
                     case.sample_cached()  # warm-up: allocations, kernel selection
                     cached = best_time(case.sample_cached, args.repeats, device) / case.num_positions
                     floor = case.macs_per_position / macs_per_second
@@ -194,8 +205,9 @@ def main() -> None:
                         best_time(lambda: case.plain_step(position), args.repeats, device) for position in positions
                     ) / len(positions)
                     print(f"{name:<15} {width:>5} {batch_size:>5} {threads:>7} {1e3 * cached:>13.3f} "
-                          f"{1e3 * floor:>12.3f} {cached / floor:>7.2f} {1e3 * weight_floor:>12.3f} {cached / weight_floor:>14.2f} "
-                          f"{1e3 * plain:>12.2f} {plain / cached:>14.0f}x")
+                          f"{1e3 * floor:>12.3f} {cached / floor:>7.2f} {1e3 * weight_floor:>12.3f} "
+                          f"{cached / weight_floor:>14.2f} {1e3 * plain:>12.2f} {plain / cached:>14.0f}x "
+                          f"{2 * macs_per_second / 1e9:>7.1f} {bytes_per_second / 1e9:>6.1f}")
     print(f"\nload average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     print("Targets: x floor <= 3 at batch 1 and 4, <= 1.5 at batch 16; cached vs plain >= 100x at width 64, batch 4.")
 
