@@ -179,6 +179,21 @@ class CachedGatedPixelCNNSampler:
         self.gated_with_one = self.gated.unbind(1)
         self.flat_gated = self.gated.view(batch_size, num_layers * (channels + 1))
         self.horizontal_content = self.horizontal_pre_activation[:, :channels]
+        # What each layer's step reads and writes at each column, gathered so that a step only unpacks.
+        self.step_arguments = [
+            [
+                (
+                    self.to_horizontal_at[index][column], self.windows[index][column], self.horizontal_weights[index],
+                    self.gated_at[index],
+                    (
+                        self.inputs_at[index][column], self.gated_with_one[index], self.residual_weights[index],
+                        self.inputs_at[index + 1][column],
+                    ) if index < num_layers - 1 else None,
+                )
+                for index in range(num_layers)
+            ]
+            for column in range(width)
+        ]
         self.vertical_content = self.vertical_pre_activation[:, :channels]
 
         step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
@@ -208,19 +223,14 @@ class CachedGatedPixelCNNSampler:
 
     def horizontal_step(self, column: int) -> torch.Tensor:
         """The horizontal stack and the output layers at `column` of the current row: the (batch, K) logits."""
-        last = self.num_layers - 1
-        for index in range(self.num_layers):
-            torch.addmm(
-                self.to_horizontal_at[index][column], self.windows[index][column], self.horizontal_weights[index],
-                out=self.horizontal_pre_activation,
-            )
-            self.horizontal_content.tanh_()
-            glu(self.horizontal_pre_activation, 1, out=self.gated_at[index])
-            if index < last:  # the residual: the next layer's horizontal input at this column
-                torch.addmm(
-                    self.inputs_at[index][column], self.gated_with_one[index], self.residual_weights[index],
-                    out=self.inputs_at[index + 1][column],
-                )
+        pre_activation, content = self.horizontal_pre_activation, self.horizontal_content
+        for to_horizontal, window, weight, gated, residual_arguments in self.step_arguments[column]:
+            torch.addmm(to_horizontal, window, weight, out=pre_activation)
+            content.tanh_()
+            glu(pre_activation, 1, out=gated)
+            if residual_arguments is not None:  # the residual: the next layer's horizontal input at this column
+                inputs, gated_with_one, residual_weight, next_inputs = residual_arguments
+                torch.addmm(inputs, gated_with_one, residual_weight, out=next_inputs)
         torch.mm(self.flat_gated, self.skip_weight, out=self.skips)
         self.skips.relu_()
         torch.addmm(self.output_hidden[1], self.skips, self.output_hidden[0], out=self.hidden)
@@ -243,10 +253,11 @@ class CachedGatedPixelCNNSampler:
                 row_threads = policy.threads_for(row)
                 torch.set_num_threads(row_threads)
                 self.vertical_row(row, codes)
+                row_codes = codes[:, row].unbind(1)
                 torch.set_num_threads(1 if self.step_macs < SINGLE_THREAD_STEP_MACS else row_threads)
                 for column in range(self.width):
                     drawn = self.pixelcnn.draw(self.horizontal_step(column), temperature, generator)
-                    codes[:, row, column] = drawn
+                    row_codes[column].copy_(drawn)
                     if column + 1 < self.width:  # the first layer's horizontal input at column c + 1
                         torch.index_select(self.embedding, 0, drawn, out=first_inputs[column + 1])
                 policy.record(row, row_threads, time.perf_counter() - start)
