@@ -179,9 +179,9 @@ def main() -> None:
     print(describe_machine())
     print(f"clock: {args.clock}")
     print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
-    header = (f"{'sampler':<15} {'width':>5} {'batch':>5} {'threads':>7} {'cached ms/pos':>13} {'floor ms/pos':>12} "
-              f"{'x floor':>7} {'weight floor':>12} {'x weight floor':>14} {'plain ms/pos':>12} {'cached vs plain':>15} "
-              f"{'GFLOP/s':>7} {'GB/s':>6}")
+    header = (f"{'sampler':<15} {'width':>5} {'batch':>5} {'threads':>7} {'cached ms/pos':>13} "
+              f"{'floor ms/pos':>12} {'x floor':>7} {'weight floor':>12} {'x weight floor':>14} {'plain ms/pos':>12} "
+              f"{'cached vs plain':>15} {'GFLOP/s':>7} {'GB/s':>6}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"\n{threads} thread(s); matmul throughput and memory bandwidth measured before each case")

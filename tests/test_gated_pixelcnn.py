@@ -30,6 +30,10 @@ def conditioning_inputs(batch_size, num_classes, conditioning_channels):
     return class_labels, conditioning
 
 
+def seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
 def sample_recording_logits(pixelcnn, use_cache, **kwargs):
     """Sample, keeping the logits each step hands to the code draw."""
     recorded = []
@@ -52,8 +56,8 @@ def test_cached_sampling_draws_what_plain_sampling_draws(batch_size, num_classes
     pixelcnn = tiny_pixelcnn(num_classes, conditioning_channels, kernel_size)
     class_labels, conditioning = conditioning_inputs(batch_size, num_classes, conditioning_channels)
     kwargs = dict(batch_size=batch_size, class_labels=class_labels, conditioning=conditioning, temperature=0.9)
-    cached, cached_logits = sample_recording_logits(pixelcnn, True, generator=torch.Generator().manual_seed(3), **kwargs)
-    plain, plain_logits = sample_recording_logits(pixelcnn, False, generator=torch.Generator().manual_seed(3), **kwargs)
+    cached, cached_logits = sample_recording_logits(pixelcnn, True, generator=seeded(3), **kwargs)
+    plain, plain_logits = sample_recording_logits(pixelcnn, False, generator=seeded(3), **kwargs)
     assert cached.dtype == torch.long and cached.shape == (batch_size, HEIGHT, WIDTH)
     assert torch.equal(cached, plain)
     assert len(cached.unique()) > 3  # the draws depend on the logits, not on a constant

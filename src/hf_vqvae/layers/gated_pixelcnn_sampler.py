@@ -3,8 +3,8 @@ each sampled position costs a few large operations on preallocated buffers.
 
 The vertical stack at row r reads rows < r only (after the first layer's down-shift), so it is computed once per row,
 for the whole row at once, from a ring of each layer's last `half_kernel + 1` vertical input rows. The horizontal stack
-at a position reads that row's vertical features and a ring of each layer's last `half_kernel + 1` horizontal inputs
-in the current row. Per position and layer this leaves one matrix product for the horizontal convolution, the gate,
+at a position reads that row's vertical features and each layer's last `half_kernel + 1` horizontal inputs in the
+current row. Per position and layer this leaves one matrix product for the horizontal convolution, the gate,
 and one product for the residual convolution; the skips of all layers go through a single product at the end.
 
 How the work is laid out, and why:
@@ -101,7 +101,7 @@ class CachedGatedPixelCNNSampler:
         self.taps = taps
         num_layers = len(layers)
         factory = dict(device=embedding.device, dtype=embedding.dtype)
-        self.channels, self.num_layers = channels, num_layers
+        self.num_layers = num_layers
         content, gate = slice(0, 2 * channels), slice(2 * channels, 4 * channels)
 
         # Every product reads its weight as the transpose of a (out, in) matrix: a view of the convolution's weight
@@ -169,8 +169,9 @@ class CachedGatedPixelCNNSampler:
             for rings in self.vertical_rings.unbind(0)
         ]
         self.flat_columns = self.columns.view(width * batch_size, channels * taps * kernel)
-        self.flat_to_horizontal = [to_horizontal.view(width * batch_size, 2 * channels) for to_horizontal in self.to_horizontal.unbind(0)]
-        self.to_horizontal_at = [to_horizontal.unbind(0) for to_horizontal in self.to_horizontal.unbind(0)]
+        layers_to_horizontal = self.to_horizontal.unbind(0)
+        self.flat_to_horizontal = [layer.view(width * batch_size, 2 * channels) for layer in layers_to_horizontal]
+        self.to_horizontal_at = [layer.unbind(0) for layer in layers_to_horizontal]
         # Layer l's horizontal inputs at columns c - half_kernel ... c, as (grid, taps * channels) matrices.
         flat_inputs = self.horizontal_inputs.view(num_layers, batch_size, (half + width) * channels)
         self.windows = [inputs.unfold(1, taps * channels, channels).unbind(1) for inputs in flat_inputs.unbind(0)]
@@ -209,10 +210,14 @@ class CachedGatedPixelCNNSampler:
             for kernel_row, columns in enumerate(self.columns_at):  # kernel row i reads row r - half_kernel + i
                 columns.copy_(self.ring_columns[index][(newest + 1 + kernel_row) % taps])
             pre_activation = self.vertical_pre_activation
-            torch.addmm(self.vertical_biases[index], self.flat_columns, self.vertical_weights[index], out=pre_activation)
+            torch.addmm(
+                self.vertical_biases[index], self.flat_columns, self.vertical_weights[index], out=pre_activation
+            )
             horizontal_bias = self.horizontal_biases[index]
             horizontal_bias = horizontal_bias[row if horizontal_bias.shape[0] > 1 else 0].view_as(pre_activation)
-            torch.addmm(horizontal_bias, pre_activation, self.vertical_to_horizontal[index], out=self.flat_to_horizontal[index])
+            torch.addmm(
+                horizontal_bias, pre_activation, self.vertical_to_horizontal[index], out=self.flat_to_horizontal[index]
+            )
             if index == self.num_layers - 1:
                 break  # the last layer's vertical output feeds nothing
             gate_bias = self.vertical_gate_biases[index]
