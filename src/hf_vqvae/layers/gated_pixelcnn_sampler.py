@@ -11,8 +11,8 @@ How the work is laid out, and why:
 - No concatenated windows. The horizontal inputs of a row are written into a buffer of the row's (left-padded)
   columns, where the window of every column is a (batch, taps * channels) matrix view made before the first step; the
   vertical inputs go into a ring of `half_kernel + 1` rows whose oldest slot each new row overwrites.
-- The vertical convolution is a matrix product over an im2col of the ring (one copy per kernel row, per layer and
-  row), with positions as rows ordered (column, grid) so that each column's vertical contribution to the horizontal
+- The vertical convolution is a matrix product over a channel-last im2col of the ring (one copy per kernel row, per
+  layer and row), with positions as rows ordered (column, grid) so that each column's vertical contribution to the horizontal
   stack is a contiguous (batch, channels) block.
 - Biases ride inside the products: the horizontal convolution's bias, the vertical-to-horizontal bias and the
   horizontal gate bias are added to the vertical contribution once per row; the residual and skip biases are rows of
@@ -116,7 +116,10 @@ class CachedGatedPixelCNNSampler:
         self.horizontal_biases, self.vertical_gate_biases = [], []
         self.horizontal_weights, self.residual_weights = [], []
         for layer, gate_bias in zip(layers, pixelcnn.gate_biases(class_labels, conditioning)):
-            self.vertical_weights.append(matrix(layer.vertical_conv))
+            # The im2col below is channel-last, so that it copies runs of channels rather than single numbers: the
+            # vertical weight's rows are reordered (row, column, in) once per call.
+            vertical = layer.vertical_conv.weight.permute(0, 2, 3, 1).reshape(2 * channels, taps * kernel * channels)
+            self.vertical_weights.append(vertical.t())
             self.vertical_biases.append(layer.vertical_conv.bias)
             self.vertical_to_horizontal.append(matrix(layer.vertical_to_horizontal))
             constant = layer.vertical_to_horizontal.bias + layer.horizontal_conv.bias
@@ -138,8 +141,8 @@ class CachedGatedPixelCNNSampler:
         # Vertical rings: (layer, slot, padded column, grid, channel); the padding columns stay zero.
         padded_width = width + 2 * half
         self.vertical_rings = torch.zeros(num_layers, taps, padded_width, batch_size, channels, **factory)
-        # The im2col of a row: (column, grid, in, kernel row, kernel column), the vertical weight's order.
-        self.columns = torch.empty(width, batch_size, channels, taps, kernel, **factory)
+        # The im2col of a row: (column, grid, kernel row, kernel column, in), the vertical weight's order.
+        self.columns = torch.empty(width, batch_size, taps, kernel, channels, **factory)
         self.vertical_pre_activation = torch.empty(width * batch_size, 2 * channels, **factory)
         self.to_horizontal = torch.empty(num_layers, width, batch_size, 2 * channels, **factory)
         # Horizontal inputs of the current row: (layer, grid, left padding + column, channel); the padding stays zero
@@ -154,21 +157,21 @@ class CachedGatedPixelCNNSampler:
 
         # Views, made once.
         stride = self.vertical_rings.stride()
-        self.ring_columns = [  # slot s of layer l's ring as (column, grid, channel, dx): one kernel row's im2col
+        self.ring_columns = [  # slot s of layer l's ring as (column, grid, dx, channel): one kernel row's im2col
             [
                 self.vertical_rings[index, slot].as_strided(
-                    (width, batch_size, channels, kernel), (stride[2], stride[3], stride[4], stride[2])
+                    (width, batch_size, kernel, channels), (stride[2], stride[3], stride[2], stride[4])
                 )
                 for slot in range(taps)
             ]
             for index in range(num_layers)
         ]
-        self.columns_at = self.columns.unbind(3)
+        self.columns_at = self.columns.unbind(2)
         self.ring_rows = [  # the unpadded columns of each layer's ring slot, as (column * grid, channel)
             [ring[half : half + width].view(width * batch_size, channels) for ring in rings.unbind(0)]
             for rings in self.vertical_rings.unbind(0)
         ]
-        self.flat_columns = self.columns.view(width * batch_size, channels * taps * kernel)
+        self.flat_columns = self.columns.view(width * batch_size, taps * kernel * channels)
         layers_to_horizontal = self.to_horizontal.unbind(0)
         self.flat_to_horizontal = [layer.view(width * batch_size, 2 * channels) for layer in layers_to_horizontal]
         self.to_horizontal_at = [layer.unbind(0) for layer in layers_to_horizontal]
