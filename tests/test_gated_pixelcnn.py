@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_vqvae.layers.gated_pixelcnn import GatedPixelCNN
-from hf_vqvae.layers.gated_pixelcnn_sampler import RowThreadPolicy
+from hf_vqvae.layers.gated_pixelcnn_sampler import ThreadPolicy
 
 
 HEIGHT, WIDTH, NUM_CODES = 5, 6, 16
@@ -92,7 +92,7 @@ def test_cached_sampling_leaves_the_thread_count_as_it_found_it():
 
 
 def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws():
-    """The row thread policy switches thread counts between rows; the codes do not change."""
+    """The thread policy switches thread counts between layers and rows; the codes do not change."""
     pixelcnn = tiny_pixelcnn(num_classes=3, conditioning_channels=2)
     class_labels, conditioning = conditioning_inputs(4, 3, 2)
     kwargs = dict(batch_size=4, height=HEIGHT, width=WIDTH, class_labels=class_labels, conditioning=conditioning)
@@ -107,19 +107,19 @@ def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws():
     assert torch.equal(cached, plain)
 
 
-def test_row_thread_policy_keeps_the_faster_count_and_leaves_several_threads_when_rows_slow_down():
-    policy = RowThreadPolicy(2)
-    assert [policy.threads_for(row) for row in range(3)] == [2, 2, 1]
-    for row, seconds in enumerate([9.0, 1.0, 1.5]):  # row 0 is a warm-up, not a trial
-        policy.record(row, policy.threads_for(row), seconds)
-    assert policy.threads_for(3) == 2
-    policy.record(3, 2, 2.0)  # slower, but not 1.5x the one-thread row
+def test_thread_policy_keeps_the_faster_count_and_leaves_several_threads_when_units_slow_down():
+    policy = ThreadPolicy(2)
+    assert [policy.threads_for(unit) for unit in range(3)] == [1, 1, 2]
+    for unit, seconds in enumerate([9.0, 1.5, 1.0]):  # unit 0 is a warm-up, not a trial
+        policy.record(unit, policy.threads_for(unit), seconds)
+    assert policy.threads_for(3) == 2 and policy.chosen == 2
+    policy.record(3, 2, 2.0)  # slower, but not 1.5x the one-thread unit
     assert policy.threads_for(4) == 2
     policy.record(4, 2, 2.3)  # the machine got busy
-    assert policy.threads_for(5) == 1
+    assert policy.threads_for(5) == 1 and policy.chosen == 1
 
-    policy = RowThreadPolicy(2)
-    for row, seconds in enumerate([1.0, 2.0, 1.0]):
-        policy.record(row, policy.threads_for(row), seconds)
+    policy = ThreadPolicy(2)
+    for unit, seconds in enumerate([1.0, 1.0, 2.0]):
+        policy.record(unit, policy.threads_for(unit), seconds)
     assert policy.threads_for(3) == 1
-    assert [RowThreadPolicy(1).threads_for(row) for row in range(4)] == [1, 1, 1, 1]
+    assert [ThreadPolicy(1).threads_for(unit) for unit in range(4)] == [1, 1, 1, 1]

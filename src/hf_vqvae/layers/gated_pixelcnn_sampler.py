@@ -40,29 +40,30 @@ glu = torch._C._nn.glu
 SINGLE_THREAD_STEP_MACS = 4_000_000
 
 
-class RowThreadPolicy:
-    """How many threads each row of the draw runs on. Threads that wait for a core on a busy machine stall each
-    other at every synchronisation (measured here: ten times slower per row at two threads than at one), so the count
-    is chosen by trial. Every row does the same work, so rows are a fair trial: with more than one thread allowed, row
-    0 runs on all of them (a warm-up), row 1 too and row 2 on one; the faster count runs the rest, and a later row on
-    several threads that takes over 1.5 times the one-thread row (the machine got busier) moves the rest to one."""
+class ThreadPolicy:
+    """How many threads the vertical stack's products run on. Threads that wait for a core on a busy machine stall
+    each other at every synchronisation (measured here: one layer's product of a row three to ten times slower at two
+    threads than at one), so the count is chosen by trial, on units of identical work: one layer's vertical stack at
+    one row. With more than one thread allowed, unit 0 runs on one thread (a warm-up), unit 1 on one and unit 2 on all
+    of them; the faster count runs the rest, and a later unit on several threads that takes over 1.5 times the
+    one-thread unit (the machine got busier) moves the rest to one. A bad trial costs one unit, not a row."""
 
     def __init__(self, threads: int):
         self.threads = threads
-        self.timed = {}  # thread count -> seconds of its trial row
-        self.chosen = threads
+        self.timed = {}  # thread count -> seconds of its trial unit
+        self.chosen = 1 if threads > 1 else threads
 
-    def threads_for(self, row: int) -> int:
-        if self.threads == 1 or row < 2:
-            return self.threads
-        return 1 if row == 2 else self.chosen
+    def threads_for(self, unit: int) -> int:
+        if self.threads == 1 or unit < 2:
+            return 1
+        return self.threads if unit == 2 else self.chosen
 
-    def record(self, row: int, threads: int, seconds: float) -> None:
-        if self.threads == 1 or row == 0:
+    def record(self, unit: int, threads: int, seconds: float) -> None:
+        if self.threads == 1 or unit == 0:
             return
-        if row <= 2:
+        if unit <= 2:
             self.timed[threads] = seconds
-            if row == 2:
+            if unit == 2:
                 self.chosen = min(self.timed, key=self.timed.get)
         elif threads > 1 and seconds > 1.5 * self.timed[1]:
             self.chosen = 1
@@ -203,31 +204,41 @@ class CachedGatedPixelCNNSampler:
         step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
         self.step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
 
-    def vertical_row(self, row: int, codes: torch.Tensor) -> None:
+    def vertical_row(self, row: int, codes: torch.Tensor, policy: ThreadPolicy) -> None:
         """Every layer's vertical stack at `row`, leaving each layer's contribution to the horizontal stack (with the
-        horizontal biases) in `to_horizontal`."""
+        horizontal biases) in `to_horizontal`; `policy` says on how many threads."""
         taps, newest = self.taps, row % self.taps
         if row:  # the first layer's vertical input at row r is the embedding of row r - 1; zeros at row 0
             torch.index_select(self.embedding, 0, codes[:, row - 1].t().reshape(-1), out=self.ring_rows[0][newest])
         for index in range(self.num_layers):
-            for kernel_row, columns in enumerate(self.columns_at):  # kernel row i reads row r - half_kernel + i
-                columns.copy_(self.ring_columns[index][(newest + 1 + kernel_row) % taps])
-            pre_activation = self.vertical_pre_activation
-            torch.addmm(
-                self.vertical_biases[index], self.flat_columns, self.vertical_weights[index], out=pre_activation
-            )
-            horizontal_bias = self.horizontal_biases[index]
-            horizontal_bias = horizontal_bias[row if horizontal_bias.shape[0] > 1 else 0].view_as(pre_activation)
-            torch.addmm(
-                horizontal_bias, pre_activation, self.vertical_to_horizontal[index], out=self.flat_to_horizontal[index]
-            )
-            if index == self.num_layers - 1:
-                break  # the last layer's vertical output feeds nothing
-            gate_bias = self.vertical_gate_biases[index]
-            if gate_bias is not None:
-                pre_activation.add_(gate_bias[row if gate_bias.shape[0] > 1 else 0].view_as(pre_activation))
-            self.vertical_content.tanh_()
-            glu(pre_activation, 1, out=self.ring_rows[index + 1][newest])
+            unit = row * self.num_layers + index
+            threads = policy.threads_for(unit)
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            self.vertical_layer(index, row, newest)
+            policy.record(unit, threads, time.perf_counter() - start)
+
+    def vertical_layer(self, index: int, row: int, newest: int) -> None:
+        """Layer `index`'s vertical stack at `row`, whose input is in ring slot `newest`."""
+        taps = self.taps
+        for kernel_row, columns in enumerate(self.columns_at):  # kernel row i reads row r - half_kernel + i
+            columns.copy_(self.ring_columns[index][(newest + 1 + kernel_row) % taps])
+        pre_activation = self.vertical_pre_activation
+        torch.addmm(
+            self.vertical_biases[index], self.flat_columns, self.vertical_weights[index], out=pre_activation
+        )
+        horizontal_bias = self.horizontal_biases[index]
+        horizontal_bias = horizontal_bias[row if horizontal_bias.shape[0] > 1 else 0].view_as(pre_activation)
+        torch.addmm(
+            horizontal_bias, pre_activation, self.vertical_to_horizontal[index], out=self.flat_to_horizontal[index]
+        )
+        if index == self.num_layers - 1:
+            return  # the last layer's vertical output feeds nothing
+        gate_bias = self.vertical_gate_biases[index]
+        if gate_bias is not None:
+            pre_activation.add_(gate_bias[row if gate_bias.shape[0] > 1 else 0].view_as(pre_activation))
+        self.vertical_content.tanh_()
+        glu(pre_activation, 1, out=self.ring_rows[index + 1][newest])
 
     def horizontal_step(self, column: int) -> torch.Tensor:
         """The horizontal stack and the output layers at `column` of the current row: the (batch, K) logits."""
@@ -254,22 +265,17 @@ class CachedGatedPixelCNNSampler:
         codes = torch.zeros(self.batch_size, self.height, self.width, dtype=torch.long, device=self.embedding.device)
         first_inputs = self.inputs_at[0]
         threads = torch.get_num_threads()
-        policy = RowThreadPolicy(threads if self.embedding.device.type == "cpu" else 1)
+        policy = ThreadPolicy(threads if self.embedding.device.type == "cpu" else 1)
         try:
             for row in range(self.height):
-                start = time.perf_counter()
-                row_threads = policy.threads_for(row)
-                torch.set_num_threads(row_threads)
-                self.vertical_row(row, codes)
+                self.vertical_row(row, codes, policy)
                 row_codes = codes[:, row].unbind(1)
-                torch.set_num_threads(1 if self.step_macs < SINGLE_THREAD_STEP_MACS else row_threads)
+                torch.set_num_threads(1 if self.step_macs < SINGLE_THREAD_STEP_MACS else policy.chosen)
                 for column in range(self.width):
                     drawn = self.pixelcnn.draw(self.horizontal_step(column), temperature, generator)
                     row_codes[column].copy_(drawn)
                     if column + 1 < self.width:  # the first layer's horizontal input at column c + 1
                         torch.index_select(self.embedding, 0, drawn, out=first_inputs[column + 1])
-                policy.record(row, row_threads, time.perf_counter() - start)
-                torch.set_num_threads(threads)
                 if progress_callback is not None:
                     progress_callback(row + 1, self.height)
         finally:
