@@ -1,5 +1,5 @@
 """The gated PixelCNN layer (van den Oord et al. 2016, arXiv 1606.05328), shared by every autoregressive
-model over code grids in the package, and the helpers of its cached sampler.
+model over code grids in the package (its cached sampler is in `gated_pixelcnn_sampler.py`).
 
 Causality comes from shifted inputs and cropped kernels, not from masked weights: the model's first
 vertical input is the code embedding shifted down one row and its first horizontal input the embedding
@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from .gated_pixelcnn_sampler import CachedGatedPixelCNNSampler
+
 
 def gate(pre_activation: torch.Tensor) -> torch.Tensor:
     """tanh(content) * sigmoid(gate), the two halves split along the channels."""
@@ -28,12 +30,6 @@ def down_shift(grid: torch.Tensor) -> torch.Tensor:
 
 def right_shift(grid: torch.Tensor) -> torch.Tensor:
     return F.pad(grid, (1, 0))[..., :-1]
-
-
-def conv_at_one_position(conv: nn.Conv2d, window: torch.Tensor) -> torch.Tensor:
-    """`conv` evaluated at a single output position, from the (batch, in_channels[, kernel positions]) window it
-    covers. A matrix product: on a batch of one position it is several times faster than `F.conv2d`."""
-    return F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias)
 
 
 class GatedPixelCNNLayer(GradientCheckpointingLayer):
@@ -106,26 +102,6 @@ class GatedPixelCNNLayer(GradientCheckpointingLayer):
         if self.horizontal_residual is not None:
             horizontal = horizontal + self.horizontal_residual(gated)
         return vertical, horizontal, self.skip(gated)
-
-    def horizontal_step(
-        self, horizontal_window: torch.Tensor, to_horizontal: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The horizontal stack at one position, for the cached sampler. `horizontal_window` is
-        (batch, hidden_channels, half_kernel + 1): the layer's horizontal input at the position (last) and at the
-        `half_kernel` positions to its left; `to_horizontal` (batch, 2 * hidden_channels) the vertical stack's
-        contribution there. Returns the horizontal output and the skip, each (batch, channels)."""
-        gated = gate(conv_at_one_position(self.horizontal_conv, horizontal_window) + to_horizontal)
-        horizontal = horizontal_window[:, :, -1]
-        if self.horizontal_residual is not None:
-            horizontal = horizontal + conv_at_one_position(self.horizontal_residual, gated)
-        return horizontal, conv_at_one_position(self.skip, gated)
-
-
-def _rows(bias: torch.Tensor | None, row: int) -> torch.Tensor | None:
-    """Row `row` of a gate bias map; a bias without a height axis (a class's) is the same on every row."""
-    if bias is None or bias.shape[2] == 1:
-        return bias
-    return bias[:, :, row : row + 1]
 
 
 class GatedPixelCNN(nn.Module):
@@ -241,49 +217,7 @@ class GatedPixelCNN(nn.Module):
     def _sample_cached(
         self, batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback
     ) -> torch.LongTensor:
-        """Incremental sampling: each layer keeps only the inputs its kernels still need. The vertical stack at row
-        r reads rows < r only (after the first layer's down-shift), so once row r - 1 is sampled it is computed for
-        row r in every layer from a cache of each layer's last `half_kernel + 1` vertical input rows. The horizontal
-        stack at a position reads that row of vertical features and each layer's last `half_kernel + 1`
-        horizontal inputs in the current row, a cache emptied at the start of each row. Zeros in the caches are
-        the zero padding of the full-grid forward; gate biases are sliced to the row being computed."""
-        weight = self.code_embedding.weight
-        channels = weight.shape[1]
-        half = self.layers[0].half_kernel
-        zeros = dict(device=weight.device, dtype=weight.dtype)
-        gate_biases = self.gate_biases(class_labels, conditioning)
-        vertical_windows = [torch.zeros(batch_size, channels, half + 1, width + 2 * half, **zeros) for _ in self.layers]
-        codes = torch.zeros(batch_size, height, width, dtype=torch.long, device=weight.device)
-
-        for row in range(height):
-            # The first layer's vertical input at row r is the embedding of row r - 1.
-            if row:
-                vertical = self.code_embedding(codes[:, row - 1]).transpose(1, 2)
-            else:
-                vertical = torch.zeros(batch_size, channels, width, **zeros)
-            to_horizontal = []
-            for index, layer in enumerate(self.layers):
-                new_row = F.pad(vertical, (half, half)).unsqueeze(2)
-                vertical_windows[index] = torch.cat([vertical_windows[index][:, :, 1:], new_row], dim=2)
-                vertical, layer_to_horizontal = layer.vertical(vertical_windows[index], _rows(gate_biases[index], row))
-                vertical = vertical[:, :, 0]
-                # (width, batch, 2 * channels): a contiguous slice per column for the steps below.
-                to_horizontal.append(layer_to_horizontal[:, :, 0].permute(2, 0, 1).contiguous())
-
-            horizontal_windows = [torch.zeros(batch_size, channels, half + 1, **zeros) for _ in self.layers]
-            # The first layer's horizontal input at column c is the embedding of the code at column c - 1.
-            horizontal_input = torch.zeros(batch_size, channels, **zeros)
-            for column in range(width):
-                horizontal, skips = horizontal_input, 0
-                for index, layer in enumerate(self.layers):
-                    window = torch.cat([horizontal_windows[index][:, :, 1:], horizontal.unsqueeze(2)], dim=2)
-                    horizontal_windows[index] = window
-                    horizontal, skip = layer.horizontal_step(window, to_horizontal[index][column])
-                    skips = skips + skip
-                hidden = F.relu(conv_at_one_position(self.output_hidden, F.relu(skips)))
-                logits = conv_at_one_position(self.output_logits, hidden)
-                codes[:, row, column] = self.draw(logits, temperature, generator)
-                horizontal_input = self.code_embedding(codes[:, row, column])
-            if progress_callback is not None:
-                progress_callback(row + 1, height)
-        return codes
+        """Incremental sampling (see `CachedGatedPixelCNNSampler`): the vertical stack once per row, the horizontal
+        stack once per position, from caches of each layer's recent inputs."""
+        sampler = CachedGatedPixelCNNSampler(self, batch_size, height, width, class_labels, conditioning)
+        return sampler.sample(temperature, generator, progress_callback)

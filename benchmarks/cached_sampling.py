@@ -1,0 +1,216 @@
+"""Time per sampled position of the package's cached autoregressive samplers, next to their arithmetic floor and to
+the plain sampler (Ramachandran et al. 2017's comparison).
+
+For each sampler in `SAMPLERS`, width, batch size and thread count:
+- cached: a whole draw with the cached sampler (`use_cache=True`), divided by the number of positions;
+- floor: the multiply-adds of one position (the cached sampler's matrix products, the vertical stack's counted once
+  per position as it is computed once per row for a row of positions) at the matmul throughput measured in the same
+  run at the same thread count (a (512 x 1024) @ (1024 x 1024) product: the best this machine does);
+- weight floor: the bytes of weights one position reads (the per-position products' weights, and the per-row
+  products' divided by the width) at the memory bandwidth measured in the same run (a copy of 64 MiB). At batch 1 every
+  product is a matrix-vector product, bound by reading its weights rather than by arithmetic, and the weights of a
+  step (megabytes) do not stay in a core's cache between steps;
+- plain: the whole network on the whole grid for every position (`use_cache=False`), the reference. It would take
+  minutes, so it is timed at `--timed_steps` positions spread over the grid and scaled: every plain step costs one
+  full pass, whatever the position.
+Every figure is the best of `--repeats` runs, the one least disturbed by other work on a shared machine; the load
+average before and after is printed. `--clock cpu` times with the process's CPU time instead of the wall clock: on a
+machine busy with other work it leaves out the time this process waited for a core (at one thread it is the work
+done; at more it adds up every thread's time, spinning included).
+
+Samplers: `pixelcnn-class` is `GatedPixelCNN` with a class label (the PixelCNN prior), `pixelcnn-map` with a
+conditioning map (the hierarchical VQ-VAE's conditional decoder and the video prior's). To add a sampler (the WaveNet
+decoder's cached generation), register a function building a `Case` in `SAMPLERS`.
+
+    python benchmarks/cached_sampling.py [--samplers pixelcnn-class pixelcnn-map] [--widths 64 128]
+        [--batch_sizes 1 4 16] [--size 16] [--threads 1 2] [--repeats 3] [--timed_steps 4] [--clock wall] [--device cpu]
+"""
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe_machine  # noqa: E402
+
+from hf_vqvae.layers.gated_pixelcnn import GatedPixelCNN  # noqa: E402
+
+
+# The interactive setting: by default a 16x16 grid of codes from 512, 15 gated layers, kernel 5, 256 skip channels.
+NUM_CODES, NUM_LAYERS, KERNEL_SIZE, SKIP_CHANNELS, NUM_CLASSES = 512, 15, 5, 256, 10
+
+
+@dataclass
+class Case:
+    """One sampler at one size: what the benchmark times."""
+
+    description: str
+    num_positions: int
+    macs_per_position: int  # multiply-adds of matrix products per position, over the whole batch
+    weight_bytes_per_position: int  # bytes of weights read per position
+    sample_cached: Callable[[], object]
+    plain_step: Callable[[int], object]  # one plain step at the given position (raster index)
+
+
+def pixelcnn_case(channels: int, batch_size: int, size: int, device: torch.device, conditioning_map: bool) -> Case:
+    """`GatedPixelCNN` on a `size` x `size` grid."""
+    grid = size
+    torch.manual_seed(0)
+    conditioning_channels = channels if conditioning_map else 0
+    num_classes = 0 if conditioning_map else NUM_CLASSES
+    pixelcnn = GatedPixelCNN(
+        NUM_CODES, channels, NUM_LAYERS, KERNEL_SIZE, SKIP_CHANNELS, num_classes, conditioning_channels
+    ).to(device).eval()
+    class_labels = None if conditioning_map else torch.arange(batch_size, device=device) % NUM_CLASSES
+    conditioning = (
+        torch.randn(batch_size, conditioning_channels, grid, grid, device=device) if conditioning_map else None
+    )
+    taps = KERNEL_SIZE // 2 + 1
+    per_layer = (
+        taps * KERNEL_SIZE * channels * 2 * channels  # vertical convolution (once per row, per position here)
+        + 2 * channels * 2 * channels  # vertical to horizontal
+        + taps * channels * 2 * channels  # horizontal convolution
+        + channels * channels  # horizontal residual (all but the last layer: counted for all)
+        + channels * SKIP_CHANNELS  # skip
+        + conditioning_channels * 4 * channels  # the conditioning map's projection (once per call)
+    )
+    head = SKIP_CHANNELS * SKIP_CHANNELS + SKIP_CHANNELS * NUM_CODES
+    macs = batch_size * (NUM_LAYERS * per_layer + head)
+    per_row_weights = taps * KERNEL_SIZE * channels * 2 * channels + 2 * channels * 2 * channels
+    per_step_weights = taps * channels * 2 * channels + (channels + 1) * (channels + SKIP_CHANNELS)
+    weight_bytes = 4 * (NUM_LAYERS * (per_row_weights // grid + per_step_weights) + head)
+    codes = torch.zeros(batch_size, grid, grid, dtype=torch.long, device=device)
+    generator = torch.Generator(device).manual_seed(0)
+
+    @torch.no_grad()
+    def plain_step(position: int) -> None:
+        row, column = divmod(position, grid)
+        logits, _ = pixelcnn(codes, class_labels, conditioning)
+        codes[:, row, column] = pixelcnn.draw(logits[:, :, row, column], 1.0, generator)
+
+    conditioned_on = f"a {conditioning_channels}-channel conditioning map" if conditioning_map else "class labels"
+    return Case(
+        description=f"GatedPixelCNN {grid}x{grid}, K={NUM_CODES}, {NUM_LAYERS}x{channels}, on {conditioned_on}",
+        num_positions=grid * grid,
+        macs_per_position=macs,
+        weight_bytes_per_position=weight_bytes,
+        sample_cached=lambda: pixelcnn.sample(batch_size, grid, grid, class_labels, conditioning),
+        plain_step=plain_step,
+    )
+
+
+# name -> (channels, batch_size, size, device) -> Case, size being the side of a grid or the length of a sequence.
+# The hook for the WaveNet decoder's cached generation (layers/wavenet.py, another branch): a function building a Case
+# whose sample_cached generates `size` samples with the cache and plain_step runs the network over the whole sequence
+# for one sample, registered here as "wavenet".
+SAMPLERS: dict[str, Callable[[int, int, int, torch.device], Case]] = {
+    "pixelcnn-class": lambda channels, batch, size, device: pixelcnn_case(channels, batch, size, device, False),
+    "pixelcnn-map": lambda channels, batch, size, device: pixelcnn_case(channels, batch, size, device, True),
+}
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
+def best_time(function, repeats: int, device: torch.device) -> float:
+    """Seconds taken by the fastest of `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = clock()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(clock() - start)
+    return min(times)
+
+
+def matmul_throughput(repeats: int, device: torch.device) -> float:
+    """Multiply-adds per second of a large fp32 matrix product."""
+    left, right = torch.randn(512, 1024, device=device), torch.randn(1024, 1024, device=device)
+    out = torch.empty(512, 1024, device=device)
+    product = lambda: torch.mm(left, right, out=out)  # noqa: E731
+    product()
+    return 512 * 1024 * 1024 / best_time(product, max(repeats, 5), device)
+
+
+def memory_bandwidth(repeats: int, device: torch.device) -> float:
+    """Bytes per second read and written by a copy of 64 MiB, far larger than any cache."""
+    source = torch.randn(16 * 2**20, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    return 2 * source.numel() * 4 / best_time(lambda: target.copy_(source), max(repeats, 5), device)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--widths", nargs="+", type=int, default=[64, 128], help="hidden channels")
+    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--size", type=int, default=16, help="side of the code grid (length of a sequence)")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="CPU thread counts to run at")
+    parser.add_argument("--repeats", type=int, default=3, help="each figure is the best of this many runs")
+    parser.add_argument("--timed_steps", type=int, default=4, help="plain steps timed per case")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clock", default="wall", choices=list(CLOCKS), help="wall clock, or the process's CPU time")
+    args = parser.parse_args()
+    if args.size < 1:
+        raise ValueError(f"--size must be a positive integer, got {args.size}")
+    for name in ("widths", "batch_sizes", "threads"):
+        if min(getattr(args, name)) < 1:
+            raise ValueError(f"--{name} must be positive integers, got {getattr(args, name)}")
+    if args.repeats < 1 or args.timed_steps < 1:
+        raise ValueError(f"--repeats and --timed_steps must be >= 1, got {args.repeats} and {args.timed_steps}")
+    return args
+
+
+def main() -> None:
+    global clock
+    args = parse_args()
+    clock = CLOCKS[args.clock]
+    device = torch.device(args.device)
+    print(describe_machine())
+    print(f"clock: {args.clock}")
+    print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
+    header = (f"{'sampler':<15} {'width':>5} {'batch':>5} {'threads':>7} {'cached ms/pos':>13} "
+              f"{'floor ms/pos':>12} {'x floor':>7} {'weight floor':>12} {'x weight floor':>14} {'plain ms/pos':>12} "
+              f"{'cached vs plain':>15} {'GFLOP/s':>7} {'GB/s':>6}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"\n{threads} thread(s); matmul throughput and memory bandwidth measured before each case")
+        print(header)
+        for name in args.samplers:
+            for width in args.widths:
+                for batch_size in args.batch_sizes:
+                    case = SAMPLERS[name](width, batch_size, args.size, device)
+                    if batch_size == args.batch_sizes[0]:
+                        print(f"# {name}: {case.description}")
+                    # Measured next to the case, so that both see the same share of a busy machine.
+                    macs_per_second = matmul_throughput(args.repeats, device)
+                    bytes_per_second = memory_bandwidth(args.repeats, device)
+                    case.sample_cached()  # warm-up: allocations, kernel selection
+                    cached = best_time(case.sample_cached, args.repeats, device) / case.num_positions
+                    floor = case.macs_per_position / macs_per_second
+                    weight_floor = case.weight_bytes_per_position / bytes_per_second
+                    positions = [step * case.num_positions // args.timed_steps for step in range(args.timed_steps)]
+                    case.plain_step(positions[0])
+                    plain = sum(
+                        best_time(lambda: case.plain_step(position), args.repeats, device) for position in positions
+                    ) / len(positions)
+                    print(f"{name:<15} {width:>5} {batch_size:>5} {threads:>7} {1e3 * cached:>13.3f} "
+                          f"{1e3 * floor:>12.3f} {cached / floor:>7.2f} {1e3 * weight_floor:>12.3f} "
+                          f"{cached / weight_floor:>14.2f} {1e3 * plain:>12.2f} {plain / cached:>14.0f}x "
+                          f"{2 * macs_per_second / 1e9:>7.1f} {bytes_per_second / 1e9:>6.1f}")
+    print(f"\nload average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    print("Targets: x floor <= 3 at batch 1 and 4, <= 1.5 at batch 16; cached vs plain >= 100x at width 64, batch 4.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""The cached incremental sampler of `GatedPixelCNN` (Ramachandran et al. 2017, arXiv 1704.06001), laid out so that
+each sampled position costs a few large operations on preallocated buffers.
+
+The vertical stack at row r reads rows < r only (after the first layer's down-shift), so it is computed once per row,
+for the whole row at once, from a ring of each layer's last `half_kernel + 1` vertical input rows. The horizontal stack
+at a position reads that row's vertical features and each layer's last `half_kernel + 1` horizontal inputs in the
+current row. Per position and layer this leaves one matrix product for the horizontal convolution, the gate,
+and one product for the residual convolution; the skips of all layers go through a single product at the end.
+
+How the work is laid out, and why:
+- No concatenated windows. The horizontal inputs of a row are written into a buffer of the row's (left-padded)
+  columns, where the window of every column is a (batch, taps * channels) matrix view made before the first step; the
+  vertical inputs go into a ring of `half_kernel + 1` rows whose oldest slot each new row overwrites.
+- The vertical convolution is a matrix product over a channel-last im2col of the ring (one copy per kernel row, per
+  layer and row), with positions as rows ordered (column, grid) so that each column's vertical contribution to the horizontal
+  stack is a contiguous (batch, channels) block.
+- Biases ride inside the products: the horizontal convolution's bias, the vertical-to-horizontal bias and the
+  horizontal gate bias are added to the vertical contribution once per row; the residual and skip biases are rows of
+  their weights, multiplied by a constant 1 kept next to each layer's gated activations.
+- Every intermediate lives in a buffer allocated before the first row and written with `out=`; every view a step
+  reads or writes is made before the first row too.
+
+The arithmetic is the full-grid forward's, in another order, so the logits agree with the plain sampler's to float
+rounding and a seeded generator draws the same codes (see `GatedPixelCNN.draw`).
+"""
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+# The gate, tanh(content) * sigmoid(gate), is `tanh_` on the content half then a gated linear unit (content * sigmoid(
+# gate)) written where the next product reads it: two operations instead of three. `torch._C._nn.glu` is what
+# `F.glu` calls; unlike it, it takes `out=`.
+glu = torch._C._nn.glu
+
+# A per-position step below this many multiply-adds runs on one thread: splitting it costs more in synchronisation
+# than it saves, and on a machine shared with other work a second thread that is not scheduled stalls every step.
+SINGLE_THREAD_STEP_MACS = 4_000_000
+
+
+class ThreadPolicy:
+    """How many threads the vertical stack's products run on. Threads that wait for a core on a busy machine stall
+    each other at every synchronisation (measured here: one layer's product of a row three to ten times slower at two
+    threads than at one), so the count is chosen by trial, on units of identical work: one layer's vertical stack at
+    one row. With more than one thread allowed, unit 0 runs on one thread (a warm-up), unit 1 on one and unit 2 on all
+    of them; the faster count runs the rest, and a later unit on several threads that takes over 1.5 times the
+    one-thread unit (the machine got busier) moves the rest to one. A bad trial costs one unit, not a row."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.timed = {}  # thread count -> seconds of its trial unit
+        self.chosen = 1 if threads > 1 else threads
+
+    def threads_for(self, unit: int) -> int:
+        if self.threads == 1 or unit < 2:
+            return 1
+        return self.threads if unit == 2 else self.chosen
+
+    def record(self, unit: int, threads: int, seconds: float) -> None:
+        if self.threads == 1 or unit == 0:
+            return
+        if unit <= 2:
+            self.timed[threads] = seconds
+            if unit == 2:
+                self.chosen = min(self.timed, key=self.timed.get)
+        elif threads > 1 and seconds > 1.5 * self.timed[1]:
+            self.chosen = 1
+
+
+def _bias_rows(gate_bias: torch.Tensor | None, half: slice, width: int, batch_size: int, factory: dict) -> torch.Tensor:
+    """One half of a layer's (batch, 4 * channels, rows, 1 or width) gate bias as (rows, width, batch, 2 * channels):
+    rows is the grid's height for a conditioning map, 1 for a bias that is the same everywhere (a class's, or none:
+    zeros)."""
+    if gate_bias is None:
+        return torch.zeros(1, width, batch_size, half.stop - half.start, **factory)
+    return gate_bias[:, half].permute(2, 3, 0, 1).expand(-1, width, -1, -1).contiguous()
+
+
+class CachedGatedPixelCNNSampler:
+    """Draws (batch_size, height, width) code grids from a `GatedPixelCNN` in raster order, one call of `sample`.
+    Holds the fused weights and every buffer for one grid size and batch; the model must not change meanwhile."""
+
+    def __init__(
+        self,
+        pixelcnn: nn.Module,
+        batch_size: int,
+        height: int,
+        width: int,
+        class_labels: torch.Tensor | None,
+        conditioning: torch.Tensor | None,
+    ):
+        self.pixelcnn = pixelcnn
+        self.batch_size, self.height, self.width = batch_size, height, width
+        embedding = pixelcnn.code_embedding.weight
+        layers = pixelcnn.layers
+        self.embedding = embedding
+        channels = embedding.shape[1]
+        half = layers[0].half_kernel
+        taps, kernel = half + 1, 2 * half + 1
+        self.taps = taps
+        num_layers = len(layers)
+        factory = dict(device=embedding.device, dtype=embedding.dtype)
+        self.num_layers = num_layers
+        content, gate = slice(0, 2 * channels), slice(2 * channels, 4 * channels)
+
+        # Every product reads its weight as the transpose of a (out, in) matrix: a view of the convolution's weight
+        # where the inputs can be laid out in its order, so that preparing a call copies little.
+        def matrix(conv: nn.Conv2d) -> torch.Tensor:  # (in * kernel positions, out), rows ordered (in, row, column)
+            return conv.weight.flatten(1).t()
+
+        def with_bias(conv: nn.Conv2d) -> torch.Tensor:  # (in + 1, out) for inputs followed by a constant 1
+            return torch.cat([conv.weight.flatten(1), conv.bias[:, None]], dim=1).t()
+
+        self.vertical_weights, self.vertical_biases, self.vertical_to_horizontal = [], [], []
+        self.horizontal_biases, self.vertical_gate_biases = [], []
+        self.horizontal_weights, self.residual_weights = [], []
+        for layer, gate_bias in zip(layers, pixelcnn.gate_biases(class_labels, conditioning)):
+            # The im2col below is channel-last, so that it copies runs of channels rather than single numbers: the
+            # vertical weight's rows are reordered (row, column, in) once per call.
+            vertical = layer.vertical_conv.weight.permute(0, 2, 3, 1).reshape(2 * channels, taps * kernel * channels)
+            self.vertical_weights.append(vertical.t())
+            self.vertical_biases.append(layer.vertical_conv.bias)
+            self.vertical_to_horizontal.append(matrix(layer.vertical_to_horizontal))
+            constant = layer.vertical_to_horizontal.bias + layer.horizontal_conv.bias
+            self.horizontal_biases.append(_bias_rows(gate_bias, gate, width, batch_size, factory) + constant)
+            self.vertical_gate_biases.append(
+                None if gate_bias is None else _bias_rows(gate_bias, content, width, batch_size, factory)
+            )
+            # A window holds its columns one after the other: rows ordered (column, in), hence the one copy.
+            horizontal = layer.horizontal_conv.weight[:, :, 0].transpose(1, 2).reshape(2 * channels, taps * channels)
+            self.horizontal_weights.append(horizontal.t())
+            if layer.horizontal_residual is not None:
+                self.residual_weights.append(with_bias(layer.horizontal_residual))
+        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias after its weights.
+        self.skip_weight = torch.cat([with_bias(layer.skip) for layer in layers])
+        self.output_hidden = (matrix(pixelcnn.output_hidden), pixelcnn.output_hidden.bias)
+        self.output_logits = (matrix(pixelcnn.output_logits), pixelcnn.output_logits.bias)
+        skip_channels = self.skip_weight.shape[1]
+
+        # Vertical rings: (layer, slot, padded column, grid, channel); the padding columns stay zero.
+        padded_width = width + 2 * half
+        self.vertical_rings = torch.zeros(num_layers, taps, padded_width, batch_size, channels, **factory)
+        # The im2col of a row: (column, grid, kernel row, kernel column, in), the vertical weight's order.
+        self.columns = torch.empty(width, batch_size, taps, kernel, channels, **factory)
+        self.vertical_pre_activation = torch.empty(width * batch_size, 2 * channels, **factory)
+        self.to_horizontal = torch.empty(num_layers, width, batch_size, 2 * channels, **factory)
+        # Horizontal inputs of the current row: (layer, grid, left padding + column, channel); the padding stays zero
+        # and every other column is written before it is read.
+        self.horizontal_inputs = torch.zeros(num_layers, batch_size, half + width, channels, **factory)
+        # Each layer's gated activations at the current position, then a constant 1 for the biases.
+        self.gated = torch.ones(batch_size, num_layers, channels + 1, **factory)
+        self.horizontal_pre_activation = torch.empty(batch_size, 2 * channels, **factory)
+        self.skips = torch.empty(batch_size, skip_channels, **factory)
+        self.hidden = torch.empty(batch_size, skip_channels, **factory)
+        self.logits = torch.empty(batch_size, pixelcnn.num_embeddings, **factory)
+
+        # Views, made once.
+        stride = self.vertical_rings.stride()
+        self.ring_columns = [  # slot s of layer l's ring as (column, grid, dx, channel): one kernel row's im2col
+            [
+                self.vertical_rings[index, slot].as_strided(
+                    (width, batch_size, kernel, channels), (stride[2], stride[3], stride[2], stride[4])
+                )
+                for slot in range(taps)
+            ]
+            for index in range(num_layers)
+        ]
+        self.columns_at = self.columns.unbind(2)
+        self.ring_rows = [  # the unpadded columns of each layer's ring slot, as (column * grid, channel)
+            [ring[half : half + width].view(width * batch_size, channels) for ring in rings.unbind(0)]
+            for rings in self.vertical_rings.unbind(0)
+        ]
+        self.flat_columns = self.columns.view(width * batch_size, taps * kernel * channels)
+        layers_to_horizontal = self.to_horizontal.unbind(0)
+        self.flat_to_horizontal = [layer.view(width * batch_size, 2 * channels) for layer in layers_to_horizontal]
+        self.to_horizontal_at = [layer.unbind(0) for layer in layers_to_horizontal]
+        # Layer l's horizontal inputs at columns c - half_kernel ... c, as (grid, taps * channels) matrices.
+        flat_inputs = self.horizontal_inputs.view(num_layers, batch_size, (half + width) * channels)
+        self.windows = [inputs.unfold(1, taps * channels, channels).unbind(1) for inputs in flat_inputs.unbind(0)]
+        self.inputs_at = [inputs[:, half:].unbind(1) for inputs in self.horizontal_inputs.unbind(0)]
+        self.gated_at = self.gated[:, :, :channels].unbind(1)
+        self.gated_with_one = self.gated.unbind(1)
+        self.flat_gated = self.gated.view(batch_size, num_layers * (channels + 1))
+        self.horizontal_content = self.horizontal_pre_activation[:, :channels]
+        # What each layer's step reads and writes at each column, gathered so that a step only unpacks.
+        self.step_arguments = [
+            [
+                (
+                    self.to_horizontal_at[index][column], self.windows[index][column], self.horizontal_weights[index],
+                    self.gated_at[index],
+                    (
+                        self.inputs_at[index][column], self.gated_with_one[index], self.residual_weights[index],
+                        self.inputs_at[index + 1][column],
+                    ) if index < num_layers - 1 else None,
+                )
+                for index in range(num_layers)
+            ]
+            for column in range(width)
+        ]
+        self.vertical_content = self.vertical_pre_activation[:, :channels]
+
+        step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
+        self.step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
+
+    def vertical_row(self, row: int, codes: torch.Tensor, policy: ThreadPolicy) -> None:
+        """Every layer's vertical stack at `row`, leaving each layer's contribution to the horizontal stack (with the
+        horizontal biases) in `to_horizontal`; `policy` says on how many threads."""
+        taps, newest = self.taps, row % self.taps
+        if row:  # the first layer's vertical input at row r is the embedding of row r - 1; zeros at row 0
+            torch.index_select(self.embedding, 0, codes[:, row - 1].t().reshape(-1), out=self.ring_rows[0][newest])
+        for index in range(self.num_layers):
+            unit = row * self.num_layers + index
+            threads = policy.threads_for(unit)
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            self.vertical_layer(index, row, newest)
+            policy.record(unit, threads, time.perf_counter() - start)
+
+    def vertical_layer(self, index: int, row: int, newest: int) -> None:
+        """Layer `index`'s vertical stack at `row`, whose input is in ring slot `newest`."""
+        taps = self.taps
+        for kernel_row, columns in enumerate(self.columns_at):  # kernel row i reads row r - half_kernel + i
+            columns.copy_(self.ring_columns[index][(newest + 1 + kernel_row) % taps])
+        pre_activation = self.vertical_pre_activation
+        torch.addmm(
+            self.vertical_biases[index], self.flat_columns, self.vertical_weights[index], out=pre_activation
+        )
+        horizontal_bias = self.horizontal_biases[index]
+        horizontal_bias = horizontal_bias[row if horizontal_bias.shape[0] > 1 else 0].view_as(pre_activation)
+        torch.addmm(
+            horizontal_bias, pre_activation, self.vertical_to_horizontal[index], out=self.flat_to_horizontal[index]
+        )
+        if index == self.num_layers - 1:
+            return  # the last layer's vertical output feeds nothing
+        gate_bias = self.vertical_gate_biases[index]
+        if gate_bias is not None:
+            pre_activation.add_(gate_bias[row if gate_bias.shape[0] > 1 else 0].view_as(pre_activation))
+        self.vertical_content.tanh_()
+        glu(pre_activation, 1, out=self.ring_rows[index + 1][newest])
+
+    def horizontal_step(self, column: int) -> torch.Tensor:
+        """The horizontal stack and the output layers at `column` of the current row: the (batch, K) logits."""
+        pre_activation, content = self.horizontal_pre_activation, self.horizontal_content
+        for to_horizontal, window, weight, gated, residual_arguments in self.step_arguments[column]:
+            torch.addmm(to_horizontal, window, weight, out=pre_activation)
+            content.tanh_()
+            glu(pre_activation, 1, out=gated)
+            if residual_arguments is not None:  # the residual: the next layer's horizontal input at this column
+                inputs, gated_with_one, residual_weight, next_inputs = residual_arguments
+                torch.addmm(inputs, gated_with_one, residual_weight, out=next_inputs)
+        torch.mm(self.flat_gated, self.skip_weight, out=self.skips)
+        self.skips.relu_()
+        torch.addmm(self.output_hidden[1], self.skips, self.output_hidden[0], out=self.hidden)
+        self.hidden.relu_()
+        return torch.addmm(self.output_logits[1], self.hidden, self.output_logits[0], out=self.logits)
+
+    def sample(
+        self,
+        temperature: float,
+        generator: torch.Generator | None,
+        progress_callback: Callable[[int, int], None] | None,
+    ) -> torch.LongTensor:
+        codes = torch.zeros(self.batch_size, self.height, self.width, dtype=torch.long, device=self.embedding.device)
+        first_inputs = self.inputs_at[0]
+        threads = torch.get_num_threads()
+        policy = ThreadPolicy(threads if self.embedding.device.type == "cpu" else 1)
+        try:
+            for row in range(self.height):
+                self.vertical_row(row, codes, policy)
+                row_codes = codes[:, row].unbind(1)
+                torch.set_num_threads(1 if self.step_macs < SINGLE_THREAD_STEP_MACS else policy.chosen)
+                for column in range(self.width):
+                    drawn = self.pixelcnn.draw(self.horizontal_step(column), temperature, generator)
+                    row_codes[column].copy_(drawn)
+                    if column + 1 < self.width:  # the first layer's horizontal input at column c + 1
+                        torch.index_select(self.embedding, 0, drawn, out=first_inputs[column + 1])
+                if progress_callback is not None:
+                    progress_callback(row + 1, self.height)
+        finally:
+            torch.set_num_threads(threads)
+        return codes
