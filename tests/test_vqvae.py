@@ -119,7 +119,7 @@ def test_bad_indices_raise_clear_errors(tiny_model):
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("num_embeddings", 0, "num_embeddings must be an integer >= 1, got 0"),
+        ("num_embeddings", 0, "num_embeddings must be an integer >= 2, got 0"),
         ("embedding_dim", -3, "embedding_dim must be an integer >= 1"),
         ("decay", 1.0, r"decay must be a finite number in \(0, 1\), got 1.0"),
         ("decay", 0.0, r"decay must be a finite number in \(0, 1\)"),

@@ -89,3 +89,25 @@ class PackageConfig(PreTrainedConfig):
             "hf_vqvae_version": __version__,
             "loading_hint": LOADING_HINT,
         }
+
+
+# The `VectorQuantizer` settings a model's config carries (see `VectorQuantizer.from_config`).
+QUANTIZER_FIELDS = (
+    "num_embeddings", "embedding_dim", "commitment_cost", "update_rule", "decay", "epsilon", "kmeans_init",
+    "kmeans_iters", "dead_code_threshold",
+)
+
+
+def check_quantizer_fields(config) -> None:
+    """Check the quantizer settings of any model's config (`QUANTIZER_FIELDS`), for type, range and finiteness."""
+    from .quantization.vector_quantizer import UPDATE_RULES
+
+    check_integer_field(config, "num_embeddings", 2, "an integer >= 2")
+    check_integer_field(config, "embedding_dim", 1, "an integer >= 1")
+    check_integer_field(config, "kmeans_iters", 0, "an integer >= 0")
+    check_choice_field(config, "update_rule", UPDATE_RULES)
+    check_float_field(config, "commitment_cost", minimum=0.0)
+    check_float_field(config, "decay", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
+    check_float_field(config, "epsilon", minimum=0.0, exclusive_minimum=True)
+    check_bool_field(config, "kmeans_init")
+    check_float_field(config, "dead_code_threshold", minimum=0.0)  # 0 disables restarts

@@ -399,6 +399,21 @@ class VectorQuantizer(nn.Module):
         self.register_load_state_dict_post_hook(VectorQuantizer._forget_initialized)
         self.reset_codebook()
 
+    @classmethod
+    def from_config(cls, config) -> "VectorQuantizer":
+        """The quantizer a model's config describes (its `configuration_utils.QUANTIZER_FIELDS`)."""
+        return cls(
+            num_embeddings=config.num_embeddings,
+            embedding_dim=config.embedding_dim,
+            commitment_cost=config.commitment_cost,
+            update_rule=config.update_rule,
+            decay=config.decay,
+            epsilon=config.epsilon,
+            kmeans_init=config.kmeans_init,
+            kmeans_iters=config.kmeans_iters,
+            dead_code_threshold=config.dead_code_threshold,
+        )
+
     @staticmethod
     def _forget_initialized(module: "VectorQuantizer", incompatible_keys) -> None:
         module._known_initialized = False

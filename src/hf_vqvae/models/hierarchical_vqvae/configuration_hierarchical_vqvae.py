@@ -3,8 +3,7 @@ the code grids of a first VQ-VAE, whose decoder is a conditional gated PixelCNN.
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_integer_field
-from ...quantization.vector_quantizer import UPDATE_RULES
+from ...configuration_utils import check_integer_field, check_quantizer_fields
 
 
 class HierarchicalVQVAEConfig(PreTrainedConfig):
@@ -65,34 +64,21 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _validate(self) -> None:
-        for name in ("input_num_embeddings", "num_embeddings"):
-            check_integer_field(self, name, 2, "an integer >= 2")
+        check_integer_field(self, "input_num_embeddings", 2, "an integer >= 2")
         positive_ints = (
             "input_grid_height", "input_grid_width", "input_embedding_dim", "encoder_hidden_channels",
-            "latent_grid_height", "latent_grid_width", "embedding_dim", "conditioning_channels",
-            "decoder_hidden_channels", "decoder_num_layers", "decoder_skip_channels",
+            "latent_grid_height", "latent_grid_width", "conditioning_channels", "decoder_hidden_channels",
+            "decoder_num_layers", "decoder_skip_channels",
         )
         for name in positive_ints:
             check_integer_field(self, name, 1, "an integer >= 1")
-        for name in ("encoder_num_downsamples", "kmeans_iters"):
-            check_integer_field(self, name, 0, "an integer >= 0")
+        check_integer_field(self, "encoder_num_downsamples", 0, "an integer >= 0")
         check_integer_field(self, "decoder_kernel_size", 3, "an odd integer >= 3")
         if self.decoder_kernel_size % 2 == 0:
             raise ValueError(
                 f"HierarchicalVQVAEConfig.decoder_kernel_size must be an odd integer >= 3, got {self.decoder_kernel_size!r}"
             )
-        if self.update_rule not in UPDATE_RULES:
-            raise ValueError(f"HierarchicalVQVAEConfig.update_rule must be one of {UPDATE_RULES}, got {self.update_rule!r}")
-        if not 0.0 < self.decay < 1.0:
-            raise ValueError(f"HierarchicalVQVAEConfig.decay must lie in (0, 1), got {self.decay!r}")
-        if self.commitment_cost < 0:
-            raise ValueError(f"HierarchicalVQVAEConfig.commitment_cost must be >= 0, got {self.commitment_cost!r}")
-        if self.epsilon <= 0:
-            raise ValueError(f"HierarchicalVQVAEConfig.epsilon must be > 0, got {self.epsilon!r}")
-        if self.dead_code_threshold < 0:
-            raise ValueError(
-                f"HierarchicalVQVAEConfig.dead_code_threshold must be >= 0 (0 disables restarts), got {self.dead_code_threshold!r}"
-            )
+        check_quantizer_fields(self)
         height, width = self.downsampled_grid
         if height < 1 or width < 1:
             raise ValueError(

@@ -122,17 +122,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
     def __init__(self, config: HierarchicalVQVAEConfig):
         super().__init__(config)
         self.encoder = CodeGridEncoder(config)
-        self.quantizer = VectorQuantizer(
-            num_embeddings=config.num_embeddings,
-            embedding_dim=config.embedding_dim,
-            commitment_cost=config.commitment_cost,
-            update_rule=config.update_rule,
-            decay=config.decay,
-            epsilon=config.epsilon,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            dead_code_threshold=config.dead_code_threshold,
-        )
+        self.quantizer = VectorQuantizer.from_config(config)
         self.conditioning_network = nn.Conv2d(config.embedding_dim, config.conditioning_channels, 3, padding=1)
         self.decoder = GatedPixelCNN(
             config.input_num_embeddings, config.decoder_hidden_channels, config.decoder_num_layers,

@@ -1,13 +1,6 @@
 """Configuration of the VQ-VAE (van den Oord et al. 2017, section 4)."""
 
-from ...configuration_utils import (
-    PackageConfig,
-    check_bool_field,
-    check_choice_field,
-    check_float_field,
-    check_integer_field,
-)
-from ...quantization.vector_quantizer import UPDATE_RULES
+from ...configuration_utils import PackageConfig, check_integer_field, check_quantizer_fields
 
 
 # The paper's settings (section 4). Every preset keeps the quantizer fixes (k-means init, dead-code
@@ -88,20 +81,10 @@ class VQVAEConfig(PackageConfig):
         super().__post_init__(**kwargs)
 
     def _validate(self) -> None:
-        positive_ints = (
-            "in_channels", "sample_size", "hidden_channels", "residual_channels", "num_embeddings",
-            "embedding_dim", "num_downsamples",
-        )
-        for name in positive_ints:
+        for name in ("in_channels", "sample_size", "hidden_channels", "residual_channels", "num_downsamples"):
             check_integer_field(self, name, 1, "an integer >= 1")
-        for name in ("num_residual_blocks", "kmeans_iters"):
-            check_integer_field(self, name, 0, "an integer >= 0")
-        check_choice_field(self, "update_rule", UPDATE_RULES)
-        check_float_field(self, "commitment_cost", minimum=0.0)
-        check_float_field(self, "decay", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
-        check_float_field(self, "epsilon", minimum=0.0, exclusive_minimum=True)
-        check_bool_field(self, "kmeans_init")
-        check_float_field(self, "dead_code_threshold", minimum=0.0)  # 0 disables restarts
+        check_integer_field(self, "num_residual_blocks", 0, "an integer >= 0")
+        check_quantizer_fields(self)
         if self.sample_size % self.downsampling_factor:
             raise ValueError(
                 f"VQVAEConfig.sample_size ({self.sample_size}) must be divisible by the downsampling factor "
