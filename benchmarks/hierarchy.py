@@ -24,7 +24,6 @@ import os
 import time
 
 import numpy as np
-import PIL.Image
 import torch
 from diffusers.utils import make_image_grid
 

@@ -16,10 +16,9 @@ from hf_vqvae import (
     PixelCNNPriorConfig,
     PixelCNNPriorModel,
     VQVAEConfig,
-    VQVAEModel,
 )
 
-from conftest import TINY_VQVAE, put_in_hub_cache
+from conftest import put_in_hub_cache
 
 
 # The tiny VQ-VAE's 4x4 grids of K=16 codes compressed to 3x1 codes of K=8.

@@ -10,7 +10,7 @@ import torch
 from datasets import load_from_disk
 from safetensors.torch import load_file
 
-from hf_vqvae import HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorModel, VQVAEConfig, VQVAEModel
+from hf_vqvae import HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, VQVAEConfig, VQVAEModel
 from hf_vqvae.data.codes import CodesInfo, extract_codes, parse_extract_args
 from hf_vqvae.data.worlds import WorldDataArguments, make_world_data
 from hf_vqvae.training.hierarchical_vqvae import parse_args, train_hierarchy

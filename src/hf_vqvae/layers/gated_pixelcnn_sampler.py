@@ -207,7 +207,7 @@ class CachedGatedPixelCNNSampler:
     def vertical_row(self, row: int, codes: torch.Tensor, policy: ThreadPolicy) -> None:
         """Every layer's vertical stack at `row`, leaving each layer's contribution to the horizontal stack (with the
         horizontal biases) in `to_horizontal`; `policy` says on how many threads."""
-        taps, newest = self.taps, row % self.taps
+        newest = row % self.taps
         if row:  # the first layer's vertical input at row r is the embedding of row r - 1; zeros at row 0
             torch.index_select(self.embedding, 0, codes[:, row - 1].t().reshape(-1), out=self.ring_rows[0][newest])
         for index in range(self.num_layers):

@@ -28,16 +28,15 @@ from ..hub import hierarchical_vqvae_model_card
 from ..models.hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments
-from .checkpoints import CheckpointManager, model_fields, write_json
+from .checkpoints import CheckpointManager, model_fields
 from .loop import (
     TrainingRun,
     end_training,
     four_figures,
     log_image,
-    publish,
+    publish_model,
     run_training_loop,
     setup_accelerator,
-    training_summary,
 )
 from .prior import TrainingCodes, codes_dataloader, load_training_codes
 
@@ -282,23 +281,8 @@ def save_final_stage2(
         "train_steps": run.position.step,
         "validation_grids": len(codes.validation),
     }
-    logger.info("final validation: %s", metrics)
-
-    def save(folder: Path) -> None:
-        stage2.save_pretrained(folder)
-        grid.save(folder / "reconstructions.png")
-        write_json(folder / "metrics.json", metrics)
-
-    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
-
-    def card(repo_id: str):
-        return hierarchical_vqvae_model_card(
-            stage2.config, repo_id, dataset_name=codes.dataset_name, metrics=metrics, image_path="reconstructions.png",
-            training=training,
-        )
-
-    publish(
-        arguments.output.output_dir, arguments.hub, save, card, model=stage2,
-        commit_message=f"Stage-2 VQ-VAE trained for {run.position.step} steps with hf-vqvae",
+    publish_model(
+        arguments, accelerator, run, wall_time_s, metrics=metrics, image=grid, image_name="reconstructions.png",
+        model_card=hierarchical_vqvae_model_card, dataset_name=codes.dataset_name, description="Stage-2 VQ-VAE",
     )
     return metrics

@@ -333,6 +333,47 @@ def publish(
         print(f"pushed the model to {getattr(commit, 'commit_url', repo_id)}", flush=True)
 
 
+def publish_model(
+    arguments,
+    accelerator: Accelerator,
+    run: "TrainingRun",
+    wall_time_s: float,
+    *,
+    metrics: dict,
+    image: PIL.Image.Image,
+    image_name: str,
+    model_card: Callable[..., ModelCard],
+    dataset_name: str,
+    description: str,
+    save_extra: Callable[[Path], None] | None = None,
+) -> None:
+    """How every recipe ends (main process): log the final `metrics`, then write the trained model
+    (`save_pretrained`, plus `save_extra(folder)`), its figure `image_name`, `metrics.json` and its card
+    (`model_card(config, repo_id, **fields)`, with the training table) into --output_dir through `publish`,
+    and push them when asked. `arguments` is the recipe's settings (its `optimization`, `output`, `hub`)."""
+    model = run.model
+    logger.info("final validation: %s", metrics)
+
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)
+        if save_extra is not None:
+            save_extra(folder)
+        image.save(folder / image_name)
+        write_json(folder / "metrics.json", metrics)
+
+    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
+
+    def card(repo_id: str) -> ModelCard:
+        return model_card(
+            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path=image_name, training=training
+        )
+
+    publish(
+        arguments.output.output_dir, arguments.hub, save, card, model=model,
+        commit_message=f"{description} trained for {run.position.step} steps with hf-vqvae",
+    )
+
+
 def write_atomically(folder: Path, write: Callable[[Path], Any]) -> None:
     """`write(staging)` into a temporary folder inside `folder`, synced to disk, then every file renamed
     into the same place in `folder`."""

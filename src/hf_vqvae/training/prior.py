@@ -58,16 +58,15 @@ from .arguments import (
     check_in_range,
     parse_arguments,
 )
-from .checkpoints import CheckpointManager, model_fields, write_json
+from .checkpoints import CheckpointManager, model_fields
 from .loop import (
     TrainingRun,
     end_training,
     four_figures,
     log_image,
-    publish,
+    publish_model,
     run_training_loop,
     setup_accelerator,
-    training_summary,
 )
 
 
@@ -428,25 +427,9 @@ def save_final_prior(
         "train_steps": run.position.step,
         "validation_grids": len(codes.validation),
     }
-    logger.info("final validation: %s", metrics)
-
-    def save(folder: Path) -> None:
-        prior.save_pretrained(folder)
-        grid.save(folder / "samples.png")
-        write_json(folder / "metrics.json", metrics)
-
-    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
-
-    def card(repo_id: str):
-        return prior_model_card(
-            prior.config, repo_id, dataset_name=codes.dataset_name, metrics=metrics, image_path="samples.png",
-            training=training,
-        )
-
-    output_dir = arguments.output.output_dir
-    publish(
-        output_dir, arguments.hub, save, card, model=prior,
-        commit_message=f"PixelCNN prior trained for {run.position.step} steps with hf-vqvae",
+    publish_model(
+        arguments, accelerator, run, wall_time_s, metrics=metrics, image=grid, image_name="samples.png",
+        model_card=prior_model_card, dataset_name=codes.dataset_name, description="PixelCNN prior",
     )
-    codes.pipeline(prior).save_pretrained(Path(output_dir) / "pipeline")
+    codes.pipeline(prior).save_pretrained(Path(arguments.output.output_dir) / "pipeline")
     return metrics

@@ -53,16 +53,15 @@ from .arguments import (
     check_in_range,
     parse_arguments,
 )
-from .checkpoints import CheckpointManager, model_fields, write_json
+from .checkpoints import CheckpointManager, model_fields
 from .loop import (
     TrainingRun,
     end_training,
     four_figures,
     log_image,
-    publish,
+    publish_model,
     run_training_loop,
     setup_accelerator,
-    training_summary,
 )
 
 
@@ -412,26 +411,10 @@ def save_final_video_prior(
         "train_steps": run.position.step,
         "validation_windows": len(validation_loader.dataset),
     }
-    logger.info("final validation: %s", metrics)
-
-    def save(folder: Path) -> None:
-        prior.save_pretrained(folder)
-        strips.save(folder / "predictions.png")
-        write_json(folder / "metrics.json", metrics)
-
-    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
-
-    def card(repo_id: str):
-        return video_prior_model_card(
-            prior.config, repo_id, dataset_name=trajectories.dataset_name, metrics=metrics,
-            image_path="predictions.png", training=training,
-        )
-
-    output_dir = arguments.output.output_dir
-    publish(
-        output_dir, arguments.hub, save, card, model=prior,
-        commit_message=f"Video prior trained for {run.position.step} steps with hf-vqvae",
+    publish_model(
+        arguments, accelerator, run, wall_time_s, metrics=metrics, image=strips, image_name="predictions.png",
+        model_card=video_prior_model_card, dataset_name=trajectories.dataset_name, description="Video prior",
     )
     pipeline = VideoPredictionPipeline(vqvae=trajectories.vqvae, video_prior=prior, image_processor=trajectories.processor)
-    pipeline.save_pretrained(Path(output_dir) / "pipeline")
+    pipeline.save_pretrained(Path(arguments.output.output_dir) / "pipeline")
     return metrics

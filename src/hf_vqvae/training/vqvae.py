@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 import logging
 import math
 import time
-from pathlib import Path
 
 import PIL.Image
 import torch
 from accelerate import Accelerator
-from huggingface_hub import ModelCard
 
 from ..data.images import (
     ImageDataArguments,
@@ -25,16 +23,15 @@ from ..models.vqvae.configuration_vqvae import PRESETS, VQVAEConfig
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, parse_arguments
-from .checkpoints import CheckpointManager, model_fields, write_json
+from .checkpoints import CheckpointManager, model_fields
 from .loop import (
     TrainingRun,
     end_training,
     four_figures,
     log_image,
-    publish,
+    publish_model,
     run_training_loop,
     setup_accelerator,
-    training_summary,
 )
 
 
@@ -274,24 +271,8 @@ def save_final_vqvae(
     )
     metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
     metrics |= {"train_steps": step, "validation_images": len(validation_images)}
-    logger.info("final validation: %s", metrics)
-
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        grid.save(folder / "reconstructions.png")
-        write_json(folder / "metrics.json", metrics)
-
-    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
-
-    def card(repo_id: str) -> ModelCard:
-        return vqvae_model_card(
-            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path="reconstructions.png",
-            training=training,
-        )
-
-    publish(
-        arguments.output.output_dir, arguments.hub, save, card, model=model,
-        commit_message=f"VQ-VAE trained for {step} steps with hf-vqvae",
+    publish_model(
+        arguments, accelerator, run, wall_time_s, metrics=metrics, image=grid, image_name="reconstructions.png",
+        model_card=vqvae_model_card, dataset_name=dataset_name, description="VQ-VAE", save_extra=processor.save_pretrained,
     )
     return metrics
