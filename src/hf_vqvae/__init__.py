@@ -2,9 +2,18 @@
 
 import sys
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from .modeling_utils import CheckpointMismatchError
+from .models.audio_vqvae import (
+    AUDIO_PRESETS,
+    AudioVQVAEConfig,
+    AudioVQVAEDecoderOutput,
+    AudioVQVAEEncoderOutput,
+    AudioVQVAEFeatureExtractor,
+    AudioVQVAEModel,
+    AudioVQVAEOutput,
+)
 from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
 from .models.vqvae import (
     PRESETS,
@@ -17,7 +26,7 @@ from .models.vqvae import (
     image_processing_vqvae,
     modeling_vqvae,
 )
-from .pipelines import VQVAEPipeline, VQVAEPipelineOutput
+from .pipelines import AudioVQVAEPipeline, VQVAEPipeline, VQVAEPipelineOutput
 from .quantization import QuantizerOutput, VectorQuantizer
 
 
@@ -26,6 +35,9 @@ AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
 AutoImageProcessor.register(VQVAEConfig, VQVAEImageProcessor, exist_ok=True)
 AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_ok=True)
 AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
+AutoConfig.register(AudioVQVAEConfig.model_type, AudioVQVAEConfig, exist_ok=True)
+AutoModel.register(AudioVQVAEConfig, AudioVQVAEModel, exist_ok=True)
+AutoFeatureExtractor.register(AudioVQVAEConfig, AudioVQVAEFeatureExtractor, exist_ok=True)
 
 # Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
 # they had before the package was laid out by modality; diffusers imports those paths to load them.
@@ -40,6 +52,14 @@ for _path, _module in LEGACY_MODULE_PATHS.items():
 __version__ = "0.2.0"
 
 __all__ = [
+    "AUDIO_PRESETS",
+    "AudioVQVAEConfig",
+    "AudioVQVAEDecoderOutput",
+    "AudioVQVAEEncoderOutput",
+    "AudioVQVAEFeatureExtractor",
+    "AudioVQVAEModel",
+    "AudioVQVAEOutput",
+    "AudioVQVAEPipeline",
     "PRESETS",
     "CheckpointMismatchError",
     "PixelCNNPriorConfig",

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sampling import draw_from_logits
+
 
 def gate(pre_activation: torch.Tensor) -> torch.Tensor:
     """tanh(content) * sigmoid(gate), the two halves split along the channels."""
@@ -204,15 +206,9 @@ class GatedPixelCNN(nn.Module):
         return sampler(batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback)
 
     def draw(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-        """One code per row of (batch, K) logits: where one uniform number per row falls in the CDF. Both samplers
-        draw these numbers in the same order and their logits differ only by float rounding, which changes a code
-        only if its uniform number lands within rounding distance of a CDF boundary."""
-        uniform_device = generator.device if generator is not None else logits.device
-        uniform = torch.rand(logits.shape[0], generator=generator, device=uniform_device).to(logits.device)
-        cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
-        # right=True never picks a code of probability 0; scaling by cdf[:, -1] absorbs the sum's rounding.
-        codes = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-        return codes.clamp_(max=self.num_embeddings - 1)
+        """One code per row of (batch, K) logits (see `layers.sampling.draw_from_logits`): both samplers draw in the
+        same order, so a seeded generator gives the same codes."""
+        return draw_from_logits(logits, temperature, generator)
 
     def _sample_plain(
         self, batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback

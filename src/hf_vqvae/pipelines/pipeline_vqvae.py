@@ -2,19 +2,18 @@
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
-from huggingface_hub import snapshot_download
 
 from ..hub import pipeline_model_card, push_with_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from .pipeline_utils import local_pipeline_folder
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
@@ -67,15 +66,7 @@ class VQVAEPipeline(DiffusionPipeline):
         is first resolved to a local snapshot with `snapshot_download`, which honours the cache
         and offline mode. Components can be replaced: `from_pretrained(path, prior=other_prior)`.
         """
-        if not Path(pretrained_model_name_or_path).is_dir():
-            pretrained_model_name_or_path = snapshot_download(
-                str(pretrained_model_name_or_path),
-                cache_dir=kwargs.pop("cache_dir", None),
-                revision=kwargs.pop("revision", None),
-                token=kwargs.pop("token", None),
-                local_files_only=kwargs.pop("local_files_only", False),
-            )
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(local_pipeline_folder(pretrained_model_name_or_path, kwargs), **kwargs)
 
     def push_to_hub(
         self,
