@@ -25,11 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, IterableDataset, Sequence, Value, load_dataset
+from datasets import (
+    Audio,
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    IterableDatasetDict,
+    Sequence,
+    Value,
+)
 from datasets.distributed import split_dataset_by_node
 
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import resample
-from .images import EpochShuffleSampler, UnreadableImageCounter, example_rng, load_named_dataset
+from .images import STREAM_SHARDS, EpochShuffleSampler, UnreadableImageCounter, example_rng, load_named_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -40,6 +50,8 @@ SAMPLING_RATE = 16000
 # flite's 16 kHz voices: awb (Scottish English, male), rms (US English, male) and slt (US English, female) were
 # built from recordings of real speakers (CMU ARCTIC); kal16 is a diphone voice (US English, male).
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 
 # Words of the synthesised sentences: a seeded generator combines them into distinct, speakable sentences.
 SUBJECTS = (
@@ -264,13 +276,29 @@ def load_speech_splits(
     if train_data_dir:
         if not os.path.isdir(train_data_dir):
             raise ValueError(f"--train_data_dir {train_data_dir!r} is not a folder")
-        splits = load_dataset(
-            "audiofolder", data_dir=train_data_dir, cache_dir=cache_dir, streaming=streaming, drop_labels=False
-        )
+        splits = DatasetDict(train=audio_folder_dataset(train_data_dir))
+        if streaming:
+            splits = IterableDatasetDict({"train": splits["train"].to_iterable_dataset(num_shards=STREAM_SHARDS)})
         return splits, Path(train_data_dir).name
     if streaming:
         raise ValueError("--streaming needs --dataset_name or --train_data_dir; the default data set is in memory")
     return make_default_speech_dataset(default_minutes_per_speaker, seed=seed), DEFAULT_SPEECH_DATASET_NAME
+
+
+def audio_folder_dataset(folder: str | os.PathLike) -> Dataset:
+    """The audio files under `folder` as datasets' `audiofolder` lays them out (each file's parent folder names its
+    speaker, in a `label` ClassLabel column), read without `datasets`' audio encoding, which needs torchcodec."""
+    root = Path(folder)
+    paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file())
+    if not paths:
+        raise ValueError(f"--train_data_dir {str(folder)!r} holds no audio file ({', '.join(AUDIO_EXTENSIONS)})")
+    speakers = sorted({path.parent.name for path in paths})
+    features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "label": ClassLabel(names=speakers)})
+    rows = {
+        "audio": [{"bytes": None, "path": str(path)} for path in paths],
+        "label": [speakers.index(path.parent.name) for path in paths],
+    }
+    return Dataset.from_dict(rows, features=features).cast_column("audio", Audio(decode=False))
 
 
 def speaker_names_of(dataset: Dataset | IterableDataset, speaker_column: str | None) -> list[str] | None:
