@@ -4,7 +4,7 @@
     accelerate launch scripts/extract_codes.py --vqvae org/vqvae --dataset_name cifar10 --image_column img \
         --output_dir outputs/cifar10-codes --push_to_hub --hub_dataset_id org/cifar10-codes
 
-`python scripts/extract_codes.py --help` lists every flag; docs/prior.md explains them.
+`python scripts/extract_codes.py --help` lists every flag with its default; docs/prior.md explains them.
 """
 
 from hf_vqvae.data.codes import extract_codes, parse_extract_args

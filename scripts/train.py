@@ -2,8 +2,9 @@
 
     accelerate launch scripts/train.py                      # the embedded default data set
     accelerate launch scripts/train.py --dataset_name cifar10 --image_column img --preset cifar10
+    accelerate launch scripts/train.py run.yaml                # the flags from a JSON or YAML file
 
-`python scripts/train.py --help` lists every flag; docs/training.md explains them.
+`python scripts/train.py --help` lists every flag with its default; docs/training.md explains them.
 """
 
 from hf_vqvae.training.vqvae import parse_args, train_vqvae

@@ -2,10 +2,11 @@
 
     accelerate launch scripts/train_prior.py --vqvae outputs/vqvae            # encodes the default crops first
     accelerate launch scripts/train_prior.py --codes_dataset outputs/codes    # codes from scripts/extract_codes.py
+    accelerate launch scripts/train_prior.py run.yaml         # the flags from a JSON or YAML file
 
 The run ends with the prior in --output_dir and a VQVAEPipeline folder in --output_dir/pipeline
 (`python scripts/sample.py --pipeline outputs/prior/pipeline`). `python scripts/train_prior.py --help`
-lists every flag; docs/prior.md explains them.
+lists every flag with its default; docs/prior.md explains them.
 """
 
 from hf_vqvae.training.prior import parse_args, train_prior

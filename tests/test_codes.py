@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 
@@ -46,9 +47,8 @@ def test_two_processes_write_the_codes_of_one_process_and_of_encode(tmp_path, im
         assert np.array_equal(as_array(codes[name]), as_array(written_once[name]))
 
     # The same images through the VQ-VAE's own processor (resize, center crop) and `encode`.
-    args = parse_extract_args(extract_flags(tiny_vqvae_folder, image_folder, one))
-    args.resolution = 16
-    images = load_image_datasets(args).train
+    data = parse_extract_args(extract_flags(tiny_vqvae_folder, image_folder, one)).data
+    images = load_image_datasets(dataclasses.replace(data, resolution=16)).train
     pixel_values = VQVAEImageProcessor.from_pretrained(tiny_vqvae_folder)(
         [decode_image(value) for value in images["image"]], return_tensors="pt"
     )["pixel_values"]

@@ -1,14 +1,15 @@
-import argparse
 import logging
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
+from transformers import HfArgumentParser
 from datasets import ClassLabel, Dataset, Features, Image, load_dataset
 
 from hf_vqvae import VQVAEImageProcessor
 from hf_vqvae.data.images import (
+    ImageDataArguments,
     DEFAULT_PHOTOS,
     EpochShuffleSampler,
     ImageTransform,
@@ -16,7 +17,6 @@ from hf_vqvae.data.images import (
     TooManyUnreadableImagesError,
     TrainingImages,
     UnreadableImageError,
-    add_data_arguments,
     check_columns,
     collate_examples,
     decode_image,
@@ -27,10 +27,9 @@ from hf_vqvae.data.images import (
 )
 
 
-def data_args(*argv: str) -> argparse.Namespace:
-    parser = add_data_arguments(argparse.ArgumentParser())
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(list(argv))
+def data_args(*argv: str) -> ImageDataArguments:
+    (data,) = HfArgumentParser(ImageDataArguments).parse_args_into_dataclasses(args=list(argv))
+    return data
 
 
 def write_image_folder(root, count_per_class: int = 6, size=(24, 20), corrupt: int = 0) -> None:

@@ -136,12 +136,14 @@ def test_resume_errors_name_the_problem(tmp_path, image_folder):
 
 def test_bad_arguments_name_the_allowed_values(tmp_path, image_folder):
     with pytest.raises(ValueError, match=r"--resolution 18 is not divisible by the model's downsampling factor 4.*16, 20"):
-        build_vqvae_config(parse_args(["--resolution", "18"]))
+        arguments = parse_args(["--resolution", "18"])
+        build_vqvae_config(arguments.model, arguments.data.resolution)
     with pytest.raises(ValueError, match=r"'hidden' is not a VQVAEConfig field"):
-        build_vqvae_config(parse_args(["--config_overrides", "hidden=3"]))
+        parse_args(["--config_overrides", "hidden=3"])
     with pytest.raises(ValueError, match=r"--image_column 'img' is not a column.*\['image', 'label'\]"):
         train_vqvae(parse_args(tiny_run(tmp_path / "run", image_folder, "--image_column", "img")))
-    config = build_vqvae_config(parse_args(["--preset", "cifar10", "--config_overrides", "update_rule=loss", "--resolution", "64"]))
+    arguments = parse_args(["--preset", "cifar10", "--config_overrides", "update_rule=loss", "--resolution", "64"])
+    config = build_vqvae_config(arguments.model, arguments.data.resolution)
     assert (config.hidden_channels, config.update_rule, config.sample_size) == (256, "loss", 64)
 
 

@@ -15,8 +15,8 @@ Under several processes (`accelerate launch`) each process encodes its share of 
 every process receives all the codes in the data set's order; the main process writes them.
 """
 
-import argparse
 import dataclasses
+from dataclasses import dataclass, field
 import json
 import logging
 from pathlib import Path
@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 
 from ..models.vqvae.configuration_vqvae import VQVAEConfig
 from .images import (
+    ImageDataArguments,
     ImageTransform,
     TrainingImages,
-    add_data_arguments,
     check_columns,
     collate_examples,
     drop_unreadable_images,
@@ -43,6 +43,7 @@ from .images import (
 )
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from ..training.arguments import check_at_least, parse_arguments
 from ..training.loop import create_accelerator, end_training
 
 
@@ -204,17 +205,22 @@ def encode_images(
 
 
 def encode_image_dataset(
-    args: argparse.Namespace, vqvae: VQVAEModel, processor: VQVAEImageProcessor, accelerator: Accelerator, *, batch_size: int
+    args: ImageDataArguments,
+    vqvae: VQVAEModel,
+    processor: VQVAEImageProcessor,
+    accelerator: Accelerator,
+    *,
+    batch_size: int,
+    seed: int = 0,
 ) -> tuple[DatasetDict, str]:
-    """The training and validation splits of the image data set that the flags of
-    `data.add_data_arguments` describe, as codes of center crops at the VQ-VAE's resolution, and the
-    data set's name. The class labels of --label_column (else of a `ClassLabel` column named `label`)
-    become the `label` column."""
+    """The training and validation splits of the image data set `args` describe, as codes of center
+    crops at the VQ-VAE's resolution, and the data set's name. The class labels of --label_column (else
+    of a `ClassLabel` column named `label`) become the `label` column."""
     if args.streaming:
         raise ValueError("encoding a streamed data set is not supported; drop --streaming")
-    resolution_of_vqvae(args, vqvae.config)
+    args = at_vqvae_resolution(args, vqvae.config)
     with accelerator.main_process_first():
-        image_datasets = load_image_datasets(args)
+        image_datasets = load_image_datasets(args, seed=seed)
     label_column = class_label_column(image_datasets.train, args.label_column)
     transform = ImageTransform(processor, center_crop=True)
     splits = {}
@@ -283,51 +289,75 @@ def push_codes(codes: DatasetDict, info: CodesInfo, repo_id: str, *, token: str 
 # scripts/extract_codes.py
 
 
-def parse_extract_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Encode an image data set into a data set of VQ-VAE code grids.")
-    add_data_arguments(parser)
-    # The images are encoded at the VQ-VAE's resolution.
-    parser.set_defaults(resolution=None)
-    group = parser.add_argument_group("codes")
-    group.add_argument("--vqvae", required=True, help="The trained VQ-VAE: a folder (as scripts/train.py writes) or a Hub id.")
-    group.add_argument("--output_dir", default="outputs/codes", help="Where `save_to_disk` writes the codes data set.")
-    group.add_argument("--batch_size", type=int, default=64, help="Images encoded at once, per process.")
-    group.add_argument("--seed", type=int, default=0, help="Seed of the validation split held out when the data has none.")
-    group.add_argument("--push_to_hub", action="store_true", help="Also upload the codes data set to the Hub.")
-    group.add_argument("--hub_dataset_id", default=None, help="org/name of the data set; by default the name of --output_dir.")
-    group.add_argument("--hub_token", default=None, help="A Hub token; by default the one `hf auth login` stored.")
-    group.add_argument("--hub_private_repo", action="store_true")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    return args
+@dataclass
+class CodesArguments:
+    """Which VQ-VAE encodes the images, and where the codes data set goes."""
+
+    _argument_group_name = "codes"
+
+    vqvae: str | None = field(
+        default=None,
+        metadata={"required": True, "help": "The trained VQ-VAE: a folder (as scripts/train.py writes) or a Hub id."},
+    )
+    output_dir: str = field(default="outputs/codes", metadata={"help": "Where `save_to_disk` writes the codes data set."})
+    batch_size: int = field(default=64, metadata={"help": "Images encoded at once, per process."})
+    seed: int = field(default=0, metadata={"help": "Seed of the validation split held out when the data has none."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Also upload the codes data set to the Hub."})
+    hub_dataset_id: str | None = field(
+        default=None, metadata={"help": "org/name of the data set; by default the name of --output_dir."}
+    )
+    hub_token: str | None = field(default=None, metadata={"help": "A Hub token; by default the one `hf auth login` stored."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the data set repository private."})
+
+    def __post_init__(self):
+        check_at_least(self, "batch_size", 1)
 
 
-def resolution_of_vqvae(args: argparse.Namespace, config: VQVAEConfig) -> None:
-    """Set `args.resolution` to the VQ-VAE's image size; a different --resolution is an error."""
+@dataclass
+class ExtractCodesArguments:
+    """What `extract_codes` needs: the image data (encoded at the VQ-VAE's resolution) and the codes' settings."""
+
+    data: ImageDataArguments = field(default_factory=lambda: ImageDataArguments(resolution=None))
+    codes: CodesArguments = field(default_factory=CodesArguments)
+
+
+def parse_extract_args(argv: list[str] | None = None) -> ExtractCodesArguments:
+    """The settings of `scripts/extract_codes.py`: its flags, or a JSON / YAML file of them."""
+    return parse_arguments(
+        ExtractCodesArguments, argv, description="Encode an image data set into a data set of VQ-VAE code grids."
+    )
+
+
+def at_vqvae_resolution(args: ImageDataArguments, config: VQVAEConfig) -> ImageDataArguments:
+    """`args` at the VQ-VAE's image size; a different --resolution is an error."""
     if args.resolution is not None and args.resolution != config.sample_size:
         raise ValueError(
             f"--resolution {args.resolution} differs from the VQ-VAE's sample_size {config.sample_size}; "
             "images are encoded at the VQ-VAE's resolution, so leave --resolution out"
         )
-    args.resolution = config.sample_size
+    return dataclasses.replace(args, resolution=config.sample_size)
 
 
-def extract_codes(args: argparse.Namespace) -> DatasetDict:
-    """Encode the image data set the arguments name with the VQ-VAE `--vqvae`, save it to
+def extract_codes(arguments: ExtractCodesArguments) -> DatasetDict:
+    """Encode the image data set `arguments.data` names with the VQ-VAE `--vqvae`, save it to
     `--output_dir` (main process) and push it when asked; returns the codes on every process."""
+    options = arguments.codes
+    if options.vqvae is None:
+        raise ValueError("pass --vqvae, the trained VQ-VAE that encodes the images (a folder or a Hub id)")
     accelerator = create_accelerator()
-    vqvae, processor = load_vqvae(args.vqvae, cache_dir=args.cache_dir)
-    codes, image_dataset = encode_image_dataset(args, vqvae, processor, accelerator, batch_size=args.batch_size)
+    vqvae, processor = load_vqvae(options.vqvae, cache_dir=arguments.data.cache_dir)
+    codes, image_dataset = encode_image_dataset(
+        arguments.data, vqvae, processor, accelerator, batch_size=options.batch_size, seed=options.seed
+    )
     # A local VQ-VAE is named by its absolute path, so that the codes find it from any folder.
-    vqvae_name = str(Path(args.vqvae).resolve()) if Path(args.vqvae).is_dir() else args.vqvae
+    vqvae_name = str(Path(options.vqvae).resolve()) if Path(options.vqvae).is_dir() else options.vqvae
     info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, image_dataset)
     if accelerator.is_main_process:
-        save_codes(codes, info, args.output_dir)
-        logger.info("wrote %s to %s", {name: len(split) for name, split in codes.items()}, args.output_dir)
-        if args.push_to_hub:
-            repo_id = args.hub_dataset_id or Path(args.output_dir).resolve().name
-            push_codes(codes, info, repo_id, token=args.hub_token, private=args.hub_private_repo or None)
+        save_codes(codes, info, options.output_dir)
+        logger.info("wrote %s to %s", {name: len(split) for name, split in codes.items()}, options.output_dir)
+        if options.push_to_hub:
+            repo_id = options.hub_dataset_id or Path(options.output_dir).resolve().name
+            push_codes(codes, info, repo_id, token=options.hub_token, private=options.hub_private_repo or None)
             logger.info("pushed the codes to the data set %s", repo_id)
     end_training(accelerator)
     return codes

@@ -7,11 +7,10 @@ random state. That makes the batches independent of `--dataloader_num_workers` a
 run skip the batches it has already seen and go on with exactly the ones it would have met.
 """
 
-import argparse
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from datasets import (
 from datasets.distributed import split_dataset_by_node
 
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
+from ..training.arguments import check_at_least, check_in_range
 
 
 logger = logging.getLogger(__name__)
@@ -75,53 +75,65 @@ class TooManyUnreadableImagesError(RuntimeError):
     """More than the allowed share of a data set's images cannot be decoded."""
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The data-set flags of the training scripts (diffusers' names where diffusers has one)."""
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--dataset_name", default=None,
-        help="A data set on the Hub, or a local folder written by `Dataset.save_to_disk`. "
-        f"Without it (and without --train_data_dir) the {DEFAULT_DATASET_NAME} bundled with scikit-image are used.",
+@dataclass
+class ImageDataArguments:
+    """Which image data set a run reads and how (diffusers' flag names where diffusers has one)."""
+
+    _argument_group_name = "data"
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A data set on the Hub, or a local folder written by `Dataset.save_to_disk`. Without it (and "
+            f"without --train_data_dir) the {DEFAULT_DATASET_NAME} bundled with scikit-image are used."
+        },
     )
-    group.add_argument("--dataset_config_name", default=None, help="The configuration of --dataset_name.")
-    group.add_argument("--cache_dir", default=None, help="Where `datasets` caches downloads and processed files.")
-    group.add_argument("--train_data_dir", default=None, help="A local folder of images (subfolders become labels).")
-    group.add_argument("--image_column", default="image", help="The column holding the images.")
-    group.add_argument(
-        "--label_column", default=None, help="An optional column of class labels, passed along as `labels`."
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The configuration of --dataset_name."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` caches downloads and processed files."})
+    train_data_dir: str | None = field(default=None, metadata={"help": "A local folder of images (subfolders become labels)."})
+    image_column: str = field(default="image", metadata={"help": "The column holding the images."})
+    label_column: str | None = field(default=None, metadata={"help": "An optional column of class labels."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the data set instead of downloading or loading it whole; shards are split across "
+            "processes. Needs --max_train_steps."
+        },
     )
-    group.add_argument(
-        "--streaming", action="store_true",
-        help="Stream the data set instead of downloading or loading it whole; shards are split across processes. "
-        "Needs --max_train_steps.",
+    validation_split: str | None = field(
+        default=None,
+        metadata={
+            "help": f"The split to validate on; by default the first of {VALIDATION_SPLIT_NAMES} that exists, "
+            "otherwise --validation_fraction of the training split is held out."
+        },
     )
-    group.add_argument(
-        "--validation_split", default=None,
-        help=f"The split to validate on; by default the first of {VALIDATION_SPLIT_NAMES} that exists, "
-        "otherwise --validation_fraction of the training split is held out.",
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Share of the training split held out when the data set has no validation split."}
     )
-    group.add_argument(
-        "--validation_fraction", type=float, default=0.05,
-        help="Share of the training split held out for validation when the data set has no validation split.",
+    max_validation_samples: int = field(default=256, metadata={"help": "Validation examples used for the metrics."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Truncate the training split (for debugging or quick runs)."}
     )
-    group.add_argument(
-        "--max_validation_samples", type=int, default=256, help="Validation images used for the metrics."
+    resolution: int | None = field(default=32, metadata={"help": "Side of the square training images."})
+    center_crop: bool = field(
+        default=False, metadata={"help": "Crop the center of each (resized) image; by default a random crop is taken."}
     )
-    group.add_argument(
-        "--max_train_samples", type=int, default=None, help="Truncate the training split (for debugging or quick runs)."
+    random_flip: bool = field(default=False, metadata={"help": "Flip training images horizontally at random."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes loading data."})
+    max_unreadable_fraction: float = field(
+        default=0.01,
+        metadata={"help": "Unreadable images are skipped with a warning; the run stops if more than this share fails."},
     )
-    group.add_argument("--resolution", type=int, default=32, help="Side of the square training images.")
-    group.add_argument(
-        "--center_crop", action="store_true",
-        help="Crop the center of each (resized) image; by default a random crop is taken.",
-    )
-    group.add_argument("--random_flip", action="store_true", help="Flip training images horizontally at random.")
-    group.add_argument("--dataloader_num_workers", type=int, default=0, help="Worker processes loading data.")
-    group.add_argument(
-        "--max_unreadable_fraction", type=float, default=0.01,
-        help="Unreadable images are skipped with a warning; the run stops if more than this share fails.",
-    )
-    return parser
+
+    def __post_init__(self):
+        check_in_range(self, "validation_fraction", 0, 1, low_open=True, high_open=True)
+        check_at_least(self, "max_validation_samples", 1)
+        check_at_least(self, "max_train_samples", 1, optional=True)
+        check_at_least(self, "resolution", 1, optional=True)
+        check_at_least(self, "dataloader_num_workers", 0)
+        check_in_range(self, "max_unreadable_fraction", 0, 1)
+        if self.dataset_name and self.train_data_dir:
+            raise ValueError("pass either --dataset_name or --train_data_dir, not both")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,10 +183,8 @@ class ImageDatasets:
     name: str
 
 
-def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
-    """The data set the arguments of `add_data_arguments` describe, with a validation split."""
-    if not 0 < args.validation_fraction < 1:
-        raise ValueError(f"--validation_fraction must lie in (0, 1), got {args.validation_fraction}")
+def load_image_datasets(args: ImageDataArguments, seed: int = 0) -> ImageDatasets:
+    """The data set `args` describe, with a validation split (held out with `seed` when it has none)."""
     if args.dataset_name:
         splits = load_named_dataset(
             args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, streaming=args.streaming
@@ -189,11 +199,11 @@ def load_image_datasets(args: argparse.Namespace) -> ImageDatasets:
         if args.streaming:
             raise ValueError("--streaming needs --dataset_name or --train_data_dir; the default data set is in memory")
         splits = load_default_dataset(
-            crop_size=args.resolution, validation_fraction=args.validation_fraction, seed=args.seed
+            crop_size=args.resolution, validation_fraction=args.validation_fraction, seed=seed
         )
         name = DEFAULT_DATASET_NAME
 
-    train, validation = training_and_validation_splits(splits, args, name)
+    train, validation = training_and_validation_splits(splits, args, name, seed)
     check_columns(train, args.image_column, args.label_column)
     check_columns(validation, args.image_column, None)
     return ImageDatasets(
@@ -215,8 +225,8 @@ def load_named_dataset(name: str, config_name: str | None = None, *, cache_dir: 
     return load_dataset(name, config_name, cache_dir=cache_dir, streaming=streaming)
 
 
-def training_and_validation_splits(splits, args: argparse.Namespace, name: str) -> tuple:
-    """The training and validation splits that the flags of `add_data_arguments` ask for, from the
+def training_and_validation_splits(splits, args: ImageDataArguments, name: str, seed: int = 0) -> tuple:
+    """The training and validation splits that `args` ask for, from the
     splits of any data set (images or codes): --validation_split, else the first of
     `VALIDATION_SPLIT_NAMES` there is, else --validation_fraction of `train` held out (the first
     --max_validation_samples examples of a stream); `train` cut to --max_train_samples."""
@@ -233,7 +243,7 @@ def training_and_validation_splits(splits, args: argparse.Namespace, name: str) 
         validation = train.take(args.max_validation_samples)
         train = train.skip(args.max_validation_samples)
     else:
-        held_out = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
+        held_out = train.train_test_split(test_size=args.validation_fraction, seed=seed)
         train, validation = held_out["train"], held_out["test"]
 
     if args.max_train_samples is not None:

@@ -6,7 +6,6 @@ with `torch.save` (pickle) and loads them with `weights_only=True`; never resume
 you did not write.
 """
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -20,6 +19,9 @@ from transformers import PreTrainedConfig
 
 
 logger = logging.getLogger(__name__)
+
+# The run's settings, saved in the output folder and in each checkpoint.
+ARGUMENTS_FILE = "training_arguments.json"
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -42,7 +44,8 @@ class TrainingPosition:
 class CheckpointManager:
     """`checkpoint-<step>` folders in `output_dir`, each a complete `Accelerator.save_state` (model
     with its EMA buffers, optimizer, scheduler, every process's random states) plus
-    `training_state.json` (position, model config, run settings).
+    `training_state.json` (position, model config, number of processes) and `training_arguments.json`
+    (the run's settings, as the output folder holds them too).
 
     A checkpoint is written into `tmp-checkpoint-<step>` and renamed only once every process has
     finished writing and the files are synced to disk; a rename is atomic, so a run killed at any
@@ -50,6 +53,7 @@ class CheckpointManager:
     """
 
     state_file = "training_state.json"
+    arguments_file = ARGUMENTS_FILE
     _name = re.compile(r"^checkpoint-(\d+)$")
 
     def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
@@ -71,9 +75,9 @@ class CheckpointManager:
         checkpoints = self.checkpoints()
         return checkpoints[-1] if checkpoints else None
 
-    def save(self, accelerator: Accelerator, position: TrainingPosition, training_state: dict) -> Path:
-        """Write the state of every prepared object and `training_state` (JSON) as `checkpoint-<step>`.
-        Every process must call this."""
+    def save(self, accelerator: Accelerator, position: TrainingPosition, model_config: dict, run_arguments: dict) -> Path:
+        """Write the state of every prepared object, the training state and the run's arguments as
+        `checkpoint-<step>`. Every process must call this."""
         final = self.output_dir / f"checkpoint-{position.step}"
         temporary = self.output_dir / f"tmp-checkpoint-{position.step}"
         if accelerator.is_main_process and temporary.exists():
@@ -82,8 +86,13 @@ class CheckpointManager:
         accelerator.save_state(str(temporary))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"position": dataclasses.asdict(position), **training_state}
+            state = {
+                "position": dataclasses.asdict(position),
+                "model_config": model_config,
+                "num_processes": accelerator.num_processes,
+            }
             write_json(temporary / self.state_file, state)
+            write_json(temporary / self.arguments_file, run_arguments)
             _sync_folder(temporary)
             if final.exists():
                 shutil.rmtree(final)
@@ -170,19 +179,20 @@ def model_fields(config: PreTrainedConfig) -> dict:
     return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
 
 
-def run_settings(args: argparse.Namespace, num_processes: int) -> dict:
-    """Settings that must match for a resumed run to reproduce an uninterrupted one."""
-    return {
-        "seed": args.seed,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": num_processes,
+# The settings a resumed run must share with the interrupted one to reproduce it: (group, flag).
+REPRODUCING_SETTINGS = (("optimization", "seed"), ("optimization", "train_batch_size"), ("optimization", "gradient_accumulation_steps"))
+def warn_on_changed_settings(path: Path, state: dict, run_arguments: dict, num_processes: int) -> None:
+    """Warn when the checkpoint at `path` was written under settings (its `training_arguments.json`, its
+    number of processes) with which this run cannot reproduce an uninterrupted one."""
+    arguments_path = path / ARGUMENTS_FILE
+    stored = json.loads(arguments_path.read_text()) if arguments_path.is_file() else {}
+    changed = {
+        name: (stored.get(group, {}).get(name), run_arguments.get(group, {}).get(name))
+        for group, name in REPRODUCING_SETTINGS
+        if stored.get(group, {}).get(name) != run_arguments.get(group, {}).get(name)
     }
-
-
-def warn_on_changed_settings(state: dict, settings: dict) -> None:
-    stored = state.get("run_settings", {})
-    changed = {name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value}
+    if state.get("num_processes") != num_processes:
+        changed["num_processes"] = (state.get("num_processes"), num_processes)
     if changed:
         logger.warning(
             "resuming with different settings (checkpoint, now): %s; the run will not match an uninterrupted one", changed

@@ -1,9 +1,6 @@
 """The training loop every training recipe of the package shares, and its pieces.
 
-- `add_common_training_arguments(parser)` / `check_common_training_arguments(args)`:
-  optimisation, state, tracking and Hub flags with diffusers' names (`data.images.add_data_arguments`
-  adds the data-set flags);
-- `setup_accelerator(args)`: the `Accelerator` (`create_accelerator`), logging, seeding;
+- `setup_accelerator(optimization, output)`: the `Accelerator` (`create_accelerator`), logging, seeding;
 - `run_training_loop(...)`: prepare, resume, accumulate, clip, schedule, log, validate,
   checkpoint (`checkpoints.CheckpointManager`), compare the processes' weights; returns a `TrainingRun`;
 - `log_image`, `four_figures`, `training_summary`, `publish` (final files, model card, push),
@@ -13,7 +10,6 @@ Each model's recipe (`training.vqvae`, `training.prior`) builds its model and da
 to `run_training_loop`.
 """
 
-import argparse
 import dataclasses
 import hashlib
 import importlib.util
@@ -35,85 +31,16 @@ from accelerate.utils import (
     send_to_device,
     set_seed,
 )
-from diffusers.optimization import SchedulerType, get_scheduler
+from diffusers.optimization import get_scheduler
 from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
 
 from ..hub import push_with_card
-from .checkpoints import CheckpointManager, TrainingPosition, run_settings, warn_on_changed_settings
+from .arguments import HubArguments, OptimizationArguments, OutputArguments, flat_arguments
+from .checkpoints import ARGUMENTS_FILE, CheckpointManager, TrainingPosition, warn_on_changed_settings, write_json
 
 
 logger = logging.getLogger(__name__)
-
-REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
-MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
-
-
-# ---------------------------------------------------------------------------------------------
-# Arguments
-
-
-def add_common_training_arguments(parser: argparse.ArgumentParser, *, default_output_dir: str) -> argparse.ArgumentParser:
-    """The flags every training script shares: optimisation, state, tracking, Hub."""
-    group = parser.add_argument_group("optimisation")
-    group.add_argument("--output_dir", default=default_output_dir, help="Where the model, checkpoints and logs go.")
-    group.add_argument("--seed", type=int, default=0, help="Seed of the model init, the shuffles and augmentations.")
-    group.add_argument("--train_batch_size", type=int, default=32, help="Batch size per device.")
-    group.add_argument("--max_train_steps", type=int, default=None, help="Optimizer updates; overrides --num_train_epochs.")
-    group.add_argument("--num_train_epochs", type=int, default=1, help="Passes over the training split.")
-    group.add_argument(
-        "--gradient_accumulation_steps", type=int, default=1,
-        help="Batches per update; the global batch is train_batch_size x processes x this.",
-    )
-    group.add_argument("--learning_rate", type=float, default=2e-4, help="Adam's learning rate (paper: 2e-4).")
-    group.add_argument("--adam_beta1", type=float, default=0.9)
-    group.add_argument("--adam_beta2", type=float, default=0.999)
-    group.add_argument("--adam_epsilon", type=float, default=1e-8)
-    group.add_argument("--adam_weight_decay", type=float, default=0.0)
-    group.add_argument(
-        "--lr_scheduler", default="constant", choices=[kind.value for kind in SchedulerType],
-        help="Learning-rate schedule (diffusers.optimization.get_scheduler).",
-    )
-    group.add_argument("--lr_warmup_steps", type=int, default=0, help="Updates of linear warm-up.")
-    group.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping; 0 disables it.")
-    group.add_argument("--mixed_precision", default="no", choices=MIXED_PRECISION_CHOICES)
-
-    group = parser.add_argument_group("state")
-    group.add_argument("--checkpointing_steps", type=int, default=500, help="Save a resumable checkpoint every N updates.")
-    group.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints.")
-    group.add_argument(
-        "--resume_from_checkpoint", default=None,
-        help='"latest" (the newest complete checkpoint in --output_dir, if any) or a checkpoint folder.',
-    )
-
-    group = parser.add_argument_group("tracking")
-    group.add_argument("--report_to", default="tensorboard", choices=REPORT_TO_CHOICES)
-    group.add_argument("--logging_dir", default="logs", help="Tracker folder, relative to --output_dir.")
-    group.add_argument("--validation_steps", type=int, default=250, help="Validate every N updates (and at the end).")
-
-    group = parser.add_argument_group("hub")
-    group.add_argument("--push_to_hub", action="store_true", help="Upload the final model with a model card.")
-    group.add_argument("--hub_model_id", default=None, help="org/name; by default the name of --output_dir.")
-    group.add_argument("--hub_token", default=None, help="A Hub token; by default the one `hf auth login` stored.")
-    group.add_argument("--hub_private_repo", action="store_true")
-    return parser
-
-
-def check_common_training_arguments(args: argparse.Namespace) -> None:
-    """Raise a `ValueError` naming the flag for values the parser's types cannot rule out."""
-    positive = ("train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps", "validation_steps")
-    for name in positive:
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.max_train_steps is not None and args.max_train_steps < 1:
-        raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}")
-    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
-        raise ValueError(f"--checkpoints_total_limit must be >= 1, got {args.checkpoints_total_limit}")
-    if args.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}")
-    if args.report_to in ("wandb", "all") and args.hub_token is not None:
-        raise ValueError("--hub_token would be recorded by the tracker; log in with `hf auth login` instead")
-
 
 # ---------------------------------------------------------------------------------------------
 # Accelerator, optimizer, schedule
@@ -138,27 +65,27 @@ def create_accelerator(**accelerator_kwargs) -> Accelerator:
     return accelerator
 
 
-def setup_accelerator(args: argparse.Namespace) -> Accelerator:
+def setup_accelerator(optimization: OptimizationArguments, output: OutputArguments) -> Accelerator:
     """The run's `Accelerator` (accumulation, precision, trackers), logging on the main process
     only, and the seed set identically on every process."""
-    if args.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
-        raise ValueError("--report_to wandb needs wandb: `pip install wandb`")
+    if output.report_to in ("wandb", "all") and importlib.util.find_spec("wandb") is None:
+        raise ValueError(f"--report_to {output.report_to} needs wandb: `pip install wandb`")
     project_config = ProjectConfiguration(
-        project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+        project_dir=output.output_dir, logging_dir=os.path.join(output.output_dir, output.logging_dir)
     )
     accelerator = create_accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
+        gradient_accumulation_steps=optimization.gradient_accumulation_steps,
+        mixed_precision=optimization.mixed_precision,
+        log_with=None if output.report_to == "none" else output.report_to,
         project_config=project_config,
     )
-    set_seed(args.seed)
+    set_seed(optimization.seed)
     if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
+        os.makedirs(output.output_dir, exist_ok=True)
     return accelerator
 
 
-def create_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+def create_optimizer(model: torch.nn.Module, args: OptimizationArguments) -> torch.optim.Optimizer:
     """Adam over the trainable parameters (an EMA codebook is updated without gradients)."""
     return torch.optim.AdamW(
         [parameter for parameter in model.parameters() if parameter.requires_grad],
@@ -176,7 +103,7 @@ class TrainingSchedule:
     num_epochs: int | None
 
 
-def training_schedule(args: argparse.Namespace, batches_per_epoch: int | None) -> TrainingSchedule:
+def training_schedule(args: OptimizationArguments, batches_per_epoch: int | None) -> TrainingSchedule:
     """Updates and epochs from --max_train_steps / --num_train_epochs and the (per-process) loader
     length. Accelerate completes an update at the end of every epoch, so an epoch holds
     ceil(batches / accumulation) updates."""
@@ -191,7 +118,7 @@ def training_schedule(args: argparse.Namespace, batches_per_epoch: int | None) -
     return TrainingSchedule(max_train_steps, updates_per_epoch, math.ceil(max_train_steps / updates_per_epoch))
 
 
-def create_lr_scheduler(optimizer, args: argparse.Namespace, max_train_steps: int, num_processes: int):
+def create_lr_scheduler(optimizer, args: OptimizationArguments, max_train_steps: int, num_processes: int):
     # A prepared scheduler steps once per process for each update, hence the scaling (as diffusers).
     return get_scheduler(
         args.lr_scheduler,
@@ -230,11 +157,10 @@ def epoch_batches(
 # Tracking and results
 
 
-def init_trackers(accelerator: Accelerator, project_name: str, args: argparse.Namespace) -> None:
+def init_trackers(accelerator: Accelerator, project_name: str, hyperparameters: dict) -> None:
     # Trackers store hyper-parameters as scalars and strings only.
-    config = {name: " ".join(value) if isinstance(value, list) else value for name, value in vars(args).items()}
+    config = {name: " ".join(value) if isinstance(value, list) else value for name, value in hyperparameters.items()}
     config = {name: value for name, value in config.items() if isinstance(value, (bool, int, float, str))}
-    config.pop("hub_token", None)
     accelerator.init_trackers(project_name, config=config)
 
 
@@ -273,11 +199,13 @@ def four_figures(value: float | int) -> float | int:
 
 
 
-def hub_repo_id(args: argparse.Namespace) -> str:
-    return args.hub_model_id or Path(args.output_dir).resolve().name
+def hub_repo_id(hub: HubArguments, output_dir: str) -> str:
+    return hub.hub_model_id or Path(output_dir).resolve().name
 
 
-def training_summary(args: argparse.Namespace, accelerator: Accelerator, run: "TrainingRun", wall_time_s: float) -> dict:
+def training_summary(
+    args: OptimizationArguments, accelerator: Accelerator, run: "TrainingRun", wall_time_s: float
+) -> dict:
     """How a model was trained, for the model card's training table."""
     return {
         "updates": run.position.step,
@@ -291,20 +219,24 @@ def training_summary(args: argparse.Namespace, accelerator: Accelerator, run: "T
 
 
 def publish(
-    args: argparse.Namespace, save: Callable[[Path], None], card: Callable[[str], ModelCard], *, commit_message: str
+    output_dir: str,
+    hub: HubArguments,
+    save: Callable[[Path], None],
+    card: Callable[[str], ModelCard],
+    *,
+    commit_message: str,
 ) -> None:
     """Write the final files (`save(folder)`) and the model card (`card(repo_id)`, as README.md)
-    into --output_dir; with --push_to_hub upload the same files, without checkpoints and logs.
+    into `output_dir`; with --push_to_hub upload the same files, without checkpoints and logs.
     Main process only."""
-    output_dir = Path(args.output_dir)
-    save(output_dir)
-    card(hub_repo_id(args)).save(output_dir / "README.md")
-    if args.push_to_hub:
+    repo_id = hub_repo_id(hub, output_dir)
+    save(Path(output_dir))
+    card(repo_id).save(Path(output_dir) / "README.md")
+    if hub.push_to_hub:
         commit = push_with_card(
-            save, card, hub_repo_id(args), token=args.hub_token, private=args.hub_private_repo or None,
-            commit_message=commit_message,
+            save, card, repo_id, token=hub.hub_token, private=hub.hub_private_repo or None, commit_message=commit_message
         )
-        logger.info("pushed to %s", getattr(commit, "commit_url", hub_repo_id(args)))
+        logger.info("pushed to %s", getattr(commit, "commit_url", repo_id))
 
 
 def end_training(accelerator: Accelerator) -> None:
@@ -328,13 +260,15 @@ class TrainingRun:
 
 def run_training_loop(
     accelerator: Accelerator,
-    args: argparse.Namespace,
+    optimization: OptimizationArguments,
+    output: OutputArguments,
     model: torch.nn.Module,
     train_dataloader: torch.utils.data.DataLoader,
     *,
     checkpoints: CheckpointManager,
     resume: tuple[Path, dict] | None,
     model_config: dict,
+    run_arguments: dict,
     project_name: str,
     forward: Callable[[torch.nn.Module, dict], Any],
     train_logs: Callable[[Any], dict],
@@ -352,11 +286,13 @@ def run_training_loop(
             `set_epoch`.
         resume: what `checkpoints.resolve` returned.
         model_config: the config's fields, stored in checkpoints to refuse incompatible resumes.
+        run_arguments: the run's settings (`arguments.arguments_dict`), saved with every checkpoint as
+            `training_arguments.json`, compared when a run resumes, and recorded by the trackers.
         forward: `forward(prepared_model, batch)` returns an output with a scalar `loss`.
         train_logs: scalars to log from that output at every update (the loss first: it is also
             shown by the progress bar), e.g. `{"train/loss": output.loss.item()}`.
         validate: `validate(step, unwrapped_model)`, called on every process every
-            --validation_steps updates (not after the last one: the caller validates the final
+            `output.validation_steps` updates (not after the last one: the caller validates the final
             model); only the main process should log or write.
         examples: what the data set holds, for the log.
 
@@ -364,31 +300,32 @@ def run_training_loop(
     objects are released before returning: a DDP wrapper that outlives its gloo process group
     hangs its process at exit.
     """
-    optimizer = create_optimizer(model, args)
+    optimizer = create_optimizer(model, optimization)
     model, optimizer = accelerator.prepare(model, optimizer)
     streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
     if not streaming:
         train_dataloader = accelerator.prepare(train_dataloader)
-    schedule = training_schedule(args, None if streaming else len(train_dataloader))
+    schedule = training_schedule(optimization, None if streaming else len(train_dataloader))
     lr_scheduler = accelerator.prepare(
-        create_lr_scheduler(optimizer, args, schedule.max_train_steps, accelerator.num_processes)
+        create_lr_scheduler(optimizer, optimization, schedule.max_train_steps, accelerator.num_processes)
     )
 
-    settings = run_settings(args, accelerator.num_processes)
+    if accelerator.is_main_process:
+        write_json(Path(output.output_dir) / ARGUMENTS_FILE, run_arguments)
     position = TrainingPosition()
     if resume is not None:
         path, state = resume
-        warn_on_changed_settings(state, settings)
+        warn_on_changed_settings(path, state, run_arguments, accelerator.num_processes)
         position = checkpoints.load(accelerator, path, state)
         if not streaming and position.batches_in_epoch >= len(train_dataloader):
             position = TrainingPosition(position.step, position.epoch + 1, 0)
 
-    init_trackers(accelerator, project_name, args)
-    global_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    init_trackers(accelerator, project_name, flat_arguments(run_arguments))
+    global_batch = optimization.train_batch_size * accelerator.num_processes * optimization.gradient_accumulation_steps
     logger.info(
         "training on %s %s: %s updates of %s (%s per device x %s processes x %s accumulation), from step %s",
         "a stream of" if streaming else len(train_dataloader.dataset), examples, schedule.max_train_steps, global_batch,
-        args.train_batch_size, accelerator.num_processes, args.gradient_accumulation_steps, position.step,
+        optimization.train_batch_size, accelerator.num_processes, optimization.gradient_accumulation_steps, position.step,
     )
 
     unwrapped = accelerator.unwrap_model(model)
@@ -401,10 +338,10 @@ def run_training_loop(
         if epoch != position.epoch:
             position = TrainingPosition(position.step, epoch, 0)
         with accelerator.accumulate(model):
-            output = forward(model, batch)
-            accelerator.backward(output.loss)
-            if accelerator.sync_gradients and args.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            model_output = forward(model, batch)
+            accelerator.backward(model_output.loss)
+            if accelerator.sync_gradients and optimization.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), optimization.max_grad_norm)
             optimizer.step()
             lr_scheduler.step()
             optimizer.zero_grad()
@@ -414,13 +351,13 @@ def run_training_loop(
 
         position.step += 1
         progress.update(1)
-        logs = train_logs(output)
+        logs = train_logs(model_output)
         progress.set_postfix({name.rsplit("/", 1)[-1]: f"{value:.4g}" for name, value in logs.items()})
         accelerator.log({**logs, "train/lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=position.step)
-        if validate is not None and position.step % args.validation_steps == 0 and position.step < schedule.max_train_steps:
+        if validate is not None and position.step % output.validation_steps == 0 and position.step < schedule.max_train_steps:
             validate(position.step, unwrapped)
-        if position.step % args.checkpointing_steps == 0:
-            checkpoints.save(accelerator, position, {"model_config": model_config, "run_settings": settings})
+        if position.step % output.checkpointing_steps == 0:
+            checkpoints.save(accelerator, position, model_config, run_arguments)
         if position.step >= schedule.max_train_steps:
             break
     progress.close()

@@ -9,8 +9,8 @@ by the VQ-VAE. The run ends with the prior in `--output_dir` and the whole gener
 prior, as a `VQVAEPipeline` folder in `--output_dir/pipeline`.
 """
 
-import argparse
 import dataclasses
+from dataclasses import dataclass, field
 import functools
 import logging
 import math
@@ -37,7 +37,7 @@ from ..data.codes import (
 from ..models.pixelcnn_prior.configuration_pixelcnn_prior import PRIOR_PRESETS, PixelCNNPriorConfig
 from ..data.images import (
     EpochShuffleSampler,
-    add_data_arguments,
+    ImageDataArguments,
     check_columns,
     training_and_validation_splits,
 )
@@ -46,11 +46,18 @@ from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
 from ..pipelines.pipeline_vqvae import VQVAEPipeline
+from .arguments import (
+    HubArguments,
+    OptimizationArguments,
+    OutputArguments,
+    arguments_dict,
+    check_at_least,
+    check_in_range,
+    parse_arguments,
+)
 from .checkpoints import CheckpointManager, model_fields, write_json
 from .loop import (
     TrainingRun,
-    add_common_training_arguments,
-    check_common_training_arguments,
     end_training,
     four_figures,
     log_image,
@@ -67,68 +74,112 @@ logger = logging.getLogger(__name__)
 # 8x8 grids in a couple of minutes on two CPU cores.
 DEFAULT_ARCHITECTURE = dict(hidden_channels=64, num_layers=8, kernel_size=5, skip_channels=128)
 ARCHITECTURE_FLAGS = tuple(DEFAULT_ARCHITECTURE)
+ARCHITECTURE_HELP = "PixelCNNPriorConfig.{0} (default: the preset's or config's, else the script's default architecture)."
 
 
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Train a gated PixelCNN prior over the codes of a trained VQ-VAE with Accelerate."
+@dataclass
+class PriorCodesArguments:
+    """Where the code grids come from."""
+
+    _argument_group_name = "codes"
+
+    codes_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "A codes data set (scripts/extract_codes.py): its save_to_disk folder or a Hub data set id. "
+            "Without it the images of the data flags are encoded with --vqvae at the start."
+        },
     )
-    group = parser.add_argument_group("codes")
-    group.add_argument(
-        "--codes_dataset", default=None,
-        help="A codes data set (scripts/extract_codes.py): its save_to_disk folder or a Hub data set id. "
-        "Without it the images of the data flags are encoded with --vqvae at the start.",
+    vqvae: str | None = field(
+        default=None, metadata={"help": "The trained VQ-VAE (a folder or Hub id); by default the one named by the codes data set."}
     )
-    group.add_argument(
-        "--vqvae", default=None,
-        help="The trained VQ-VAE (a folder or Hub id); by default the one named by the codes data set.",
+    unconditional: bool = field(default=False, metadata={"help": "Ignore class labels: train an unconditional prior."})
+
+
+@dataclass
+class PriorModelArguments:
+    """Which prior is trained: a preset's or a saved config's code grid, the architecture."""
+
+    _argument_group_name = "prior"
+
+    prior_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "A code grid of the paper's settings (PixelCNNPriorConfig.from_preset); must match the VQ-VAE.",
+            "choices": sorted(PRIOR_PRESETS),
+        },
     )
-    group.add_argument(
-        "--unconditional", action="store_true", help="Ignore class labels: train an unconditional prior."
+    prior_config: str | None = field(
+        default=None, metadata={"help": "Start from a PixelCNNPriorConfig: a config.json, a folder or a Hub id."}
     )
-    add_data_arguments(parser)
+    hidden_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("hidden_channels")})
+    num_layers: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("num_layers")})
+    kernel_size: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("kernel_size")})
+    skip_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("skip_channels")})
+
+    def __post_init__(self):
+        if self.prior_preset and self.prior_config:
+            raise ValueError("pass either --prior_preset or --prior_config, not both")
+        if self.prior_preset is not None and self.prior_preset not in PRIOR_PRESETS:
+            raise ValueError(f"--prior_preset must be one of {sorted(PRIOR_PRESETS)}, got {self.prior_preset!r}")
+        for name in ARCHITECTURE_FLAGS:
+            check_at_least(self, name, 1, optional=True)
+
+
+@dataclass
+class SampleArguments:
+    """The grid of samples drawn at each validation."""
+
+    _argument_group_name = "samples"
+
+    sample_images_per_row: int = field(default=8, metadata={"help": "Samples per row of the sample grid."})
+    sample_rows: int = field(default=4, metadata={"help": "Rows of samples of an unconditional prior (else one per class)."})
+    sample_temperature: float = field(default=1.0, metadata={"help": "Divides the prior's logits when sampling."})
+
+    def __post_init__(self):
+        check_at_least(self, "sample_images_per_row", 1)
+        check_at_least(self, "sample_rows", 1)
+        check_in_range(self, "sample_temperature", 0, math.inf, low_open=True, high_open=True)
+
+
+@dataclass
+class PriorTrainingArguments:
+    """Everything `train_prior` needs, in groups: what `scripts/train_prior.py` parses from its flags or a file."""
+
+    codes: PriorCodesArguments = field(default_factory=PriorCodesArguments)
     # Images are encoded at the VQ-VAE's resolution; a class label column named `label` is found by itself.
-    parser.set_defaults(resolution=None)
-    group = parser.add_argument_group("prior")
-    group.add_argument(
-        "--prior_preset", default=None, choices=sorted(PRIOR_PRESETS),
-        help="A code grid of the paper's settings (PixelCNNPriorConfig.from_preset); must match the VQ-VAE.",
+    data: ImageDataArguments = field(default_factory=lambda: ImageDataArguments(resolution=None))
+    model: PriorModelArguments = field(default_factory=PriorModelArguments)
+    samples: SampleArguments = field(default_factory=SampleArguments)
+    optimization: OptimizationArguments = field(
+        default_factory=lambda: OptimizationArguments(num_train_epochs=10, learning_rate=1e-3)
     )
-    group.add_argument(
-        "--prior_config", default=None, help="Start from a PixelCNNPriorConfig: a config.json, a folder or a Hub id."
+    output: OutputArguments = field(default_factory=lambda: OutputArguments(output_dir="outputs/prior", validation_steps=500))
+    hub: HubArguments = field(default_factory=HubArguments)
+
+
+def parse_args(argv: list[str] | None = None) -> PriorTrainingArguments:
+    """The settings of `scripts/train_prior.py`: its flags, or a JSON / YAML file of them."""
+    return parse_arguments(
+        PriorTrainingArguments, argv,
+        description="Train a gated PixelCNN prior over the codes of a trained VQ-VAE with Accelerate.",
     )
-    for name, default in DEFAULT_ARCHITECTURE.items():
-        group.add_argument(
-            f"--{name}", type=int, default=None,
-            help=f"PixelCNNPriorConfig.{name} (default: the preset's or config's, else {default}).",
-        )
-    group = parser.add_argument_group("samples")
-    group.add_argument("--sample_images_per_row", type=int, default=8, help="Samples per row of the sample grid.")
-    group.add_argument("--sample_rows", type=int, default=4, help="Rows of samples of an unconditional prior (else one per class).")
-    group.add_argument("--sample_temperature", type=float, default=1.0, help="Divides the prior's logits when sampling.")
-    add_common_training_arguments(parser, default_output_dir="outputs/prior")
-    parser.set_defaults(num_train_epochs=10, learning_rate=1e-3, validation_steps=500)
-    args = parser.parse_args(argv)
-    check_common_training_arguments(args)
-    return args
 
 
 def build_prior_config(
-    args: argparse.Namespace, vqvae_config, num_classes: int, id2label: dict[int, str] | None
+    args: PriorModelArguments, vqvae_config, num_classes: int, id2label: dict[int, str] | None, cache_dir: str | None = None
 ) -> PixelCNNPriorConfig:
     """The prior's config: --prior_preset, --prior_config or the script's default architecture for
     the VQ-VAE's K and grid, then the architecture flags; the classes come from the data. A preset or
     config for another K or grid fails later, in `PixelCNNPriorModel.check_compatible_with_vqvae`."""
-    if args.prior_preset and args.prior_config:
-        raise ValueError("pass either --prior_preset or --prior_config, not both")
     if args.prior_preset:
         base = PixelCNNPriorConfig.from_preset(args.prior_preset, **DEFAULT_ARCHITECTURE)
     elif args.prior_config:
-        base = PixelCNNPriorConfig.from_pretrained(args.prior_config, cache_dir=args.cache_dir)
+        base = PixelCNNPriorConfig.from_pretrained(args.prior_config, cache_dir=cache_dir)
     else:
         latent_size = vqvae_config.latent_size
         base = PixelCNNPriorConfig(
@@ -157,36 +208,40 @@ class TrainingCodes:
     dataset_name: str  # the encoded images' data set, for the model card
 
 
-def load_training_codes(args: argparse.Namespace, accelerator: Accelerator) -> TrainingCodes:
+def load_training_codes(
+    source: PriorCodesArguments, data: ImageDataArguments, accelerator: Accelerator, *, batch_size: int, seed: int
+) -> TrainingCodes:
     """The codes of --codes_dataset, or of the images of the data flags encoded with --vqvae; checked
     against the VQ-VAE (K, grid, code range) and the class labels against their classes."""
-    if args.codes_dataset:
+    if source.codes_dataset:
         with accelerator.main_process_first():
-            splits, info = load_codes(args.codes_dataset, cache_dir=args.cache_dir)
-        vqvae_name = args.vqvae or (info.vqvae if info is not None else None)
+            splits, info = load_codes(source.codes_dataset, cache_dir=data.cache_dir)
+        vqvae_name = source.vqvae or (info.vqvae if info is not None else None)
         if vqvae_name is None:
-            raise ValueError(f"the codes data set {args.codes_dataset!r} names no VQ-VAE (it has no codes_info.json): pass --vqvae")
-        vqvae, processor = load_vqvae(vqvae_name, cache_dir=args.cache_dir)
+            raise ValueError(
+                f"the codes data set {source.codes_dataset!r} names no VQ-VAE (it has no codes_info.json): pass --vqvae"
+            )
+        vqvae, processor = load_vqvae(vqvae_name, cache_dir=data.cache_dir)
         if info is not None:
             info.check_vqvae(vqvae.config, vqvae_name)
-        dataset_name = info.image_dataset if info is not None else args.codes_dataset
-        train, validation = training_and_validation_splits(splits, args, args.codes_dataset)
-        label_column = class_label_column(train, args.label_column)
+        dataset_name = info.image_dataset if info is not None else source.codes_dataset
+        train, validation = training_and_validation_splits(splits, data, source.codes_dataset, seed)
+        label_column = class_label_column(train, data.label_column)
     else:
-        if not args.vqvae:
+        if not source.vqvae:
             raise ValueError(
                 "pass --codes_dataset (codes written by scripts/extract_codes.py) or --vqvae (to encode the images of "
                 "the data flags)"
             )
-        vqvae, processor = load_vqvae(args.vqvae, cache_dir=args.cache_dir)
-        codes, dataset_name = encode_image_dataset(args, vqvae, processor, accelerator, batch_size=args.train_batch_size)
+        vqvae, processor = load_vqvae(source.vqvae, cache_dir=data.cache_dir)
+        codes, dataset_name = encode_image_dataset(data, vqvae, processor, accelerator, batch_size=batch_size, seed=seed)
         train, validation = codes["train"], codes["validation"]
         label_column = LABEL_COLUMN if LABEL_COLUMN in train.column_names else None
 
-    validation = validation.select(range(min(args.max_validation_samples, len(validation))))
+    validation = validation.select(range(min(data.max_validation_samples, len(validation))))
     latent_size = vqvae.config.latent_size
     check_codes(DatasetDict(train=train, validation=validation), vqvae.config.num_embeddings, (latent_size, latent_size))
-    if args.unconditional:
+    if source.unconditional:
         label_column = None
     if label_column is not None:
         for split in (train, validation):
@@ -247,7 +302,13 @@ def validation_bits_per_code(prior: PixelCNNPriorModel, loader) -> float:
 
 
 def validate_and_log(
-    accelerator: Accelerator, prior: PixelCNNPriorModel, codes: TrainingCodes, validation_loader, args, step: int
+    accelerator: Accelerator,
+    prior: PixelCNNPriorModel,
+    codes: TrainingCodes,
+    validation_loader,
+    samples: SampleArguments,
+    seed: int,
+    step: int,
 ) -> tuple[float, PIL.Image.Image]:
     """Validation bits per code and a grid of samples decoded by the VQ-VAE (a row per class for a
     class-conditional prior), sent to the trackers (main process only)."""
@@ -257,8 +318,8 @@ def validate_and_log(
     pipeline.set_progress_bar_config(disable=True)
     # Drawn from --seed every time, so the grids of successive validations are comparable.
     grid = pipeline.sample_grid(
-        images_per_row=args.sample_images_per_row, num_rows=args.sample_rows, temperature=args.sample_temperature,
-        seed=args.seed,
+        images_per_row=samples.sample_images_per_row, num_rows=samples.sample_rows,
+        temperature=samples.sample_temperature, seed=seed,
     )
     log_image(accelerator, "validation/samples", grid, step)
     return bits, grid
@@ -273,54 +334,62 @@ def prior_train_logs(output) -> dict:
     return {"train/loss": nats, "train/bits_per_code": nats / math.log(2)}
 
 
-def train_prior(args: argparse.Namespace) -> dict:
-    """Train a `PixelCNNPriorModel` as the arguments of `parse_args` say; returns the final
-    validation metrics (also written to `<output_dir>/metrics.json`)."""
+def train_prior(arguments: PriorTrainingArguments) -> dict:
+    """Train a `PixelCNNPriorModel` as `arguments` say (`parse_args` reads them from flags or a file);
+    returns the final validation metrics (also written to `<output_dir>/metrics.json`)."""
     started = time.perf_counter()
-    # The last gated layer's horizontal residual feeds nothing (only its skip reaches the logits).
-    accelerator = setup_accelerator(args)
-    codes = load_training_codes(args, accelerator)
+    optimization, output, data = arguments.optimization, arguments.output, arguments.data
+    accelerator = setup_accelerator(optimization, output)
+    codes = load_training_codes(
+        arguments.codes, data, accelerator, batch_size=optimization.train_batch_size, seed=optimization.seed
+    )
     num_classes, id2label = class_labels_of(codes)
-    config = build_prior_config(args, codes.vqvae.config, num_classes, id2label)
-    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
-    resume = checkpoints.resolve(args.resume_from_checkpoint, model_fields(config))
+    config = build_prior_config(arguments.model, codes.vqvae.config, num_classes, id2label, cache_dir=data.cache_dir)
+    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
+    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
 
     prior = PixelCNNPriorModel(config)
     vqvae_config = codes.vqvae.config
     prior.check_compatible_with_vqvae(vqvae_config.num_embeddings, vqvae_config.latent_size, vqvae_config.latent_size)
     codes.vqvae.to(accelerator.device)  # decodes the samples
     train_loader = codes_dataloader(
-        codes.train, codes.label_column, batch_size=args.train_batch_size, seed=args.seed, shuffle=True,
-        num_workers=args.dataloader_num_workers,
+        codes.train, codes.label_column, batch_size=optimization.train_batch_size, seed=optimization.seed, shuffle=True,
+        num_workers=data.dataloader_num_workers,
     )
     validation_loader = codes_dataloader(
-        codes.validation, codes.label_column, batch_size=args.train_batch_size, seed=args.seed, shuffle=False
+        codes.validation, codes.label_column, batch_size=optimization.train_batch_size, seed=optimization.seed,
+        shuffle=False,
     )
 
     def validate(step: int, model: PixelCNNPriorModel) -> None:
         if accelerator.is_main_process:
-            validate_and_log(accelerator, model, codes, validation_loader, args, step)
+            validate_and_log(accelerator, model, codes, validation_loader, arguments.samples, optimization.seed, step)
 
     run = run_training_loop(
-        accelerator, args, prior, train_loader, checkpoints=checkpoints, resume=resume,
-        model_config=model_fields(config), project_name="hf-vqvae-prior", examples="code grids",
+        accelerator, optimization, output, prior, train_loader, checkpoints=checkpoints, resume=resume,
+        model_config=model_fields(config), run_arguments=arguments_dict(arguments), project_name="hf-vqvae-prior",
+        examples="code grids",
         forward=lambda model, batch: model(batch["input_ids"], batch.get("class_labels"), labels=batch["input_ids"]),
         train_logs=prior_train_logs, validate=validate,
     )
     metrics = {}
     if accelerator.is_main_process:
         metrics = save_final_prior(
-            args, accelerator, run, codes, validation_loader, wall_time_s=time.perf_counter() - started
+            arguments, accelerator, run, codes, validation_loader, wall_time_s=time.perf_counter() - started
         )
     end_training(accelerator)
     return metrics
 
 
-def save_final_prior(args, accelerator, run: TrainingRun, codes: TrainingCodes, validation_loader, wall_time_s) -> dict:
+def save_final_prior(
+    arguments: PriorTrainingArguments, accelerator, run: TrainingRun, codes: TrainingCodes, validation_loader, wall_time_s
+) -> dict:
     """Validate, then write the prior, `metrics.json`, `samples.png`, a model card and the pipeline
     folder (`pipeline/`: VQ-VAE, prior, image processor) into --output_dir; push the prior when asked."""
     prior = run.model
-    bits, grid = validate_and_log(accelerator, prior, codes, validation_loader, args, run.position.step)
+    bits, grid = validate_and_log(
+        accelerator, prior, codes, validation_loader, arguments.samples, arguments.optimization.seed, run.position.step
+    )
     metrics = {
         "validation_bits_per_code": four_figures(bits),
         "train_steps": run.position.step,
@@ -333,7 +402,7 @@ def save_final_prior(args, accelerator, run: TrainingRun, codes: TrainingCodes, 
         grid.save(folder / "samples.png")
         write_json(folder / "metrics.json", metrics)
 
-    training = training_summary(args, accelerator, run, wall_time_s)
+    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
 
     def card(repo_id: str):
         return prior_model_card(
@@ -341,7 +410,11 @@ def save_final_prior(args, accelerator, run: TrainingRun, codes: TrainingCodes, 
             training=training,
         )
 
-    publish(args, save, card, commit_message=f"PixelCNN prior trained for {run.position.step} steps with hf-vqvae")
+    output_dir = arguments.output.output_dir
+    publish(
+        output_dir, arguments.hub, save, card,
+        commit_message=f"PixelCNN prior trained for {run.position.step} steps with hf-vqvae",
+    )
     pipeline = VQVAEPipeline(vqvae=codes.vqvae, prior=prior, image_processor=codes.processor)
-    pipeline.save_pretrained(Path(args.output_dir) / "pipeline")
+    pipeline.save_pretrained(Path(output_dir) / "pipeline")
     return metrics

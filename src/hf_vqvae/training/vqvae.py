@@ -1,8 +1,8 @@
 """The VQ-VAE's training recipe (`train_vqvae`, behind scripts/train.py): its flags, config, data,
 validation (reconstruction MSE, PSNR, code usage, a grid of reconstructions) and final files."""
 
-import argparse
 import dataclasses
+from dataclasses import dataclass, field
 import logging
 import math
 import time
@@ -14,8 +14,8 @@ from accelerate import Accelerator
 from huggingface_hub import ModelCard
 
 from ..data.images import (
+    ImageDataArguments,
     ImageTransform,
-    add_data_arguments,
     load_image_datasets,
     training_dataloader,
     validation_pixel_values,
@@ -24,11 +24,10 @@ from ..hub import vqvae_model_card
 from ..models.vqvae.configuration_vqvae import PRESETS, VQVAEConfig
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, parse_arguments
 from .checkpoints import CheckpointManager, model_fields, write_json
 from .loop import (
     TrainingRun,
-    add_common_training_arguments,
-    check_common_training_arguments,
     end_training,
     four_figures,
     log_image,
@@ -42,31 +41,59 @@ from .loop import (
 logger = logging.getLogger(__name__)
 
 
-def add_vqvae_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    group = parser.add_argument_group("model")
-    group.add_argument("--preset", default=None, choices=sorted(PRESETS), help="Start from one of the paper's settings.")
-    group.add_argument(
-        "--model_config_name_or_path", default=None,
-        help="Start from a config: a config.json, a folder holding one, or a Hub model id.",
+@dataclass
+class VQVAEModelArguments:
+    """Which VQ-VAE is trained: a preset of the paper's, a saved config, field overrides."""
+
+    _argument_group_name = "model"
+
+    preset: str | None = field(
+        default=None, metadata={"help": "Start from one of the paper's settings.", "choices": sorted(PRESETS)}
     )
-    group.add_argument(
-        "--config_overrides", nargs="*", default=[], metavar="FIELD=VALUE",
-        help="Override config fields, e.g. hidden_channels=64 num_embeddings=256. sample_size follows --resolution.",
+    model_config_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from a config: a config.json, a folder holding one, or a Hub model id."}
     )
-    return parser
+    config_overrides: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Override config fields, e.g. hidden_channels=64 num_embeddings=256. sample_size follows --resolution.",
+            "metavar": "FIELD=VALUE",
+        },
+    )
+
+    def __post_init__(self):
+        if self.preset and self.model_config_name_or_path:
+            raise ValueError("pass either --preset or --model_config_name_or_path, not both")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        parse_config_overrides(self.config_overrides)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train a VQ-VAE (van den Oord et al. 2017) with Accelerate.")
-    add_data_arguments(parser)
-    add_vqvae_arguments(parser)
-    add_common_training_arguments(parser, default_output_dir="outputs/vqvae")
-    # 12 epochs of the default data set (~1300 updates) take about three minutes on 2 CPU cores
-    # with the default model and already reconstruct held-out crops well.
-    parser.set_defaults(num_train_epochs=12)
-    args = parser.parse_args(argv)
-    check_common_training_arguments(args)
-    return args
+@dataclass
+class VQVAETrainingArguments:
+    """Everything `train_vqvae` needs, in groups: what `scripts/train.py` parses from its flags or a file.
+
+    Example (a notebook, no command line):
+
+        train_vqvae(VQVAETrainingArguments(
+            data=ImageDataArguments(train_data_dir="my-images", resolution=64),
+            optimization=OptimizationArguments(max_train_steps=1000),
+        ))
+    """
+
+    data: ImageDataArguments = field(default_factory=ImageDataArguments)
+    model: VQVAEModelArguments = field(default_factory=VQVAEModelArguments)
+    # 12 epochs of the default data set (~1300 updates) reconstruct held-out crops well.
+    optimization: OptimizationArguments = field(default_factory=lambda: OptimizationArguments(num_train_epochs=12))
+    output: OutputArguments = field(default_factory=lambda: OutputArguments(output_dir="outputs/vqvae"))
+    hub: HubArguments = field(default_factory=HubArguments)
+
+
+def parse_args(argv: list[str] | None = None) -> VQVAETrainingArguments:
+    """The settings of `scripts/train.py`: its flags, or a JSON / YAML file of them."""
+    return parse_arguments(
+        VQVAETrainingArguments, argv, description="Train a VQ-VAE (van den Oord et al. 2017) with Accelerate."
+    )
 
 
 def parse_config_overrides(overrides: list[str]) -> dict:
@@ -92,26 +119,24 @@ def parse_config_overrides(overrides: list[str]) -> dict:
     return parsed
 
 
-def build_vqvae_config(args: argparse.Namespace) -> VQVAEConfig:
+def build_vqvae_config(model: VQVAEModelArguments, resolution: int, cache_dir: str | None = None) -> VQVAEConfig:
     """The model config from --preset or --model_config_name_or_path (else the defaults), the
-    overrides, and sample_size = --resolution."""
-    if args.preset and args.model_config_name_or_path:
-        raise ValueError("pass either --preset or --model_config_name_or_path, not both")
-    if args.preset:
-        base = VQVAEConfig.from_preset(args.preset)
-    elif args.model_config_name_or_path:
-        base = VQVAEConfig.from_pretrained(args.model_config_name_or_path, cache_dir=args.cache_dir)
+    overrides, and sample_size = `resolution`."""
+    if model.preset:
+        base = VQVAEConfig.from_preset(model.preset)
+    elif model.model_config_name_or_path:
+        base = VQVAEConfig.from_pretrained(model.model_config_name_or_path, cache_dir=cache_dir)
     else:
         base = VQVAEConfig()
-    fields = {**model_fields(base), **parse_config_overrides(args.config_overrides)}
+    fields = {**model_fields(base), **parse_config_overrides(model.config_overrides)}
     factor = 2 ** fields["num_downsamples"]
-    if args.resolution % factor:
-        allowed = ", ".join(str(factor * k) for k in range(max(1, args.resolution // factor), args.resolution // factor + 3))
+    if resolution % factor:
+        allowed = ", ".join(str(factor * k) for k in range(max(1, resolution // factor), resolution // factor + 3))
         raise ValueError(
-            f"--resolution {args.resolution} is not divisible by the model's downsampling factor {factor} "
+            f"--resolution {resolution} is not divisible by the model's downsampling factor {factor} "
             f"(2**num_downsamples); use a multiple of {factor}, e.g. {allowed}"
         )
-    fields["sample_size"] = args.resolution
+    fields["sample_size"] = resolution
     return VQVAEConfig(**fields)
 
 
@@ -188,59 +213,65 @@ def vqvae_train_logs(output) -> dict:
     }
 
 
-def train_vqvae(args: argparse.Namespace) -> dict:
-    """Train a `VQVAEModel` as the arguments of `parse_args` say; returns the final validation
-    metrics (also written to `<output_dir>/metrics.json`)."""
+def train_vqvae(arguments: VQVAETrainingArguments) -> dict:
+    """Train a `VQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
+    final validation metrics (also written to `<output_dir>/metrics.json`)."""
     started = time.perf_counter()
-    accelerator = setup_accelerator(args)
-    config = build_vqvae_config(args)
-    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
-    resume = checkpoints.resolve(args.resume_from_checkpoint, model_fields(config))
+    data, optimization, output = arguments.data, arguments.optimization, arguments.output
+    accelerator = setup_accelerator(optimization, output)
+    config = build_vqvae_config(arguments.model, data.resolution, cache_dir=data.cache_dir)
+    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
+    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
 
-    processor = VQVAEImageProcessor(resolution=args.resolution, num_channels=config.in_channels)
-    transform = ImageTransform(processor, center_crop=args.center_crop, random_flip=args.random_flip)
+    processor = VQVAEImageProcessor(resolution=data.resolution, num_channels=config.in_channels)
+    transform = ImageTransform(processor, center_crop=data.center_crop, random_flip=data.random_flip)
     # The main process builds the datasets' caches first; the others then read them.
     with accelerator.main_process_first():
-        datasets = load_image_datasets(args)
+        datasets = load_image_datasets(data, seed=optimization.seed)
         train_dataloader = training_dataloader(
             datasets,
             transform,
-            batch_size=args.train_batch_size,
-            seed=args.seed,
-            num_workers=args.dataloader_num_workers,
-            max_unreadable_fraction=args.max_unreadable_fraction,
+            batch_size=optimization.train_batch_size,
+            seed=optimization.seed,
+            num_workers=data.dataloader_num_workers,
+            max_unreadable_fraction=data.max_unreadable_fraction,
             process_index=accelerator.process_index,
             num_processes=accelerator.num_processes,
         )
         validation_images = validation_pixel_values(
-            datasets.validation, datasets.image_column, transform, args.max_validation_samples, args.max_unreadable_fraction
+            datasets.validation, datasets.image_column, transform, data.max_validation_samples, data.max_unreadable_fraction
         )
 
     def validate(step: int, model: VQVAEModel) -> None:
         if accelerator.is_main_process:
-            validate_and_log(accelerator, model, processor, validation_images, step, args.train_batch_size)
+            validate_and_log(accelerator, model, processor, validation_images, step, optimization.train_batch_size)
         # Every process starts a new usage window, so the buffers stay identical.
         model.quantizer.reset_usage()
 
     run = run_training_loop(
-        accelerator, args, VQVAEModel(config), train_dataloader, checkpoints=checkpoints, resume=resume,
-        model_config=model_fields(config), project_name="hf-vqvae",
+        accelerator, optimization, output, VQVAEModel(config), train_dataloader, checkpoints=checkpoints, resume=resume,
+        model_config=model_fields(config), run_arguments=arguments_dict(arguments), project_name="hf-vqvae",
         forward=lambda model, batch: model(batch["pixel_values"]), train_logs=vqvae_train_logs, validate=validate,
     )
     metrics = {}
     if accelerator.is_main_process:
         metrics = save_final_vqvae(
-            args, accelerator, run, processor, validation_images, datasets.name, wall_time_s=time.perf_counter() - started
+            arguments, accelerator, run, processor, validation_images, datasets.name,
+            wall_time_s=time.perf_counter() - started,
         )
     end_training(accelerator)
     return metrics
 
 
-def save_final_vqvae(args, accelerator, run: TrainingRun, processor, validation_images, dataset_name, wall_time_s) -> dict:
+def save_final_vqvae(
+    arguments: VQVAETrainingArguments, accelerator, run: TrainingRun, processor, validation_images, dataset_name, wall_time_s
+) -> dict:
     """Validate, then write the model (`save_pretrained`), the image processor, `metrics.json`,
     `reconstructions.png` and a model card into --output_dir; push them when asked."""
     model, step = run.model, run.position.step
-    results, grid = validate_and_log(accelerator, model, processor, validation_images, step, args.train_batch_size)
+    results, grid = validate_and_log(
+        accelerator, model, processor, validation_images, step, arguments.optimization.train_batch_size
+    )
     metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
     metrics |= {"train_steps": step, "validation_images": len(validation_images)}
     logger.info("final validation: %s", metrics)
@@ -251,7 +282,7 @@ def save_final_vqvae(args, accelerator, run: TrainingRun, processor, validation_
         grid.save(folder / "reconstructions.png")
         write_json(folder / "metrics.json", metrics)
 
-    training = training_summary(args, accelerator, run, wall_time_s)
+    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
 
     def card(repo_id: str) -> ModelCard:
         return vqvae_model_card(
@@ -259,5 +290,8 @@ def save_final_vqvae(args, accelerator, run: TrainingRun, processor, validation_
             training=training,
         )
 
-    publish(args, save, card, commit_message=f"VQ-VAE trained for {step} steps with hf-vqvae")
+    publish(
+        arguments.output.output_dir, arguments.hub, save, card,
+        commit_message=f"VQ-VAE trained for {step} steps with hf-vqvae",
+    )
     return metrics
