@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import wave
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,16 @@ from datasets import (
 from datasets.distributed import split_dataset_by_node
 
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import resample
-from .images import STREAM_SHARDS, EpochShuffleSampler, UnreadableImageCounter, example_rng, load_named_dataset
+from ..training.arguments import check_at_least, check_in_range
+from .images import (
+    STREAM_SHARDS,
+    VALIDATION_SPLIT_NAMES,
+    EpochShuffleSampler,
+    UnreadableImageCounter,
+    example_rng,
+    load_named_dataset,
+    training_and_validation_splits,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -250,6 +259,76 @@ def _describe(value) -> str:
 
 
 @dataclass
+class SpeechDataArguments:
+    """Which speech data set a run reads and how (the image data's flag names where they mean the same)."""
+
+    _argument_group_name = "data"
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A data set on the Hub with an Audio column, or a local folder written by `save_to_disk`. Without "
+            f"it (and without --train_data_dir) the {DEFAULT_SPEECH_DATASET_NAME} set is synthesised (needs flite)."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The configuration of --dataset_name."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` caches downloads and processed files."})
+    train_data_dir: str | None = field(
+        default=None, metadata={"help": "A local folder of audio files; each file's folder names its speaker."}
+    )
+    audio_column: str = field(default="audio", metadata={"help": "The column holding the audio."})
+    speaker_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "The column naming each clip's speaker (a ClassLabel, or values mapped to ids in sorted order); "
+            "without it the model has no speaker conditioning. 'speaker' for the default set, 'label' for "
+            "--train_data_dir."
+        },
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "Stream the data set; shards are split across processes. Needs --max_train_steps."}
+    )
+    validation_split: str | None = field(
+        default=None,
+        metadata={"help": f"The split to validate on; by default the first of {VALIDATION_SPLIT_NAMES} that exists."},
+    )
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Share of the training split held out when the data set has no validation split."}
+    )
+    max_validation_samples: int = field(default=32, metadata={"help": "Validation clips used for the metrics."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
+    segment_length: int = field(
+        default=4096, metadata={"help": "Samples per training crop; a multiple of the model's hop length."}
+    )
+    default_minutes_per_speaker: float = field(
+        default=3.0, metadata={"help": "Minutes per voice of the synthesised default set."}
+    )
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes loading data."})
+    max_unreadable_fraction: float = field(
+        default=0.01,
+        metadata={"help": "Unreadable clips are skipped with a warning; the run stops if more than this share fails."},
+    )
+
+    def __post_init__(self):
+        check_in_range(self, "validation_fraction", 0, 1, low_open=True, high_open=True)
+        check_at_least(self, "max_validation_samples", 1)
+        check_at_least(self, "max_train_samples", 1, optional=True)
+        check_at_least(self, "segment_length", 1)
+        check_in_range(self, "default_minutes_per_speaker", 0, float("inf"), low_open=True, high_open=True)
+        check_at_least(self, "dataloader_num_workers", 0)
+        check_in_range(self, "max_unreadable_fraction", 0, 1)
+        if self.dataset_name and self.train_data_dir:
+            raise ValueError("pass either --dataset_name or --train_data_dir, not both")
+
+    @property
+    def speaker_column_or_default(self) -> str | None:
+        """--speaker_column, else the speaker column of the default set or of an audio folder."""
+        if self.speaker_column is not None or self.dataset_name:
+            return self.speaker_column
+        return "label" if self.train_data_dir else "speaker"
+
+
+@dataclass
 class SpeechDatasets:
     """The training and validation splits (audio left undecoded) and how speakers are named."""
 
@@ -356,6 +435,22 @@ class SpeakerIds:
 def speaker_ids_for(datasets: SpeechDatasets) -> SpeakerIds:
     feature = (datasets.train.features or {}).get(datasets.speaker_column) if datasets.speaker_column else None
     return SpeakerIds(datasets.speaker_column, datasets.speaker_names, isinstance(feature, ClassLabel))
+
+
+def load_speech_datasets(args: SpeechDataArguments, seed: int = 0) -> SpeechDatasets:
+    """The data set `args` describe, with a validation split and the speakers' names."""
+    splits, name = load_speech_splits(
+        args.dataset_name, args.dataset_config_name, args.train_data_dir, args.cache_dir, args.streaming,
+        args.default_minutes_per_speaker, seed,
+    )
+    train, validation = training_and_validation_splits(splits, args, name, seed)
+    speaker_column = args.speaker_column_or_default
+    check_speech_columns(train, args.audio_column, speaker_column)
+    check_speech_columns(validation, args.audio_column, speaker_column)
+    return SpeechDatasets(
+        undecoded_audio(train, args.audio_column), undecoded_audio(validation, args.audio_column), args.audio_column,
+        speaker_column, speaker_names_of(train, speaker_column), name,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,3 +671,15 @@ def make_speech_data(args: argparse.Namespace) -> DatasetDict:
     if args.push_to_hub:
         speech.push_to_hub(args.hub_dataset_id, token=args.hub_token)
     return speech
+
+
+def wav_bytes(waveform: np.ndarray | torch.Tensor, sampling_rate: int = SAMPLING_RATE) -> bytes:
+    """A mono waveform (floats in [-1, 1]) as the bytes of a 16-bit PCM WAV file."""
+    samples = np.clip(np.asarray(waveform, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sampling_rate)
+        writer.writeframes(np.round(samples * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
