@@ -84,19 +84,6 @@ class WaveNetBlock(nn.Module):
             hidden = hidden + self.residual(gated)
         return hidden, self.skip(gated)
 
-    def step(self, taps: torch.Tensor, gate_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step for the cached generator. `taps` is (batch, residual_channels, kernel_size): the block's
-        input at t - (k - 1) d, ..., t - d, t; `gate_bias` (batch, 2 * gate_channels) at t. Returns the residual
-        output and the skip at t, each (batch, channels)."""
-        pre_activation = F.linear(taps.flatten(1), self.dilated_conv.weight.flatten(1), self.dilated_conv.bias)
-        if gate_bias is not None:
-            pre_activation = pre_activation + gate_bias
-        gated = gate(pre_activation)
-        hidden = taps[:, :, -1]
-        if self.residual is not None:
-            hidden = hidden + F.linear(gated, self.residual.weight[:, :, 0], self.residual.bias)
-        return hidden, F.linear(gated, self.skip.weight[:, :, 0], self.skip.bias)
-
 
 class WaveNet(nn.Module):
     """Embedding of the previous sample, `num_layers` residual blocks in cycles of dilations 1, k, k^2, ...,
@@ -214,41 +201,92 @@ class WaveNet(nn.Module):
     def _generate_cached(
         self, batch_size, length, conditioning, global_conditioning, temperature, generator, progress_callback
     ) -> torch.LongTensor:
-        """Each block keeps a queue of its last `(kernel_size - 1) * dilation` inputs (zeros before the start, the
-        zero padding of `forward`), a circular buffer indexed by time: the taps at t - j d sit at (t - j d) mod
-        history. One new sample costs one position per block."""
+        """One position per block per sample, with the work per block cut to a few small operations (on a CPU the
+        cost of a step is the number of operations, not their size; see `CachedBlock`)."""
         weight = self.input_embedding.weight
-        factory = dict(device=weight.device, dtype=weight.dtype)
-        channels = weight.shape[1]
         hop = self.conditioning_hop
-        # (frames, batch, 2 * gate_channels) per block: one contiguous row per frame; or (batch, ...) if constant.
-        biases = []
-        for bias in self.gate_biases(conditioning, global_conditioning):
-            if bias is None:
-                biases.append(None)
-            elif bias.shape[-1] > 1:
-                biases.append(bias.permute(2, 0, 1).contiguous())
-            else:
-                biases.append(bias[:, :, 0])
-        queues = [torch.zeros(block.history, batch_size, channels, **factory) for block in self.blocks]
+        blocks = [
+            CachedBlock(block, bias, batch_size, length, hop)
+            for block, bias in zip(self.blocks, self.gate_biases(conditioning, global_conditioning))
+        ]
+        # All blocks' skip convolutions as one matrix over their gated outputs (each followed by a 1 for the bias).
+        skip_matrix = torch.cat(
+            [torch.cat([block.skip.weight[:, :, 0], block.skip.bias[:, None]], dim=1) for block in self.blocks], dim=1
+        ).t()
+        gated_outputs = [cached.gated for cached in blocks]
         samples = torch.zeros(batch_size, length, dtype=torch.long, device=weight.device)
-        hidden_input = torch.zeros(batch_size, channels, **factory)
+        hidden = torch.zeros(batch_size, weight.shape[1], device=weight.device, dtype=weight.dtype)
         for time in range(length):
-            hidden, skips = hidden_input, 0
-            for block, queue, bias in zip(self.blocks, queues, biases):
-                positions = [(time - tap * block.dilation) % block.history for tap in range(block.kernel_size - 1, 0, -1)]
-                taps = torch.stack([*queue[positions], hidden], dim=-1)
-                queue[time % block.history] = hidden
-                if bias is not None and bias.dim() == 3:
-                    bias = bias[time // hop]
-                hidden, skip = block.step(taps, bias)
-                skips = skips + skip
+            for cached in blocks:
+                hidden = cached.step(hidden, time)
+            skips = torch.cat(gated_outputs, dim=1).mm(skip_matrix)
             hidden_logits = F.relu(F.linear(F.relu(skips), self.output_hidden.weight[:, :, 0], self.output_hidden.bias))
             logits = F.linear(hidden_logits, self.output_logits.weight[:, :, 0], self.output_logits.bias)
             samples[:, time] = draw_from_logits(logits, temperature, generator)
-            hidden_input = self.input_embedding(samples[:, time])
+            hidden = self.input_embedding(samples[:, time])
             _report(progress_callback, time + 1, length)
         return samples
+
+
+class CachedBlock:
+    """A `WaveNetBlock` prepared for sample-by-sample generation (Paine et al. 2016's queues, rearranged).
+
+    Instead of keeping past inputs and gathering the kernel's taps, each input x_t is multiplied once by every tap's
+    weights: the current tap's product enters the gate at t, the others are added into a queue slot for the times
+    t + j * dilation that will read them. A slot is seeded with the gate bias of its time (convolution bias and
+    conditioning), so that at time t the gate's pre-activation is one product plus one queue read. The gated output
+    is written next to a constant 1, so one matrix product gives the residual with its bias (and, for all blocks at
+    once, the skips). Zeros before the start are the zero padding of `forward`.
+
+    On a CPU a step costs the number of tensor operations far more than their size, so every buffer and every view
+    a step touches is made here, once, and the step writes into them with `out=`.
+    """
+
+    def __init__(self, block: WaveNetBlock, gate_bias: torch.Tensor | None, batch_size: int, length: int, hop: int):
+        weight = block.dilated_conv.weight  # (2 * gate, residual, kernel)
+        factory = dict(device=weight.device, dtype=weight.dtype)
+        kernel, channels = block.kernel_size, weight.shape[0]
+        self.dilation, self.history, self.hop = block.dilation, block.history, hop
+        # Taps newest first: x_t reaches the gate at t + j * dilation through the tap kernel - 1 - j.
+        self.tap_matrix = torch.cat([weight[:, :, kernel - 1 - j] for j in range(kernel)]).t().contiguous()
+        self.products = torch.empty(batch_size, kernel * channels, **factory)
+        self.taps = [self.products[:, channels * j : channels * (j + 1)] for j in range(kernel)]
+        # (frames, batch, 2 * gate): the per-time bias, one frame per `hop` samples, or one frame for all times.
+        bias = block.dilated_conv.bias[None, None, :].expand(1, batch_size, -1)
+        if gate_bias is not None:
+            bias = bias + (gate_bias.permute(2, 0, 1) if gate_bias.shape[-1] > 1 else gate_bias[:, :, 0][None])
+        self.bias_frames = list(bias.contiguous().unbind(0))
+        self.queue = torch.stack([self.bias_at(time) for time in range(self.history)])
+        self.slots = list(self.queue.unbind(0))
+        self.pre_activation = torch.empty(batch_size, channels, **factory)
+        self.content, self.gate = self.pre_activation.chunk(2, dim=1)
+        self.content_tanh = torch.empty(batch_size, channels // 2, **factory)
+        self.gate_sigmoid = torch.empty(batch_size, channels // 2, **factory)
+        self.gated = torch.ones(batch_size, channels // 2 + 1, **factory)
+        self.gated_values = self.gated[:, :-1]
+        self.residual_matrix = None
+        if block.residual is not None:
+            self.residual_matrix = torch.cat([block.residual.weight[:, :, 0], block.residual.bias[:, None]], dim=1).t()
+
+    def bias_at(self, time: int) -> torch.Tensor:
+        return self.bias_frames[min(time // self.hop, len(self.bias_frames) - 1)]
+
+    def step(self, hidden: torch.Tensor, time: int) -> torch.Tensor:
+        """The block's residual output at `time` from its input `hidden` (batch, residual_channels); the gated output
+        is left in `self.gated`."""
+        torch.mm(hidden, self.tap_matrix, out=self.products)
+        slot = time % self.history
+        torch.add(self.taps[0], self.slots[slot], out=self.pre_activation)
+        # The slot now serves time + history, reached by the oldest tap.
+        torch.add(self.taps[-1], self.bias_at(time + self.history), out=self.slots[slot])
+        for j in range(1, len(self.taps) - 1):
+            self.slots[(time + j * self.dilation) % self.history].add_(self.taps[j])
+        torch.tanh(self.content, out=self.content_tanh)
+        torch.sigmoid(self.gate, out=self.gate_sigmoid)
+        torch.mul(self.content_tanh, self.gate_sigmoid, out=self.gated_values)
+        if self.residual_matrix is None:
+            return hidden
+        return torch.addmm(hidden, self.gated, self.residual_matrix)
 
 
 def _report(progress_callback, done: int, total: int) -> None:
