@@ -13,7 +13,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-MODULES_WITH_EXAMPLES = ["hf_vqvae.models.vqvae.modeling_vqvae", "hf_vqvae.models.vqvae.image_processing_vqvae"]
+MODULES_WITH_EXAMPLES = [
+    "hf_vqvae.models.vqvae.modeling_vqvae",
+    "hf_vqvae.models.vqvae.image_processing_vqvae",
+    "hf_vqvae.models.audio_vqvae.modeling_audio_vqvae",
+]
 
 
 def python_blocks(path: Path) -> list[str]:
