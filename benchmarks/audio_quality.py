@@ -59,6 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max_train_steps", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=0.5, help="length of the evaluated held-out crops")
     parser.add_argument("--num_clips", type=int, default=12, help="held-out utterances evaluated")
+    parser.add_argument("--temperature", type=float, default=1.0, help="divides the decoder's logits when decoding")
     parser.add_argument("--num_threads", type=int, default=1)
     return parser.parse_args()
 
@@ -107,7 +108,7 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     rate, hop, speakers = config.sampling_rate, config.hop_length, config.num_speakers
     length = round(args.seconds * rate) // hop * hop
     print(f"model: K={config.num_embeddings}, hop {hop}, {config.num_layers} WaveNet layers, {speakers} speakers; "
-          f"evaluating {args.num_clips} held-out clips of {length / rate:.2f} s")
+          f"evaluating {args.num_clips} held-out clips of {length / rate:.2f} s, decoding at temperature {args.temperature}")
 
     validation = speech["validation"].select(range(min(args.num_clips, len(speech["validation"]))))
     originals, sources = crops(validation, length), torch.tensor(validation["speaker"])
@@ -115,7 +116,7 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     generator = torch.Generator().manual_seed(0)
 
     start = time.perf_counter()
-    reconstructions = model.decode(codes, sources, generator=generator).audio_values
+    reconstructions = model.decode(codes, sources, generator=generator, temperature=args.temperature).audio_values
     print(f"decoded {len(codes)} x {length} samples in {time.perf_counter() - start:.1f} s (cached, batched)")
     mu_law = mu_law_decode(mu_law_encode(originals))
     # Another utterance of the same speaker: what unrelated speech of the right voice scores.
@@ -136,7 +137,7 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     pairs = [(i, (int(sources[i]) + shift) % speakers) for i in range(len(sources)) for shift in range(1, speakers)]
     clip_index, targets = torch.tensor([i for i, _ in pairs]), torch.tensor([t for _, t in pairs])
     start = time.perf_counter()
-    converted = model.decode(codes[clip_index], targets, generator=generator).audio_values
+    converted = model.decode(codes[clip_index], targets, generator=generator, temperature=args.temperature).audio_values
     print(f"\nconverted {len(pairs)} clips in {time.perf_counter() - start:.1f} s")
     train_rows = speech["train"]
     train_clips = torch.cat([crops(train_rows, length, offset) for offset in (2000, 10000, 18000)])

@@ -6,7 +6,6 @@ import re
 import shutil
 import sys
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -23,7 +22,7 @@ from hf_vqvae.training.audio_vqvae import (
     train_audio_vqvae,
 )
 
-from launching import kill_when_exists, run, script
+from launching import ROOT, kill_when_exists, run, script
 from test_speech_data import speech_folder  # noqa: F401  (fixture)
 
 
@@ -145,3 +144,27 @@ def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
     metrics = train_audio_vqvae(parse_args(flags))
     # An untrained decoder scores about log2(256) = 8 bits per sample.
     assert metrics["validation_bits_per_sample"] < 5.0
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from speech_metrics import SpeakerClassifier
+
+    from datasets import load_from_disk
+
+    from hf_vqvae.data.speech import decode_audio
+
+    def crops(rows, offset, length=4096):
+        clips = [torch.from_numpy(decode_audio(row["audio"]))[offset : offset + length] for row in rows]
+        return torch.stack([torch.nn.functional.pad(clip, (0, length - len(clip))) for clip in clips])
+
+    speech = load_from_disk(tmp_path / "speech")
+    train_clips = torch.cat([crops(speech["train"], offset) for offset in (2000, 8000, 14000)])
+    classifier = SpeakerClassifier(4).fit(train_clips, torch.tensor(list(speech["train"]["speaker"]) * 3))
+    model = AudioVQVAEModel.from_pretrained(tmp_path / "run").eval()
+    validation = crops(speech["validation"], 4000)
+    sources = torch.tensor(list(speech["validation"]["speaker"]))
+    targets = (sources + 1 + torch.arange(len(sources)) % 3) % 4
+    with torch.no_grad():
+        converted = model.convert(validation, targets, generator=torch.Generator().manual_seed(0)).audio_values
+    predicted = classifier.predict(converted)
+    to_target, to_source = (predicted == targets).float().mean(), (predicted == sources).float().mean()
+    assert to_target > 0.25 and to_target > to_source, (to_target, to_source)

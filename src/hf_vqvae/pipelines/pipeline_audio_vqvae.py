@@ -3,7 +3,6 @@ its code sequence)."""
 
 import os
 
-import numpy as np
 import torch
 from diffusers import AudioPipelineOutput, DiffusionPipeline
 

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import torch
