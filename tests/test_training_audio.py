@@ -63,6 +63,14 @@ def test_a_run_from_python_writes_model_samples_and_card(tmp_path, speech_folder
     assert "validation/spectrograms" in events.Tags()["images"]
 
 
+def test_streaming_an_audio_folder(tmp_path, speech_folder):  # noqa: F811
+    flags = tiny_flags(tmp_path / "run", speech_folder, "--streaming", "--max_train_steps", "3",
+                       "--max_validation_samples", "3", "--max_unreadable_fraction", "0.5")
+    metrics = train_audio_vqvae(parse_args(flags))
+    assert metrics["train_steps"] == 3 and metrics["validation_clips"] == 3
+    assert AudioVQVAEModel.from_pretrained(tmp_path / "run").config.speaker_names == ["alice", "bert"]
+
+
 def test_killed_run_resumes_to_the_same_weights(tmp_path, speech_folder):  # noqa: F811
     """SIGKILL a run after its first checkpoint, resume it with `latest`: the final weights (codebook and EMA
     statistics included) equal an uninterrupted run's bit for bit; validation draws samples in between."""
