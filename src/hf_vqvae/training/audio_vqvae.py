@@ -211,11 +211,14 @@ def spectrogram_figure(samples: dict[str, torch.Tensor], title: str = "") -> PIL
     low = min(float(s.min()) for s in spectrograms.values())
     high = max(float(s.max()) for s in spectrograms.values())
     label_height, gap = 14, 4
-    width = max(s.shape[1] for s in spectrograms.values()) * 2
+    # Frames are stretched so that a short clip still gives a figure about 512 pixels wide.
+    frames = max(s.shape[1] for s in spectrograms.values())
+    stretch = max(2, 512 // frames)
+    width = frames * stretch
     rows = []
     for name, values in spectrograms.items():
         levels = ((values.flip(0) - low) / max(high - low, 1e-6) * 255).clamp(0, 255).to(torch.uint8).numpy()
-        image = PIL.Image.fromarray(levels).resize((values.shape[1] * 2, values.shape[0]), PIL.Image.NEAREST)
+        image = PIL.Image.fromarray(levels).resize((values.shape[1] * stretch, values.shape[0]), PIL.Image.NEAREST)
         rows.append((name, image))
     height = sum(image.height + label_height + gap for _, image in rows) + (label_height if title else 0)
     figure = PIL.Image.new("RGB", (width, height), "white")
