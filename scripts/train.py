@@ -7,8 +7,9 @@
 `python scripts/train.py --help` lists every flag with its default; docs/training.md explains them.
 """
 
+from hf_vqvae.training.loop import run_command
 from hf_vqvae.training.vqvae import parse_args, train_vqvae
 
 
 if __name__ == "__main__":
-    train_vqvae(parse_args())
+    run_command(train_vqvae, parse_args)

@@ -9,8 +9,9 @@ The run ends with the prior in --output_dir and a VQVAEPipeline folder in --outp
 lists every flag with its default; docs/prior.md explains them.
 """
 
+from hf_vqvae.training.loop import run_command
 from hf_vqvae.training.prior import parse_args, train_prior
 
 
 if __name__ == "__main__":
-    train_prior(parse_args())
+    run_command(train_prior, parse_args)

@@ -65,7 +65,7 @@ def test_codes_carry_the_class_labels_and_name_the_vqvae(tmp_path, image_folder,
     assert features["label"] == ClassLabel(names=["a", "b"])
     assert str(features["codes"]) == "List(List(Value('int16')))"
     assert info == CodesInfo(
-        vqvae=str(tiny_vqvae_folder.resolve()), num_embeddings=16, grid_height=4, grid_width=4, image_dataset="images"
+        vqvae=str(tiny_vqvae_folder.resolve()), num_embeddings=16, grid_height=4, grid_width=4, image_dataset="images (local folder)"
     )
     assert json.loads((output_dir / CODES_INFO_FILE).read_text())["num_embeddings"] == 16
     assert all(0 <= value < 16 for grid in codes["validation"]["codes"] for row in grid for value in row)

@@ -17,6 +17,7 @@ MODULES_WITH_EXAMPLES = [
     "hf_vqvae.models.vqvae.modeling_vqvae",
     "hf_vqvae.models.vqvae.image_processing_vqvae",
     "hf_vqvae.models.audio_vqvae.modeling_audio_vqvae",
+    "hf_vqvae.models.hierarchical_vqvae.modeling_hierarchical_vqvae",
 ]
 
 

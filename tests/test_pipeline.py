@@ -5,7 +5,7 @@ import PIL.Image
 import pytest
 import torch
 
-from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEPipeline
+from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEImageProcessor, VQVAEPipeline
 
 from conftest import put_in_hub_cache
 
@@ -20,7 +20,8 @@ def tiny_prior(num_classes: int = 2, **overrides) -> PixelCNNPriorModel:
 
 @pytest.fixture
 def pipeline(tiny_model) -> VQVAEPipeline:
-    return VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior())
+    processor = VQVAEImageProcessor.for_vqvae(tiny_model.config)
+    return VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior(), image_processor=processor)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -111,7 +112,8 @@ def test_push_to_hub_uploads_the_pipeline_folder_and_card(recorded_uploads, pipe
         "prior/model.safetensors", "image_processor/preprocessor_config.json",
     }
     card = upload["files"]["README.md"].decode()
-    assert "library_name: hf-vqvae" in card and "pipeline_tag: unconditional-image-generation" in card
+    assert "library_name: hf-vqvae" in card and "- class-conditional-image-generation" in card
+    assert "pipeline_tag: unconditional-image-generation" not in card  # the prior is class-conditional
     assert 'VQVAEPipeline.from_pretrained("org/vqvae-pipeline")' in card and "| bits_per_code | 3.2 |" in card
 
 
@@ -147,11 +149,12 @@ def test_bad_calls_raise_clear_errors(pipeline, tiny_model):
 
 def test_sample_grid_has_one_row_per_class(pipeline, tmp_path):
     grid = pipeline.sample_grid(images_per_row=3, seed=0)
-    assert grid.size == (3 * 16, 2 * 16)
+    label_width = grid.width - 3 * 16  # the class names, at the left of their rows
+    assert grid.height == 2 * 16 and label_width > 0
     again = pipeline.sample_grid(images_per_row=3, seed=0)
     np.testing.assert_array_equal(np.asarray(grid), np.asarray(again))
     images = pipeline(batch_size=6, class_labels=[0, 0, 0, 1, 1, 1], generator=seeded(0)).images
-    np.testing.assert_array_equal(np.asarray(grid)[16:32, 32:48], np.asarray(images[5]))
+    np.testing.assert_array_equal(np.asarray(grid)[16:32, label_width + 32 : label_width + 48], np.asarray(images[5]))
 
 
 def test_sample_script_writes_its_grid(tmp_path, pipeline):
@@ -167,7 +170,8 @@ def test_sample_script_writes_its_grid(tmp_path, pipeline):
          "--images_per_row", "5"],
         check=True, capture_output=True,
     )
-    assert PIL.Image.open(output).size == (5 * 16, 2 * 16)
+    written = PIL.Image.open(output)
+    assert written.height == 2 * 16 and written.width > 5 * 16
 
 
 def test_a_pipeline_saved_before_the_layout_move_loads_and_generates_the_same():

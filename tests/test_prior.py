@@ -289,9 +289,12 @@ def test_forward_and_sample_reject_bad_class_labels(num_classes, class_labels, m
     [
         (dict(batch_size=0), "batch_size must be a positive integer, got 0"),
         (dict(batch_size=2.0), "batch_size must be a positive integer, got 2.0"),
-        (dict(temperature=0.0), "temperature must be a finite number > 0, got 0.0"),
-        (dict(temperature=-1.0), "temperature must be a finite number > 0"),
-        (dict(temperature=math.inf), "temperature must be a finite number > 0"),
+        (dict(temperature=0.0), r"temperature must be a finite number >= 0.001 .*, got 0.0"),
+        (dict(temperature=-1.0), "temperature must be a finite number >= 0.001"),
+        (dict(temperature=math.inf), "temperature must be a finite number >= 0.001"),
+        (dict(temperature=1e-45), r"temperature must be a finite number >= 0.001 \(smaller ones overflow"),
+        (dict(batch_size=2, generator=[torch.Generator()]), "one per grid: got 1 for batch_size=2"),
+        (dict(batch_size=2, generator=[torch.Generator(), 7]), "generator must be a torch.Generator or a list of them"),
     ],
 )
 def test_sample_rejects_bad_arguments(kwargs, message):

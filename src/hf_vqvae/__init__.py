@@ -4,6 +4,7 @@ import sys
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
+from .data.worlds import WORLD_ACTIONS, render_frames, render_trajectories
 from .modeling_utils import CheckpointMismatchError
 from .models.audio_vqvae import (
     AUDIO_PRESETS,
@@ -14,7 +15,14 @@ from .models.audio_vqvae import (
     AudioVQVAEModel,
     AudioVQVAEOutput,
 )
+from .models.hierarchical_vqvae import (
+    HierarchicalVQVAEConfig,
+    HierarchicalVQVAEEncoderOutput,
+    HierarchicalVQVAEModel,
+    HierarchicalVQVAEOutput,
+)
 from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
+from .models.video_prior import VideoPriorConfig, VideoPriorModel, VideoPriorOutput
 from .models.vqvae import (
     PRESETS,
     VQVAEConfig,
@@ -26,7 +34,17 @@ from .models.vqvae import (
     image_processing_vqvae,
     modeling_vqvae,
 )
-from .pipelines import AudioVQVAEPipeline, VQVAEPipeline, VQVAEPipelineOutput
+from .pipelines import (
+    AudioVQVAEPipeline,
+    HierarchicalVQVAEPipeline,
+    HierarchicalVQVAEPipelineOutput,
+    VideoPredictionPipeline,
+    VideoPredictionPipelineOutput,
+    VQVAEPipeline,
+    VQVAEPipelineOutput,
+    prediction_strip,
+    save_gif,
+)
 from .quantization import QuantizerOutput, VectorQuantizer
 
 
@@ -38,6 +56,10 @@ AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
 AutoConfig.register(AudioVQVAEConfig.model_type, AudioVQVAEConfig, exist_ok=True)
 AutoModel.register(AudioVQVAEConfig, AudioVQVAEModel, exist_ok=True)
 AutoFeatureExtractor.register(AudioVQVAEConfig, AudioVQVAEFeatureExtractor, exist_ok=True)
+AutoConfig.register(HierarchicalVQVAEConfig.model_type, HierarchicalVQVAEConfig, exist_ok=True)
+AutoModel.register(HierarchicalVQVAEConfig, HierarchicalVQVAEModel, exist_ok=True)
+AutoConfig.register(VideoPriorConfig.model_type, VideoPriorConfig, exist_ok=True)
+AutoModel.register(VideoPriorConfig, VideoPriorModel, exist_ok=True)
 
 # Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
 # they had before the package was laid out by modality; diffusers imports those paths to load them.
@@ -62,6 +84,12 @@ __all__ = [
     "AudioVQVAEPipeline",
     "PRESETS",
     "CheckpointMismatchError",
+    "HierarchicalVQVAEConfig",
+    "HierarchicalVQVAEEncoderOutput",
+    "HierarchicalVQVAEModel",
+    "HierarchicalVQVAEOutput",
+    "HierarchicalVQVAEPipeline",
+    "HierarchicalVQVAEPipelineOutput",
     "PixelCNNPriorConfig",
     "PixelCNNPriorModel",
     "PixelCNNPriorOutput",
@@ -75,4 +103,14 @@ __all__ = [
     "VQVAEPipeline",
     "VQVAEPipelineOutput",
     "VectorQuantizer",
+    "WORLD_ACTIONS",
+    "render_frames",
+    "render_trajectories",
+    "VideoPredictionPipeline",
+    "VideoPredictionPipelineOutput",
+    "VideoPriorConfig",
+    "VideoPriorModel",
+    "VideoPriorOutput",
+    "prediction_strip",
+    "save_gif",
 ]

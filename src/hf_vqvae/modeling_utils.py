@@ -1,9 +1,26 @@
 """What every hf-vqvae model shares: strict checkpoint loading and a push with a model card."""
 
+import os
+import re
+from pathlib import Path
+
+import torch
 from huggingface_hub import ModelCard
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
+from transformers.utils import logging
 
 from .hub import push_with_card
+from .loading import check_local_path_exists, damaged_weights_error, missing_folder_error, non_finite_tensors
+
+
+logger = logging.get_logger(__name__)
+
+
+def is_tracing() -> bool:
+    """Whether the model is being traced (`torch.export`, `torch.compile`): checks that look at tensor values
+    would break the trace, so they are left out of it."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 class CheckpointMismatchError(ValueError):
@@ -11,12 +28,14 @@ class CheckpointMismatchError(ValueError):
 
 
 class HubPreTrainedModel(PreTrainedModel):
-    """`PreTrainedModel` whose `from_pretrained` fails on missing, unexpected or mis-shaped
-    weights, and whose `push_to_hub` uploads a model card rendered from `model_cards/`.
+    """`PreTrainedModel` whose `from_pretrained` fails on missing, unexpected, mis-shaped or
+    non-finite weights, and whose `push_to_hub` uploads a model card rendered from `model_cards/`.
 
     transformers only logs missing weights and re-initialises them at random, which would hand
-    a user a silently broken codebook or prior. Pass `ignore_mismatched_sizes=True` to get
-    transformers' permissive behaviour back. Subclasses implement `model_card`.
+    a user a silently broken codebook or prior. transformers' escape hatches keep their meaning:
+    `ignore_mismatched_sizes=True` re-initialises mis-shaped weights (missing ones stay an error),
+    `output_loading_info=True` returns `(model, loading_info)` and reports missing and unexpected
+    weights there (and in a warning) instead of raising. Subclasses implement `model_card`.
     """
 
     # Regex renames of checkpoint keys saved by earlier versions of the package (transformers' `key_mapping`).
@@ -25,28 +44,78 @@ class HubPreTrainedModel(PreTrainedModel):
     def model_card(self, repo_id: str, **card_fields) -> ModelCard:
         raise NotImplementedError
 
+    def _get_dtype_plan(self, dtype) -> dict:
+        """transformers casts every tensor under a `_keep_in_fp32_modules(_strict)` module to fp32 when
+        loading with dtype=fp16/bf16, integer and bool buffers included (a step counter would become a
+        float). The plan here names each tensor: floating ones go to fp32, the others keep their dtype."""
+        plan = super()._get_dtype_plan(dtype)
+        per_tensor = {}
+        for name, tensor in self.state_dict().items():
+            for pattern, plan_dtype in plan.items():
+                if re.search(pattern.replace("*", ".*"), name):
+                    per_tensor[rf"^{re.escape(name)}$"] = plan_dtype if tensor.is_floating_point() else tensor.dtype
+                    break
+        return per_tensor
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         if cls.legacy_key_mapping:
             kwargs.setdefault("key_mapping", cls.legacy_key_mapping)
-        if kwargs.get("ignore_mismatched_sizes"):
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
         return_loading_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
-        )
-        problems = [
+        if pretrained_model_name_or_path is not None:  # None: weights come as `state_dict=`
+            check_local_path_exists(pretrained_model_name_or_path)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
+            )
+        except SafetensorError as error:
+            raise damaged_weights_error(
+                pretrained_model_name_or_path, error, kwargs.get("subfolder"), kwargs.get("cache_dir")
+            ) from error
+        except OSError as error:
+            if pretrained_model_name_or_path is None or Path(pretrained_model_name_or_path).exists():
+                raise
+            raise missing_folder_error(pretrained_model_name_or_path, error) from error
+
+        where = f"the checkpoint at {str(pretrained_model_name_or_path)!r}"
+        mismatched = [
             f"  {name}: checkpoint has shape {tuple(stored)}, the config gives {tuple(expected)}"
             for name, stored, expected in info["mismatched_keys"]
         ]
-        problems += [f"  {name}: missing from the checkpoint" for name in sorted(info["missing_keys"])]
-        problems += [f"  {name}: in the checkpoint but not in the model" for name in sorted(info["unexpected_keys"])]
+        incomplete = [f"  {name}: missing from the checkpoint" for name in sorted(info["missing_keys"])]
+        incomplete += [f"  {name}: in the checkpoint but not in the model" for name in sorted(info["unexpected_keys"])]
+        problems, hints = [], []
+        if mismatched and not ignore_mismatched_sizes:
+            problems += mismatched
+            hints.append("ignore_mismatched_sizes=True re-initialises mis-shaped weights")
+        if incomplete and not return_loading_info:
+            problems += incomplete
+            hints.append("output_loading_info=True loads anyway and returns the lists of missing and unexpected weights")
         if problems:
             raise CheckpointMismatchError(
-                f"the checkpoint at {pretrained_model_name_or_path!r} does not match the {cls.config_class.__name__} "
-                f"it is loaded with (was it saved from a different config?):\n" + "\n".join(problems)
+                f"{where} does not match the {cls.config_class.__name__} it is loaded with (was it saved from a "
+                f"different config?):\n" + "\n".join(problems) + f"\n({'; '.join(hints)})"
+            )
+        if mismatched or incomplete:
+            logger.warning(f"{where} does not match the config; loaded anyway:\n" + "\n".join(mismatched + incomplete))
+        non_finite = non_finite_tensors(model)
+        if non_finite:
+            raise ValueError(
+                f"{where} holds NaN or Inf values in {', '.join(non_finite)} (a damaged file, a diverged training run, "
+                f"or weights too large for dtype={model.dtype}); refusing to load them"
             )
         return (model, info) if return_loading_info else model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`, with the weights readable as any file the user writes (transformers
+        writes them through a private temporary file, mode 0600)."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        mask = os.umask(0)
+        os.umask(mask)
+        for weights in Path(save_directory).glob("*.safetensors"):
+            weights.chmod(0o666 & ~mask)
+        return result
 
     def push_to_hub(
         self,

@@ -63,10 +63,17 @@ class CodesInfo:
     grid_height: int
     grid_width: int
     image_dataset: str  # the name of the encoded image data set
+    # Set for stage-2 codes of a hierarchy: the stage-1 VQ-VAE under the stage-2 model named by `vqvae`.
+    stage1_vqvae: str | None = None
 
     @classmethod
     def of_vqvae(cls, config: VQVAEConfig, vqvae: str, image_dataset: str) -> "CodesInfo":
         return cls(vqvae, config.num_embeddings, config.latent_size, config.latent_size, image_dataset)
+
+    @classmethod
+    def of_stage2(cls, config, stage2: str, stage1_vqvae: str, image_dataset: str) -> "CodesInfo":
+        """The info of stage-2 codes written by the `HierarchicalVQVAEModel` `stage2` (its `config`)."""
+        return cls(stage2, config.num_embeddings, config.latent_grid_height, config.latent_grid_width, image_dataset, stage1_vqvae)
 
     def check_vqvae(self, config: VQVAEConfig, vqvae: str) -> None:
         """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes."""
@@ -96,7 +103,25 @@ class CodesInfo:
             except OSError as error:  # not in the repository, or offline and not cached
                 logger.info("no %s for the data set %r: %s", CODES_INFO_FILE, dataset, error)
                 return None
-        return cls(**json.loads(Path(path).read_text()))
+        return cls.from_file(Path(path))
+
+    @classmethod
+    def from_file(cls, path: Path) -> "CodesInfo":
+        """The info in a `codes_info.json`; a damaged file or one with other keys is a ValueError naming it."""
+        fields = {field.name: field.type for field in dataclasses.fields(cls)}
+        try:
+            values = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{path} is damaged (not valid JSON: {error}); write it again with scripts/extract_codes.py"
+            ) from error
+        if not isinstance(values, dict) or set(values) != set(fields):
+            found = sorted(values) if isinstance(values, dict) else type(values).__name__
+            raise ValueError(f"{path} must hold exactly the keys {sorted(fields)}, got {found}")
+        for name, kind in fields.items():
+            if not isinstance(values[name], kind) or isinstance(values[name], bool):
+                raise ValueError(f"{path}: {name!r} must be of type {kind.__name__}, got {values[name]!r}")
+        return cls(**values)
 
 
 def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEModel, VQVAEImageProcessor]:
@@ -189,18 +214,57 @@ def encode_images(
         put_on_device=True,
     )
     vqvae = vqvae.to(accelerator.device).eval()
-    columns = {}
-    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process):
-        encoded = {CODES_COLUMN: vqvae.encode(batch["pixel_values"]).indices}
-        if label_column is not None:
-            encoded[LABEL_COLUMN] = batch["labels"]
-        for name, values in accelerator.gather_for_metrics(encoded).items():
-            columns.setdefault(name, []).append(values.cpu().numpy())
-
+    columns = _encode_in_processes(
+        loader, lambda batch: vqvae.encode(batch["pixel_values"]).indices, "labels" if label_column else None,
+        accelerator, description,
+    )
     features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
-    encoded = Dataset.from_dict({name: np.concatenate(values) for name, values in columns.items()}, features=features)
+    encoded = Dataset.from_dict(columns, features=features)
     if len(encoded) != len(readable):
         raise RuntimeError(f"encoded {len(encoded)} images of {len(readable)}: the processes lost or repeated some")
+    return encoded
+
+
+def _encode_in_processes(loader, encode, label_key: str | None, accelerator: Accelerator, description: str) -> dict:
+    """`codes` (and `label`) columns of every batch of a loader prepared for this process, gathered from every
+    process in the data set's order (`gather_for_metrics` drops the padding of the last round)."""
+    columns = {}
+    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process):
+        encoded = {CODES_COLUMN: encode(batch)}
+        if label_key is not None:
+            encoded[LABEL_COLUMN] = batch[label_key]
+        for name, values in accelerator.gather_for_metrics(encoded).items():
+            columns.setdefault(name, []).append(values.cpu().numpy())
+    return {name: np.concatenate(values) for name, values in columns.items()}
+
+
+@torch.no_grad()
+def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch_size: int, description: str = "encoding codes") -> Dataset:
+    """The stage-2 codes of a split of stage-1 codes, encoded by a `HierarchicalVQVAEModel` (and its labels),
+    split among the processes as `encode_images` does; every process receives all of them."""
+    label_column = LABEL_COLUMN if LABEL_COLUMN in codes.column_names else None
+    columns = [CODES_COLUMN] + ([label_column] if label_column else [])
+
+    def collate(examples: list[dict]) -> dict:
+        batch = {CODES_COLUMN: torch.from_numpy(np.stack([example[CODES_COLUMN] for example in examples])).long()}
+        if label_column is not None:
+            batch[LABEL_COLUMN] = torch.tensor([int(example[label_column]) for example in examples])
+        return batch
+
+    loader = torch.utils.data.DataLoader(
+        codes.with_format("numpy", columns=columns), batch_size=batch_size, collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )
+    loader = prepare_data_loader(
+        loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
+        put_on_device=True,
+    )
+    stage2 = stage2.to(accelerator.device).eval()
+    encoded = _encode_in_processes(loader, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices, label_column, accelerator, description)
+    features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
+    encoded = Dataset.from_dict(encoded, features=features)
+    if len(encoded) != len(codes):
+        raise RuntimeError(f"encoded {len(encoded)} code grids of {len(codes)}: the processes lost or repeated some")
     return encoded
 
 
@@ -239,14 +303,17 @@ def encode_image_dataset(
 # Checking, loading, saving, pushing
 
 
-def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int]) -> None:
-    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K)."""
+def check_codes(codes: DatasetDict, num_embeddings: int, grid: tuple[int, int], *, per_frame: bool = False) -> None:
+    """Raise a `ValueError` naming the split when its codes are not (h, w) grids of values in [0, K); with
+    `per_frame` each row holds a sequence of grids (the codes of a trajectory's frames)."""
     for name, split in codes.items():
         if CODES_COLUMN not in split.column_names:
             raise ValueError(f"the {name!r} split has no {CODES_COLUMN!r} column; its columns are {split.column_names}")
         if len(split) == 0:
             continue
         rows = split.data.column(CODES_COLUMN)
+        if per_frame:
+            rows = pc.list_flatten(rows)
         values = pc.list_flatten(rows)
         height_ok = pc.all(pc.equal(pc.list_value_length(rows), grid[0])).as_py()
         width_ok = pc.all(pc.equal(pc.list_value_length(values), grid[1])).as_py()

@@ -189,12 +189,12 @@ def load_image_datasets(args: ImageDataArguments, seed: int = 0) -> ImageDataset
         splits = load_named_dataset(
             args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, streaming=args.streaming
         )
-        name = args.dataset_name
+        name = dataset_display_name(args.dataset_name)
     elif args.train_data_dir:
         if not os.path.isdir(args.train_data_dir):
             raise ValueError(f"--train_data_dir {args.train_data_dir!r} is not a folder")
         splits = load_dataset("imagefolder", data_dir=args.train_data_dir, cache_dir=args.cache_dir, streaming=args.streaming)
-        name = Path(args.train_data_dir).name
+        name = dataset_display_name(args.train_data_dir)
     else:
         if args.streaming:
             raise ValueError("--streaming needs --dataset_name or --train_data_dir; the default data set is in memory")
@@ -210,6 +210,13 @@ def load_image_datasets(args: ImageDataArguments, seed: int = 0) -> ImageDataset
         _undecoded(train, args.image_column), _undecoded(validation, args.image_column), args.image_column,
         args.label_column, name,
     )
+
+
+def dataset_display_name(name_or_path: str) -> str:
+    """How a model card and the logs name a data set: a Hub id as it is; a local folder by its name,
+    marked local (so it is never mistaken for a Hub id, nor shows the machine's paths)."""
+    local = Path(name_or_path)
+    return f"{local.resolve().name} (local folder)" if local.exists() else name_or_path
 
 
 def load_named_dataset(name: str, config_name: str | None = None, *, cache_dir: str | None = None, streaming: bool = False):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .sampling import draw_from_logits
 
@@ -37,7 +38,7 @@ def conv_at_one_position(conv: nn.Conv2d, window: torch.Tensor) -> torch.Tensor:
     return F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias)
 
 
-class GatedPixelCNNLayer(nn.Module):
+class GatedPixelCNNLayer(GradientCheckpointingLayer):
     """One gated layer: a vertical stack that sees rows above, and a horizontal stack that sees the positions to
     the left in the current row plus, through a 1x1 convolution, the vertical stack (no blind spot). The horizontal
     stack is residual and feeds a skip connection.
@@ -45,6 +46,9 @@ class GatedPixelCNNLayer(nn.Module):
     Conditioning (the paper's V h inside every gate) comes as a gate bias: a class label's learned embedding
     (`num_classes`), and/or a 1x1 convolution of a conditioning map with `conditioning_channels` channels laid
     over the grid (location-dependent conditioning: upsampled latents, the codes of previous frames...).
+
+    Under transformers' gradient checkpointing (`model.gradient_checkpointing_enable()` on a model holding these
+    layers) `forward` is recomputed in the backward pass instead of keeping its activations.
     """
 
     def __init__(
@@ -196,18 +200,21 @@ class GatedPixelCNN(nn.Module):
         class_labels: torch.Tensor | None = None,
         conditioning: torch.Tensor | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         use_cache: bool = True,
         progress_callback: Callable[[int, int], None] | None = None,
     ) -> torch.LongTensor:
-        """(batch_size, height, width) codes drawn in raster order; arguments unchecked (the models check them).
+        """(batch_size, height, width) codes drawn in raster order; arguments unchecked (the models check them);
+        `generator` may be a list of one generator per grid (see `draw`).
         `progress_callback(rows_done, height)` is called after each row."""
         sampler = self._sample_cached if use_cache else self._sample_plain
         return sampler(batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback)
 
-    def draw(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    def draw(
+        self, logits: torch.Tensor, temperature: float, generator: torch.Generator | list[torch.Generator] | None
+    ) -> torch.Tensor:
         """One code per row of (batch, K) logits (see `layers.sampling.draw_from_logits`): both samplers draw in the
-        same order, so a seeded generator gives the same codes."""
+        same order, so a seeded generator (or a list of one generator per row) gives the same codes."""
         return draw_from_logits(logits, temperature, generator)
 
     def _sample_plain(

@@ -1,22 +1,20 @@
 """AudioVQVAEPipeline: reconstruct, convert the voice of, or generate speech with an audio VQ-VAE (and a prior over
 its code sequence)."""
 
-import os
-
 import torch
-from diffusers import AudioPipelineOutput, DiffusionPipeline
+from diffusers import AudioPipelineOutput
 
-from ..hub import audio_pipeline_model_card, push_with_card
+from ..hub import audio_pipeline_model_card
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
-from .pipeline_utils import local_pipeline_folder
+from .pipeline_utils import HubDiffusionPipeline
 
 
 AUDIO_OUTPUT_TYPES = ("np", "pt")
 
 
-class AudioVQVAEPipeline(DiffusionPipeline):
+class AudioVQVAEPipeline(HubDiffusionPipeline):
     r"""
     Speech with the audio VQ-VAE of the paper's section 4.3. One call does one of:
 
@@ -38,6 +36,7 @@ class AudioVQVAEPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "prior->vqvae"
+    push_commit_message = "Upload audio VQ-VAE pipeline with hf-vqvae"
     _optional_components = ["prior", "feature_extractor"]
 
     def __init__(
@@ -63,34 +62,10 @@ class AudioVQVAEPipeline(DiffusionPipeline):
             feature_extractor = AudioVQVAEFeatureExtractor.for_model(vqvae.config)
         self.register_modules(vqvae=vqvae, prior=prior, feature_extractor=feature_extractor)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "AudioVQVAEPipeline":
-        """Load from a local pipeline folder or a Hub id (resolved through the Hub cache, offline mode honoured)."""
-        return super().from_pretrained(local_pipeline_folder(pretrained_model_name_or_path, kwargs), **kwargs)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Upload audio VQ-VAE pipeline with hf-vqvae",
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        **card_fields,
-    ):
-        """Upload the pipeline folder with a model card; `card_fields` go to `hub.audio_pipeline_model_card`."""
+    def model_card(self, repo_id: str, **card_fields):
+        """The card `push_to_hub` uploads (`hub.audio_pipeline_model_card`; `dataset_name`, `metrics`, `image_path`)."""
         prior_config = self.prior.config if self.prior is not None else None
-        return push_with_card(
-            self.save_pretrained,
-            lambda resolved: audio_pipeline_model_card(self.vqvae.config, prior_config, resolved, **card_fields),
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+        return audio_pipeline_model_card(self.vqvae.config, prior_config, repo_id, **card_fields)
 
     @torch.no_grad()
     def __call__(

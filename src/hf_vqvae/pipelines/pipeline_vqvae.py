@@ -1,22 +1,36 @@
 """VQVAEPipeline: sample a code grid from the PixelCNN prior, decode it with the VQ-VAE."""
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
 import torch
-from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import pipeline_model_card, push_with_card
+from ..hub import pipeline_model_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .pipeline_utils import local_pipeline_folder
+from .pipeline_utils import HubDiffusionPipeline
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
+
+
+def with_row_labels(grid: PIL.Image.Image, labels: list[str]) -> PIL.Image.Image:
+    """`grid` (one row of images per label) with each label written at the left of its row."""
+    font = PIL.ImageFont.load_default()
+    draw = PIL.ImageDraw.Draw(grid)
+    width = max(int(draw.textlength(label, font=font)) for label in labels) + 8
+    row_height = grid.height / len(labels)
+    labelled = PIL.Image.new("RGB", (width + grid.width, grid.height), "white")
+    labelled.paste(grid.convert("RGB"), (width, 0))
+    draw = PIL.ImageDraw.Draw(labelled)
+    for row, label in enumerate(labels):
+        draw.text((4, row * row_height + row_height / 2), label, fill="black", font=font, anchor="lm")
+    return labelled
 
 
 @dataclass
@@ -32,7 +46,7 @@ class VQVAEPipelineOutput(BaseOutput):
     codes: torch.LongTensor | None = None
 
 
-class VQVAEPipeline(DiffusionPipeline):
+class VQVAEPipeline(HubDiffusionPipeline):
     r"""
     Generate images as the paper does: an autoregressive prior samples a grid of codes, the VQ-VAE
     decodes it. With `image=` it reconstructs images instead (encode, then decode).
@@ -42,10 +56,17 @@ class VQVAEPipeline(DiffusionPipeline):
         prior ([`PixelCNNPriorModel`]): a gated PixelCNN over the VQ-VAE's code grid; its codebook
             size and grid must match the VQ-VAE's (checked here).
         image_processor ([`VQVAEImageProcessor`], *optional*): turns `image=` inputs into pixel
-            values and decoded pixels into PIL / numpy; one matching the VQ-VAE is made if omitted.
+            values and decoded pixels into PIL / numpy. Without one (None, as diffusers' optional
+            components are), one matching the VQ-VAE's resolution and channels is used; None is
+            what `save_pretrained` records and `from_pretrained` gives back.
+
+    `DiffusionPipeline.from_pretrained(folder)` cannot load this pipeline: diffusers looks its class
+    up on the `diffusers` module itself (third-party pipelines only through `custom_pipeline` code,
+    which needs `trust_remote_code`). Load it with `VQVAEPipeline.from_pretrained(folder or Hub id)`.
     """
 
     model_cpu_offload_seq = "prior->vqvae"
+    push_commit_message = "Upload VQ-VAE pipeline with hf-vqvae"
     _optional_components = ["image_processor"]
 
     def __init__(
@@ -54,43 +75,11 @@ class VQVAEPipeline(DiffusionPipeline):
         super().__init__()
         latent_size = vqvae.config.latent_size
         prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
-        if image_processor is None:
-            image_processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "VQVAEPipeline":
-        """Load from a local pipeline folder or a Hub id.
-
-        diffusers refuses components from a third-party package when given a Hub id, so a Hub id
-        is first resolved to a local snapshot with `snapshot_download`, which honours the cache
-        and offline mode. Components can be replaced: `from_pretrained(path, prior=other_prior)`.
-        """
-        return super().from_pretrained(local_pipeline_folder(pretrained_model_name_or_path, kwargs), **kwargs)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Upload VQ-VAE pipeline with hf-vqvae",
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        **card_fields,
-    ):
-        """Upload the pipeline folder (model_index.json and one folder per component) with a model
-        card; `card_fields` go to `hub.pipeline_model_card` (`dataset_name`, `metrics`, `image_path`)."""
-        return push_with_card(
-            self.save_pretrained,
-            lambda resolved_repo_id: pipeline_model_card(self.vqvae.config, self.prior.config, resolved_repo_id, **card_fields),
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+    def model_card(self, repo_id: str, **card_fields):
+        """The card `push_to_hub` uploads (`hub.pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
+        return pipeline_model_card(self.vqvae.config, self.prior.config, repo_id, **card_fields)
 
     def class_label_ids(self, labels: int | str | list[int | str] | torch.Tensor) -> torch.LongTensor:
         """Class labels as ids; names are looked up in the prior config's `id2label`."""
@@ -113,7 +102,7 @@ class VQVAEPipeline(DiffusionPipeline):
         batch_size: int = 1,
         class_labels: int | str | list[int | str] | torch.Tensor | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         image=None,
@@ -125,7 +114,8 @@ class VQVAEPipeline(DiffusionPipeline):
             class_labels (*optional*): one class id or name per image (or one for all) for a
                 class-conditional prior; must be omitted for an unconditional one.
             temperature (`float`, defaults to 1.0): divides the prior's logits.
-            generator (`torch.Generator`, *optional*): makes sampling reproducible.
+            generator (`torch.Generator` or a list of `batch_size` of them, *optional*): makes sampling
+                reproducible; with a list, image i is the image a batch of one gives with generator i.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the
                 code grids, not decoded).
             return_dict (`bool`, defaults to `True`): return a [`VQVAEPipelineOutput`] or a tuple
@@ -144,7 +134,7 @@ class VQVAEPipeline(DiffusionPipeline):
             images = codes
         else:
             reconstruction = self.vqvae.decode(codes).reconstruction
-            images = self.image_processor.postprocess(reconstruction, output_type=output_type)
+            images = self._image_processor().postprocess(reconstruction, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, codes)
@@ -153,8 +143,10 @@ class VQVAEPipeline(DiffusionPipeline):
     def sample_grid(
         self, images_per_row: int = 8, num_rows: int = 4, temperature: float = 1.0, seed: int = 0
     ) -> PIL.Image.Image:
-        """One image of samples: for a class-conditional prior one row per class (`num_rows` is
-        ignored), else `num_rows` rows."""
+        """One image of samples: for a class-conditional prior one row per class, named at its left
+        (`num_rows` is ignored), else `num_rows` rows."""
+        if not isinstance(images_per_row, int) or images_per_row < 1 or not isinstance(num_rows, int) or num_rows < 1:
+            raise ValueError(f"images_per_row and num_rows must be integers >= 1, got {images_per_row!r} and {num_rows!r}")
         generator = torch.Generator(device=self.device).manual_seed(seed)
         num_classes = self.prior.config.num_classes
         if num_classes:
@@ -166,7 +158,17 @@ class VQVAEPipeline(DiffusionPipeline):
             batch_size=images_per_row * num_rows, class_labels=class_labels, temperature=temperature,
             generator=generator,
         ).images
-        return make_image_grid(images, rows=num_rows, cols=images_per_row)
+        grid = make_image_grid(images, rows=num_rows, cols=images_per_row)
+        if not num_classes:
+            return grid
+        names = [str((self.prior.config.id2label or {}).get(index, index)) for index in range(num_classes)]
+        return with_row_labels(grid, names)
+
+    def _image_processor(self) -> VQVAEImageProcessor:
+        """The pipeline's image processor, or one matching the VQ-VAE when it has none."""
+        if self.image_processor is not None:
+            return self.image_processor
+        return VQVAEImageProcessor.for_vqvae(self.vqvae.config)
 
     def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -185,9 +187,15 @@ class VQVAEPipeline(DiffusionPipeline):
             )
 
     def _pixel_values(self, image) -> torch.Tensor:
-        if isinstance(image, torch.Tensor) and image.is_floating_point():
-            pixel_values = image
-        else:
-            pixel_values = self.image_processor(image, return_tensors="pt")["pixel_values"]
-        parameter = next(self.vqvae.parameters())
-        return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
+        return pixel_values_for_vqvae(self.vqvae, self._image_processor(), image)
+
+
+def pixel_values_for_vqvae(vqvae: VQVAEModel, image_processor: VQVAEImageProcessor, image) -> torch.Tensor:
+    """A pipeline's `image=` input as pixel values on the VQ-VAE's device and dtype: PIL images and
+    arrays through the image processor, float tensors of pixel values in [-1, 1] as they are."""
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        pixel_values = image
+    else:
+        pixel_values = image_processor(image, return_tensors="pt")["pixel_values"]
+    parameter = next(vqvae.parameters())
+    return pixel_values.to(device=parameter.device, dtype=parameter.dtype)

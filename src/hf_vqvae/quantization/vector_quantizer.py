@@ -384,12 +384,15 @@ class VectorQuantizer(nn.Module):
         self.dead_code_threshold = dead_code_threshold
         self.distance_chunk_size = distance_chunk_size
 
-        self.embedding = nn.Parameter(torch.empty(num_embeddings, embedding_dim), requires_grad=update_rule == "loss")
-        self.register_buffer("cluster_size", torch.ones(num_embeddings))
-        self.register_buffer("embed_sum", torch.empty(num_embeddings, embedding_dim))
-        self.register_buffer("initialized", torch.tensor(not kmeans_init))
+        # Explicit dtypes: a model built under another default dtype (`_from_config(config, dtype=torch.bfloat16)`)
+        # still gets an fp32 codebook and EMA state, a bool flag and an integer step.
+        fp32 = dict(dtype=torch.float32)
+        self.embedding = nn.Parameter(torch.empty(num_embeddings, embedding_dim, **fp32), requires_grad=update_rule == "loss")
+        self.register_buffer("cluster_size", torch.ones(num_embeddings, **fp32))
+        self.register_buffer("embed_sum", torch.empty(num_embeddings, embedding_dim, **fp32))
+        self.register_buffer("initialized", torch.tensor(not kmeans_init, dtype=torch.bool))
         self.register_buffer("restart_step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("codes_used", torch.zeros(num_embeddings))
+        self.register_buffer("codes_used", torch.zeros(num_embeddings, **fp32))
         # Reading `initialized` would stall an accelerator every step; once seen true it stays
         # true until new state is loaded.
         self._known_initialized = False
@@ -439,7 +442,7 @@ class VectorQuantizer(nn.Module):
             if self.training and not self._known_initialized:
                 if not bool(self.initialized):
                     self._kmeans_initialize(channels_first.detach())
-                self._known_initialized = True
+                self._known_initialized = bool(self.initialized)
             codebook = self.embedding.float()
             indices = nearest_codes_channels_first(channels_first.detach(), codebook, self.distance_chunk_size)
             quantized, commitment_loss, codebook_loss = _StraightThroughQuantize.apply(channels_first, codebook, indices)
@@ -485,21 +488,27 @@ class VectorQuantizer(nn.Module):
         restarts = self.dead_code_threshold > 0
         batch_sums = _sum_per_code(latents, indices, self.num_embeddings) if ema else latents.new_zeros(0)
         batch_sizes = _batch_size_slots(indices.numel(), latents.device)
-        code_counts, batch_sums, batch_sizes = _all_reduce_sum(code_counts, batch_sums, batch_sizes)
-        self.codes_used += code_counts
+        non_finite = (~torch.isfinite(latents)).sum(dtype=torch.float32).reshape(1)
+        code_counts, batch_sums, batch_sizes, non_finite = _all_reduce_sum(code_counts, batch_sums, batch_sizes, non_finite)
+        # A non-finite latent on any process (the count is all-reduced, so every rank decides alike) would stay
+        # in the moving averages for good: such a batch leaves usage, EMA state and codebook as they were.
+        # Selected on the device, so an accelerator never waits for the check.
+        finite = non_finite[0] == 0
+        self.codes_used += torch.where(finite, code_counts, 0.0)
 
         # Eqs. 6-7: N <- gamma N + (1 - gamma) n, m <- gamma m + (1 - gamma) sum z, as one lerp each.
-        cluster_size = torch.lerp(self.cluster_size.float(), code_counts, 1 - self.decay)
+        cluster_size = self.cluster_size.float()
+        cluster_size = torch.where(finite, torch.lerp(cluster_size, code_counts, 1 - self.decay), cluster_size)
         embed_sum = self.embed_sum.float()
         codebook = self.embedding.float()
         if ema:
-            embed_sum = torch.lerp(embed_sum, batch_sums, 1 - self.decay)
+            embed_sum = torch.where(finite, torch.lerp(embed_sum, batch_sums, 1 - self.decay), embed_sum)
             total = cluster_size.sum()
             smoothed = (cluster_size + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
-            codebook = embed_sum / smoothed.unsqueeze(1)
+            codebook = torch.where(finite, embed_sum / smoothed.unsqueeze(1), codebook)
         if restarts:
             usage_bound = self.dead_code_threshold * batch_sizes.sum() / self.num_embeddings
-            dead = cluster_size < usage_bound
+            dead = (cluster_size < usage_bound) & finite
             self.restart_step += 1
             # On a CPU looking costs nothing, so the draw is skipped when no code died (the mask
             # is the same on every rank, so all skip the collective together); on an accelerator
@@ -538,6 +547,10 @@ class VectorQuantizer(nn.Module):
         # rank, whatever their random states.
         picks = torch.randperm(total_rows, generator=torch.Generator().manual_seed(0))[:budget].to(latents.device)
         pooled = _take_global_rows(latents, picks, first_row)
+        if not torch.isfinite(pooled).all():
+            # k-means on non-finite latents would leave a non-finite codebook for good. `pooled` is the same on
+            # every rank, so all skip together and initialise from the next batch.
+            return
         generator = torch.Generator(device=latents.device).manual_seed(0)
         centroids, counts = kmeans(pooled, self.num_embeddings, self.kmeans_iters, generator)
         # Every rank computed the same; rank 0's copy guards against non-deterministic kernels.

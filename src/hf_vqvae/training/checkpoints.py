@@ -9,12 +9,15 @@ you did not write.
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shutil
 from pathlib import Path
 
+import safetensors.torch
 from accelerate import Accelerator
+from accelerate.utils.other import load as accelerate_load
 from transformers import PreTrainedConfig
 
 
@@ -26,6 +29,31 @@ ARGUMENTS_FILE = "training_arguments.json"
 
 class IncompatibleCheckpointError(ValueError):
     """A checkpoint was written for a different model configuration."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A file of a checkpoint cannot be read: truncated, overwritten or not what its name says."""
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Read every file of the checkpoint at `path` as its resume will, raising `DamagedCheckpointError`
+    naming the first that fails: JSON files parse, safetensors files load, and the optimizer, scheduler
+    and random-state files load with `weights_only=True` (PyTorch's restricted unpickler)."""
+    for file in sorted(path.rglob("*")):
+        if not file.is_file():
+            continue
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            elif file.suffix == ".safetensors":
+                safetensors.torch.load_file(file)
+            elif file.suffix in (".bin", ".pt", ".pth", ".pkl"):
+                accelerate_load(file, map_location="cpu")
+        except Exception as error:  # noqa: BLE001  any failure to read means the file is damaged
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if "weights_only" in reason:
+                reason = "not a checkpoint file PyTorch's safe loader accepts"
+            raise DamagedCheckpointError(f"checkpoint {str(path)!r} is damaged: {file.name} cannot be read ({reason})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,7 +77,12 @@ class CheckpointManager:
 
     A checkpoint is written into `tmp-checkpoint-<step>` and renamed only once every process has
     finished writing and the files are synced to disk; a rename is atomic, so a run killed at any
-    moment leaves either a complete checkpoint or a temporary folder that `latest` ignores.
+    moment leaves either a complete checkpoint or a temporary folder that `latest` ignores. Pruning
+    renames a checkpoint to `deleted-checkpoint-<step>` before removing it, so a kill while it deletes
+    never leaves a half-deleted `checkpoint-<step>`; leftovers of either kind are removed by the next save.
+
+    Resuming reads every file of the checkpoint first: a damaged one is named, and `latest` then falls
+    back to the newest checkpoint that reads whole, saying so.
     """
 
     state_file = "training_state.json"
@@ -80,8 +113,8 @@ class CheckpointManager:
         `checkpoint-<step>`. Every process must call this."""
         final = self.output_dir / f"checkpoint-{position.step}"
         temporary = self.output_dir / f"tmp-checkpoint-{position.step}"
-        if accelerator.is_main_process and temporary.exists():
-            shutil.rmtree(temporary)  # left by a run killed while writing
+        if accelerator.is_main_process:
+            self._remove_leftovers()
         accelerator.wait_for_everyone()
         accelerator.save_state(str(temporary))
         accelerator.wait_for_everyone()
@@ -93,11 +126,11 @@ class CheckpointManager:
             }
             write_json(temporary / self.state_file, state)
             write_json(temporary / self.arguments_file, run_arguments)
-            _sync_folder(temporary)
+            sync_folder(temporary)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(temporary, final)
-            _sync_folder(self.output_dir, recursive=False)
+            sync_folder(self.output_dir, recursive=False)
             self._prune()
             logger.info("saved checkpoint %s", final)
         accelerator.wait_for_everyone()
@@ -107,8 +140,16 @@ class CheckpointManager:
         if self.total_limit is None:
             return
         for stale in self.checkpoints()[: -self.total_limit]:
-            shutil.rmtree(stale)
+            doomed = stale.with_name(f"deleted-{stale.name}")
+            os.replace(stale, doomed)
+            shutil.rmtree(doomed)
             logger.info("removed checkpoint %s (--checkpoints_total_limit %s)", stale, self.total_limit)
+
+    def _remove_leftovers(self) -> None:
+        """Folders a killed run left: checkpoints being written or being deleted."""
+        for pattern in ("tmp-checkpoint-*", "deleted-checkpoint-*"):
+            for leftover in self.output_dir.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def resolve(self, resume_from_checkpoint: str | None, model_config: dict) -> tuple[Path, dict] | None:
         """The checkpoint `--resume_from_checkpoint` names and its training state, after checking
@@ -116,7 +157,7 @@ class CheckpointManager:
         if resume_from_checkpoint is None:
             return None
         if resume_from_checkpoint == "latest":
-            path = self.latest()
+            path = self._newest_readable()
             if path is None:
                 logger.info("no complete checkpoint in %s: starting a new run", self.output_dir)
                 return None
@@ -135,6 +176,7 @@ class CheckpointManager:
                     f"--resume_from_checkpoint {str(path)!r} is not a complete checkpoint (no {self.state_file}); "
                     "an interrupted save leaves only tmp-checkpoint-* folders"
                 )
+            verify_checkpoint(path)
         state = json.loads((path / self.state_file).read_text())
         stored = state.get("model_config", {})
         differences = [
@@ -148,6 +190,17 @@ class CheckpointManager:
             )
         return path, state
 
+    def _newest_readable(self) -> Path | None:
+        """The newest complete checkpoint whose files all read, warning about each damaged one skipped."""
+        for path in reversed(self.checkpoints()):
+            try:
+                verify_checkpoint(path)
+            except DamagedCheckpointError as error:
+                logger.warning("%s; falling back to an older checkpoint", error)
+                continue
+            return path
+        return None
+
     @staticmethod
     def load(accelerator: Accelerator, path: Path, state: dict) -> TrainingPosition:
         """Restore every prepared object and the random states; returns the saved position."""
@@ -157,7 +210,7 @@ class CheckpointManager:
         return position
 
 
-def _sync_folder(folder: Path, recursive: bool = True) -> None:
+def sync_folder(folder: Path, recursive: bool = True) -> None:
     """fsync the files of `folder` and the folder itself, so a rename never publishes data that
     is still only in the page cache."""
     if recursive:
@@ -200,5 +253,16 @@ def warn_on_changed_settings(path: Path, state: dict, run_arguments: dict, num_p
 
 
 def write_json(path: str | os.PathLike, values: dict) -> None:
-    Path(path).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    """`values` as JSON; a non-finite float (NaN, infinity: not JSON) is written as null."""
+    Path(path).write_text(json.dumps(_finite_or_none(values), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 

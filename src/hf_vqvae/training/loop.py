@@ -17,6 +17,9 @@ import itertools
 import logging
 import math
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,25 @@ from tqdm.auto import tqdm
 
 from ..hub import push_with_card
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, flat_arguments
-from .checkpoints import ARGUMENTS_FILE, CheckpointManager, TrainingPosition, warn_on_changed_settings, write_json
+from .guards import (
+    NonFiniteTrainingError,
+    OutputDirectoryInUseError,
+    OutputDirectoryLock,
+    StopRequests,
+    TrainingInterrupted,
+    check_finite_weights,
+    launched_by_a_launcher,
+    prepare_output_dir,
+    stop_with_launcher,
+)
+from .checkpoints import (
+    ARGUMENTS_FILE,
+    CheckpointManager,
+    TrainingPosition,
+    sync_folder,
+    warn_on_changed_settings,
+    write_json,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -49,7 +70,8 @@ logger = logging.getLogger(__name__)
 def create_accelerator(**accelerator_kwargs) -> Accelerator:
     """An `Accelerator` that runs on CPU processes when there is no GPU, with the package's logging
     on the main process only: what every command of the package that runs under `accelerate
-    launch` starts with."""
+    launch` starts with. Its workers stop when their launcher dies."""
+    stop_with_launcher()
     accelerator = Accelerator(
         # Without a GPU (or other accelerator) Accelerate goes multi-process only when told the run
         # is on CPU; this makes `accelerate launch --multi_gpu --num_processes N` run over gloo.
@@ -62,14 +84,45 @@ def create_accelerator(**accelerator_kwargs) -> Accelerator:
         import datasets
 
         datasets.utils.logging.disable_progress_bar()
+    check_launched_processes(accelerator.num_processes)
     return accelerator
+
+
+def check_launched_processes(num_processes: int) -> None:
+    """Refuse a run that `accelerate launch --num_processes N` started as one process: without a GPU,
+    Accelerate starts N processes only with --multi_gpu (they then train over gloo on the CPU)."""
+    if num_processes > 1 or not launched_by_a_launcher():
+        return
+    try:
+        launcher = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return
+    if not any("accelerate" in part for part in launcher):
+        return
+    requested = next(
+        (int(value) for flag, value in zip(launcher, launcher[1:] + [""]) if flag in ("--num_processes", "--num-processes") and value.isdigit()),
+        None,
+    )
+    requested = requested or next(
+        (int(part.split("=", 1)[1]) for part in launcher if part.startswith(("--num_processes=", "--num-processes=")) and part.split("=", 1)[1].isdigit()),
+        None,
+    )
+    if requested and requested > 1 and "--multi_gpu" not in launcher:
+        raise ValueError(
+            f"`accelerate launch --num_processes {requested}` started a single process: on a machine without a GPU "
+            f"add --multi_gpu (`accelerate launch --multi_gpu --num_processes {requested} ...`) to run {requested} CPU "
+            "processes over gloo"
+        )
 
 
 def setup_accelerator(optimization: OptimizationArguments, output: OutputArguments) -> Accelerator:
     """The run's `Accelerator` (accumulation, precision, trackers), logging on the main process
-    only, and the seed set identically on every process."""
+    only, and the seed set identically on every process. The main process checks that the output
+    folder is writable and locks it for the run (`end_training` unlocks it)."""
     if output.report_to in ("wandb", "all") and importlib.util.find_spec("wandb") is None:
         raise ValueError(f"--report_to {output.report_to} needs wandb: `pip install wandb`")
+    if Path(output.output_dir).is_file():
+        raise ValueError(f"--output_dir {output.output_dir!r} is an existing file, not a folder; pass a folder")
     project_config = ProjectConfiguration(
         project_dir=output.output_dir, logging_dir=os.path.join(output.output_dir, output.logging_dir)
     )
@@ -81,8 +134,24 @@ def setup_accelerator(optimization: OptimizationArguments, output: OutputArgumen
     )
     set_seed(optimization.seed)
     if accelerator.is_main_process:
-        os.makedirs(output.output_dir, exist_ok=True)
+        lock_output_dir(output.output_dir)
     return accelerator
+
+
+# Output folders this process has locked, so that runs one after another in one process (a notebook,
+# the tests) reuse their own lock rather than refusing themselves.
+_output_dir_locks: dict[Path, OutputDirectoryLock] = {}
+
+
+def lock_output_dir(output_dir: str) -> None:
+    folder = prepare_output_dir(output_dir).resolve()
+    if folder not in _output_dir_locks:
+        _output_dir_locks[folder] = OutputDirectoryLock(folder).acquire()
+
+
+def unlock_output_dirs() -> None:
+    while _output_dir_locks:
+        _output_dir_locks.popitem()[1].release()
 
 
 def create_optimizer(model: torch.nn.Module, args: OptimizationArguments) -> torch.optim.Optimizer:
@@ -157,11 +226,28 @@ def epoch_batches(
 # Tracking and results
 
 
-def init_trackers(accelerator: Accelerator, project_name: str, hyperparameters: dict) -> None:
+def init_trackers(accelerator: Accelerator, project_name: str, hyperparameters: dict, first_step: int = 1) -> None:
+    """Start the trackers; TensorBoard discards events a previous run logged from `first_step` on (the
+    steps a resumed run replays)."""
     # Trackers store hyper-parameters as scalars and strings only.
     config = {name: " ".join(map(str, value)) if isinstance(value, list) else value for name, value in hyperparameters.items()}
     config = {name: value for name, value in config.items() if isinstance(value, (bool, int, float, str))}
-    accelerator.init_trackers(project_name, config=config)
+    accelerator.init_trackers(project_name, config=config, init_kwargs={"tensorboard": {"purge_step": first_step}})
+
+
+def agreed_flags(accelerator: Accelerator, *flags: bool) -> list[bool]:
+    """Each flag, true if it is true on any process (one all-reduce when there are several)."""
+    if accelerator.num_processes == 1:
+        return list(flags)
+    values = torch.tensor([float(flag) for flag in flags], device=accelerator.device)
+    return [bool(value) for value in accelerator.reduce(values, reduction="sum") > 0]
+
+
+def last_checkpoint_hint(checkpoints: CheckpointManager) -> str:
+    latest = checkpoints.latest()
+    if latest is None:
+        return "no checkpoint was written yet."
+    return f"the last good checkpoint is {latest} (resume with --resume_from_checkpoint latest)."
 
 
 def log_image(accelerator: Accelerator, name: str, image: PIL.Image.Image, step: int) -> None:
@@ -234,25 +320,64 @@ def publish(
     save: Callable[[Path], None],
     card: Callable[[str], ModelCard],
     *,
+    model: torch.nn.Module,
     commit_message: str,
 ) -> None:
     """Write the final files (`save(folder)`) and the model card (`card(repo_id)`, as README.md)
     into `output_dir`; with --push_to_hub upload the same files, without checkpoints and logs.
-    Main process only."""
+    Main process only.
+
+    The files are written into a temporary folder beside them and each is then renamed into place
+    (atomic), so a crash while saving never leaves a half-written `model.safetensors` where a good one
+    was. A model with non-finite weights is neither saved nor pushed."""
+    check_finite_weights(model, f"the final model to {output_dir!r}")
     repo_id = hub_repo_id(hub, output_dir)
-    save(Path(output_dir))
-    card(repo_id).save(Path(output_dir) / "README.md")
+    # The local card's snippets load what exists: the pushed repository, else the folder itself.
+    card_name = repo_id if hub.push_to_hub else output_dir
+    write_atomically(Path(output_dir), lambda folder: (save(folder), card(card_name).save(folder / "README.md")))
+    print(f"saved the model to {output_dir}", flush=True)
     if hub.push_to_hub:
         commit = push_with_card(
             save, card, repo_id, token=hub.hub_token, private=hub.hub_private_repo or None, commit_message=commit_message
         )
-        logger.info("pushed to %s", getattr(commit, "commit_url", repo_id))
+        print(f"pushed the model to {getattr(commit, 'commit_url', repo_id)}", flush=True)
+
+
+def write_atomically(folder: Path, write: Callable[[Path], Any]) -> None:
+    """`write(staging)` into a temporary folder inside `folder`, synced to disk, then every file renamed
+    into the same place in `folder`."""
+    staging = Path(tempfile.mkdtemp(prefix="tmp-final-", dir=folder))
+    try:
+        write(staging)
+        sync_folder(staging)
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = folder / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        sync_folder(folder, recursive=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_command(train: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
+    """A training script's `__main__`: parse the flags, train; a run stopped by Ctrl-C / SIGTERM or by a
+    non-finite loss, or refused for its folder, ends with its one-line message instead of a traceback."""
+    try:
+        train(parse_args())
+    except TrainingInterrupted as interruption:
+        print(interruption, file=sys.stderr)
+        raise SystemExit(130) from None
+    except (NonFiniteTrainingError, OutputDirectoryInUseError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def end_training(accelerator: Accelerator) -> None:
-    """Wait for every process, then close the trackers and the process group."""
+    """Wait for every process, then close the trackers and the process group, and unlock the output folder."""
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    unlock_output_dirs()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +455,8 @@ def run_training_loop(
         if not streaming and position.batches_in_epoch >= len(train_dataloader):
             position = TrainingPosition(position.step, position.epoch + 1, 0)
 
-    init_trackers(accelerator, project_name, flat_arguments(run_arguments))
+    # A resumed run's tracker drops the events the interrupted run logged after its checkpoint.
+    init_trackers(accelerator, project_name, flat_arguments(run_arguments), first_step=position.step + 1)
     global_batch = optimization.train_batch_size * accelerator.num_processes * optimization.gradient_accumulation_steps
     logger.info(
         "training on %s %s: %s updates of %s (%s per device x %s processes x %s accumulation), from step %s",
@@ -344,32 +470,53 @@ def run_training_loop(
         total=schedule.max_train_steps, initial=position.step, desc="steps", disable=not accelerator.is_local_main_process
     )
     batches = epoch_batches(accelerator, train_dataloader, position, prepared=not streaming)
-    for epoch, batch in batches if position.step < schedule.max_train_steps else ():
-        if epoch != position.epoch:
-            position = TrainingPosition(position.step, epoch, 0)
-        with accelerator.accumulate(model):
-            model_output = forward(model, batch)
-            accelerator.backward(model_output.loss)
-            if accelerator.sync_gradients and optimization.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), optimization.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad()
-        position.batches_in_epoch += 1
-        if not accelerator.sync_gradients:
-            continue
+    with StopRequests() as stop_requests:
+        for epoch, batch in batches if position.step < schedule.max_train_steps else ():
+            if epoch != position.epoch:
+                position = TrainingPosition(position.step, epoch, 0)
+            with accelerator.accumulate(model):
+                model_output = forward(model, batch)
+                loss_is_finite = bool(torch.isfinite(model_output.loss.detach()))
+                if loss_is_finite:
+                    accelerator.backward(model_output.loss)
+                    if accelerator.sync_gradients and optimization.max_grad_norm > 0:
+                        norm = accelerator.clip_grad_norm_(model.parameters(), optimization.max_grad_norm)
+                        loss_is_finite = bool(torch.isfinite(norm))
+                # Every process learns whether any process met a non-finite loss or was asked to stop, so
+                # all of them stop at the same update.
+                problems = agreed_flags(accelerator, not loss_is_finite, stop_requests.requested is not None)
+                if problems[0]:
+                    raise NonFiniteTrainingError(
+                        f"the loss or its gradients became NaN or infinite at update {position.step + 1} (epoch {epoch}): "
+                        f"the weights were not changed by it. Try a lower --learning_rate (now "
+                        f"{optimization.learning_rate:g}), --max_grad_norm, or check the data; "
+                        + last_checkpoint_hint(checkpoints)
+                    )
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            position.batches_in_epoch += 1
+            if not accelerator.sync_gradients:
+                continue
 
-        position.step += 1
-        progress.update(1)
-        logs = train_logs(model_output)
-        progress.set_postfix({name.rsplit("/", 1)[-1]: f"{value:.4g}" for name, value in logs.items()})
-        accelerator.log({**logs, "train/lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=position.step)
-        if validate is not None and position.step % output.validation_steps == 0 and position.step < schedule.max_train_steps:
-            validate(position.step, unwrapped)
-        if position.step % output.checkpointing_steps == 0:
-            checkpoints.save(accelerator, position, model_config, run_arguments)
-        if position.step >= schedule.max_train_steps:
-            break
+            position.step += 1
+            progress.update(1)
+            logs = train_logs(model_output)
+            progress.set_postfix({name.rsplit("/", 1)[-1]: f"{value:.4g}" for name, value in logs.items()})
+            accelerator.log({**logs, "train/lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=position.step)
+            if problems[1]:
+                checkpoint = checkpoints.save(accelerator, position, model_config, run_arguments)
+                progress.close()
+                raise TrainingInterrupted(
+                    f"stopped at update {position.step} by {stop_requests.requested or 'another process'}; saved "
+                    f"{checkpoint}. Resume with the same command and --resume_from_checkpoint latest"
+                )
+            if validate is not None and position.step % output.validation_steps == 0 and position.step < schedule.max_train_steps:
+                validate(position.step, unwrapped)
+            if position.step % output.checkpointing_steps == 0:
+                checkpoints.save(accelerator, position, model_config, run_arguments)
+            if position.step >= schedule.max_train_steps:
+                break
     progress.close()
 
     accelerator.wait_for_everyone()

@@ -2,11 +2,12 @@
 
 The prior learns the code grids of a trained VQ-VAE: a codes data set written by
 `scripts/extract_codes.py` (`--codes_dataset`), or images that are encoded once at the start
-(`--vqvae` with the image data flags of `data.add_data_arguments`). It conditions on a class label
+(`--vqvae` with the image data flags of `data.add_data_arguments`). Stage-2 codes of a hierarchy
+(`scripts/train_hierarchy.py`'s `latent_codes`) make it the top prior of a `HierarchicalVQVAEPipeline`. It conditions on a class label
 column when there is one. Checkpoints, exact resume, tracking and pushing are the VQ-VAE's
 (`training.py`); validation reports bits per code on held-out grids and a grid of samples decoded
 by the VQ-VAE. The run ends with the prior in `--output_dir` and the whole generator, VQ-VAE and
-prior, as a `VQVAEPipeline` folder in `--output_dir/pipeline`.
+prior, as a `VQVAEPipeline` folder (a `HierarchicalVQVAEPipeline` for stage-2 codes) in `--output_dir/pipeline`.
 """
 
 import dataclasses
@@ -44,7 +45,9 @@ from ..data.images import (
 from ..hub import prior_model_card
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from ..pipelines.pipeline_hierarchical_vqvae import HierarchicalVQVAEPipeline
 from ..pipelines.pipeline_vqvae import VQVAEPipeline
 from .arguments import (
     HubArguments,
@@ -171,20 +174,24 @@ def parse_args(argv: list[str] | None = None) -> PriorTrainingArguments:
 
 
 def build_prior_config(
-    args: PriorModelArguments, vqvae_config, num_classes: int, id2label: dict[int, str] | None, cache_dir: str | None = None
+    args: PriorModelArguments,
+    code_grid: tuple[int, int, int],
+    num_classes: int,
+    id2label: dict[int, str] | None,
+    cache_dir: str | None = None,
 ) -> PixelCNNPriorConfig:
     """The prior's config: --prior_preset, --prior_config or the script's default architecture for
-    the VQ-VAE's K and grid, then the architecture flags; the classes come from the data. A preset or
-    config for another K or grid fails later, in `PixelCNNPriorModel.check_compatible_with_vqvae`."""
+    the codes' (K, grid height, grid width), then the architecture flags; the classes come from the
+    data. A preset or config for another K or grid fails later, in
+    `PixelCNNPriorModel.check_compatible_with_vqvae`."""
     if args.prior_preset:
         base = PixelCNNPriorConfig.from_preset(args.prior_preset, **DEFAULT_ARCHITECTURE)
     elif args.prior_config:
         base = PixelCNNPriorConfig.from_pretrained(args.prior_config, cache_dir=cache_dir)
     else:
-        latent_size = vqvae_config.latent_size
+        num_embeddings, grid_height, grid_width = code_grid
         base = PixelCNNPriorConfig(
-            num_embeddings=vqvae_config.num_embeddings, grid_height=latent_size, grid_width=latent_size,
-            **DEFAULT_ARCHITECTURE,
+            num_embeddings=num_embeddings, grid_height=grid_height, grid_width=grid_width, **DEFAULT_ARCHITECTURE
         )
     architecture = {name: getattr(args, name) for name in ARCHITECTURE_FLAGS if getattr(args, name) is not None}
     fields = {**model_fields(base), **architecture, "num_classes": num_classes}
@@ -198,7 +205,8 @@ def build_prior_config(
 
 @dataclasses.dataclass
 class TrainingCodes:
-    """The code grids a run trains and validates on, and the VQ-VAE that decodes them."""
+    """The code grids a run trains and validates on, and the VQ-VAE that decodes them (through the
+    stage-2 model, for stage-2 codes)."""
 
     train: Dataset
     validation: Dataset
@@ -206,6 +214,20 @@ class TrainingCodes:
     vqvae: VQVAEModel
     processor: VQVAEImageProcessor
     dataset_name: str  # the encoded images' data set, for the model card
+    stage2: HierarchicalVQVAEModel | None = None
+
+    @property
+    def code_grid(self) -> tuple[int, int, int]:
+        """(K, grid height, grid width) of the codes."""
+        if self.stage2 is not None:
+            return (self.stage2.config.num_embeddings, *self.stage2.config.latent_grid)
+        return (self.vqvae.config.num_embeddings, self.vqvae.config.latent_size, self.vqvae.config.latent_size)
+
+    def pipeline(self, prior: PixelCNNPriorModel) -> VQVAEPipeline | HierarchicalVQVAEPipeline:
+        """The generator a prior over these codes completes."""
+        if self.stage2 is not None:
+            return HierarchicalVQVAEPipeline(vqvae=self.vqvae, stage2=self.stage2, prior=prior, image_processor=self.processor)
+        return VQVAEPipeline(vqvae=self.vqvae, prior=prior, image_processor=self.processor)
 
 
 def load_training_codes(
@@ -221,13 +243,21 @@ def load_training_codes(
             raise ValueError(
                 f"the codes data set {source.codes_dataset!r} names no VQ-VAE (it has no codes_info.json): pass --vqvae"
             )
+        stage2 = None
+        if info is not None and info.stage1_vqvae is not None:
+            # Stage-2 codes: `info.vqvae` is the stage-2 model, `--vqvae` (if given) the stage-1 VQ-VAE.
+            stage2 = HierarchicalVQVAEModel.from_pretrained(info.vqvae, cache_dir=data.cache_dir).eval()
+            vqvae_name = source.vqvae or info.stage1_vqvae
         vqvae, processor = load_vqvae(vqvae_name, cache_dir=data.cache_dir)
-        if info is not None:
+        if stage2 is not None:
+            stage2.check_compatible_with_vqvae(vqvae.config.num_embeddings, vqvae.config.latent_size, vqvae.config.latent_size)
+        elif info is not None:
             info.check_vqvae(vqvae.config, vqvae_name)
         dataset_name = info.image_dataset if info is not None else source.codes_dataset
         train, validation = training_and_validation_splits(splits, data, source.codes_dataset, seed)
         label_column = class_label_column(train, data.label_column)
     else:
+        stage2 = None
         if not source.vqvae:
             raise ValueError(
                 "pass --codes_dataset (codes written by scripts/extract_codes.py) or --vqvae (to encode the images of "
@@ -239,15 +269,17 @@ def load_training_codes(
         label_column = LABEL_COLUMN if LABEL_COLUMN in train.column_names else None
 
     validation = validation.select(range(min(data.max_validation_samples, len(validation))))
-    latent_size = vqvae.config.latent_size
-    check_codes(DatasetDict(train=train, validation=validation), vqvae.config.num_embeddings, (latent_size, latent_size))
-    if source.unconditional:
+    codes = TrainingCodes(train, validation, label_column, vqvae, processor, dataset_name, stage2)
+    num_embeddings, *grid = codes.code_grid
+    check_codes(DatasetDict(train=train, validation=validation), num_embeddings, tuple(grid))
+    # The hierarchical pipeline samples unconditionally.
+    if source.unconditional or stage2 is not None:
         label_column = None
     if label_column is not None:
         for split in (train, validation):
             check_columns(split, CODES_COLUMN, label_column)
             check_label_feature(split, label_column)
-    return TrainingCodes(train, validation, label_column, vqvae, processor, dataset_name)
+    return dataclasses.replace(codes, label_column=label_column)
 
 
 def class_labels_of(codes: TrainingCodes) -> tuple[int, dict[int, str] | None]:
@@ -314,7 +346,7 @@ def validate_and_log(
     class-conditional prior), sent to the trackers (main process only)."""
     bits = validation_bits_per_code(prior, validation_loader)
     accelerator.log({"validation/bits_per_code": bits}, step=step)
-    pipeline = VQVAEPipeline(vqvae=codes.vqvae, prior=prior, image_processor=codes.processor)
+    pipeline = codes.pipeline(prior)
     pipeline.set_progress_bar_config(disable=True)
     # Drawn from --seed every time, so the grids of successive validations are comparable.
     grid = pipeline.sample_grid(
@@ -344,14 +376,15 @@ def train_prior(arguments: PriorTrainingArguments) -> dict:
         arguments.codes, data, accelerator, batch_size=optimization.train_batch_size, seed=optimization.seed
     )
     num_classes, id2label = class_labels_of(codes)
-    config = build_prior_config(arguments.model, codes.vqvae.config, num_classes, id2label, cache_dir=data.cache_dir)
+    config = build_prior_config(arguments.model, codes.code_grid, num_classes, id2label, cache_dir=data.cache_dir)
     checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
     resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
 
     prior = PixelCNNPriorModel(config)
-    vqvae_config = codes.vqvae.config
-    prior.check_compatible_with_vqvae(vqvae_config.num_embeddings, vqvae_config.latent_size, vqvae_config.latent_size)
+    prior.check_compatible_with_vqvae(*codes.code_grid)
     codes.vqvae.to(accelerator.device)  # decodes the samples
+    if codes.stage2 is not None:
+        codes.stage2.to(accelerator.device)
     train_loader = codes_dataloader(
         codes.train, codes.label_column, batch_size=optimization.train_batch_size, seed=optimization.seed, shuffle=True,
         num_workers=data.dataloader_num_workers,
@@ -412,9 +445,8 @@ def save_final_prior(
 
     output_dir = arguments.output.output_dir
     publish(
-        output_dir, arguments.hub, save, card,
+        output_dir, arguments.hub, save, card, model=prior,
         commit_message=f"PixelCNN prior trained for {run.position.step} steps with hf-vqvae",
     )
-    pipeline = VQVAEPipeline(vqvae=codes.vqvae, prior=prior, image_processor=codes.processor)
-    pipeline.save_pretrained(Path(output_dir) / "pipeline")
+    codes.pipeline(prior).save_pretrained(Path(output_dir) / "pipeline")
     return metrics

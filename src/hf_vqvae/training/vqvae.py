@@ -295,7 +295,7 @@ def save_final_vqvae(
         )
 
     publish(
-        arguments.output.output_dir, arguments.hub, save, card,
+        arguments.output.output_dir, arguments.hub, save, card, model=model,
         commit_message=f"VQ-VAE trained for {step} steps with hf-vqvae",
     )
     return metrics

@@ -1,8 +1,6 @@
 """Configuration of the gated PixelCNN prior over VQ-VAE code grids."""
 
-from transformers import PreTrainedConfig
-
-from ...configuration_utils import check_integer_field
+from ...configuration_utils import PackageConfig, check_integer_field
 
 
 # The code grids of the VQ-VAE paper's settings (section 4), named as the VQ-VAE presets so a prior can be
@@ -14,7 +12,7 @@ PRIOR_PRESETS = {
 }
 
 
-class PixelCNNPriorConfig(PreTrainedConfig):
+class PixelCNNPriorConfig(PackageConfig):
     r"""
     Configuration of [`PixelCNNPriorModel`], a gated PixelCNN (van den Oord et al. 2016) that models the
     distribution of the code grids a VQ-VAE produces. The defaults are the ImageNet setting of the VQ-VAE paper:

@@ -17,11 +17,28 @@ from transformers.utils import ModelOutput
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
 from ...hub import prior_model_card
-from ...modeling_utils import HubPreTrainedModel
+from ...modeling_utils import HubPreTrainedModel, is_tracing
+
+
+# Below this the logits / temperature overflow fp32 for ordinary logits and sampling is argmax in all but name.
+MIN_TEMPERATURE = 1e-3
 
 
 def _is_integer_tensor(tensor: torch.Tensor) -> bool:
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
+def _check_generator(generator, batch_size: int) -> None:
+    """None, a torch.Generator, or a list of one torch.Generator per grid."""
+    if isinstance(generator, (list, tuple)):
+        if not all(isinstance(item, torch.Generator) for item in generator):
+            raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
+        if len(generator) != batch_size:
+            raise ValueError(
+                f"a list of generators must hold one per grid: got {len(generator)} for batch_size={batch_size}"
+            )
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
 
 
 @dataclass
@@ -35,10 +52,14 @@ class PixelCNNPriorOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, num_embeddings, grid_height, grid_width)`):
             Unnormalised log-probabilities of each code at each position, given the codes before it in raster
             order (and the class label).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states`):
+            The embedded input codes and each gated layer's horizontal-stack output, each of shape
+            `(batch_size, hidden_channels, grid_height, grid_width)`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 class PixelCNNPriorModel(HubPreTrainedModel):
@@ -54,6 +75,8 @@ class PixelCNNPriorModel(HubPreTrainedModel):
     config_class = PixelCNNPriorConfig
     base_model_prefix = "prior"
     main_input_name = "input_ids"
+    # Each gated layer's activations are recomputed in the backward pass (`gradient_checkpointing_enable()`).
+    supports_gradient_checkpointing = True
     # hf-vqvae 0.1.0 kept the PixelCNN's modules at the top of the prior.
     legacy_key_mapping = {r"^(code_embedding|layers|output_hidden|output_logits)\.": r"pixelcnn.\1."}
 
@@ -73,6 +96,20 @@ class PixelCNNPriorModel(HubPreTrainedModel):
             init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The code embedding (one row per code), what transformers and PEFT call the input embeddings."""
+        return self.pixelcnn.code_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.pixelcnn.code_embedding = value
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Refused: the prior's codes are a VQ-VAE's codebook, and its output layer has one logit per code."""
+        raise ValueError(
+            "a PixelCNN prior's codes are its VQ-VAE's codebook (num_embeddings, also the number of logits): to "
+            "model another codebook, train a prior from a PixelCNNPriorConfig with that num_embeddings"
+        )
 
     def model_card(self, repo_id: str, **card_fields):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
@@ -105,6 +142,8 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                 f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}), the prior's (grid_height, grid_width), "
                 f"got {tuple(codes.shape)}"
             )
+        if is_tracing():
+            return
         if codes.numel() and (codes.min() < 0 or codes.max() >= config.num_embeddings):
             raise ValueError(
                 f"`{name}` must hold codes in [0, {config.num_embeddings}) (num_embeddings), got values in "
@@ -130,7 +169,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
             raise ValueError(
                 f"class_labels must have shape ({batch_size},), one label per grid, got {tuple(class_labels.shape)}"
             )
-        if class_labels.min() < 0 or class_labels.max() >= num_classes:
+        if not is_tracing() and (class_labels.min() < 0 or class_labels.max() >= num_classes):
             raise ValueError(
                 f"class_labels must lie in [0, {num_classes}) (num_classes), got values in "
                 f"[{class_labels.min().item()}, {class_labels.max().item()}]"
@@ -148,6 +187,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         input_ids: torch.LongTensor,
         class_labels: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> PixelCNNPriorOutput | tuple:
         r"""
@@ -159,12 +199,16 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                 unconditional one.
             labels (`torch.LongTensor` of shape `(batch_size, grid_height, grid_width)`, *optional*):
                 Codes to score; for a prior these are the inputs themselves: `model(input_ids=codes, labels=codes)`.
+            output_hidden_states (`bool`, *optional*):
+                Also return the embedded input and each layer's output (default: `config.output_hidden_states`).
             return_dict (`bool`, *optional*):
                 Return a [`PixelCNNPriorOutput`] (default: `config.return_dict`) or a tuple.
         """
         self._check_codes("input_ids", input_ids)
         class_labels = self._checked_class_labels(class_labels, input_ids.shape[0])
-        logits = self._logits(input_ids, class_labels)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        logits, hidden_states = self.pixelcnn(input_ids, class_labels, output_hidden_states=bool(output_hidden_states))
         loss = None
         if labels is not None:
             self._check_codes("labels", labels)
@@ -173,7 +217,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                     f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
                 )
             loss = F.cross_entropy(logits.float(), labels.long())
-        output = PixelCNNPriorOutput(loss=loss, logits=logits)
+        output = PixelCNNPriorOutput(loss=loss, logits=logits, hidden_states=hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
@@ -204,17 +248,23 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         Args:
             batch_size: number of grids.
             class_labels: one label per grid for a class-conditional prior (None otherwise).
-            temperature: divides the logits; below 1 sharpens, above 1 flattens.
-            generator: the source of randomness. Both samplers draw one uniform number per grid and position in
-                the same order, so a seeded generator gives the same codes with and without the cache.
+            temperature: divides the logits; below 1 sharpens, above 1 flattens; at least `MIN_TEMPERATURE`.
+            generator: the source of randomness, or a list of `batch_size` generators, one per grid (grid i is then
+                the grid a batch of one draws with generator i). Both samplers draw one uniform number per grid and
+                position in the same order, so a seeded generator gives the same codes with and without the cache.
             use_cache: the cached incremental sampler (computes the vertical stack once per row and the horizontal
                 stack once per position); False runs the whole network once per position (the reference).
             progress_callback: called after each row as `progress_callback(rows_done, grid_height)`.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+        if not is_number or not MIN_TEMPERATURE <= temperature < math.inf:
+            raise ValueError(
+                f"temperature must be a finite number >= {MIN_TEMPERATURE} (smaller ones overflow the logits and pick "
+                f"the last code everywhere), got {temperature!r}"
+            )
+        _check_generator(generator, batch_size)
         class_labels = self._checked_class_labels(class_labels, batch_size)
         config = self.config
         return self.pixelcnn.sample(

@@ -1,8 +1,12 @@
 """Configuration of the VQ-VAE (van den Oord et al. 2017, section 4)."""
 
-from transformers import PreTrainedConfig
-
-from ...configuration_utils import check_integer_field
+from ...configuration_utils import (
+    PackageConfig,
+    check_bool_field,
+    check_choice_field,
+    check_float_field,
+    check_integer_field,
+)
 from ...quantization.vector_quantizer import UPDATE_RULES
 
 
@@ -27,7 +31,7 @@ PRESETS = {
 }
 
 
-class VQVAEConfig(PreTrainedConfig):
+class VQVAEConfig(PackageConfig):
     r"""
     Configuration of a [`VQVAEModel`]: encoder, vector quantizer and decoder.
 
@@ -92,18 +96,12 @@ class VQVAEConfig(PreTrainedConfig):
             check_integer_field(self, name, 1, "an integer >= 1")
         for name in ("num_residual_blocks", "kmeans_iters"):
             check_integer_field(self, name, 0, "an integer >= 0")
-        if self.update_rule not in UPDATE_RULES:
-            raise ValueError(f"VQVAEConfig.update_rule must be one of {UPDATE_RULES}, got {self.update_rule!r}")
-        if not 0.0 < self.decay < 1.0:
-            raise ValueError(f"VQVAEConfig.decay must lie in (0, 1), got {self.decay!r}")
-        if self.commitment_cost < 0:
-            raise ValueError(f"VQVAEConfig.commitment_cost must be >= 0, got {self.commitment_cost!r}")
-        if self.epsilon <= 0:
-            raise ValueError(f"VQVAEConfig.epsilon must be > 0, got {self.epsilon!r}")
-        if self.dead_code_threshold < 0:
-            raise ValueError(
-                f"VQVAEConfig.dead_code_threshold must be >= 0 (0 disables restarts), got {self.dead_code_threshold!r}"
-            )
+        check_choice_field(self, "update_rule", UPDATE_RULES)
+        check_float_field(self, "commitment_cost", minimum=0.0)
+        check_float_field(self, "decay", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
+        check_float_field(self, "epsilon", minimum=0.0, exclusive_minimum=True)
+        check_bool_field(self, "kmeans_init")
+        check_float_field(self, "dead_code_threshold", minimum=0.0)  # 0 disables restarts
         if self.sample_size % self.downsampling_factor:
             raise ValueError(
                 f"VQVAEConfig.sample_size ({self.sample_size}) must be divisible by the downsampling factor "

@@ -10,6 +10,10 @@ from transformers.image_utils import PILImageResampling
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
+# PIL modes of 16-bit images (16-bit grayscale PNGs open as "I;16", or as 32-bit "I" in older Pillow); PIL's
+# own conversion to "L" or "RGB" clips them at 255 instead of scaling.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
 
 class VQVAEImageProcessor(PilBackend):
     """Resize the shorter side to `size["shortest_edge"]`, center-crop to `crop_size`, scale to
@@ -17,6 +21,7 @@ class VQVAEImageProcessor(PilBackend):
 
     Grayscale and RGBA images are converted to RGB (`do_convert_rgb`). A single-channel model
     uses `image_mean=[0.5], image_std=[0.5]`, and images are converted to grayscale instead.
+    16-bit images (PIL modes "I;16" and "I", uint16 arrays) are scaled by their bit depth to 8 bits first.
 
     Example:
 
@@ -63,6 +68,7 @@ class VQVAEImageProcessor(PilBackend):
         return len(self.image_mean)
 
     def process_image(self, image, *args, **kwargs):
+        image = to_8_bit(image)
         if self.num_channels == 1:
             image = to_pil_image(image).convert("L")
             kwargs["do_convert_rgb"] = False
@@ -85,6 +91,29 @@ class VQVAEImageProcessor(PilBackend):
         if as_uint8.shape[-1] == 1:
             return [PIL.Image.fromarray(image[..., 0], mode="L") for image in as_uint8]
         return [PIL.Image.fromarray(image) for image in as_uint8]
+
+
+def to_8_bit(image):
+    """A 16-bit image (PIL mode "I;16"/"I", or a uint16 array or tensor) scaled by its bit depth to 8 bits
+    (65535 -> 255); anything else unchanged."""
+    if isinstance(image, PIL.Image.Image):
+        if image.mode not in SIXTEEN_BIT_MODES:
+            return image
+        array = np.asarray(image)
+    elif isinstance(image, torch.Tensor) and image.dtype == torch.uint16:
+        array = image.numpy()
+    elif isinstance(image, np.ndarray) and image.dtype == np.uint16:
+        array = image
+    else:
+        return image
+    # A 32-bit "I" image holds 16-bit samples when it comes from a 16-bit file; larger values cannot be scaled.
+    if array.min() < 0 or array.max() > 65535:
+        raise ValueError(
+            f"cannot scale a {array.dtype} image with values in [{array.min()}, {array.max()}] to 8 bits: expected "
+            "16-bit samples in [0, 65535]"
+        )
+    scaled = (array.astype(np.float64) * (255 / 65535)).round().astype(np.uint8)
+    return PIL.Image.fromarray(scaled) if isinstance(image, PIL.Image.Image) else scaled
 
 
 def to_pil_image(image) -> PIL.Image.Image:

@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_vqvae import VQVAEConfig
 from ...hub import vqvae_model_card
-from ...modeling_utils import HubPreTrainedModel
+from ...modeling_utils import HubPreTrainedModel, is_tracing
 from ...quantization.vector_quantizer import VectorQuantizer
 
 
@@ -27,6 +28,12 @@ class VQVAEOutput(ModelOutput):
         commitment_loss: ||z_e - sg[e]||^2, before multiplying by beta.
         perplexity: exp(entropy) of the codes used in this batch.
         indices: the code grid, (B, h, w).
+        encoder_hidden_states: with `output_hidden_states`, the encoder's activations: after each
+            downsampling step, the 3x3 convolution, each residual block and the stack's ReLU, and
+            z_e last.
+        decoder_hidden_states: with `output_hidden_states`, the decoder's activations: after the
+            3x3 convolution, each residual block and the stack's ReLU, and each upsampling step
+            (the reconstruction last).
     """
 
     loss: torch.FloatTensor | None = None
@@ -36,6 +43,8 @@ class VQVAEOutput(ModelOutput):
     commitment_loss: torch.FloatTensor | None = None
     perplexity: torch.FloatTensor | None = None
     indices: torch.LongTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -62,8 +71,23 @@ class VQVAEDecoderOutput(ModelOutput):
     reconstruction: torch.FloatTensor | None = None
 
 
-class ResidualBlock(nn.Module):
-    """x + conv1x1(relu(conv3x3(relu(x)))), as in section 4.1."""
+# Pixel values beyond this magnitude are not images scaled to [-1, 1] (0..255 floats, say).
+PIXEL_VALUE_LIMIT = 2.0
+
+
+def run_stages(stages: nn.Sequential | list[nn.Module], hidden: torch.Tensor, hidden_states: list | None) -> torch.Tensor:
+    """Run `stages` in order, recording in `hidden_states` (when given) the output of each ReLU, each
+    residual block and the last stage: one entry per activation a reader would name."""
+    for index, stage in enumerate(stages):
+        hidden = stage(hidden)
+        if hidden_states is not None and (isinstance(stage, (nn.ReLU, ResidualBlock)) or index == len(stages) - 1):
+            hidden_states.append(hidden)
+    return hidden
+
+
+class ResidualBlock(GradientCheckpointingLayer):
+    """x + conv1x1(relu(conv3x3(relu(x)))), as in section 4.1. Under gradient checkpointing
+    (`model.gradient_checkpointing_enable()`) its activations are recomputed in the backward pass."""
 
     def __init__(self, channels: int, residual_channels: int):
         super().__init__()
@@ -95,9 +119,12 @@ class Encoder(nn.Module):
         self.residual_stack = ResidualStack(config)
         self.project_to_codes = nn.Conv2d(config.hidden_channels, config.embedding_dim, kernel_size=1)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden = self.conv_in(self.downsample(pixel_values))
-        return self.project_to_codes(self.residual_stack(hidden))
+    def forward(self, pixel_values: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
+        """z_e; each activation is appended to `hidden_states` when a list is given."""
+        hidden = run_stages(self.downsample, pixel_values, hidden_states)
+        hidden = run_stages([self.conv_in], hidden, hidden_states)
+        hidden = run_stages(self.residual_stack, hidden, hidden_states)
+        return run_stages([self.project_to_codes], hidden, hidden_states)
 
 
 class Decoder(nn.Module):
@@ -117,8 +144,11 @@ class Decoder(nn.Module):
                 layers.append(nn.ReLU())
         self.upsample = nn.Sequential(*layers)
 
-    def forward(self, quantized: torch.Tensor) -> torch.Tensor:
-        return self.upsample(self.residual_stack(self.conv_in(quantized)))
+    def forward(self, quantized: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
+        """The images; each activation is appended to `hidden_states` when a list is given."""
+        hidden = run_stages([self.conv_in], quantized, hidden_states)
+        hidden = run_stages(self.residual_stack, hidden, hidden_states)
+        return run_stages(self.upsample, hidden, hidden_states)
 
 
 class VQVAEPreTrainedModel(HubPreTrainedModel):
@@ -126,6 +156,7 @@ class VQVAEPreTrainedModel(HubPreTrainedModel):
     base_model_prefix = "vqvae"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    supports_gradient_checkpointing = True
     # Nearest-neighbour search and EMA statistics stay fp32 when loading with dtype=bf16/fp16.
     _keep_in_fp32_modules_strict = ["quantizer"]
 
@@ -183,7 +214,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
         self.decoder = Decoder(config)
         self.post_init()
 
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+    def _checked_pixel_values(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`pixel_values` checked and cast to the encoder's dtype (float64 or float16 images work with an fp32
+        model, float32 ones with a bf16 model)."""
         config = self.config
         if not isinstance(pixel_values, torch.Tensor):
             raise ValueError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
@@ -196,6 +229,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
             raise ValueError(
                 f"pixel_values must have 4 dimensions (batch, channels, height, width), got shape {tuple(pixel_values.shape)}"
             )
+        if pixel_values.shape[0] == 0:
+            raise ValueError("pixel_values hold no images (batch size 0)")
         if pixel_values.shape[1] != config.in_channels:
             raise ValueError(
                 f"pixel_values has {pixel_values.shape[1]} channels but the model expects in_channels="
@@ -208,6 +243,29 @@ class VQVAEModel(VQVAEPreTrainedModel):
                 f"image height and width must be divisible by the downsampling factor {factor} "
                 f"(2**num_downsamples), got {height}x{width}"
             )
+        self._check_pixel_range(pixel_values)
+        return pixel_values.to(self.encoder.conv_in.weight.dtype)
+
+    def _check_pixel_range(self, pixel_values: torch.Tensor) -> None:
+        """Refuse NaN/Inf pixels (they would get arbitrary codes and a NaN loss) and values far outside [-1, 1].
+
+        Looking at the values waits for the device, so it is skipped while tracing (`torch.export`,
+        `torch.compile`) and in training on an accelerator, where the quantizer keeps non-finite statistics
+        out of its EMA state without looking and the training loop stops on a non-finite loss."""
+        if is_tracing() or (self.training and pixel_values.device.type != "cpu"):
+            return
+        peak = float(pixel_values.detach().abs().amax())
+        if not math.isfinite(peak):
+            bad = int((~torch.isfinite(pixel_values)).sum())
+            raise ValueError(
+                f"pixel_values hold {bad} NaN or Inf values (of {pixel_values.numel()}); images must be finite "
+                "floats in [-1, 1]"
+            )
+        if peak > PIXEL_VALUE_LIMIT:
+            raise ValueError(
+                f"pixel_values must lie in [-1, 1], got values up to {peak:.4g} in magnitude (0..255 pixels?): "
+                "use VQVAEImageProcessor, or `images / 127.5 - 1` for 0..255 values"
+            )
 
     def _check_indices(self, indices: torch.Tensor) -> None:
         if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
@@ -216,7 +274,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
 
     def encode(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VQVAEEncoderOutput | tuple:
         """Images -> continuous latents z_e, their quantized z_q and the code grid."""
-        self._check_pixel_values(pixel_values)
+        pixel_values = self._checked_pixel_values(pixel_values)
         latents = self.encoder(pixel_values)
         quantized = self.quantizer(latents)
         output = VQVAEEncoderOutput(latents=latents, quantized=quantized.quantized, indices=quantized.indices)
@@ -237,12 +295,23 @@ class VQVAEModel(VQVAEPreTrainedModel):
         output = VQVAEDecoderOutput(reconstruction=reconstruction)
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VQVAEOutput | tuple:
-        """Encode, quantize, decode; the loss is eq. 3 with an MSE reconstruction term."""
-        self._check_pixel_values(pixel_values)
-        latents = self.encoder(pixel_values)
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> VQVAEOutput | tuple:
+        """Encode, quantize, decode; the loss is eq. 3 with an MSE reconstruction term. With
+        `output_hidden_states` (default: `config.output_hidden_states`) the output also holds the encoder's and
+        the decoder's activations."""
+        pixel_values = self._checked_pixel_values(pixel_values)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        encoder_hidden_states = [] if output_hidden_states else None
+        decoder_hidden_states = [] if output_hidden_states else None
+        latents = self.encoder(pixel_values, encoder_hidden_states)
         quantized = self.quantizer(latents)
-        reconstruction = self.decoder(quantized.quantized)
+        reconstruction = self.decoder(quantized.quantized, decoder_hidden_states)
         reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())
         output = VQVAEOutput(
             loss=reconstruction_loss + quantized.loss,
@@ -252,6 +321,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
             commitment_loss=quantized.commitment_loss,
             perplexity=quantized.perplexity,
             indices=quantized.indices,
+            encoder_hidden_states=tuple(encoder_hidden_states) if output_hidden_states else None,
+            decoder_hidden_states=tuple(decoder_hidden_states) if output_hidden_states else None,
         )
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 

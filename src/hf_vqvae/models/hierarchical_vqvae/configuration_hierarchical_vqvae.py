@@ -1,0 +1,120 @@
+"""Configuration of the second stage of the paper's two-stage hierarchy (section 4.2): a VQ-VAE over
+the code grids of a first VQ-VAE, whose decoder is a conditional gated PixelCNN."""
+
+from transformers import PreTrainedConfig
+
+from ...configuration_utils import check_integer_field
+from ...quantization.vector_quantizer import UPDATE_RULES
+
+
+class HierarchicalVQVAEConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`HierarchicalVQVAEModel`]. The defaults are the paper's DeepMind Lab setting: the 21x21
+    grids of a stage-1 VQ-VAE with K = 512 (the `dmlab84` preset) compressed to 3x1 codes with K = 512 (27 bits).
+
+    Args:
+        input_num_embeddings (`int`, defaults to 512): the stage-1 codebook size, the K of the codes modelled.
+        input_grid_height (`int`, defaults to 21): height of the stage-1 code grid.
+        input_grid_width (`int`, defaults to 21): width of the stage-1 code grid.
+        input_embedding_dim (`int`, defaults to 64): the encoder's embedding of each stage-1 code.
+        encoder_hidden_channels (`int`, defaults to 128): channels of the encoder's convolutions.
+        encoder_num_downsamples (`int`, defaults to 2): stride-2 4x4 convolutions before the encoder's last
+            (linear) layer, which maps the whole downsampled grid to the latent grid so every latent sees the
+            whole frame.
+        latent_grid_height (`int`, defaults to 3): height of the stage-2 latent grid.
+        latent_grid_width (`int`, defaults to 1): width of the stage-2 latent grid.
+        num_embeddings (`int`, defaults to 512): the stage-2 codebook size K.
+        embedding_dim (`int`, defaults to 64): the stage-2 code dimension D.
+        commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters, dead_code_threshold: the
+            stage-2 `VectorQuantizer`, as in [`VQVAEConfig`].
+        conditioning_channels (`int`, defaults to 64): channels of the conditioning map, the stage-2 latents
+            upsampled to the stage-1 grid and passed through a 3x3 convolution; every gated layer projects it
+            into its gates.
+        decoder_hidden_channels (`int`, defaults to 128), decoder_num_layers (`int`, defaults to 15),
+        decoder_kernel_size (`int`, defaults to 5), decoder_skip_channels (`int`, defaults to 256): the gated
+            PixelCNN decoder over the stage-1 codes, as in [`PixelCNNPriorConfig`].
+    """
+
+    model_type = "hf_vqvae_hierarchical_vqvae"
+
+    input_num_embeddings: int = 512
+    input_grid_height: int = 21
+    input_grid_width: int = 21
+    input_embedding_dim: int = 64
+    encoder_hidden_channels: int = 128
+    encoder_num_downsamples: int = 2
+    latent_grid_height: int = 3
+    latent_grid_width: int = 1
+    num_embeddings: int = 512
+    embedding_dim: int = 64
+    commitment_cost: float = 0.25
+    update_rule: str = "ema"
+    decay: float = 0.99
+    epsilon: float = 1e-5
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    dead_code_threshold: float = 0.5
+    conditioning_channels: int = 64
+    decoder_hidden_channels: int = 128
+    decoder_num_layers: int = 15
+    decoder_kernel_size: int = 5
+    decoder_skip_channels: int = 256
+
+    def __post_init__(self, **kwargs):
+        self._validate()
+        super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        for name in ("input_num_embeddings", "num_embeddings"):
+            check_integer_field(self, name, 2, "an integer >= 2")
+        positive_ints = (
+            "input_grid_height", "input_grid_width", "input_embedding_dim", "encoder_hidden_channels",
+            "latent_grid_height", "latent_grid_width", "embedding_dim", "conditioning_channels",
+            "decoder_hidden_channels", "decoder_num_layers", "decoder_skip_channels",
+        )
+        for name in positive_ints:
+            check_integer_field(self, name, 1, "an integer >= 1")
+        for name in ("encoder_num_downsamples", "kmeans_iters"):
+            check_integer_field(self, name, 0, "an integer >= 0")
+        check_integer_field(self, "decoder_kernel_size", 3, "an odd integer >= 3")
+        if self.decoder_kernel_size % 2 == 0:
+            raise ValueError(
+                f"HierarchicalVQVAEConfig.decoder_kernel_size must be an odd integer >= 3, got {self.decoder_kernel_size!r}"
+            )
+        if self.update_rule not in UPDATE_RULES:
+            raise ValueError(f"HierarchicalVQVAEConfig.update_rule must be one of {UPDATE_RULES}, got {self.update_rule!r}")
+        if not 0.0 < self.decay < 1.0:
+            raise ValueError(f"HierarchicalVQVAEConfig.decay must lie in (0, 1), got {self.decay!r}")
+        if self.commitment_cost < 0:
+            raise ValueError(f"HierarchicalVQVAEConfig.commitment_cost must be >= 0, got {self.commitment_cost!r}")
+        if self.epsilon <= 0:
+            raise ValueError(f"HierarchicalVQVAEConfig.epsilon must be > 0, got {self.epsilon!r}")
+        if self.dead_code_threshold < 0:
+            raise ValueError(
+                f"HierarchicalVQVAEConfig.dead_code_threshold must be >= 0 (0 disables restarts), got {self.dead_code_threshold!r}"
+            )
+        height, width = self.downsampled_grid
+        if height < 1 or width < 1:
+            raise ValueError(
+                f"HierarchicalVQVAEConfig.encoder_num_downsamples={self.encoder_num_downsamples} shrinks the "
+                f"{self.input_grid_height}x{self.input_grid_width} input grid to nothing; use fewer downsamples"
+            )
+
+    @property
+    def downsampled_grid(self) -> tuple[int, int]:
+        """The encoder's grid after its strided convolutions (4x4, stride 2, padding 1 each)."""
+        height, width = self.input_grid_height, self.input_grid_width
+        for _ in range(self.encoder_num_downsamples):
+            height, width = height // 2, width // 2
+        return height, width
+
+    @property
+    def input_grid(self) -> tuple[int, int]:
+        return self.input_grid_height, self.input_grid_width
+
+    @property
+    def latent_grid(self) -> tuple[int, int]:
+        return self.latent_grid_height, self.latent_grid_width
+
+
+__all__ = ["HierarchicalVQVAEConfig"]

@@ -1,0 +1,213 @@
+"""The second stage of the hierarchy and its pipeline: causality, conditioning, samplers, loading, bad inputs."""
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+from hf_vqvae import (
+    CheckpointMismatchError,
+    HierarchicalVQVAEConfig,
+    HierarchicalVQVAEModel,
+    HierarchicalVQVAEPipeline,
+    PixelCNNPriorConfig,
+    PixelCNNPriorModel,
+    VQVAEConfig,
+    VQVAEModel,
+)
+
+from conftest import TINY_VQVAE, put_in_hub_cache
+
+
+# The tiny VQ-VAE's 4x4 grids of K=16 codes compressed to 3x1 codes of K=8.
+TINY_STAGE2 = dict(
+    input_num_embeddings=16, input_grid_height=4, input_grid_width=4, input_embedding_dim=4,
+    encoder_hidden_channels=8, encoder_num_downsamples=1, num_embeddings=8, embedding_dim=4,
+    conditioning_channels=4, decoder_hidden_channels=8, decoder_num_layers=3, decoder_kernel_size=3,
+    decoder_skip_channels=8,
+)
+TINY_TOP_PRIOR = dict(num_embeddings=8, grid_height=3, grid_width=1, hidden_channels=8, num_layers=2, kernel_size=3, skip_channels=8)
+
+
+def tiny_stage2(**overrides) -> HierarchicalVQVAEModel:
+    return HierarchicalVQVAEModel(HierarchicalVQVAEConfig(**{**TINY_STAGE2, **overrides}))
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def pipeline(tiny_model) -> HierarchicalVQVAEPipeline:
+    return HierarchicalVQVAEPipeline(
+        vqvae=tiny_model.eval(), stage2=tiny_stage2().eval(), prior=PixelCNNPriorModel(PixelCNNPriorConfig(**TINY_TOP_PRIOR)).eval()
+    )
+
+
+def test_decoder_is_causal_over_the_stage1_codes():
+    model = tiny_stage2(input_grid_height=5, input_grid_width=4, decoder_kernel_size=5).eval()
+    codes = torch.randint(0, 16, (2, 5, 4))
+    latents = torch.randint(0, 8, (2, 3, 1))
+    logits = model.decode_logits(codes, latents)
+    for position in (0, 6, 13, 19):
+        row, column = divmod(position, 4)
+        changed = codes.clone().flatten(1)
+        changed[:, position:] = (changed[:, position:] + 1 + torch.randint(0, 15, changed[:, position:].shape)) % 16
+        changed_logits = model.decode_logits(changed.view_as(codes), latents)
+        before = torch.arange(20).view(5, 4) <= position
+        # Every position up to and including the changed one keeps its logits; some later one moves.
+        torch.testing.assert_close(changed_logits[..., before], logits[..., before], rtol=0, atol=1e-6)
+        if position < 19:
+            assert not torch.allclose(changed_logits[..., ~before], logits[..., ~before])
+
+
+def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder():
+    model = tiny_stage2()
+    codes = torch.randint(0, 16, (6, 4, 4))
+    latents = model.encode(codes).indices
+    other = (latents + 1) % 8
+    assert not torch.allclose(model.decode_logits(codes, latents), model.decode_logits(codes, other))
+    # Changing the bottom latent only moves the logits of the rows it is laid over (and a 3x3 blend above).
+    bottom = latents.clone()
+    bottom[:, 2] = (bottom[:, 2] + 1) % 8
+    difference = (model.decode_logits(codes, bottom) - model.decode_logits(codes, latents)).abs().amax(dim=(0, 1, 3))
+    assert difference[0] == 0 and difference[-1] > 0
+
+    output = model.train()(codes)
+    assert output.loss.shape == () and torch.isclose(output.loss, output.nll_loss + model.config.commitment_cost * output.commitment_loss)
+    output.loss.backward()
+    for name in ("encoder.to_latents.weight", "encoder.conv_in.weight", "encoder.code_embedding.weight", "conditioning_network.weight"):
+        assert model.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_cached_sampling_equals_plain_sampling_and_follows_the_latents():
+    model = tiny_stage2(input_grid_height=5, input_grid_width=6, decoder_kernel_size=5).eval()
+    latents = torch.randint(0, 8, (3, 3, 1))
+    cached = model.sample(latents, generator=seeded(3))
+    plain = model.sample(latents, generator=seeded(3), use_cache=False)
+    assert cached.shape == (3, 5, 6) and torch.equal(cached, plain)
+    # An untrained decoder barely listens to its latents: amplify the conditioning map so that other latents
+    # move the logits by more than the gap between CDF boundaries.
+    with torch.no_grad():
+        model.conditioning_network.weight.mul_(50)
+    cached = model.sample(latents, generator=seeded(3))
+    assert torch.equal(cached, model.sample(latents, generator=seeded(3), use_cache=False))
+    assert not torch.equal(model.sample((latents + 1) % 8, generator=seeded(3)), cached)
+
+
+def test_bits_per_grid_is_the_sum_of_the_nll():
+    model = tiny_stage2().eval()
+    codes = torch.randint(0, 16, (4, 4, 4))
+    output = model(codes)
+    bits = model.bits_per_grid(codes)
+    torch.testing.assert_close(bits.mean(), output.nll_loss * 16 / np.log(2), rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_strict_and_auto_classes(tmp_path):
+    model = tiny_stage2().eval()
+    model.save_pretrained(tmp_path / "stage2")
+    assert AutoConfig.from_pretrained(tmp_path / "stage2").model_type == "hf_vqvae_hierarchical_vqvae"
+    loaded = AutoModel.from_pretrained(tmp_path / "stage2")
+    assert isinstance(loaded, HierarchicalVQVAEModel)
+    for (name, ours), theirs in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(ours, theirs), name
+    codes = torch.randint(0, 16, (2, 4, 4))
+    torch.testing.assert_close(loaded.bits_per_grid(codes), model.bits_per_grid(codes))
+    with pytest.raises(CheckpointMismatchError, match="does not match the HierarchicalVQVAEConfig"):
+        HierarchicalVQVAEModel.from_pretrained(tmp_path / "stage2", decoder_num_layers=4)
+
+
+def test_pipeline_generates_reproducibly_in_every_output_type(pipeline):
+    pil = pipeline(batch_size=3, generator=seeded())
+    assert len(pil.images) == 3 and pil.images[0].size == (16, 16) and isinstance(pil.images[0], PIL.Image.Image)
+    assert pil.codes.shape == (3, 4, 4) and pil.latent_codes.shape == (3, 3, 1)
+    as_np = pipeline(batch_size=3, generator=seeded(), output_type="np")
+    assert torch.equal(as_np.codes, pil.codes) and as_np.images.shape == (3, 16, 16, 3)
+    as_pt = pipeline(batch_size=3, generator=seeded(), output_type="pt")
+    torch.testing.assert_close(as_pt.images, (pipeline.vqvae.decode(pil.codes).reconstruction / 2 + 0.5).clamp(0, 1))
+    latent = pipeline(batch_size=3, generator=seeded(), output_type="latent")
+    assert torch.equal(latent.images, pil.codes)
+    # The stage-1 codes are those the stage-2 decoder samples given the prior's stage-2 codes.
+    generator = seeded()
+    top = pipeline.prior.sample(3, generator=generator)
+    assert torch.equal(top, pil.latent_codes) and torch.equal(pipeline.stage2.sample(top, generator=generator), pil.codes)
+    assert not torch.equal(pipeline(batch_size=3, generator=seeded(1), output_type="latent").images, pil.codes)
+
+
+def test_pipeline_reconstructs_frames_through_both_stages(pipeline):
+    frames = torch.rand(2, 3, 16, 16) * 2 - 1
+    out = pipeline(image=frames, generator=seeded(), output_type="pt")
+    stage1 = pipeline.vqvae.encode(frames).indices
+    assert torch.equal(out.latent_codes, pipeline.stage2.encode(stage1).indices)
+    assert torch.equal(out.codes, pipeline.stage2.sample(out.latent_codes, generator=seeded()))
+    pil_frames = [PIL.Image.fromarray(np.full((20, 20, 3), 90, np.uint8))]
+    assert pipeline(image=pil_frames, output_type="latent").latent_codes.shape == (1, 3, 1)
+
+
+def test_pipeline_save_load_push_and_hub_id(tmp_path, offline_hub, recorded_uploads, pipeline):
+    folder = tmp_path / "pipeline"
+    pipeline.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["stage2"] == ["hf_vqvae.models.hierarchical_vqvae.modeling_hierarchical_vqvae", "HierarchicalVQVAEModel"]
+    put_in_hub_cache(offline_hub, "org/hierarchy", folder)
+    by_id = HierarchicalVQVAEPipeline.from_pretrained("org/hierarchy")
+    expected = pipeline(batch_size=2, generator=seeded(), output_type="np").images
+    np.testing.assert_array_equal(by_id(batch_size=2, generator=seeded(), output_type="np").images, expected)
+
+    pipeline.push_to_hub("org/hierarchy", token="hf_test", dataset_name="frames")
+    files = recorded_uploads[-1]["files"]
+    assert {"model_index.json", "stage2/config.json", "stage2/model.safetensors", "prior/model.safetensors", "vqvae/model.safetensors"} <= set(files)
+    card = files["README.md"].decode()
+    assert "HierarchicalVQVAEPipeline.from_pretrained(\"org/hierarchy\")" in card and "3x1 stage-2 codes" in card.replace("\n", " ")
+
+    pipeline.stage2.push_to_hub("org/stage2", token="hf_test")
+    card = recorded_uploads[-1]["files"]["README.md"].decode()
+    assert "HierarchicalVQVAEModel.from_pretrained(\"org/stage2\")" in card and "`decoder_num_layers` | `3`" in card
+
+
+def test_bad_inputs_name_the_problem(tiny_model, pipeline):
+    prior = PixelCNNPriorModel(PixelCNNPriorConfig(**TINY_TOP_PRIOR))
+    with pytest.raises(ValueError, match=r"input_num_embeddings=32, but the stage-1 VQ-VAE's codebook has 16 codes"):
+        HierarchicalVQVAEPipeline(tiny_model, tiny_stage2(input_num_embeddings=32), prior)
+    with pytest.raises(ValueError, match=r"takes 8x8 code grids .* the stage-1 VQ-VAE's latent grid is 4x4"):
+        HierarchicalVQVAEPipeline(tiny_model, tiny_stage2(input_grid_height=8, input_grid_width=8), prior)
+    with pytest.raises(ValueError, match=r"top prior does not fit the stage-2 model: the prior models 2x1 code grids"):
+        HierarchicalVQVAEPipeline(tiny_model, tiny_stage2(), PixelCNNPriorModel(PixelCNNPriorConfig(**{**TINY_TOP_PRIOR, "grid_height": 2})))
+    with pytest.raises(ValueError, match=r"top prior does not fit .* num_embeddings=16 but the VQ-VAE's codebook has 8"):
+        HierarchicalVQVAEPipeline(tiny_model, tiny_stage2(), PixelCNNPriorModel(PixelCNNPriorConfig(**{**TINY_TOP_PRIOR, "num_embeddings": 16})))
+
+    with pytest.raises(ValueError, match=r"frames must be 16x16, the stage-1 VQ-VAE's sample_size"):
+        pipeline(image=torch.rand(1, 3, 32, 32))
+    stage2 = pipeline.stage2
+    with pytest.raises(ValueError, match=r"`input_ids` must hold codes in \[0, 16\), got values in \[16, 16\]"):
+        stage2(torch.full((1, 4, 4), 16))
+    with pytest.raises(ValueError, match=r"`input_ids` must have shape \(batch_size, 4, 4\) \(the stage-1 grid\), got \(1, 5, 4\)"):
+        stage2.encode(torch.zeros(1, 5, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"`latent_indices` must hold codes in \[0, 8\)"):
+        stage2.sample(torch.full((1, 3, 1), 8))
+    with pytest.raises(ValueError, match=r"`input_ids` must be an integer tensor"):
+        stage2(torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match=r"decoder_kernel_size must be an odd integer >= 3, got 4"):
+        HierarchicalVQVAEConfig(decoder_kernel_size=4)
+    with pytest.raises(ValueError, match=r"encoder_num_downsamples=5 shrinks the 21x21 input grid to nothing"):
+        HierarchicalVQVAEConfig(encoder_num_downsamples=5)
+    with pytest.raises(ValueError, match=r"output_type must be one of"):
+        pipeline(output_type="gif")
+
+
+def test_dmlab_defaults_fit_the_dmlab84_vqvae_and_a_3x1_prior():
+    vqvae_config = VQVAEConfig.from_preset("dmlab84")
+    config = HierarchicalVQVAEConfig()
+    assert (config.input_num_embeddings, config.input_grid) == (vqvae_config.num_embeddings, (vqvae_config.latent_size,) * 2)
+    assert config.latent_grid == (3, 1) and config.num_embeddings == 512
+    # The existing PixelCNN prior models a 3x1 grid: causal, and cached sampling equals plain sampling.
+    prior = PixelCNNPriorModel(PixelCNNPriorConfig(**{**TINY_TOP_PRIOR, "kernel_size": 5})).eval()
+    codes = torch.randint(0, 8, (4, 3, 1))
+    logits = prior(codes).logits
+    changed = codes.clone()
+    changed[:, 1:] = (changed[:, 1:] + 1) % 8
+    torch.testing.assert_close(prior(changed).logits[:, :, :2], logits[:, :, :2], rtol=0, atol=1e-6)
+    assert torch.equal(prior.sample(4, generator=seeded()), prior.sample(4, generator=seeded(), use_cache=False))
