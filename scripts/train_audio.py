@@ -9,7 +9,8 @@ multi-speaker set synthesised by flite (`apt-get install -y flite`).
 """
 
 from hf_vqvae.training.audio_vqvae import parse_args, train_audio_vqvae
+from hf_vqvae.training.loop import run_command
 
 
 if __name__ == "__main__":
-    train_audio_vqvae(parse_args())
+    run_command(train_audio_vqvae, parse_args)

@@ -359,7 +359,7 @@ def save_final_audio_vqvae(
         )
 
     publish(
-        arguments.output.output_dir, arguments.hub, save, card,
+        arguments.output.output_dir, arguments.hub, save, card, model=model,
         commit_message=f"Audio VQ-VAE trained for {step} steps with hf-vqvae",
     )
     return metrics
