@@ -22,7 +22,7 @@ from hf_vqvae.training.audio_vqvae import (
     train_audio_vqvae,
 )
 
-from launching import ROOT, kill_when_exists, run, script
+from launching import ROOT, accelerate_launch, kill_when_exists, run, script
 from test_speech_data import speech_folder  # noqa: F401  (fixture)
 
 
@@ -69,6 +69,21 @@ def test_streaming_an_audio_folder(tmp_path, speech_folder):  # noqa: F811
     metrics = train_audio_vqvae(parse_args(flags))
     assert metrics["train_steps"] == 3 and metrics["validation_clips"] == 3
     assert AudioVQVAEModel.from_pretrained(tmp_path / "run").config.speaker_names == ["alice", "bert"]
+
+
+def test_accelerate_launch_two_processes_end_with_identical_weights(tmp_path, speech_folder):  # noqa: F811
+    output_dir = tmp_path / "run"
+    result = run([
+        *accelerate_launch(num_processes=2), TRAIN_AUDIO,
+        *tiny_flags(output_dir, speech_folder, "--max_train_steps", "4", "--checkpointing_steps", "2",
+                    "--max_unreadable_fraction", "0.2"),
+    ], timeout=240)
+    fingerprints = re.search(r"weights sha256 by process: 0=(\w+) 1=(\w+)", result.stderr)
+    assert fingerprints, result.stderr[-2000:]
+    assert fingerprints.group(1) == fingerprints.group(2)
+    assert "4 updates of 8 (4 per device x 2 processes x 1 accumulation)" in result.stderr
+    assert (output_dir / "checkpoint-4" / "random_states_1.pkl").exists()
+    AudioVQVAEModel.from_pretrained(output_dir)
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, speech_folder):  # noqa: F811

@@ -181,7 +181,10 @@ def audio_samples(
     model: AudioVQVAEModel, clips: torch.Tensor, speakers: torch.Tensor | None, seconds: float, seed: int
 ) -> dict[str, torch.Tensor]:
     """A held-out clip, its reconstruction (its own speaker) and, with several speakers, its conversion to the next
-    speaker; drawn from a generator of their own so that validating never moves the training's random state."""
+    speaker; drawn from a generator of their own so that validating never moves the training's random state. Runs in
+    evaluation mode: in training mode the quantizer would update its codebook (and wait for the other processes)."""
+    was_training = model.training
+    model.eval()
     hop = model.config.hop_length
     length = min(clips.shape[1], max(hop, round(seconds * model.config.sampling_rate) // hop * hop))
     original = clips[:1, :length].to(model.device)
@@ -193,6 +196,7 @@ def audio_samples(
     if model.config.num_speakers > 1:
         target = (source + 1) % model.config.num_speakers
         samples["conversion"] = model.decode(codes, target, generator=generator).audio_values[0]
+    model.train(was_training)
     return samples
 
 
