@@ -16,6 +16,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MODULES_WITH_EXAMPLES = [
     "hf_vqvae.models.vqvae.modeling_vqvae",
     "hf_vqvae.models.vqvae.image_processing_vqvae",
+    "hf_vqvae.models.audio_vqvae.modeling_audio_vqvae",
     "hf_vqvae.models.hierarchical_vqvae.modeling_hierarchical_vqvae",
 ]
 

@@ -2,10 +2,19 @@
 
 import sys
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from .data.worlds import WORLD_ACTIONS, render_frames, render_trajectories
 from .modeling_utils import CheckpointMismatchError
+from .models.audio_vqvae import (
+    AUDIO_PRESETS,
+    AudioVQVAEConfig,
+    AudioVQVAEDecoderOutput,
+    AudioVQVAEEncoderOutput,
+    AudioVQVAEFeatureExtractor,
+    AudioVQVAEModel,
+    AudioVQVAEOutput,
+)
 from .models.hierarchical_vqvae import (
     HierarchicalVQVAEConfig,
     HierarchicalVQVAEEncoderOutput,
@@ -26,6 +35,7 @@ from .models.vqvae import (
     modeling_vqvae,
 )
 from .pipelines import (
+    AudioVQVAEPipeline,
     HierarchicalVQVAEPipeline,
     HierarchicalVQVAEPipelineOutput,
     VideoPredictionPipeline,
@@ -43,6 +53,9 @@ AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
 AutoImageProcessor.register(VQVAEConfig, VQVAEImageProcessor, exist_ok=True)
 AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_ok=True)
 AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
+AutoConfig.register(AudioVQVAEConfig.model_type, AudioVQVAEConfig, exist_ok=True)
+AutoModel.register(AudioVQVAEConfig, AudioVQVAEModel, exist_ok=True)
+AutoFeatureExtractor.register(AudioVQVAEConfig, AudioVQVAEFeatureExtractor, exist_ok=True)
 AutoConfig.register(HierarchicalVQVAEConfig.model_type, HierarchicalVQVAEConfig, exist_ok=True)
 AutoModel.register(HierarchicalVQVAEConfig, HierarchicalVQVAEModel, exist_ok=True)
 AutoConfig.register(VideoPriorConfig.model_type, VideoPriorConfig, exist_ok=True)
@@ -61,6 +74,14 @@ for _path, _module in LEGACY_MODULE_PATHS.items():
 __version__ = "0.2.0"
 
 __all__ = [
+    "AUDIO_PRESETS",
+    "AudioVQVAEConfig",
+    "AudioVQVAEDecoderOutput",
+    "AudioVQVAEEncoderOutput",
+    "AudioVQVAEFeatureExtractor",
+    "AudioVQVAEModel",
+    "AudioVQVAEOutput",
+    "AudioVQVAEPipeline",
     "PRESETS",
     "CheckpointMismatchError",
     "HierarchicalVQVAEConfig",

@@ -230,3 +230,20 @@ def video_pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_f
         vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
         **card_fields,
     )
+
+
+def audio_vqvae_model_card(config, repo_id: str, *, audio_path: str | None = None, **card_fields) -> ModelCard:
+    """The card of an `AudioVQVAEModel`: usage (reconstruction, speaker conversion), figures, the speakers, the
+    config; `card_fields` as for `vqvae_model_card`, and `audio_path` (a sample's file, relative to the repo)."""
+    return _model_card(
+        "audio_vqvae", repo_id, tags=["audio", "speech", "wavenet", "voice-conversion"], pipeline_tag="audio-to-audio",
+        config=config, config_fields=_config_fields(config), audio_path=audio_path, **card_fields,
+    )
+
+
+def audio_pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
+    """The card of an `AudioVQVAEPipeline` (its prior may be None); `card_fields` as for `audio_vqvae_model_card`."""
+    return _model_card(
+        "audio_pipeline", repo_id, tags=["audio", "speech", "wavenet", "voice-conversion"],
+        pipeline_tag="audio-to-audio", vqvae=vqvae_config, prior=prior_config, **card_fields,
+    )

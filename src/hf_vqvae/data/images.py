@@ -318,9 +318,12 @@ class UnreadableImageCounter:
 
     max_warnings = 10
 
-    def __init__(self, max_fraction: float, min_seen: int = 100):
+    def __init__(self, max_fraction: float, min_seen: int = 100, kind: str = "image", column_flag: str = "--image_column"):
         self.max_fraction = max_fraction
         self.min_seen = min_seen
+        # What is counted, for the messages: the speech data counts audio clips with the same rule.
+        self.kind = kind
+        self.column_flag = column_flag
         self.seen = 0
         self.unreadable = 0
 
@@ -330,14 +333,14 @@ class UnreadableImageCounter:
             return
         self.unreadable += 1
         if self.unreadable <= self.max_warnings:
-            logger.warning("skipping an unreadable image (%s so far): %s", self.unreadable, error)
+            logger.warning("skipping an unreadable %s (%s so far): %s", self.kind, self.unreadable, error)
         self.check(final=False)
 
     def check(self, final: bool = True) -> None:
         if self.seen and (final or self.seen >= self.min_seen) and self.unreadable > self.max_fraction * self.seen:
             raise TooManyUnreadableImagesError(
-                f"{self.unreadable} of {self.seen} images could not be decoded, more than the allowed "
-                f"share {self.max_fraction:g} (--max_unreadable_fraction); is --image_column right, is the data intact?"
+                f"{self.unreadable} of {self.seen} {self.kind}s could not be decoded, more than the allowed "
+                f"share {self.max_fraction:g} (--max_unreadable_fraction); is {self.column_flag} right, is the data intact?"
             )
 
 

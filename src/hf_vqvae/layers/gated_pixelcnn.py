@@ -16,6 +16,7 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .gated_pixelcnn_sampler import CachedGatedPixelCNNSampler
+from .sampling import draw_from_logits
 
 
 def gate(pre_activation: torch.Tensor) -> torch.Tensor:
@@ -187,19 +188,9 @@ class GatedPixelCNN(nn.Module):
     def draw(
         self, logits: torch.Tensor, temperature: float, generator: torch.Generator | list[torch.Generator] | None
     ) -> torch.Tensor:
-        """One code per row of (batch, K) logits: where one uniform number per row falls in the CDF. Both samplers
-        draw these numbers in the same order and their logits differ only by float rounding, which changes a code
-        only if its uniform number lands within rounding distance of a CDF boundary. With a list of generators
-        (one per row) row i draws from generator i alone, exactly what a batch of one with that generator draws."""
-        if isinstance(generator, (list, tuple)):
-            uniform = torch.cat([torch.rand(1, generator=row, device=row.device).to(logits.device) for row in generator])
-        else:
-            uniform_device = generator.device if generator is not None else logits.device
-            uniform = torch.rand(logits.shape[0], generator=generator, device=uniform_device).to(logits.device)
-        cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
-        # right=True never picks a code of probability 0; scaling by cdf[:, -1] absorbs the sum's rounding.
-        codes = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-        return codes.clamp_(max=self.num_embeddings - 1)
+        """One code per row of (batch, K) logits (see `layers.sampling.draw_from_logits`): both samplers draw in the
+        same order, so a seeded generator (or a list of one generator per row) gives the same codes."""
+        return draw_from_logits(logits, temperature, generator)
 
     def _sample_plain(
         self, batch_size, height, width, class_labels, conditioning, temperature, generator, progress_callback

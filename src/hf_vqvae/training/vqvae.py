@@ -93,16 +93,20 @@ def parse_args(argv: list[str] | None = None) -> VQVAETrainingArguments:
     )
 
 
-def parse_config_overrides(overrides: list[str]) -> dict:
-    """`["hidden_channels=64", "update_rule=loss"]` -> typed values for `VQVAEConfig`."""
-    fields = {field.name: field.type for field in dataclasses.fields(VQVAEConfig)}
+def parse_config_overrides(overrides: list[str], config_class: type = VQVAEConfig) -> dict:
+    """`["hidden_channels=64", "update_rule=loss"]` -> typed values for the scalar fields of `config_class`."""
+    fields = {
+        field.name: field.type for field in dataclasses.fields(config_class) if field.type in (int, float, str, bool)
+    }
     parsed = {}
     for override in overrides:
         name, separator, text = override.partition("=")
         if not separator:
             raise ValueError(f"--config_overrides takes FIELD=VALUE pairs, got {override!r}")
         if name not in fields:
-            raise ValueError(f"--config_overrides: {name!r} is not a VQVAEConfig field; the fields are {sorted(fields)}")
+            raise ValueError(
+                f"--config_overrides: {name!r} is not a {config_class.__name__} field; the fields are {sorted(fields)}"
+            )
         kind = fields[name]
         if kind is bool:
             if text.lower() not in ("true", "false"):

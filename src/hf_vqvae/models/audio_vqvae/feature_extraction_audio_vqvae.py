@@ -1,0 +1,159 @@
+"""The audio VQ-VAE's feature extractor: raw mono waveforms -> `input_values`, in transformers' conventions."""
+
+import logging
+import math
+
+import numpy as np
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers import FeatureExtractionMixin  # noqa: F401  diffusers finds a pipeline component's base class on its module
+
+
+logger = logging.getLogger(__name__)
+
+# Full scale of integer PCM, so int16 / int32 / uint8 arrays become floats in [-1, 1].
+PCM_FULL_SCALE = {np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31, np.dtype(np.int8): 2**7}
+
+
+def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling (scipy's `resample_poly`, anti-aliased) between integer rates."""
+    from scipy.signal import resample_poly
+
+    divisor = math.gcd(from_rate, to_rate)
+    return resample_poly(waveform, to_rate // divisor, from_rate // divisor).astype(np.float32)
+
+
+class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns mono waveforms into the `input_values` of an [`AudioVQVAEModel`]: floats in [-1, 1] (integer PCM is
+    scaled), at the model's sampling rate (other rates are refused unless `do_resample`), each clip cropped to
+    `max_length` with `truncation=True` and padded with silence to the longest clip, rounded up to a whole number of
+    latents (`hop_length` samples).
+
+    Args:
+        sampling_rate (`int`, defaults to 16000): the rate the model was trained at.
+        hop_length (`int`, defaults to 64): samples per latent; lengths are padded to a multiple of it.
+        segment_length (`int`, defaults to 16384): the training crop in samples, and `max_length` when
+            `truncation=True` is asked without one.
+        do_resample (`bool`, defaults to `False`): resample audio given at another rate instead of refusing it.
+        padding_value (`float`, defaults to 0.0): silence.
+    """
+
+    model_input_names = ["input_values"]
+
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        hop_length: int = 64,
+        segment_length: int = 16384,
+        do_resample: bool = False,
+        padding_value: float = 0.0,
+        return_attention_mask: bool = False,
+        **kwargs,
+    ):
+        # Saved with the extractor, but fixed: one channel of raw samples.
+        kwargs.pop("feature_size", None)
+        super().__init__(
+            feature_size=1, sampling_rate=sampling_rate, padding_value=padding_value,
+            return_attention_mask=return_attention_mask, **kwargs,
+        )
+        if segment_length < hop_length or segment_length % hop_length:
+            raise ValueError(
+                f"segment_length ({segment_length}) must be a positive multiple of hop_length ({hop_length})"
+            )
+        self.hop_length = hop_length
+        self.segment_length = segment_length
+        self.do_resample = do_resample
+
+    @classmethod
+    def for_model(cls, config, **kwargs) -> "AudioVQVAEFeatureExtractor":
+        """The feature extractor matching an `AudioVQVAEConfig` (rate and hop length)."""
+        return cls(sampling_rate=config.sampling_rate, hop_length=config.hop_length, **kwargs)
+
+    def mono_waveform(self, audio, sampling_rate: int | None = None, do_resample: bool | None = None) -> np.ndarray:
+        """One clip as a float32 mono waveform in [-1, 1] at the extractor's rate; raises ValueError on several
+        channels, an empty clip, or another rate without resampling."""
+        waveform = np.asarray(audio)
+        if waveform.ndim == 2 and 1 in waveform.shape:
+            waveform = waveform.reshape(-1)
+        if waveform.ndim != 1:
+            raise ValueError(
+                f"expected mono audio, a 1-D waveform, got an array of shape {waveform.shape}; for stereo or "
+                "multi-channel audio average the channels first (e.g. audio.mean(axis=0))"
+            )
+        if waveform.size == 0:
+            raise ValueError("got an empty audio clip (0 samples)")
+        if waveform.dtype in PCM_FULL_SCALE:
+            waveform = waveform.astype(np.float32) / PCM_FULL_SCALE[waveform.dtype]
+        elif waveform.dtype == np.uint8:
+            waveform = (waveform.astype(np.float32) - 128) / 128
+        elif not np.issubdtype(waveform.dtype, np.floating):
+            raise ValueError(f"audio must hold floats in [-1, 1] or integer PCM, got dtype {waveform.dtype}")
+        waveform = waveform.astype(np.float32)
+        if sampling_rate is None:
+            logger.warning(
+                "no sampling_rate given to AudioVQVAEFeatureExtractor: assuming %s Hz; pass sampling_rate to have "
+                "it checked", self.sampling_rate,
+            )
+            sampling_rate = self.sampling_rate
+        if sampling_rate != self.sampling_rate:
+            if not (self.do_resample if do_resample is None else do_resample):
+                raise ValueError(
+                    f"the audio's sampling rate is {sampling_rate} Hz but the model expects {self.sampling_rate} Hz; "
+                    "resample it, or pass do_resample=True to let the feature extractor do it"
+                )
+            waveform = resample(waveform, int(sampling_rate), self.sampling_rate)
+        return np.clip(waveform, -1.0, 1.0)
+
+    def __call__(
+        self,
+        raw_audio,
+        sampling_rate: int | None = None,
+        do_resample: bool | None = None,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        truncation: bool = False,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            raw_audio: one waveform (1-D array or list of floats) or a list of them.
+            sampling_rate: their rate in Hz; checked against the model's.
+            do_resample: overrides the extractor's `do_resample` for this call.
+            padding: `"longest"` (default), `"max_length"` or `False` (one clip, or clips of equal length).
+            max_length, truncation: with `truncation=True` clips are cropped to `max_length` (default
+                `segment_length`), rounded up to a multiple of `hop_length`.
+            return_tensors: `"pt"`, `"np"` or None (lists).
+        """
+        if isinstance(raw_audio, np.ndarray) and raw_audio.ndim == 1:
+            clips = [raw_audio]
+        elif isinstance(raw_audio, (list, tuple)) and raw_audio and np.ndim(raw_audio[0]) == 0:
+            clips = [np.asarray(raw_audio)]
+        elif isinstance(raw_audio, (list, tuple)):
+            clips = list(raw_audio)
+        else:
+            clips = [raw_audio]
+        if not clips:
+            raise ValueError("got no audio clip")
+        waveforms = [self.mono_waveform(clip, sampling_rate, do_resample) for clip in clips]
+        for waveform in waveforms:
+            if len(waveform) < self.hop_length:
+                raise ValueError(
+                    f"an audio clip has {len(waveform)} samples, shorter than one latent ({self.hop_length} samples "
+                    f"at {self.sampling_rate} Hz)"
+                )
+        if truncation and max_length is None:
+            max_length = self.segment_length
+        return self.pad(
+            BatchFeature({"input_values": waveforms}),
+            padding=padding,
+            max_length=max_length,
+            truncation=truncation,
+            pad_to_multiple_of=self.hop_length,
+            return_attention_mask=return_attention_mask,
+            return_tensors=return_tensors,
+        )
+
+
+__all__ = ["AudioVQVAEFeatureExtractor"]

@@ -1,0 +1,146 @@
+"""AudioVQVAEPipeline: reconstruct, convert the voice of, or generate speech with an audio VQ-VAE (and a prior over
+its code sequence)."""
+
+import torch
+from diffusers import AudioPipelineOutput
+
+from ..hub import audio_pipeline_model_card
+from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
+from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
+from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from .pipeline_utils import HubDiffusionPipeline
+
+
+AUDIO_OUTPUT_TYPES = ("np", "pt")
+
+
+class AudioVQVAEPipeline(HubDiffusionPipeline):
+    r"""
+    Speech with the audio VQ-VAE of the paper's section 4.3. One call does one of:
+
+    - reconstruction: `pipeline(audio=waveform, sampling_rate=16000, speaker=source)`;
+    - speaker conversion: the same with another `speaker` (the codes carry the content, the decoder the voice);
+    - generation from codes: `pipeline(codes=codes, speaker=...)`;
+    - unconditional generation: `pipeline(batch_size=2, speaker=...)`, the codes drawn from the prior (a gated
+      PixelCNN over a one-row grid of `grid_width` codes, so `grid_width * hop_length` samples).
+
+    Returns an `AudioPipelineOutput` whose `audios` is (batch, samples) at `vqvae.config.sampling_rate`.
+
+    Args:
+        vqvae ([`AudioVQVAEModel`]): encoder, codebook and WaveNet decoder.
+        prior ([`PixelCNNPriorModel`], *optional*): a prior over the code sequence with `grid_height=1` and the
+            VQ-VAE's codebook size; with `num_classes` equal to the number of speakers it is conditioned on the
+            speaker. Needed only for unconditional generation.
+        feature_extractor ([`AudioVQVAEFeatureExtractor`], *optional*): prepares `audio=` inputs; one matching the
+            VQ-VAE is made if omitted.
+    """
+
+    model_cpu_offload_seq = "prior->vqvae"
+    push_commit_message = "Upload audio VQ-VAE pipeline with hf-vqvae"
+    _optional_components = ["prior", "feature_extractor"]
+
+    def __init__(
+        self,
+        vqvae: AudioVQVAEModel,
+        prior: PixelCNNPriorModel | None = None,
+        feature_extractor: AudioVQVAEFeatureExtractor | None = None,
+    ):
+        super().__init__()
+        if prior is not None:
+            if prior.config.grid_height != 1:
+                raise ValueError(
+                    f"the prior of an audio pipeline models a sequence of codes: it needs grid_height=1, got "
+                    f"{prior.config.grid_height}"
+                )
+            prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, 1, prior.config.grid_width)
+            if prior.config.num_classes not in (0, vqvae.config.num_speakers):
+                raise ValueError(
+                    f"a speaker-conditioned prior needs num_classes equal to the VQ-VAE's num_speakers "
+                    f"({vqvae.config.num_speakers}), got {prior.config.num_classes}"
+                )
+        if feature_extractor is None:
+            feature_extractor = AudioVQVAEFeatureExtractor.for_model(vqvae.config)
+        self.register_modules(vqvae=vqvae, prior=prior, feature_extractor=feature_extractor)
+
+    def model_card(self, repo_id: str, **card_fields):
+        """The card `push_to_hub` uploads (`hub.audio_pipeline_model_card`; `dataset_name`, `metrics`, `image_path`)."""
+        prior_config = self.prior.config if self.prior is not None else None
+        return audio_pipeline_model_card(self.vqvae.config, prior_config, repo_id, **card_fields)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        audio=None,
+        sampling_rate: int | None = None,
+        codes: torch.LongTensor | None = None,
+        speaker: int | str | list[int | str] | torch.Tensor | None = None,
+        batch_size: int = 1,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> AudioPipelineOutput | tuple:
+        r"""
+        Args:
+            audio (*optional*): waveforms to reconstruct or convert (a 1-D array, a list of them, or input values
+                as a (batch, samples) float tensor).
+            sampling_rate (`int`, *optional*): the rate of `audio`; checked against the model's (the feature
+                extractor resamples only if built with `do_resample=True`).
+            codes (`torch.LongTensor`, *optional*): (batch, latents) codes to decode instead.
+            speaker (*optional*): the voice of the output: an id or a name, one for all or one per clip.
+            batch_size (`int`, defaults to 1): clips to generate from the prior (neither `audio` nor `codes`).
+            temperature (`float`, defaults to 1.0): divides the decoder's (and the prior's) logits.
+            generator (`torch.Generator`, *optional*): makes sampling reproducible.
+            use_cache (`bool`, defaults to `True`): cached sample-by-sample generation (False: the plain reference).
+            output_type (`str`, defaults to `"np"`): `"np"` or `"pt"`.
+            return_dict (`bool`, defaults to `True`): an `AudioPipelineOutput` or a tuple `(audios,)`.
+        """
+        if output_type not in AUDIO_OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {AUDIO_OUTPUT_TYPES}, got {output_type!r}")
+        if audio is not None and codes is not None:
+            raise ValueError("pass either audio= (to reconstruct or convert) or codes= (to decode), not both")
+        if audio is not None:
+            codes = self.vqvae.encode(self._input_values(audio, sampling_rate)).indices
+        elif codes is None:
+            codes = self._sample_codes(batch_size, speaker, temperature, generator)
+
+        with self.progress_bar(total=codes.shape[-1] * self.vqvae.config.hop_length if codes.ndim == 2 else 0) as bar:
+            audios = self.vqvae.decode(
+                codes, speaker, generator=generator, temperature=temperature, use_cache=use_cache,
+                progress_callback=lambda done, total: bar.update(done - bar.n),
+            ).audio_values
+        audios = audios.float().cpu()
+        if output_type == "np":
+            audios = audios.numpy()
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (audios,)
+        return AudioPipelineOutput(audios=audios)
+
+    def _input_values(self, audio, sampling_rate: int | None) -> torch.Tensor:
+        if isinstance(audio, torch.Tensor) and audio.is_floating_point() and audio.ndim == 2:
+            input_values = audio
+        else:
+            if isinstance(audio, torch.Tensor):
+                audio = audio.cpu().numpy()
+            input_values = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")["input_values"]
+        return input_values.to(device=self.vqvae.device, dtype=self.vqvae.dtype)
+
+    def _sample_codes(self, batch_size, speaker, temperature, generator) -> torch.LongTensor:
+        if self.prior is None:
+            raise ValueError(
+                "generating without audio= or codes= needs a prior over the codes; this pipeline has none "
+                "(train one with scripts/train_prior.py on the VQ-VAE's codes, or pass codes=)"
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        class_labels = None
+        if self.prior.config.num_classes:
+            class_labels = self.vqvae.speaker_ids(speaker, batch_size)
+        return self.prior.sample(
+            batch_size=batch_size, class_labels=class_labels, temperature=temperature, generator=generator
+        )[:, 0]
+
+
+__all__ = ["AudioVQVAEPipeline"]

@@ -1,0 +1,378 @@
+"""The audio VQ-VAE's training recipe (`train_audio_vqvae`, behind scripts/train_audio.py): its settings, config,
+speech data, validation (teacher-forced bits per sample, code usage, a reconstruction and a speaker conversion as
+audio and spectrograms) and final files."""
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import PIL.Image
+import PIL.ImageDraw
+import torch
+from accelerate import Accelerator
+from huggingface_hub import ModelCard
+
+from ..data.speech import (
+    SpeechDataArguments,
+    load_speech_datasets,
+    speech_dataloader,
+    validation_clips,
+    wav_bytes,
+)
+from ..hub import audio_vqvae_model_card
+from ..models.audio_vqvae.configuration_audio_vqvae import AUDIO_PRESETS, AudioVQVAEConfig
+from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
+from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
+from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments
+from .checkpoints import CheckpointManager, model_fields, write_json
+from .loop import (
+    TrainingRun,
+    end_training,
+    four_figures,
+    log_audio,
+    log_image,
+    publish,
+    run_training_loop,
+    setup_accelerator,
+    training_summary,
+)
+from .vqvae import parse_config_overrides
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AudioModelArguments:
+    """Which audio VQ-VAE is trained: a preset of the paper's, a saved config, field overrides. The speakers come
+    from the data."""
+
+    _argument_group_name = "model"
+
+    preset: str | None = field(
+        default=None, metadata={"help": "Start from the paper's setting.", "choices": sorted(AUDIO_PRESETS)}
+    )
+    model_config_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from a config: a config.json, a folder holding one, or a Hub model id."}
+    )
+    downsampling_strides: list[int] | None = field(
+        default=None, metadata={"help": "The encoder's strides, e.g. 2 2 2 2 2 2 (64 samples per code, the paper's)."}
+    )
+    config_overrides: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Override config fields, e.g. num_layers=10 num_embeddings=256.", "metavar": "FIELD=VALUE"},
+    )
+
+    def __post_init__(self):
+        if self.preset and self.model_config_name_or_path:
+            raise ValueError("pass either --preset or --model_config_name_or_path, not both")
+        if self.preset is not None and self.preset not in AUDIO_PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(AUDIO_PRESETS)}, got {self.preset!r}")
+        parse_config_overrides(self.config_overrides, AudioVQVAEConfig)
+
+
+@dataclass
+class AudioSampleArguments:
+    """The audio a validation writes: a reconstruction and a speaker conversion of a held-out clip."""
+
+    _argument_group_name = "audio samples"
+
+    audio_sample_seconds: float = field(
+        default=0.5, metadata={"help": "Length of the generated validation samples (cached sample-by-sample decoding)."}
+    )
+
+    def __post_init__(self):
+        check_at_least(self, "audio_sample_seconds", 0.001)
+
+
+@dataclass
+class AudioVQVAETrainingArguments:
+    """Everything `train_audio_vqvae` needs, in groups: what `scripts/train_audio.py` parses from its flags or a
+    file.
+
+    Example (a notebook, no command line):
+
+        train_audio_vqvae(AudioVQVAETrainingArguments(
+            data=SpeechDataArguments(dataset_name="data/flite-speech"),
+            optimization=OptimizationArguments(max_train_steps=2000, learning_rate=1e-3, train_batch_size=8),
+        ))
+    """
+
+    data: SpeechDataArguments = field(default_factory=SpeechDataArguments)
+    model: AudioModelArguments = field(default_factory=AudioModelArguments)
+    samples: AudioSampleArguments = field(default_factory=AudioSampleArguments)
+    # About 27 updates an epoch on the default set; the WaveNet trains well at 1e-3 with small batches.
+    optimization: OptimizationArguments = field(
+        default_factory=lambda: OptimizationArguments(num_train_epochs=20, train_batch_size=8, learning_rate=1e-3)
+    )
+    output: OutputArguments = field(default_factory=lambda: OutputArguments(output_dir="outputs/audio-vqvae"))
+    hub: HubArguments = field(default_factory=HubArguments)
+
+
+def parse_args(argv: list[str] | None = None) -> AudioVQVAETrainingArguments:
+    """The settings of `scripts/train_audio.py`: its flags, or a JSON / YAML file of them."""
+    return parse_arguments(
+        AudioVQVAETrainingArguments, argv,
+        description="Train an audio VQ-VAE with a WaveNet decoder (van den Oord et al. 2017, section 4.3).",
+    )
+
+
+def build_audio_config(
+    model: AudioModelArguments, speaker_names: list[str] | None, segment_length: int, cache_dir: str | None = None
+) -> AudioVQVAEConfig:
+    """The model config from --preset or --model_config_name_or_path (else the defaults), the strides and
+    overrides, and the data's speakers; checks that --segment_length fits the model."""
+    if model.preset:
+        base = AudioVQVAEConfig.from_preset(model.preset)
+    elif model.model_config_name_or_path:
+        base = AudioVQVAEConfig.from_pretrained(model.model_config_name_or_path, cache_dir=cache_dir)
+    else:
+        base = AudioVQVAEConfig()
+    fields = {**model_fields(base), **parse_config_overrides(model.config_overrides, AudioVQVAEConfig)}
+    if model.downsampling_strides:
+        fields["downsampling_strides"] = list(model.downsampling_strides)
+    fields["num_speakers"] = len(speaker_names) if speaker_names else 0
+    fields["speaker_names"] = list(speaker_names) if speaker_names else None
+    config = AudioVQVAEConfig(**fields)
+    hop = config.hop_length
+    if segment_length % hop:
+        raise ValueError(
+            f"--segment_length {segment_length} is not a multiple of the model's hop length {hop} (the product of "
+            f"the strides); use e.g. {max(1, segment_length // hop) * hop} or {(segment_length // hop + 1) * hop}"
+        )
+    if segment_length < config.receptive_field:
+        raise ValueError(
+            f"--segment_length {segment_length} is shorter than the decoder's receptive field "
+            f"({config.receptive_field} samples): most outputs would train without their full context; use at "
+            f"least {math.ceil(config.receptive_field / hop) * hop}"
+        )
+    return config
+
+
+# ------------------------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def evaluate_speech(model: AudioVQVAEModel, clips: torch.Tensor, speakers: torch.Tensor | None, batch_size: int) -> dict:
+    """Teacher-forced cross-entropy of the validation clips in bits per sample, code perplexity and usage."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    losses, code_counts = [], torch.zeros(model.config.num_embeddings, dtype=torch.float64)
+    for start in range(0, len(clips), batch_size):
+        batch_speakers = speakers[start : start + batch_size].to(device) if speakers is not None else None
+        output = model(clips[start : start + batch_size].to(device), batch_speakers)
+        losses.append(output.reconstruction_loss.item() * len(output.indices))
+        code_counts += torch.bincount(output.indices.flatten().cpu(), minlength=len(code_counts)).double()
+    model.train(was_training)
+    probabilities = code_counts / code_counts.sum()
+    entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum()
+    return {
+        "bits_per_sample": sum(losses) / len(clips) / math.log(2),
+        "perplexity": float(entropy.exp()),
+        "codes_used": int((code_counts > 0).sum()),
+    }
+
+
+@torch.no_grad()
+def audio_samples(
+    model: AudioVQVAEModel, clips: torch.Tensor, speakers: torch.Tensor | None, seconds: float, seed: int
+) -> dict[str, torch.Tensor]:
+    """A held-out clip, its reconstruction (its own speaker) and, with several speakers, its conversion to the next
+    speaker; drawn from a generator of their own so that validating never moves the training's random state. Runs in
+    evaluation mode: in training mode the quantizer would update its codebook (and wait for the other processes)."""
+    was_training = model.training
+    model.eval()
+    hop = model.config.hop_length
+    length = min(clips.shape[1], max(hop, round(seconds * model.config.sampling_rate) // hop * hop))
+    original = clips[:1, :length].to(model.device)
+    codes = model.encode(original).indices
+    source = speakers[:1] if speakers is not None else None
+    samples = {"original": original[0]}
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    samples["reconstruction"] = model.decode(codes, source, generator=generator).audio_values[0]
+    if model.config.num_speakers > 1:
+        target = (source + 1) % model.config.num_speakers
+        samples["conversion"] = model.decode(codes, target, generator=generator).audio_values[0]
+    model.train(was_training)
+    return samples
+
+
+def spectrogram(waveform: torch.Tensor, n_fft: int = 512, hop_length: int = 128) -> torch.Tensor:
+    """Log-magnitude STFT, (frequencies, frames); a shorter window for clips shorter than `n_fft`."""
+    n_fft = min(n_fft, 2 ** int(math.log2(waveform.shape[-1])))
+    hop_length = min(hop_length, n_fft // 4)
+    window = torch.hann_window(n_fft, device=waveform.device)
+    stft = torch.stft(waveform.float(), n_fft, hop_length, window=window, return_complex=True)
+    return (stft.abs() + 1e-5).log()
+
+
+def spectrogram_figure(samples: dict[str, torch.Tensor], title: str = "") -> PIL.Image.Image:
+    """The samples' spectrograms stacked, labelled, low frequencies at the bottom, on one colour scale."""
+    spectrograms = {name: spectrogram(waveform.cpu()) for name, waveform in samples.items()}
+    low = min(float(s.min()) for s in spectrograms.values())
+    high = max(float(s.max()) for s in spectrograms.values())
+    label_height, gap = 14, 4
+    # Frames are stretched so that a short clip still gives a figure about 512 pixels wide.
+    frames = max(s.shape[1] for s in spectrograms.values())
+    stretch = max(2, 512 // frames)
+    width = frames * stretch
+    rows = []
+    for name, values in spectrograms.items():
+        levels = ((values.flip(0) - low) / max(high - low, 1e-6) * 255).clamp(0, 255).to(torch.uint8).numpy()
+        image = PIL.Image.fromarray(levels).resize((values.shape[1] * stretch, values.shape[0]), PIL.Image.NEAREST)
+        rows.append((name, image))
+    height = sum(image.height + label_height + gap for _, image in rows) + (label_height if title else 0)
+    figure = PIL.Image.new("RGB", (width, height), "white")
+    draw = PIL.ImageDraw.Draw(figure)
+    top = 0
+    if title:
+        draw.text((2, top), title, fill="black")
+        top += label_height
+    for name, image in rows:
+        draw.text((2, top), name, fill="black")
+        top += label_height
+        figure.paste(PIL.Image.merge("RGB", (image, image, image)), (0, top))
+        top += image.height + gap
+    return figure
+
+
+def validate_and_log(
+    accelerator: Accelerator, model: AudioVQVAEModel, clips, speakers, step: int, batch_size: int,
+    samples: AudioSampleArguments, seed: int,
+) -> tuple[dict, dict[str, torch.Tensor], PIL.Image.Image]:
+    """Validation figures, audio samples and their spectrograms, sent to the trackers (main process only)."""
+    metrics = evaluate_speech(model, clips, speakers, batch_size)
+    accelerator.log({f"validation/{name}": value for name, value in metrics.items()}, step=step)
+    accelerator.log({"train/codes_used": model.quantizer.distinct_codes_used}, step=step)
+    waveforms = audio_samples(model, clips, speakers, samples.audio_sample_seconds, seed)
+    rate = model.config.sampling_rate
+    for name, waveform in waveforms.items():
+        log_audio(accelerator, f"validation/{name}", waveform, rate, step)
+    figure = spectrogram_figure(waveforms, title=f"step {step}")
+    log_image(accelerator, "validation/spectrograms", figure, step)
+    return metrics, waveforms, figure
+
+
+def audio_train_logs(output) -> dict:
+    return {
+        "train/loss": output.loss.item(),
+        "train/reconstruction_loss": output.reconstruction_loss.item(),
+        "train/commitment_loss": output.commitment_loss.item(),
+        "train/perplexity": output.perplexity.item(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- the recipe
+
+
+def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
+    """Train an `AudioVQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
+    final validation metrics (also written to `<output_dir>/metrics.json`)."""
+    started = time.perf_counter()
+    data, optimization, output = arguments.data, arguments.optimization, arguments.output
+    accelerator = setup_accelerator(optimization, output)
+    # The main process synthesises or loads the data first; the others then read the caches.
+    with accelerator.main_process_first():
+        datasets = load_speech_datasets(data, seed=optimization.seed)
+    config = build_audio_config(arguments.model, datasets.speaker_names, data.segment_length, cache_dir=data.cache_dir)
+    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
+    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
+    feature_extractor = AudioVQVAEFeatureExtractor.for_model(config, segment_length=data.segment_length)
+
+    with accelerator.main_process_first():
+        train_dataloader = speech_dataloader(
+            datasets,
+            segment_length=data.segment_length,
+            batch_size=optimization.train_batch_size,
+            seed=optimization.seed,
+            sampling_rate=config.sampling_rate,
+            num_workers=data.dataloader_num_workers,
+            max_unreadable_fraction=data.max_unreadable_fraction,
+            process_index=accelerator.process_index,
+            num_processes=accelerator.num_processes,
+        )
+        clips, speakers = validation_clips(
+            datasets, data.segment_length, data.max_validation_samples, config.sampling_rate, data.max_unreadable_fraction
+        )
+
+    def validate(step: int, model: AudioVQVAEModel) -> None:
+        if accelerator.is_main_process:
+            validate_and_log(
+                accelerator, model, clips, speakers, step, optimization.train_batch_size, arguments.samples,
+                optimization.seed,
+            )
+        # Every process starts a new usage window, so the buffers stay identical.
+        model.quantizer.reset_usage()
+
+    run = run_training_loop(
+        accelerator, optimization, output, AudioVQVAEModel(config), train_dataloader, checkpoints=checkpoints,
+        resume=resume, model_config=model_fields(config), run_arguments=arguments_dict(arguments),
+        project_name="hf-vqvae-audio", forward=lambda model, batch: model(batch["input_values"], batch.get("speaker_ids")),
+        train_logs=audio_train_logs, validate=validate, examples="audio clips",
+    )
+    metrics = {}
+    if accelerator.is_main_process:
+        metrics = save_final_audio_vqvae(
+            arguments, accelerator, run, feature_extractor, clips, speakers, datasets.name,
+            wall_time_s=time.perf_counter() - started,
+        )
+    end_training(accelerator)
+    return metrics
+
+
+def save_final_audio_vqvae(
+    arguments: AudioVQVAETrainingArguments, accelerator, run: TrainingRun, feature_extractor, clips, speakers,
+    dataset_name: str, wall_time_s: float,
+) -> dict:
+    """Validate, then write the model, the feature extractor, `metrics.json`, the audio samples (`samples/*.wav`)
+    and their spectrograms (`spectrograms.png`) and a model card embedding them into --output_dir; push them when
+    asked."""
+    model, step = run.model, run.position.step
+    results, waveforms, figure = validate_and_log(
+        accelerator, model, clips, speakers, step, arguments.optimization.train_batch_size, arguments.samples,
+        arguments.optimization.seed,
+    )
+    metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
+    metrics |= {
+        "bits_per_second_of_codes": four_figures(model.config.bits_per_second),
+        "train_steps": step,
+        "validation_clips": len(clips),
+    }
+    logger.info("final validation: %s", metrics)
+    rate = model.config.sampling_rate
+
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)
+        feature_extractor.save_pretrained(folder)
+        figure.save(folder / "spectrograms.png")
+        (folder / "samples").mkdir(exist_ok=True)
+        for name, waveform in waveforms.items():
+            (folder / "samples" / f"{name}.wav").write_bytes(wav_bytes(waveform.cpu().numpy(), rate))
+        write_json(folder / "metrics.json", metrics)
+
+    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
+    audio_path = "samples/conversion.wav" if "conversion" in waveforms else "samples/reconstruction.wav"
+
+    def card(repo_id: str) -> ModelCard:
+        return audio_vqvae_model_card(
+            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path="spectrograms.png",
+            audio_path=audio_path, training=training,
+        )
+
+    publish(
+        arguments.output.output_dir, arguments.hub, save, card, model=model,
+        commit_message=f"Audio VQ-VAE trained for {step} steps with hf-vqvae",
+    )
+    return metrics
+
+
+__all__ = [
+    "AudioModelArguments",
+    "AudioSampleArguments",
+    "AudioVQVAETrainingArguments",
+    "parse_args",
+    "train_audio_vqvae",
+]

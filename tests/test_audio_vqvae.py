@@ -1,0 +1,284 @@
+"""The audio VQ-VAE: WaveNet causality and cached generation, speaker conditioning, the feature extractor, save/load
+and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from hf_vqvae import (
+    AudioVQVAEConfig,
+    AudioVQVAEFeatureExtractor,
+    AudioVQVAEModel,
+    CheckpointMismatchError,
+)
+from hf_vqvae.layers.wavenet import WaveNet, receptive_field
+from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
+
+
+TINY_AUDIO = dict(
+    hidden_channels=16, downsampling_strides=[2, 2], num_embeddings=16, embedding_dim=4, residual_channels=8,
+    gate_channels=8, skip_channels=8, num_layers=5, dilation_cycle=3, conditioning_channels=4, num_speakers=3,
+    speaker_names=["ann", "bob", "cy"],
+)
+
+
+@pytest.fixture
+def tiny_audio_model() -> AudioVQVAEModel:
+    return AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval()
+
+
+def speech_like(batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    """Decaying harmonics with noise: not silence, not white noise."""
+    generator = torch.Generator().manual_seed(seed)
+    time = torch.arange(length) / 16000
+    pitch = 100 + 100 * torch.rand(batch, 1, generator=generator)
+    wave = sum(torch.sin(2 * torch.pi * k * pitch * time) / k for k in range(1, 5))
+    return (0.3 * wave + 0.02 * torch.randn(batch, length, generator=generator)).clamp(-1, 1)
+
+
+def test_mu_law_round_trip_is_close_and_monotonic():
+    audio = torch.linspace(-1, 1, 1001)
+    levels = mu_law_encode(audio)
+    assert levels.min() == 0 and levels.max() == 255 and bool((levels.diff() >= 0).all())
+    # Companding spends its levels near zero: the error is tiny for quiet samples, larger for loud ones.
+    error = (mu_law_decode(levels) - audio).abs()
+    assert error[abs(audio) < 0.01].max() < 3e-4 and error.max() < 0.025
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_wavenet_output_depends_only_on_past_samples(kernel_size):
+    net = WaveNet(256, 8, 8, 8, num_layers=4, dilation_cycle=2, kernel_size=kernel_size, conditioning_channels=4,
+                  conditioning_hop=4, global_channels=3)
+    samples = torch.randint(0, 256, (2, 48))
+    # Gradients through each sample's own embedding vector: the network's input at t is sample t - 1's.
+    per_sample = net.input_embedding(samples).transpose(1, 2).detach().requires_grad_()
+    inputs_embeds = torch.nn.functional.pad(per_sample, (1, 0))[:, :, :-1]
+    logits = net(conditioning=torch.randn(2, 4, 12), global_conditioning=torch.randn(2, 3), inputs_embeds=inputs_embeds)
+    field = receptive_field(4, 2, kernel_size)
+    for time in (0, 5, 30, 47):
+        per_sample.grad = None
+        logits[:, :, time].sum().backward(retain_graph=True)
+        influence = per_sample.grad.abs().sum(dim=(0, 1))
+        assert influence[time:].sum() == 0, f"logits at {time} depend on the current or a future sample"
+        if time:
+            assert influence[time - 1] > 0 and influence[max(0, time - field) : time].gt(0).all()
+        assert influence[: max(0, time - field)].sum() == 0
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_cached_generation_equals_plain_generation(kernel_size):
+    net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, kernel_size=kernel_size, conditioning_channels=4,
+                  conditioning_hop=4, global_channels=3)
+    conditioning, speaker = torch.randn(2, 4, 20), torch.randn(2, 3)
+    cached = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(3), use_cache=True)
+    plain = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(3), use_cache=False)
+    assert net.receptive_field < 80  # the plain sampler's window slides
+    assert torch.equal(cached, plain)
+    assert len(cached.unique()) > 10
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generation_draws_from_the_teacher_forced_logits(monkeypatch, use_cache):
+    """Each sample is drawn from the logits `forward` gives the generated sequence at that time (conditioning
+    frames and speaker lined up), not merely from the same logits as the other generator."""
+    import hf_vqvae.layers.wavenet as wavenet
+
+    net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, kernel_size=3, conditioning_channels=4,
+                  conditioning_hop=4, global_channels=3)
+    conditioning, speaker = torch.randn(2, 4, 20), torch.randn(2, 3)
+    recorded, draw = [], wavenet.draw_from_logits
+    monkeypatch.setattr(wavenet, "draw_from_logits", lambda logits, *args: recorded.append(logits) or draw(logits, *args))
+    samples = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
+    with torch.no_grad():
+        teacher_forced = net(samples, conditioning, speaker)
+    torch.testing.assert_close(torch.stack(recorded, dim=-1), teacher_forced, atol=1e-5, rtol=1e-5)
+
+
+def test_model_decode_cached_equals_plain_and_the_speaker_changes_the_output(tiny_audio_model):
+    model = tiny_audio_model
+    codes = torch.randint(0, 16, (1, 12))
+    generated = {}
+    for speaker in ("ann", "cy"):
+        for use_cache in (True, False):
+            generated[speaker, use_cache] = model.decode(
+                codes, speaker, generator=torch.Generator().manual_seed(0), use_cache=use_cache
+            ).audio_values
+    assert generated["ann", True].shape == (1, 48)
+    assert torch.equal(generated["ann", True], generated["ann", False])
+    assert torch.equal(generated["cy", True], generated["cy", False])
+    assert not torch.equal(generated["ann", True], generated["cy", True])
+    audio = speech_like(1, 64)
+    logits = [model(audio, torch.tensor([speaker])).logits for speaker in range(3)]
+    assert (logits[0] - logits[1]).abs().max() > 1e-3 and (logits[1] - logits[2]).abs().max() > 1e-3
+
+
+def test_forward_encode_and_convert_shapes(tiny_audio_model):
+    model = tiny_audio_model
+    audio = speech_like(2, 64)
+    output = model(audio, speaker_ids=torch.tensor([0, 2]))
+    assert output.logits.shape == (2, 256, 64) and output.indices.shape == (2, 16)
+    assert torch.allclose(output.loss, output.reconstruction_loss + 0.25 * output.commitment_loss)
+    assert torch.equal(model.encode(audio).indices, output.indices)
+    converted = model.convert(audio, target_speaker=["bob", 1], generator=torch.Generator().manual_seed(0))
+    assert converted.audio_values.shape == (2, 64) and converted.audio_values.abs().max() <= 1
+    assert model(audio, torch.tensor([0, 1]), return_dict=False)[0].ndim == 0
+
+
+def test_downsampling_is_configurable():
+    config = AudioVQVAEConfig(**{**TINY_AUDIO, "downsampling_strides": [4, 2, 3]})
+    assert config.hop_length == 24
+    assert AudioVQVAEModel(config).encode(speech_like(1, 96)).indices.shape == (1, 4)
+    paper = AudioVQVAEConfig.from_preset("vctk")
+    assert paper.hop_length == 64 and paper.num_embeddings == 512 and paper.num_speakers == 109
+
+
+def test_a_single_speaker_model_takes_no_speaker():
+    model = AudioVQVAEModel(AudioVQVAEConfig(**{**TINY_AUDIO, "num_speakers": 0, "speaker_names": None}))
+    assert model.decoder.speaker_embedding is None
+    assert model.decode(torch.zeros(1, 2, dtype=torch.long)).audio_values.shape == (1, 8)
+    with pytest.raises(ValueError, match="no speaker conditioning"):
+        model.decode(torch.zeros(1, 2, dtype=torch.long), speaker_ids=0)
+    with pytest.raises(ValueError, match="speaker conversion needs"):
+        model.convert(speech_like(1, 16), target_speaker=0)
+
+
+def test_save_load_round_trip_with_the_auto_classes(tmp_path, tiny_audio_model):
+    model = tiny_audio_model
+    AudioVQVAEFeatureExtractor.for_model(model.config, segment_length=64).save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert type(loaded) is AudioVQVAEModel and type(extractor) is AudioVQVAEFeatureExtractor
+    assert extractor.hop_length == 4 and extractor.segment_length == 64
+    assert AutoConfig.from_pretrained(tmp_path).speaker_names == ["ann", "bob", "cy"]
+    audio = speech_like(1, 64)
+    torch.testing.assert_close(loaded(audio, torch.tensor([1])).logits, model(audio, torch.tensor([1])).logits)
+    generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(
+        loaded.convert(audio, "cy", generator=generator()).audio_values,
+        model.convert(audio, "cy", generator=generator()).audio_values,
+    )
+
+
+def test_loading_with_another_speaker_count_fails_clearly(tmp_path, tiny_audio_model):
+    tiny_audio_model.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="speaker_embedding"):
+        AudioVQVAEModel.from_pretrained(tmp_path, num_speakers=5, speaker_names=None)
+    with pytest.raises(CheckpointMismatchError, match="speaker_embedding.*not in the model"):
+        AudioVQVAEModel.from_pretrained(tmp_path, num_speakers=0, speaker_names=None)
+
+
+def test_quantizer_stays_fp32_in_half_precision(tmp_path, tiny_audio_model):
+    tiny_audio_model.save_pretrained(tmp_path)
+    loaded = AudioVQVAEModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert loaded.quantizer.embedding.dtype == torch.float32
+    assert loaded.decoder.wavenet.input_embedding.weight.dtype == torch.bfloat16
+
+
+# ------------------------------------------------------------------------------------------------ feature extractor
+
+
+def test_feature_extractor_pads_to_whole_latents_and_crops_segments():
+    extractor = AudioVQVAEFeatureExtractor(hop_length=64, segment_length=256)
+    batch = extractor([np.full(100, 0.5, np.float32), np.full(300, -0.5)], sampling_rate=16000, return_tensors="pt")
+    assert batch["input_values"].shape == (2, 320)
+    assert batch["input_values"][0, 100:].abs().sum() == 0 and batch["input_values"][0, :100].eq(0.5).all()
+    cropped = extractor(np.zeros(1000, np.float32), sampling_rate=16000, truncation=True, return_tensors="pt")
+    assert cropped["input_values"].shape == (1, 256)
+    pcm = extractor(np.array([16384, -32768] * 32, dtype=np.int16), sampling_rate=16000, return_tensors="pt")
+    assert torch.allclose(pcm["input_values"][0, :2], torch.tensor([0.5, -1.0]))
+
+
+def test_feature_extractor_resamples_only_when_allowed(tmp_path):
+    extractor = AudioVQVAEFeatureExtractor(hop_length=64)
+    tone = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32)
+    with pytest.raises(ValueError, match="8000 Hz but the model expects 16000 Hz.*do_resample=True"):
+        extractor(tone, sampling_rate=8000)
+    resampled = extractor(tone, sampling_rate=8000, do_resample=True, return_tensors="np")["input_values"][0]
+    assert resampled.shape == (16000,)
+    # Still a 440 Hz tone after resampling.
+    spectrum = np.abs(np.fft.rfft(resampled))
+    assert abs(np.argmax(spectrum) * 16000 / len(resampled) - 440) < 2
+    AudioVQVAEFeatureExtractor(do_resample=True).save_pretrained(tmp_path)
+    assert AudioVQVAEFeatureExtractor.from_pretrained(tmp_path).do_resample is True
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (np.zeros((2, 640), np.float32), "expected mono audio.*average the channels"),
+        (np.zeros((640, 2), np.float32), "expected mono audio"),
+        (np.zeros(0, np.float32), "empty audio clip"),
+        (np.zeros(10, np.float32), "10 samples, shorter than one latent"),
+        (np.array(["a", "b"]), "floats in \\[-1, 1\\] or integer PCM"),
+    ],
+)
+def test_feature_extractor_bad_input(audio, message):
+    with pytest.raises(ValueError, match=message):
+        AudioVQVAEFeatureExtractor(hop_length=64)(audio, sampling_rate=16000)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda: speech_like(1, 2), "2 samples, shorter than one latent \\(4 samples"),
+        (lambda: speech_like(1, 30), "multiple of hop_length=4"),
+        (lambda: speech_like(2, 64).unsqueeze(0).expand(2, 2, 64), "mono audio, got \\(2, 2, 64\\).*average"),
+        (lambda: torch.zeros(1, 64, dtype=torch.int16), "floats in \\[-1, 1\\]"),
+    ],
+)
+def test_model_bad_audio(tiny_audio_model, make_input, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_audio_model(make_input(), speaker_ids=torch.tensor([0]))
+
+
+@pytest.mark.parametrize(
+    ("speaker", "message"),
+    [
+        (3, "unknown speaker id: ids must lie in \\[0, 3\\)"),
+        (-1, "unknown speaker id"),
+        ("dan", "unknown speaker name 'dan'; the model knows \\['ann', 'bob', 'cy'\\]"),
+        (None, "conditioned on 3 speakers: pass a speaker id in \\[0, 3\\) or a name"),
+        ([0, 1, 2], "one speaker for all clips or one per clip \\(1\\)"),
+        (1.5, "integer id or a name"),
+    ],
+)
+def test_unknown_speakers(tiny_audio_model, speaker, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_audio_model.decode(torch.zeros(1, 3, dtype=torch.long), speaker)
+
+
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [
+        (torch.tensor([[0, 16]]), "codes must lie in \\[0, 16\\).*\\[0, 16\\]"),
+        (torch.tensor([[-1, 2]]), "codes must lie in \\[0, 16\\)"),
+        (torch.zeros(1, 0, dtype=torch.long), "at least one latent"),
+        (torch.zeros(2, 3), "integer tensor of shape \\(batch, latents\\)"),
+        (torch.zeros(3, dtype=torch.long), "integer tensor of shape \\(batch, latents\\)"),
+    ],
+)
+def test_codes_out_of_range(tiny_audio_model, codes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_audio_model.decode(codes, 0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(downsampling_strides=[]), "downsampling_strides must be a non-empty list"),
+        (dict(downsampling_strides=[2, 0]), "downsampling_strides"),
+        (dict(num_speakers=2, speaker_names=["a"]), "1 names but num_speakers is 2"),
+        (dict(num_speakers=2, speaker_names=["a", "a"]), "must be distinct"),
+        (dict(kernel_size=1), "kernel_size must be an integer >= 2"),
+        (dict(num_speakers=-1), "num_speakers must be an integer >= 0"),
+        (dict(update_rule="adam"), "update_rule must be one of"),
+    ],
+)
+def test_config_validation(fields, message):
+    with pytest.raises(ValueError, match=message):
+        AudioVQVAEConfig(**{**TINY_AUDIO, "speaker_names": None, "num_speakers": 0, **fields})
