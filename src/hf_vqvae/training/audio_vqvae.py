@@ -12,7 +12,6 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 from accelerate import Accelerator
-from huggingface_hub import ModelCard
 
 from ..data.speech import (
     SpeechDataArguments,
@@ -26,17 +25,16 @@ from ..models.audio_vqvae.configuration_audio_vqvae import AUDIO_PRESETS, AudioV
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments
-from .checkpoints import CheckpointManager, model_fields, write_json
+from .checkpoints import CheckpointManager, model_fields
 from .loop import (
     TrainingRun,
     end_training,
     four_figures,
     log_audio,
     log_image,
-    publish,
+    publish_model,
     run_training_loop,
     setup_accelerator,
-    training_summary,
 )
 from .vqvae import parse_config_overrides
 
@@ -341,30 +339,19 @@ def save_final_audio_vqvae(
         "train_steps": step,
         "validation_clips": len(clips),
     }
-    logger.info("final validation: %s", metrics)
     rate = model.config.sampling_rate
 
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)
+    def save_extra(folder: Path) -> None:
         feature_extractor.save_pretrained(folder)
-        figure.save(folder / "spectrograms.png")
         (folder / "samples").mkdir(exist_ok=True)
         for name, waveform in waveforms.items():
             (folder / "samples" / f"{name}.wav").write_bytes(wav_bytes(waveform.cpu().numpy(), rate))
-        write_json(folder / "metrics.json", metrics)
 
-    training = training_summary(arguments.optimization, accelerator, run, wall_time_s)
     audio_path = "samples/conversion.wav" if "conversion" in waveforms else "samples/reconstruction.wav"
-
-    def card(repo_id: str) -> ModelCard:
-        return audio_vqvae_model_card(
-            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path="spectrograms.png",
-            audio_path=audio_path, training=training,
-        )
-
-    publish(
-        arguments.output.output_dir, arguments.hub, save, card, model=model,
-        commit_message=f"Audio VQ-VAE trained for {step} steps with hf-vqvae",
+    publish_model(
+        arguments, accelerator, run, wall_time_s, metrics=metrics, image=figure, image_name="spectrograms.png",
+        model_card=audio_vqvae_model_card, dataset_name=dataset_name, description="Audio VQ-VAE",
+        save_extra=save_extra, card_fields={"audio_path": audio_path},
     )
     return metrics
 

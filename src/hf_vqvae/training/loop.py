@@ -356,10 +356,11 @@ def publish_model(
     dataset_name: str,
     description: str,
     save_extra: Callable[[Path], None] | None = None,
+    card_fields: dict | None = None,
 ) -> None:
     """How every recipe ends (main process): log the final `metrics`, then write the trained model
     (`save_pretrained`, plus `save_extra(folder)`), its figure `image_name`, `metrics.json` and its card
-    (`model_card(config, repo_id, **fields)`, with the training table) into --output_dir through `publish`,
+    (`model_card(config, repo_id, **fields)`, with the training table and `card_fields`) into --output_dir through `publish`,
     and push them when asked. `arguments` is the recipe's settings (its `optimization`, `output`, `hub`)."""
     model = run.model
     logger.info("final validation: %s", metrics)
@@ -375,7 +376,8 @@ def publish_model(
 
     def card(repo_id: str) -> ModelCard:
         return model_card(
-            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path=image_name, training=training
+            model.config, repo_id, dataset_name=dataset_name, metrics=metrics, image_path=image_name, training=training,
+            **(card_fields or {}),
         )
 
     publish(

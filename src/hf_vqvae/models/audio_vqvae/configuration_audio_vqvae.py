@@ -5,9 +5,8 @@ import math
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_integer_field
+from ...configuration_utils import check_integer_field, check_quantizer_fields
 from ...layers.wavenet import receptive_field
-from ...quantization.vector_quantizer import UPDATE_RULES
 
 
 # Section 4.3: six strided convolutions (stride 2, window 4) = one latent per 64 samples of 16 kHz speech, K = 512;
@@ -84,7 +83,7 @@ class AudioVQVAEConfig(PreTrainedConfig):
 
     def _validate(self) -> None:
         for name in (
-            "sampling_rate", "hidden_channels", "num_embeddings", "embedding_dim", "residual_channels",
+            "sampling_rate", "hidden_channels", "residual_channels",
             "gate_channels", "skip_channels", "num_layers", "dilation_cycle", "conditioning_channels",
             "speaker_embedding_dim",
         ):
@@ -92,22 +91,12 @@ class AudioVQVAEConfig(PreTrainedConfig):
         check_integer_field(self, "kernel_size", 2, "an integer >= 2")
         check_integer_field(self, "mu_law_channels", 2, "an integer >= 2")
         check_integer_field(self, "num_speakers", 0, "an integer >= 0 (0: no speaker conditioning)")
-        check_integer_field(self, "kmeans_iters", 0, "an integer >= 0")
         strides = self.downsampling_strides
         if not strides or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in strides):
             raise ValueError(
                 f"AudioVQVAEConfig.downsampling_strides must be a non-empty list of integers >= 1, got {strides!r}"
             )
-        if self.update_rule not in UPDATE_RULES:
-            raise ValueError(f"AudioVQVAEConfig.update_rule must be one of {UPDATE_RULES}, got {self.update_rule!r}")
-        if not 0.0 < self.decay < 1.0:
-            raise ValueError(f"AudioVQVAEConfig.decay must lie in (0, 1), got {self.decay!r}")
-        if self.commitment_cost < 0:
-            raise ValueError(f"AudioVQVAEConfig.commitment_cost must be >= 0, got {self.commitment_cost!r}")
-        if self.epsilon <= 0:
-            raise ValueError(f"AudioVQVAEConfig.epsilon must be > 0, got {self.epsilon!r}")
-        if self.dead_code_threshold < 0:
-            raise ValueError(f"AudioVQVAEConfig.dead_code_threshold must be >= 0, got {self.dead_code_threshold!r}")
+        check_quantizer_fields(self)
         if self.speaker_names is not None:
             if len(self.speaker_names) != self.num_speakers:
                 raise ValueError(

@@ -194,17 +194,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
     def __init__(self, config: AudioVQVAEConfig):
         super().__init__(config)
         self.encoder = AudioEncoder(config)
-        self.quantizer = VectorQuantizer(
-            num_embeddings=config.num_embeddings,
-            embedding_dim=config.embedding_dim,
-            commitment_cost=config.commitment_cost,
-            update_rule=config.update_rule,
-            decay=config.decay,
-            epsilon=config.epsilon,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            dead_code_threshold=config.dead_code_threshold,
-        )
+        self.quantizer = VectorQuantizer.from_config(config)
         self.decoder = AudioDecoder(config)
         self.post_init()
 
