@@ -1,6 +1,10 @@
-"""Building blocks shared by the models: the gated PixelCNN layer and its cached sampling helpers."""
+"""Building blocks shared by the models: the gated PixelCNN (`gated_pixelcnn`, its cached sampler in
+`gated_pixelcnn_sampler`), the WaveNet decoder with cached generation (`wavenet`), and the draw of a code or
+sample from logits both samplers share (`sampling`)."""
 
-from .gated_pixelcnn import GatedPixelCNNLayer
+from .gated_pixelcnn import GatedPixelCNN, GatedPixelCNNLayer
+from .sampling import draw_from_logits
+from .wavenet import WaveNet, WaveNetBlock
 
 
-__all__ = ["GatedPixelCNNLayer"]
+__all__ = ["GatedPixelCNN", "GatedPixelCNNLayer", "WaveNet", "WaveNetBlock", "draw_from_logits"]
