@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 
@@ -417,6 +418,17 @@ class VectorQuantizer(nn.Module):
     @staticmethod
     def _forget_initialized(module: "VectorQuantizer", incompatible_keys) -> None:
         module._known_initialized = False
+
+    def initialize_state(self) -> None:
+        """The state `reset_codebook` gives, written through transformers' initialization helpers, which leave
+        tensors loaded from a checkpoint alone: what a model's `_init_weights` does for its quantizer."""
+        bound = 1.0 / self.num_embeddings
+        init.uniform_(self.embedding, -bound, bound)
+        init.ones_(self.cluster_size)
+        init.copy_(self.embed_sum, self.embedding)
+        init.constant_(self.initialized, not self.kmeans_init)
+        init.zeros_(self.restart_step)
+        init.zeros_(self.codes_used)
 
     @torch.no_grad()
     def reset_codebook(self) -> None:

@@ -155,13 +155,7 @@ class AudioVQVAEPreTrainedModel(HubPreTrainedModel):
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
         elif isinstance(module, VectorQuantizer):
-            bound = 1.0 / module.num_embeddings
-            init.uniform_(module.embedding, -bound, bound)
-            init.ones_(module.cluster_size)
-            init.copy_(module.embed_sum, module.embedding)
-            init.constant_(module.initialized, not module.kmeans_init)
-            init.zeros_(module.restart_step)
-            init.zeros_(module.codes_used)
+            module.initialize_state()
 
 
 class AudioVQVAEModel(AudioVQVAEPreTrainedModel):

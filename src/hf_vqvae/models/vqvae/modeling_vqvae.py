@@ -168,13 +168,7 @@ class VQVAEPreTrainedModel(HubPreTrainedModel):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, VectorQuantizer):
-            bound = 1.0 / module.num_embeddings
-            init.uniform_(module.embedding, -bound, bound)
-            init.ones_(module.cluster_size)
-            init.copy_(module.embed_sum, module.embedding)
-            init.constant_(module.initialized, not module.kmeans_init)
-            init.zeros_(module.restart_step)
-            init.zeros_(module.codes_used)
+            module.initialize_state()
 
 
 class VQVAEModel(VQVAEPreTrainedModel):
