@@ -36,7 +36,7 @@ from .loop import (
     run_training_loop,
     setup_accelerator,
 )
-from .vqvae import parse_config_overrides
+from .vqvae import parse_config_overrides, vqvae_train_logs
 
 
 logger = logging.getLogger(__name__)
@@ -254,15 +254,6 @@ def validate_and_log(
     return metrics, waveforms, figure
 
 
-def audio_train_logs(output) -> dict:
-    return {
-        "train/loss": output.loss.item(),
-        "train/reconstruction_loss": output.reconstruction_loss.item(),
-        "train/commitment_loss": output.commitment_loss.item(),
-        "train/perplexity": output.perplexity.item(),
-    }
-
-
 # ------------------------------------------------------------------------------------------------- the recipe
 
 
@@ -309,7 +300,7 @@ def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
         accelerator, optimization, output, AudioVQVAEModel(config), train_dataloader, checkpoints=checkpoints,
         resume=resume, model_config=model_fields(config), run_arguments=arguments_dict(arguments),
         project_name="hf-vqvae-audio", forward=lambda model, batch: model(batch["input_values"], batch.get("speaker_ids")),
-        train_logs=audio_train_logs, validate=validate, examples="audio clips",
+        train_logs=vqvae_train_logs, validate=validate, examples="audio clips",
     )
     metrics = {}
     if accelerator.is_main_process:
