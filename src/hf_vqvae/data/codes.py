@@ -416,15 +416,22 @@ def extract_codes(arguments: ExtractCodesArguments) -> DatasetDict:
     codes, image_dataset = encode_image_dataset(
         arguments.data, vqvae, processor, accelerator, batch_size=options.batch_size, seed=options.seed
     )
-    # A local VQ-VAE is named by its absolute path, so that the codes find it from any folder.
-    vqvae_name = str(Path(options.vqvae).resolve()) if Path(options.vqvae).is_dir() else options.vqvae
-    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, image_dataset)
-    if accelerator.is_main_process:
-        save_codes(codes, info, options.output_dir)
-        logger.info("wrote %s to %s", {name: len(split) for name, split in codes.items()}, options.output_dir)
-        if options.push_to_hub:
-            repo_id = options.hub_dataset_id or Path(options.output_dir).resolve().name
-            push_codes(codes, info, repo_id, token=options.hub_token, private=options.hub_private_repo or None)
-            logger.info("pushed the codes to the data set %s", repo_id)
+    publish_codes(codes, vqvae.config, options.vqvae, image_dataset, options, accelerator)
     end_training(accelerator)
     return codes
+
+
+def publish_codes(codes: DatasetDict, config: VQVAEConfig, vqvae: str, dataset_name: str, options, accelerator) -> None:
+    """Save `codes` with their `codes_info.json` to `options.output_dir` (main process) and push them when
+    `options.push_to_hub` (to `options.hub_dataset_id`, else the folder's name): the end of every extraction."""
+    # A local VQ-VAE is named by its absolute path, so that the codes find it from any folder.
+    vqvae_name = str(Path(vqvae).resolve()) if Path(vqvae).is_dir() else vqvae
+    info = CodesInfo.of_vqvae(config, vqvae_name, dataset_name)
+    if not accelerator.is_main_process:
+        return
+    save_codes(codes, info, options.output_dir)
+    logger.info("wrote %s to %s", {name: len(split) for name, split in codes.items()}, options.output_dir)
+    if options.push_to_hub:
+        repo_id = options.hub_dataset_id or Path(options.output_dir).resolve().name
+        push_codes(codes, info, repo_id, token=options.hub_token, private=options.hub_private_repo or None)
+        logger.info("pushed the codes to the data set %s", repo_id)

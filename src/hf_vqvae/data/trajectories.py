@@ -20,7 +20,6 @@ frame to predict and the action that leads to it.
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -30,7 +29,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Va
 
 from ..models.vqvae.modeling_vqvae import VQVAEModel
 from ..training.loop import create_accelerator, end_training
-from .codes import CODES_COLUMN, CodesInfo, codes_features, encode_images, load_vqvae, push_codes, save_codes
+from .codes import CODES_COLUMN, codes_features, encode_images, load_vqvae, publish_codes
 from .images import ImageTransform, decode_image, load_named_dataset, training_and_validation_splits
 
 
@@ -322,14 +321,6 @@ def extract_trajectory_codes(data: TrajectoryDataArguments, extraction: Trajecto
     with accelerator.main_process_first():
         train, validation = load_trajectories(data, extraction.seed)
     codes = encode_trajectory_splits(vqvae, processor, train, validation, data, accelerator, batch_size=extraction.batch_size)
-    vqvae_name = str(Path(extraction.vqvae).resolve()) if Path(extraction.vqvae).is_dir() else extraction.vqvae
-    info = CodesInfo.of_vqvae(vqvae.config, vqvae_name, data.dataset_name)
-    if accelerator.is_main_process:
-        save_codes(codes, info, extraction.output_dir)
-        logger.info("wrote %s trajectories to %s", {name: len(split) for name, split in codes.items()}, extraction.output_dir)
-        if extraction.push_to_hub:
-            repo_id = extraction.hub_dataset_id or Path(extraction.output_dir).resolve().name
-            push_codes(codes, info, repo_id, token=extraction.hub_token, private=extraction.hub_private_repo or None)
-            logger.info("pushed the trajectory codes to the data set %s", repo_id)
+    publish_codes(codes, vqvae.config, extraction.vqvae, data.dataset_name, extraction, accelerator)
     end_training(accelerator)
     return codes
