@@ -23,6 +23,21 @@ def is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
+def check_code_grid_of_vqvae(what: str, config, num_embeddings: int, latent_height: int, latent_width: int) -> None:
+    """Raise ValueError unless a model over code grids (`config.num_embeddings`, `grid_height`, `grid_width`)
+    models the codes of a VQ-VAE with this codebook size and latent grid; `what` names the model."""
+    if num_embeddings != config.num_embeddings:
+        raise ValueError(
+            f"{what} has num_embeddings={config.num_embeddings} but the VQ-VAE's codebook has "
+            f"{num_embeddings} codes; they must be equal"
+        )
+    if (latent_height, latent_width) != (config.grid_height, config.grid_width):
+        raise ValueError(
+            f"{what} models {config.grid_height}x{config.grid_width} code grids (grid_height x grid_width) "
+            f"but the VQ-VAE's latent grid is {latent_height}x{latent_width}; they must be equal"
+        )
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint's tensors do not fit the model its config describes."""
 

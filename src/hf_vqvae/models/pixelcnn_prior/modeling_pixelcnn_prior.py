@@ -17,7 +17,7 @@ from transformers.utils import ModelOutput
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
 from ...hub import prior_model_card
-from ...modeling_utils import HubPreTrainedModel, is_tracing
+from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, is_tracing
 
 
 # Below this the logits / temperature overflow fp32 for ordinary logits and sampling is argmax in all but name.
@@ -119,17 +119,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
 
     def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
         """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
-        config = self.config
-        if num_embeddings != config.num_embeddings:
-            raise ValueError(
-                f"the prior has num_embeddings={config.num_embeddings} but the VQ-VAE's codebook has "
-                f"{num_embeddings} codes; they must be equal"
-            )
-        if (latent_height, latent_width) != (config.grid_height, config.grid_width):
-            raise ValueError(
-                f"the prior models {config.grid_height}x{config.grid_width} code grids (grid_height x grid_width) "
-                f"but the VQ-VAE's latent grid is {latent_height}x{latent_width}; they must be equal"
-            )
+        check_code_grid_of_vqvae("the prior", self.config, num_embeddings, latent_height, latent_width)
 
     def _check_codes(self, name: str, codes: torch.Tensor) -> None:
         config = self.config

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from ...hub import video_prior_model_card
 from ...layers.gated_pixelcnn import GatedPixelCNN
-from ...modeling_utils import HubPreTrainedModel
+from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae
 from .configuration_video_prior import VideoPriorConfig
 
 
@@ -107,17 +107,7 @@ class VideoPriorModel(HubPreTrainedModel):
 
     def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
         """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
-        config = self.config
-        if num_embeddings != config.num_embeddings:
-            raise ValueError(
-                f"the video prior has num_embeddings={config.num_embeddings} but the VQ-VAE's codebook has "
-                f"{num_embeddings} codes; they must be equal"
-            )
-        if (latent_height, latent_width) != (config.grid_height, config.grid_width):
-            raise ValueError(
-                f"the video prior models {config.grid_height}x{config.grid_width} code grids (grid_height x grid_width) "
-                f"but the VQ-VAE's latent grid is {latent_height}x{latent_width}; they must be equal"
-            )
+        check_code_grid_of_vqvae("the video prior", self.config, num_embeddings, latent_height, latent_width)
 
     def check_codes(self, name: str, codes, min_frames: int) -> None:
         """Raise ValueError unless `codes` is a (batch, frames >= min_frames, grid_height, grid_width) integer
