@@ -1,11 +1,13 @@
 """Code grids as a data set: the images of a data set encoded by a trained VQ-VAE, the training data
-of the PixelCNN prior.
+of the PixelCNN prior; or the speech of an audio data set encoded by an `AudioVQVAEModel`, cut into
+fixed-length segments whose codes are one-row (1, L) grids.
 
 A codes data set is a `DatasetDict` with the image data set's training and validation splits and
 the columns
 
 - `codes`: each image's (h, w) grid of codes as nested lists of int16 (int32 when K > 2**15);
-- `label`: its class label, when the images have one (a `ClassLabel` is carried over as it is).
+- `label`: its class label, when the images have one (a `ClassLabel` is carried over as it is); for
+  speech, the segment's speaker as the audio VQ-VAE's speaker id (a `ClassLabel` of its speaker names).
 
 `codes_info.json` beside the splits (in the `save_to_disk` folder, and in the Hub repository)
 names the VQ-VAE that wrote the codes, its K and grid, so that the prior's training script can
@@ -30,6 +32,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from huggingface_hub import HfApi, hf_hub_download
 from tqdm.auto import tqdm
 
+from ..models.audio_vqvae.configuration_audio_vqvae import AudioVQVAEConfig
+from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
+from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.vqvae.configuration_vqvae import VQVAEConfig
 from .images import (
     ImageDataArguments,
@@ -43,6 +48,17 @@ from .images import (
 )
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from .speech import (
+    SpeakerIds,
+    SpeechDataArguments,
+    UnreadableAudioError,
+    audio_counter,
+    collate_speech,
+    decode_audio,
+    load_speech_datasets,
+    speaker_ids_for,
+    speech_example,
+)
 from ..training.arguments import check_at_least, parse_arguments
 from ..training.loop import create_accelerator, end_training
 
@@ -62,12 +78,18 @@ class CodesInfo:
     num_embeddings: int
     grid_height: int
     grid_width: int
-    image_dataset: str  # the name of the encoded image data set
+    image_dataset: str  # the name of the encoded data set (images, or speech for an audio VQ-VAE's codes)
     # Set for stage-2 codes of a hierarchy: the stage-1 VQ-VAE under the stage-2 model named by `vqvae`.
     stage1_vqvae: str | None = None
 
     @classmethod
-    def of_vqvae(cls, config: VQVAEConfig, vqvae: str, image_dataset: str) -> "CodesInfo":
+    def of_vqvae(
+        cls, config: VQVAEConfig | AudioVQVAEConfig, vqvae: str, image_dataset: str, sequence_length: int | None = None
+    ) -> "CodesInfo":
+        """The info of codes written by the VQ-VAE `vqvae` (its `config`); an audio VQ-VAE's codes are one-row grids
+        of `sequence_length` codes (those of one segment)."""
+        if isinstance(config, AudioVQVAEConfig):
+            return cls(vqvae, config.num_embeddings, 1, sequence_length, image_dataset)
         return cls(vqvae, config.num_embeddings, config.latent_size, config.latent_size, image_dataset)
 
     @classmethod
@@ -75,9 +97,13 @@ class CodesInfo:
         """The info of stage-2 codes written by the `HierarchicalVQVAEModel` `stage2` (its `config`)."""
         return cls(stage2, config.num_embeddings, config.latent_grid_height, config.latent_grid_width, image_dataset, stage1_vqvae)
 
-    def check_vqvae(self, config: VQVAEConfig, vqvae: str) -> None:
-        """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes."""
-        theirs = (config.num_embeddings, config.latent_size, config.latent_size)
+    def check_vqvae(self, config: VQVAEConfig | AudioVQVAEConfig, vqvae: str) -> None:
+        """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes (an audio
+        VQ-VAE encodes clips of any length into one row of codes)."""
+        if isinstance(config, AudioVQVAEConfig):
+            theirs = (config.num_embeddings, 1, self.grid_width)
+        else:
+            theirs = (config.num_embeddings, config.latent_size, config.latent_size)
         ours = (self.num_embeddings, self.grid_height, self.grid_width)
         if theirs != ours:
             raise ValueError(
@@ -133,6 +159,22 @@ def load_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[VQVAEMo
     except OSError:
         processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
     return vqvae, processor
+
+
+def is_audio_vqvae(name_or_path: str, cache_dir: str | None = None) -> bool:
+    """Whether the VQ-VAE `name_or_path` (a folder or a Hub id) is an `AudioVQVAEModel`, from its config."""
+    config, _ = AudioVQVAEConfig.get_config_dict(name_or_path, cache_dir=cache_dir)
+    return config.get("model_type") == AudioVQVAEConfig.model_type
+
+
+def load_audio_vqvae(name_or_path: str, cache_dir: str | None = None) -> tuple[AudioVQVAEModel, AudioVQVAEFeatureExtractor]:
+    """A trained audio VQ-VAE in eval mode and its feature extractor: the one saved with it, else one made for it."""
+    vqvae = AudioVQVAEModel.from_pretrained(name_or_path, cache_dir=cache_dir).eval()
+    try:
+        feature_extractor = AudioVQVAEFeatureExtractor.from_pretrained(name_or_path, cache_dir=cache_dir)
+    except OSError:
+        feature_extractor = AudioVQVAEFeatureExtractor.for_model(vqvae.config)
+    return vqvae, feature_extractor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +342,172 @@ def encode_image_dataset(
 
 
 # ---------------------------------------------------------------------------------------------
+# Speech: the codes of fixed-length segments as one-row grids
+
+
+def segments_per_clip(
+    clips: Dataset, audio_column: str, segment_length: int, sampling_rate: int, max_unreadable_fraction: float
+) -> list[int]:
+    """How many segments each clip gives: its whole `segment_length`-sample segments, one for a clip shorter than
+    a segment, none for a clip that does not decode (skipped and counted by the speech data's counter)."""
+    counter = audio_counter(max_unreadable_fraction)
+    counts = []
+    for row in clips.select_columns([audio_column]):
+        try:
+            samples = len(decode_audio(row[audio_column], sampling_rate))
+        except UnreadableAudioError as error:
+            counter.record(error)
+            counts.append(0)
+            continue
+        counter.record(None)
+        counts.append(max(1, samples // segment_length))
+    counter.check()
+    return counts
+
+
+class SpeechSegments(torch.utils.data.Dataset):
+    """The segments of the clips of `clips` in order, clip by clip, as speech examples (`input_values` and, with
+    `speaker_ids`, the speaker as the audio VQ-VAE's id, `speaker_to_vqvae[data's id]`). A clip shorter than one
+    segment is padded with silence at its end; the samples after a clip's last whole segment are left out.
+    Successive segments of a clip decode it once."""
+
+    def __init__(
+        self, clips: Dataset, audio_column: str, speaker_ids: SpeakerIds | None, speaker_to_vqvae: list[int] | None,
+        segment_length: int, sampling_rate: int, counts: list[int],
+    ):
+        self.clips = clips
+        self.audio_column = audio_column
+        self.speaker_ids = speaker_ids
+        self.speaker_to_vqvae = speaker_to_vqvae
+        self.segment_length = segment_length
+        self.sampling_rate = sampling_rate
+        self.segments = [(clip, segment) for clip, count in enumerate(counts) for segment in range(count)]
+        self._decoded_clip = None
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __getitem__(self, index: int) -> dict:
+        clip, segment = self.segments[int(index)]
+        if self._decoded_clip is None or self._decoded_clip[0] != clip:
+            row = self.clips[clip]
+            speaker = self.speaker_ids(row) if self.speaker_ids is not None else None
+            speaker = self.speaker_to_vqvae[speaker] if speaker is not None else None
+            self._decoded_clip = (clip, decode_audio(row[self.audio_column], self.sampling_rate), speaker)
+        _, waveform, speaker = self._decoded_clip
+        start = segment * self.segment_length
+        crop = waveform[start : start + self.segment_length]
+        return speech_example(np.pad(crop, (0, self.segment_length - len(crop))), speaker)
+
+
+def speakers_of_vqvae(config: AudioVQVAEConfig, speaker_names: list[str] | None) -> list[int] | None:
+    """The audio VQ-VAE's id of each of the data's speakers (in the data's id order), matched by name when the
+    VQ-VAE names its speakers; None when the codes carry no speaker (no speaker column, or a VQ-VAE without
+    speakers). A speaker the VQ-VAE does not know is a `ValueError`."""
+    if speaker_names is None or config.num_speakers == 0:
+        return None
+    if config.speaker_names is not None:
+        unknown = [name for name in speaker_names if name not in config.speaker_names]
+        if unknown:
+            raise ValueError(
+                f"the speakers {unknown} of the data are unknown to the audio VQ-VAE, whose speakers are "
+                f"{config.speaker_names}; encode the speakers it was trained on"
+            )
+        return [config.speaker_names.index(name) for name in speaker_names]
+    if len(speaker_names) != config.num_speakers:
+        raise ValueError(
+            f"the data has {len(speaker_names)} speakers but the audio VQ-VAE has num_speakers={config.num_speakers} "
+            "(and no speaker_names to match them by); encode the data it was trained on"
+        )
+    return list(range(len(speaker_names)))
+
+
+def speaker_label_feature(config: AudioVQVAEConfig) -> ClassLabel:
+    """The `label` column of speech codes: the audio VQ-VAE's speaker ids, named as it names them."""
+    if config.speaker_names is not None:
+        return ClassLabel(names=list(config.speaker_names))
+    return ClassLabel(num_classes=config.num_speakers)
+
+
+@torch.no_grad()
+def encode_speech(
+    vqvae: AudioVQVAEModel,
+    clips: Dataset,
+    audio_column: str,
+    speaker_ids: SpeakerIds | None,
+    speaker_to_vqvae: list[int] | None,
+    accelerator: Accelerator,
+    *,
+    segment_length: int,
+    batch_size: int,
+    num_workers: int = 0,
+    max_unreadable_fraction: float = 0.01,
+    description: str = "encoding speech",
+) -> Dataset:
+    """The codes of the segments of the readable clips of `clips` (`SpeechSegments`), (1, segment_length /
+    hop_length) grids in their order, and with `speaker_to_vqvae` their speakers as the `label` column; split among
+    the processes as `encode_images` does, and every process receives all of them."""
+    config = vqvae.config
+    if segment_length % config.hop_length:
+        raise ValueError(
+            f"--segment_length {segment_length} is not a multiple of the audio VQ-VAE's hop length {config.hop_length} "
+            f"(samples per code); use e.g. {max(1, segment_length // config.hop_length) * config.hop_length}"
+        )
+    counts = segments_per_clip(clips, audio_column, segment_length, config.sampling_rate, max_unreadable_fraction)
+    segments = SpeechSegments(
+        clips, audio_column, speaker_ids, speaker_to_vqvae, segment_length, config.sampling_rate, counts
+    )
+    if len(segments) == 0:
+        raise ValueError("no readable audio clip to encode")
+    loader = torch.utils.data.DataLoader(
+        segments, batch_size=batch_size, collate_fn=collate_speech, num_workers=num_workers,
+        generator=torch.Generator().manual_seed(0),
+    )
+    loader = prepare_data_loader(
+        loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
+        put_on_device=True,
+    )
+    vqvae = vqvae.to(accelerator.device).eval()
+    columns = _encode_in_processes(
+        loader, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
+        "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, description,
+    )
+    features = codes_features(config.num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
+    encoded = Dataset.from_dict(columns, features=features)
+    if len(encoded) != len(segments):
+        raise RuntimeError(f"encoded {len(encoded)} segments of {len(segments)}: the processes lost or repeated some")
+    return encoded
+
+
+def encode_speech_dataset(
+    args: SpeechDataArguments, vqvae: AudioVQVAEModel, accelerator: Accelerator, *, batch_size: int, seed: int = 0
+) -> tuple[DatasetDict, str]:
+    """The training and validation splits of the speech data set `args` describe as the codes of their
+    --segment_length segments (`encode_speech`; validation: the first --max_validation_samples clips), and the data
+    set's name. The speakers of --speaker_column (the default set's `speaker`) become the `label` column when the
+    audio VQ-VAE is conditioned on speakers."""
+    if args.streaming:
+        raise ValueError("encoding a streamed data set is not supported; drop --streaming")
+    with accelerator.main_process_first():
+        speech = load_speech_datasets(args, seed=seed)
+    speaker_to_vqvae = speakers_of_vqvae(vqvae.config, speech.speaker_names)
+    speaker_ids = speaker_ids_for(speech) if speaker_to_vqvae is not None else None
+    clips = {
+        "train": speech.train,
+        "validation": speech.validation.select(range(min(args.max_validation_samples, len(speech.validation)))),
+    }
+    splits = {
+        name: encode_speech(
+            vqvae, clips[name], speech.audio_column, speaker_ids, speaker_to_vqvae, accelerator,
+            segment_length=args.segment_length, batch_size=batch_size, num_workers=args.dataloader_num_workers,
+            max_unreadable_fraction=args.max_unreadable_fraction, description=f"encoding {name}",
+        )
+        for name in ("train", "validation")
+    }
+    return DatasetDict(splits), speech.name
+
+
+# ---------------------------------------------------------------------------------------------
 # Checking, loading, saving, pushing
 
 
@@ -421,12 +629,57 @@ def extract_codes(arguments: ExtractCodesArguments) -> DatasetDict:
     return codes
 
 
-def publish_codes(codes: DatasetDict, config: VQVAEConfig, vqvae: str, dataset_name: str, options, accelerator) -> None:
+@dataclass
+class ExtractSpeechCodesArguments:
+    """What `extract_speech_codes` needs: the speech data (cut into --segment_length segments, each one row of
+    codes) and the codes' settings (--vqvae: a trained `AudioVQVAEModel`)."""
+
+    data: SpeechDataArguments = field(default_factory=SpeechDataArguments)
+    codes: CodesArguments = field(default_factory=lambda: CodesArguments(output_dir="outputs/speech-codes"))
+
+
+def parse_extract_speech_args(argv: list[str] | None = None) -> ExtractSpeechCodesArguments:
+    """The settings of `scripts/extract_speech_codes.py`: its flags, or a JSON / YAML file of them."""
+    return parse_arguments(
+        ExtractSpeechCodesArguments, argv,
+        description="Encode the speech of an audio data set, cut into fixed-length segments, into one-row grids of "
+        "audio VQ-VAE codes.",
+    )
+
+
+def extract_speech_codes(arguments: ExtractSpeechCodesArguments) -> DatasetDict:
+    """Encode the segments of the speech data set `arguments.data` names with the audio VQ-VAE `--vqvae`, save the
+    codes ((1, segment_length / hop_length) grids, speakers as `label`) to `--output_dir` (main process) and push
+    them when asked; returns them on every process."""
+    options = arguments.codes
+    if options.vqvae is None:
+        raise ValueError("pass --vqvae, the trained audio VQ-VAE that encodes the speech (a folder or a Hub id)")
+    cache_dir = arguments.data.cache_dir
+    if not is_audio_vqvae(options.vqvae, cache_dir=cache_dir):
+        raise ValueError(
+            f"--vqvae {options.vqvae!r} is not an audio VQ-VAE (AudioVQVAEModel); encode images with "
+            "scripts/extract_codes.py"
+        )
+    accelerator = create_accelerator()
+    vqvae, _ = load_audio_vqvae(options.vqvae, cache_dir=cache_dir)
+    codes, speech_dataset = encode_speech_dataset(
+        arguments.data, vqvae, accelerator, batch_size=options.batch_size, seed=options.seed
+    )
+    sequence_length = arguments.data.segment_length // vqvae.config.hop_length
+    publish_codes(codes, vqvae.config, options.vqvae, speech_dataset, options, accelerator, sequence_length)
+    end_training(accelerator)
+    return codes
+
+
+def publish_codes(
+    codes: DatasetDict, config, vqvae: str, dataset_name: str, options, accelerator, sequence_length: int | None = None
+) -> None:
     """Save `codes` with their `codes_info.json` to `options.output_dir` (main process) and push them when
-    `options.push_to_hub` (to `options.hub_dataset_id`, else the folder's name): the end of every extraction."""
+    `options.push_to_hub` (to `options.hub_dataset_id`, else the folder's name): the end of every extraction.
+    `sequence_length` is the codes per segment of an audio VQ-VAE's codes."""
     # A local VQ-VAE is named by its absolute path, so that the codes find it from any folder.
     vqvae_name = str(Path(vqvae).resolve()) if Path(vqvae).is_dir() else vqvae
-    info = CodesInfo.of_vqvae(config, vqvae_name, dataset_name)
+    info = CodesInfo.of_vqvae(config, vqvae_name, dataset_name, sequence_length)
     if not accelerator.is_main_process:
         return
     save_codes(codes, info, options.output_dir)

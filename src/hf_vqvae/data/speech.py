@@ -489,7 +489,7 @@ class TrainingSpeech(torch.utils.data.Dataset):
         row = self.dataset[int(index)]
         waveform = decode_audio(row[self.audio_column], self.sampling_rate)
         crop = random_crop(waveform, self.segment_length, example_rng(self.seed, self.epoch, index))
-        return _example(crop, self.speaker_ids(row))
+        return speech_example(crop, self.speaker_ids(row))
 
 
 class StreamingTrainingSpeech(torch.utils.data.IterableDataset):
@@ -524,11 +524,12 @@ class StreamingTrainingSpeech(torch.utils.data.IterableDataset):
                 continue
             counter.record(None)
             rng = example_rng(self.seed, self.epoch, worker_id, position)
-            yield _example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
+            yield speech_example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
         counter.check()
 
 
-def _example(crop: np.ndarray, speaker_id: int | None) -> dict:
+def speech_example(crop: np.ndarray, speaker_id: int | None) -> dict:
+    """One example as the loaders yield it: `input_values` (samples,) and, with speakers, `speaker_ids`."""
     example = {"input_values": torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))}
     if speaker_id is not None:
         example["speaker_ids"] = speaker_id

@@ -8,6 +8,10 @@ column when there is one. Checkpoints, exact resume, tracking and pushing are th
 (`training.py`); validation reports bits per code on held-out grids and a grid of samples decoded
 by the VQ-VAE. The run ends with the prior in `--output_dir` and the whole generator, VQ-VAE and
 prior, as a `VQVAEPipeline` folder (a `HierarchicalVQVAEPipeline` for stage-2 codes) in `--output_dir/pipeline`.
+
+Speech codes (`scripts/extract_speech_codes.py`: one-row grids of an `AudioVQVAEModel`'s codes, the speaker as
+the class label) train a prior over the code sequence the same way; its validation samples are speech generated
+by the audio VQ-VAE's WaveNet (TensorBoard audio and spectrograms), and the pipeline is an `AudioVQVAEPipeline`.
 """
 
 import dataclasses
@@ -32,6 +36,8 @@ from ..data.codes import (
     check_label_feature,
     class_label_column,
     encode_image_dataset,
+    is_audio_vqvae,
+    load_audio_vqvae,
     load_codes,
     load_vqvae,
 )
@@ -43,10 +49,13 @@ from ..data.images import (
     training_and_validation_splits,
 )
 from ..hub import prior_model_card
+from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
+from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from ..pipelines.pipeline_audio_vqvae import AudioVQVAEPipeline
 from ..pipelines.pipeline_hierarchical_vqvae import HierarchicalVQVAEPipeline
 from ..pipelines.pipeline_vqvae import VQVAEPipeline
 from .arguments import (
@@ -58,11 +67,13 @@ from .arguments import (
     check_in_range,
     parse_arguments,
 )
+from .audio_vqvae import spectrogram_figure
 from .checkpoints import CheckpointManager, model_fields
 from .loop import (
     TrainingRun,
     end_training,
     four_figures,
+    log_audio,
     log_image,
     publish_model,
     run_training_loop,
@@ -134,7 +145,7 @@ class PriorModelArguments:
 
 @dataclass
 class SampleArguments:
-    """The grid of samples drawn at each validation."""
+    """The grid of samples drawn at each validation (for speech codes: `sample_images_per_row` clips)."""
 
     _argument_group_name = "samples"
 
@@ -228,6 +239,62 @@ class TrainingCodes:
             return HierarchicalVQVAEPipeline(vqvae=self.vqvae, stage2=self.stage2, prior=prior, image_processor=self.processor)
         return VQVAEPipeline(vqvae=self.vqvae, prior=prior, image_processor=self.processor)
 
+    def log_samples(
+        self, accelerator: Accelerator, prior: PixelCNNPriorModel, samples: SampleArguments, seed: int, step: int
+    ) -> PIL.Image.Image:
+        """A grid of samples decoded by the VQ-VAE (a row per class for a class-conditional prior), sent to the
+        trackers."""
+        pipeline = self.pipeline(prior)
+        pipeline.set_progress_bar_config(disable=True)
+        # Drawn from --seed every time, so the grids of successive validations are comparable.
+        grid = pipeline.sample_grid(
+            images_per_row=samples.sample_images_per_row, num_rows=samples.sample_rows,
+            temperature=samples.sample_temperature, seed=seed,
+        )
+        log_image(accelerator, "validation/samples", grid, step)
+        return grid
+
+
+@dataclasses.dataclass
+class SpeechTrainingCodes(TrainingCodes):
+    """Speech codes: one-row grids of `sequence_length` codes of an audio VQ-VAE (`vqvae`, with its feature extractor
+    as `processor`), generated as speech by its WaveNet decoder."""
+
+    vqvae: AudioVQVAEModel
+    processor: AudioVQVAEFeatureExtractor
+    sequence_length: int = 0
+
+    @property
+    def code_grid(self) -> tuple[int, int, int]:
+        return (self.vqvae.config.num_embeddings, 1, self.sequence_length)
+
+    def pipeline(self, prior: PixelCNNPriorModel) -> AudioVQVAEPipeline:
+        return AudioVQVAEPipeline(vqvae=self.vqvae, prior=prior, feature_extractor=self.processor)
+
+    def log_samples(
+        self, accelerator: Accelerator, prior: PixelCNNPriorModel, samples: SampleArguments, seed: int, step: int
+    ) -> PIL.Image.Image:
+        """`sample_images_per_row` clips of speech (the speakers in turn, for a VQ-VAE with speakers), sent to the
+        trackers as one clip (a tenth of a second of silence between them) and as spectrograms, which are returned."""
+        pipeline = self.pipeline(prior)
+        pipeline.set_progress_bar_config(disable=True)
+        config = self.vqvae.config
+        count = samples.sample_images_per_row
+        speakers = [index % config.num_speakers for index in range(count)] if config.num_speakers else None
+        generator = torch.Generator(device=self.vqvae.device).manual_seed(seed)
+        clips = pipeline(
+            batch_size=count, speaker=speakers, temperature=samples.sample_temperature, generator=generator,
+            output_type="pt",
+        ).audios
+        names = config.speaker_names or [str(index) for index in range(config.num_speakers)]
+        labels = [f"{index}: {names[speakers[index]]}" if speakers else str(index) for index in range(count)]
+        silence = torch.zeros(config.sampling_rate // 10)
+        log_audio(accelerator, "validation/samples", torch.cat([part for clip in clips for part in (clip, silence)]),
+                  config.sampling_rate, step)
+        figure = spectrogram_figure(dict(zip(labels, clips)), title=f"step {step}")
+        log_image(accelerator, "validation/samples", figure, step)
+        return figure
+
 
 def load_training_codes(
     source: PriorCodesArguments, data: ImageDataArguments, accelerator: Accelerator, *, batch_size: int, seed: int
@@ -247,7 +314,8 @@ def load_training_codes(
             # Stage-2 codes: `info.vqvae` is the stage-2 model, `--vqvae` (if given) the stage-1 VQ-VAE.
             stage2 = HierarchicalVQVAEModel.from_pretrained(info.vqvae, cache_dir=data.cache_dir).eval()
             vqvae_name = source.vqvae or info.stage1_vqvae
-        vqvae, processor = load_vqvae(vqvae_name, cache_dir=data.cache_dir)
+        speech = is_audio_vqvae(vqvae_name, cache_dir=data.cache_dir)
+        vqvae, processor = (load_audio_vqvae if speech else load_vqvae)(vqvae_name, cache_dir=data.cache_dir)
         if stage2 is not None:
             stage2.check_compatible_with_vqvae(vqvae.config.num_embeddings, vqvae.config.latent_size, vqvae.config.latent_size)
         elif info is not None:
@@ -262,13 +330,24 @@ def load_training_codes(
                 "pass --codes_dataset (codes written by scripts/extract_codes.py) or --vqvae (to encode the images of "
                 "the data flags)"
             )
+        if is_audio_vqvae(source.vqvae, cache_dir=data.cache_dir):
+            raise ValueError(
+                f"--vqvae {source.vqvae!r} is an audio VQ-VAE: extract the codes of its speech first with "
+                "scripts/extract_speech_codes.py and pass them as --codes_dataset"
+            )
+        speech = False
         vqvae, processor = load_vqvae(source.vqvae, cache_dir=data.cache_dir)
         codes, dataset_name = encode_image_dataset(data, vqvae, processor, accelerator, batch_size=batch_size, seed=seed)
         train, validation = codes["train"], codes["validation"]
         label_column = LABEL_COLUMN if LABEL_COLUMN in train.column_names else None
 
     validation = validation.select(range(min(data.max_validation_samples, len(validation))))
-    codes = TrainingCodes(train, validation, label_column, vqvae, processor, dataset_name, stage2)
+    if speech:
+        codes = SpeechTrainingCodes(
+            train, validation, label_column, vqvae, processor, dataset_name, sequence_length=sequence_length_of(train, info)
+        )
+    else:
+        codes = TrainingCodes(train, validation, label_column, vqvae, processor, dataset_name, stage2)
     num_embeddings, *grid = codes.code_grid
     check_codes(DatasetDict(train=train, validation=validation), num_embeddings, tuple(grid))
     # The hierarchical pipeline samples unconditionally.
@@ -279,6 +358,16 @@ def load_training_codes(
             check_columns(split, CODES_COLUMN, label_column)
             check_label_feature(split, label_column)
     return dataclasses.replace(codes, label_column=label_column)
+
+
+def sequence_length_of(codes: Dataset, info) -> int:
+    """The codes per one-row grid of speech codes: as their `codes_info.json` says, else as the first grid has."""
+    if info is not None:
+        return info.grid_width
+    if len(codes) == 0:
+        raise ValueError("the training split of the speech codes is empty")
+    first = codes[0][CODES_COLUMN]
+    return len(first[0]) if first else 0
 
 
 def class_labels_of(codes: TrainingCodes) -> tuple[int, dict[int, str] | None]:
@@ -341,19 +430,11 @@ def validate_and_log(
     seed: int,
     step: int,
 ) -> tuple[float, PIL.Image.Image]:
-    """Validation bits per code and a grid of samples decoded by the VQ-VAE (a row per class for a
-    class-conditional prior), sent to the trackers (main process only)."""
+    """Validation bits per code and samples (`TrainingCodes.log_samples`: a grid of images, or speech and its
+    spectrograms), sent to the trackers (main process only)."""
     bits = validation_bits_per_code(prior, validation_loader)
     accelerator.log({"validation/bits_per_code": bits}, step=step)
-    pipeline = codes.pipeline(prior)
-    pipeline.set_progress_bar_config(disable=True)
-    # Drawn from --seed every time, so the grids of successive validations are comparable.
-    grid = pipeline.sample_grid(
-        images_per_row=samples.sample_images_per_row, num_rows=samples.sample_rows,
-        temperature=samples.sample_temperature, seed=seed,
-    )
-    log_image(accelerator, "validation/samples", grid, step)
-    return bits, grid
+    return bits, codes.log_samples(accelerator, prior, samples, seed, step)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +462,9 @@ def train_prior(arguments: PriorTrainingArguments) -> dict:
 
     prior = PixelCNNPriorModel(config)
     prior.check_compatible_with_vqvae(*codes.code_grid)
+    # The generator the prior completes accepts it (e.g. as many classes as the audio VQ-VAE's speakers): a
+    # mismatch fails now, not after training.
+    codes.pipeline(prior)
     codes.vqvae.to(accelerator.device)  # decodes the samples
     if codes.stage2 is not None:
         codes.stage2.to(accelerator.device)
@@ -417,7 +501,8 @@ def save_final_prior(
     arguments: PriorTrainingArguments, accelerator, run: TrainingRun, codes: TrainingCodes, validation_loader, wall_time_s
 ) -> dict:
     """Validate, then write the prior, `metrics.json`, `samples.png`, a model card and the pipeline
-    folder (`pipeline/`: VQ-VAE, prior, image processor) into --output_dir; push the prior when asked."""
+    folder (`pipeline/`: VQ-VAE, prior, image processor or feature extractor) into --output_dir; push the prior
+    when asked."""
     prior = run.model
     bits, grid = validate_and_log(
         accelerator, prior, codes, validation_loader, arguments.samples, arguments.optimization.seed, run.position.step

@@ -1,0 +1,15 @@
+"""Encode a speech data set with a trained audio VQ-VAE into one-row grids of codes (one per fixed-length segment,
+the speaker as the class label), the training data of a prior over speech codes.
+
+    accelerate launch scripts/extract_speech_codes.py --vqvae outputs/speech --dataset_name outputs/flite-speech \\
+        --speaker_column speaker --segment_length 16384 --output_dir outputs/speech-codes
+    accelerate launch scripts/train_prior.py --codes_dataset outputs/speech-codes --output_dir outputs/speech-prior
+
+`python scripts/extract_speech_codes.py --help` lists every flag with its default; docs/audio.md explains them.
+"""
+
+from hf_vqvae.data.codes import extract_speech_codes, parse_extract_speech_args
+
+
+if __name__ == "__main__":
+    extract_speech_codes(parse_extract_speech_args())
