@@ -364,10 +364,10 @@ def sequence_length_of(codes: Dataset, info) -> int:
     """The codes per one-row grid of speech codes: as their `codes_info.json` says, else as the first grid has."""
     if info is not None:
         return info.grid_width
-    if len(codes) == 0:
-        raise ValueError("the training split of the speech codes is empty")
-    first = codes[0][CODES_COLUMN]
-    return len(first[0]) if first else 0
+    first = codes[0][CODES_COLUMN] if len(codes) else None
+    if not first:
+        raise ValueError("the speech codes have no codes_info.json and their first training grid is missing or empty")
+    return len(first[0])
 
 
 def class_labels_of(codes: TrainingCodes) -> tuple[int, dict[int, str] | None]:
