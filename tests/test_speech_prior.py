@@ -16,7 +16,7 @@ from hf_vqvae.data.speech import SpeechDataArguments, decode_audio, load_speech_
 from hf_vqvae.training.prior import parse_args, train_prior
 
 from conftest import TINY_VQVAE, put_in_hub_cache
-from launching import run, script
+from launching import accelerate_launch, run, script
 from test_audio_vqvae import TINY_AUDIO
 from test_speech_data import speech_folder, tone, wav_bytes  # noqa: F401  (fixture)
 
@@ -78,6 +78,17 @@ def test_extracted_codes_are_the_model_codes_of_each_segment_with_its_speaker(sp
         assert split["codes"].shape == (len(segments), 1, SEGMENT // 4)
         assert torch.equal(split["codes"][:, 0].long(), expected)
         assert split["label"].tolist() == speakers
+
+
+@pytest.mark.slow
+def test_two_processes_extract_the_codes_one_process_does(tmp_path, speech_codes, speech_folder, speech_vqvae_folder):  # noqa: F811
+    output_dir = tmp_path / "two-processes"
+    run([*accelerate_launch(num_processes=2), script("extract_speech_codes.py"),
+         *extraction_flags(speech_vqvae_folder, speech_folder, output_dir, "--batch_size", "7")], timeout=240)
+    one, two = load_from_disk(str(speech_codes)), load_from_disk(str(output_dir))
+    for name in ("train", "validation"):
+        assert two[name].to_dict() == one[name].to_dict()
+    assert (output_dir / "codes_info.json").read_text() == (speech_codes / "codes_info.json").read_text()
 
 
 def test_a_prior_trains_on_speech_codes_and_its_pipeline_generates_speech_offline(tmp_path, speech_codes, offline_hub):
