@@ -22,7 +22,8 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
     - speaker conversion: the same with another `speaker` (the codes carry the content, the decoder the voice);
     - generation from codes: `pipeline(codes=codes, speaker=...)`;
     - unconditional generation: `pipeline(batch_size=2, speaker=...)`, the codes drawn from the prior (a gated
-      PixelCNN over a one-row grid of `grid_width` codes, so `grid_width * hop_length` samples).
+      PixelCNN over a one-row grid of `grid_width` codes, so `grid_width * hop_length` samples), as
+      scripts/train_prior.py trains it on the codes of scripts/extract_speech_codes.py.
 
     Returns an `AudioPipelineOutput` whose `audios` is (batch, samples) at `vqvae.config.sampling_rate`.
 
@@ -131,7 +132,8 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         if self.prior is None:
             raise ValueError(
                 "generating without audio= or codes= needs a prior over the codes; this pipeline has none "
-                "(train one with scripts/train_prior.py on the VQ-VAE's codes, or pass codes=)"
+                "(extract the VQ-VAE's codes with scripts/extract_speech_codes.py and train one on them with "
+                "scripts/train_prior.py, or pass codes=)"
             )
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
