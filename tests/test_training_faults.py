@@ -204,25 +204,42 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path):
             pass
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signum, whole_group, workers", [
+    (signal.SIGINT, False, 0),
+    # `timeout`, a terminal's Ctrl-C and job schedulers signal the whole process group: the loader's workers too.
+    (signal.SIGTERM, True, 2),
+], ids=["ctrl-c", "sigterm-to-the-group-with-loader-workers"])
+def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signum, whole_group, workers):
     output_dir = tmp_path / "run"
+    flags = tiny_flags(output_dir, "--max_train_steps", "100000", "--checkpointing_steps", "100000",
+                       "--dataloader_num_workers", str(workers))
     process = subprocess.Popen(
-        [sys.executable, script("train.py"), *tiny_flags(output_dir, "--max_train_steps", "100000", "--checkpointing_steps", "100000")],
+        [sys.executable, script("train.py"), *flags],
         env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=whole_group,
     )
-    deadline = time.monotonic() + 120
-    while not (output_dir / "training_arguments.json").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.1)
-    time.sleep(2)  # a few updates
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
+    try:
+        deadline = time.monotonic() + 120
+        while not (output_dir / "training_arguments.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.1)
+        time.sleep(3)  # a few updates
+        if whole_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if whole_group and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     checkpoints = CheckpointManager(output_dir).checkpoints()
     assert len(checkpoints) == 1
+    assert not list(output_dir.glob("tmp-checkpoint-*"))
     step = int(checkpoints[0].name.split("-")[1])
-    assert f"stopped at update {step} by SIGINT; saved {checkpoints[0]}. Resume with the same command and --resume_from_checkpoint latest" in stderr
+    name = signal.Signals(signum).name
+    assert f"stopped at update {step} by {name}; saved {checkpoints[0]}. Resume with the same command and --resume_from_checkpoint latest" in stderr
 
 
 def test_a_single_process_launch_of_two_processes_says_to_add_multi_gpu(tmp_path):

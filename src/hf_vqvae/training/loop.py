@@ -49,6 +49,7 @@ from .guards import (
     check_finite_weights,
     launched_by_a_launcher,
     prepare_output_dir,
+    shield_loader_workers,
     stop_with_launcher,
 )
 from .checkpoints import (
@@ -481,6 +482,7 @@ def run_training_loop(
     optimizer = create_optimizer(model, optimization)
     model, optimizer = accelerator.prepare(model, optimizer)
     streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
+    shield_loader_workers(train_dataloader)
     if not streaming:
         train_dataloader = accelerator.prepare(train_dataloader)
     schedule = training_schedule(optimization, None if streaming else len(train_dataloader))
