@@ -243,8 +243,29 @@ def encode_images(
         check_label_feature(readable, label_column)
     # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
     examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
+    vqvae = vqvae.to(accelerator.device).eval()
+    columns = encode_in_processes(
+        examples, collate_examples, lambda batch: vqvae.encode(batch["pixel_values"]).indices,
+        "labels" if label_column else None, accelerator, batch_size=batch_size, num_workers=num_workers,
+        description=description,
+    )
+    features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
+    encoded = Dataset.from_dict(columns, features=features)
+    if len(encoded) != len(readable):
+        raise RuntimeError(f"encoded {len(encoded)} images of {len(readable)}: the processes lost or repeated some")
+    return encoded
+
+
+def encode_in_processes(
+    examples, collate_fn, encode, label_key: str | None, accelerator: Accelerator, *, batch_size: int,
+    num_workers: int = 0, description: str,
+) -> dict:
+    """`codes` (and `label`) columns of every example: each process encodes its share of the batches (`encode`
+    on a collated batch, on the device), gathered from every process in the data set's order
+    (`gather_for_metrics` drops the padding of the last round). Images, speech and stage-2 codes all go
+    through here."""
     loader = torch.utils.data.DataLoader(
-        examples, batch_size=batch_size, collate_fn=collate_examples, num_workers=num_workers,
+        examples, batch_size=batch_size, collate_fn=collate_fn, num_workers=num_workers,
         # A loader without a generator draws its seed from the global random state, which the
         # training that may follow must find as `set_seed` left it.
         generator=torch.Generator().manual_seed(0),
@@ -255,21 +276,6 @@ def encode_images(
         loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
         put_on_device=True,
     )
-    vqvae = vqvae.to(accelerator.device).eval()
-    columns = _encode_in_processes(
-        loader, lambda batch: vqvae.encode(batch["pixel_values"]).indices, "labels" if label_column else None,
-        accelerator, description,
-    )
-    features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
-    encoded = Dataset.from_dict(columns, features=features)
-    if len(encoded) != len(readable):
-        raise RuntimeError(f"encoded {len(encoded)} images of {len(readable)}: the processes lost or repeated some")
-    return encoded
-
-
-def _encode_in_processes(loader, encode, label_key: str | None, accelerator: Accelerator, description: str) -> dict:
-    """`codes` (and `label`) columns of every batch of a loader prepared for this process, gathered from every
-    process in the data set's order (`gather_for_metrics` drops the padding of the last round)."""
     columns = {}
     for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process):
         encoded = {CODES_COLUMN: encode(batch)}
@@ -293,16 +299,11 @@ def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch
             batch[LABEL_COLUMN] = torch.tensor([int(example[label_column]) for example in examples])
         return batch
 
-    loader = torch.utils.data.DataLoader(
-        codes.with_format("numpy", columns=columns), batch_size=batch_size, collate_fn=collate,
-        generator=torch.Generator().manual_seed(0),
-    )
-    loader = prepare_data_loader(
-        loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
-        put_on_device=True,
-    )
     stage2 = stage2.to(accelerator.device).eval()
-    encoded = _encode_in_processes(loader, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices, label_column, accelerator, description)
+    encoded = encode_in_processes(
+        codes.with_format("numpy", columns=columns), collate, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices,
+        label_column, accelerator, batch_size=batch_size, description=description,
+    )
     features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
     encoded = Dataset.from_dict(encoded, features=features)
     if len(encoded) != len(codes):
@@ -459,18 +460,11 @@ def encode_speech(
     )
     if len(segments) == 0:
         raise ValueError("no readable audio clip to encode")
-    loader = torch.utils.data.DataLoader(
-        segments, batch_size=batch_size, collate_fn=collate_speech, num_workers=num_workers,
-        generator=torch.Generator().manual_seed(0),
-    )
-    loader = prepare_data_loader(
-        loader, accelerator.device, num_processes=accelerator.num_processes, process_index=accelerator.process_index,
-        put_on_device=True,
-    )
     vqvae = vqvae.to(accelerator.device).eval()
-    columns = _encode_in_processes(
-        loader, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
-        "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, description,
+    columns = encode_in_processes(
+        segments, collate_speech, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
+        "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, batch_size=batch_size,
+        num_workers=num_workers, description=description,
     )
     features = codes_features(config.num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
     encoded = Dataset.from_dict(columns, features=features)
