@@ -433,9 +433,50 @@ class TrainingImages(torch.utils.data.Dataset):
         return example
 
 
-class StreamingTrainingImages(torch.utils.data.IterableDataset):
-    """Augmented training examples from a streamed data set, skipping (and counting) unreadable
-    images. `datasets` splits the stream's shards among the loader's workers by itself."""
+class StreamingExamples(torch.utils.data.IterableDataset):
+    """Training examples from a streamed data set, skipping (and counting) rows that fail to decode; the random
+    choices of each example come from (seed, epoch, worker, position). `datasets` splits the stream's shards among
+    the loader's workers by itself. A subclass says how a row decodes (`decode`, raising `unreadable_error`) and
+    becomes an example (`example`); images and speech stream through here."""
+
+    unreadable_error: type[Exception] = UnreadableImageError
+
+    def __init__(self, dataset: IterableDataset, seed: int, max_unreadable_fraction: float = 0.01):
+        self.dataset = dataset
+        self.seed = seed
+        self.max_unreadable_fraction = max_unreadable_fraction
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def unreadable_counter(self) -> "UnreadableImageCounter":
+        return UnreadableImageCounter(self.max_unreadable_fraction)
+
+    def decode(self, row: dict):
+        raise NotImplementedError
+
+    def example(self, decoded, row: dict, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker is not None else 0
+        counter = self.unreadable_counter()
+        for position, row in enumerate(self.dataset):
+            try:
+                decoded = self.decode(row)
+            except self.unreadable_error as error:
+                counter.record(error)
+                continue
+            counter.record(None)
+            yield self.example(decoded, row, example_rng(self.seed, self.epoch, worker_id, position))
+        counter.check()
+
+
+class StreamingTrainingImages(StreamingExamples):
+    """Augmented training examples (`pixel_values`, optional `labels`) from a streamed data set."""
 
     def __init__(
         self,
@@ -446,34 +487,19 @@ class StreamingTrainingImages(torch.utils.data.IterableDataset):
         label_column: str | None = None,
         max_unreadable_fraction: float = 0.01,
     ):
-        self.dataset = dataset
+        super().__init__(dataset, seed, max_unreadable_fraction)
         self.image_column = image_column
         self.label_column = label_column
         self.transform = transform
-        self.seed = seed
-        self.max_unreadable_fraction = max_unreadable_fraction
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.set_epoch(epoch)
+    def decode(self, row: dict) -> PIL.Image.Image:
+        return decode_image(row[self.image_column])
 
-    def __iter__(self):
-        worker = torch.utils.data.get_worker_info()
-        worker_id = worker.id if worker is not None else 0
-        counter = UnreadableImageCounter(self.max_unreadable_fraction)
-        for position, row in enumerate(self.dataset):
-            try:
-                image = decode_image(row[self.image_column])
-            except UnreadableImageError as error:
-                counter.record(error)
-                continue
-            counter.record(None)
-            example = {"pixel_values": self.transform(image, example_rng(self.seed, self.epoch, worker_id, position))}
-            if self.label_column is not None:
-                example["labels"] = row[self.label_column]
-            yield example
-        counter.check()
+    def example(self, image: PIL.Image.Image, row: dict, rng: np.random.Generator) -> dict:
+        example = {"pixel_values": self.transform(image, rng)}
+        if self.label_column is not None:
+            example["labels"] = row[self.label_column]
+        return example
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):

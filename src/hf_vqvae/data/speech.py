@@ -44,6 +44,7 @@ from .images import (
     STREAM_SHARDS,
     VALIDATION_SPLIT_NAMES,
     EpochShuffleSampler,
+    StreamingExamples,
     UnreadableImageCounter,
     example_rng,
     load_named_dataset,
@@ -492,40 +493,29 @@ class TrainingSpeech(torch.utils.data.Dataset):
         return speech_example(crop, self.speaker_ids(row))
 
 
-class StreamingTrainingSpeech(torch.utils.data.IterableDataset):
-    """Training crops from a streamed data set, skipping (and counting) unreadable clips."""
+class StreamingTrainingSpeech(StreamingExamples):
+    """Training crops (`input_values`, optional `speaker_ids`) from a streamed data set."""
+
+    unreadable_error = UnreadableAudioError
 
     def __init__(
         self, dataset: IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int, seed: int,
         sampling_rate: int, max_unreadable_fraction: float = 0.01,
     ):
-        self.dataset = dataset
+        super().__init__(dataset, seed, max_unreadable_fraction)
         self.audio_column = audio_column
         self.speaker_ids = speaker_ids
         self.segment_length = segment_length
-        self.seed = seed
         self.sampling_rate = sampling_rate
-        self.max_unreadable_fraction = max_unreadable_fraction
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.set_epoch(epoch)
+    def unreadable_counter(self) -> UnreadableImageCounter:
+        return audio_counter(self.max_unreadable_fraction)
 
-    def __iter__(self):
-        worker = torch.utils.data.get_worker_info()
-        worker_id = worker.id if worker is not None else 0
-        counter = audio_counter(self.max_unreadable_fraction)
-        for position, row in enumerate(self.dataset):
-            try:
-                waveform = decode_audio(row[self.audio_column], self.sampling_rate)
-            except UnreadableAudioError as error:
-                counter.record(error)
-                continue
-            counter.record(None)
-            rng = example_rng(self.seed, self.epoch, worker_id, position)
-            yield speech_example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
-        counter.check()
+    def decode(self, row: dict) -> np.ndarray:
+        return decode_audio(row[self.audio_column], self.sampling_rate)
+
+    def example(self, waveform: np.ndarray, row: dict, rng: np.random.Generator) -> dict:
+        return speech_example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
 
 
 def speech_example(crop: np.ndarray, speaker_id: int | None) -> dict:
