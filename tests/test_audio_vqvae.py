@@ -87,6 +87,26 @@ def test_cached_generation_equals_plain_generation(batch_size, kernel_size, cond
     assert len(cached.unique()) > 10
 
 
+def test_cached_generation_on_two_threads_equals_plain_generation(monkeypatch):
+    """The thread policy (forced on for this small network) moves steps between thread counts; the samples do not
+    change."""
+    import hf_vqvae.layers.wavenet as wavenet
+
+    monkeypatch.setattr(wavenet, "SINGLE_THREAD_STEP_MACS", 0)
+    torch.manual_seed(0)
+    net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, conditioning_channels=4, conditioning_hop=4)
+    conditioning = torch.randn(4, 4, 10, generator=torch.Generator().manual_seed(1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cached = net.generate(4, 40, conditioning, generator=torch.Generator().manual_seed(3))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    plain = net.generate(4, 40, conditioning, generator=torch.Generator().manual_seed(3), use_cache=False)
+    assert torch.equal(cached, plain)
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_generation_draws_from_the_teacher_forced_logits(monkeypatch, use_cache):
     """Each sample is drawn from the logits `forward` gives the generated sequence at that time (conditioning

@@ -14,13 +14,14 @@ rather than one per sample.
 """
 
 from collections.abc import Callable
+from time import perf_counter
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .gated_pixelcnn import gate
-from .gated_pixelcnn_sampler import SINGLE_THREAD_STEP_MACS, glu
+from .gated_pixelcnn_sampler import SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
 from .sampling import draw_from_logits
 
 
@@ -291,11 +292,20 @@ class CachedWaveNetGenerator:
         samples_at = samples.unbind(1)
         first_inputs = self.inputs[0]
         threads = torch.get_num_threads()
+        # Small steps run on one thread; larger ones on the count that a trial on the first steps found faster (the
+        # steps are identical units of work), see `ThreadPolicy`.
+        several = threads > 1 and self.embedding.device.type == "cpu" and self.step_macs >= SINGLE_THREAD_STEP_MACS
+        policy = ThreadPolicy(threads if several else 1)
+        running = None
         try:
-            if self.step_macs < SINGLE_THREAD_STEP_MACS:
-                torch.set_num_threads(1)
             for time in range(self.length):
+                count = policy.threads_for(time)
+                if count != running:
+                    torch.set_num_threads(count)
+                    running = count
+                start = perf_counter()
                 drawn = draw_from_logits(self.step(time), temperature, generator)
+                policy.record(time, count, perf_counter() - start)
                 samples_at[time].copy_(drawn)
                 torch.index_select(self.embedding, 0, drawn, out=first_inputs)
                 _report(progress_callback, time + 1, self.length)
