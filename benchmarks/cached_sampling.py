@@ -190,8 +190,8 @@ def wavenet_case(channels: int, batch_size: int, size: int, device: torch.device
         weight_bytes_per_position=weight_bytes,
         sample_cached=lambda: wavenet.generate(batch_size, length, conditioning, speaker),
         plain_step=plain_step,
-        products=[(1, per_sample)],
-        positions_per_products=1,
+        products=[(size, per_sample)],  # as many samples as a PixelCNN row has positions: a few milliseconds
+        positions_per_products=size,
     )
 
 
