@@ -208,8 +208,8 @@ class WaveNet(nn.Module):
         self, batch_size, length, conditioning, global_conditioning, temperature, generator, progress_callback
     ) -> torch.LongTensor:
         """One position per block per sample (see `CachedWaveNetGenerator`)."""
-        generator_state = CachedWaveNetGenerator(self, batch_size, length, conditioning, global_conditioning)
-        return generator_state.generate(temperature, generator, progress_callback)
+        cached = CachedWaveNetGenerator(self, batch_size, length, conditioning, global_conditioning)
+        return cached.generate(temperature, generator, progress_callback)
 
 
 class CachedWaveNetGenerator:
@@ -236,7 +236,6 @@ class CachedWaveNetGenerator:
         conditioning: torch.Tensor | None,
         global_conditioning: torch.Tensor | None,
     ):
-        self.wavenet = wavenet
         self.embedding = wavenet.input_embedding.weight
         factory = dict(device=self.embedding.device, dtype=self.embedding.dtype)
         self.batch_size, self.length, self.hop = batch_size, length, wavenet.conditioning_hop
@@ -337,9 +336,10 @@ class CachedBlock:
         factory = dict(device=weight.device, dtype=weight.dtype)
         kernel, channels = block.kernel_size, weight.shape[0]
         self.kernel, self.dilation, self.history, self.hop = kernel, block.dilation, block.history, hop
-        # Tap j (newest first) carries x_t to the gate at t + j * dilation: the kernel's column kernel - 1 - j. Copied:
-        # a column of the kernel is strided in both dimensions, and a matrix product would copy it at every call.
-        self.current_tap = weight[:, :, kernel - 1].t().contiguous()
+        # Tap j (newest first) carries x_t to the gate at t + j * dilation: the kernel's column kernel - 1 - j. Every
+        # matrix is the transpose of a row-major (out, in) one, like the skips' below: a column of the kernel is strided
+        # in both dimensions, and a matrix product would copy it at every call.
+        self.current_tap = weight[:, :, kernel - 1].contiguous().t()
         self.future_taps = torch.cat([weight[:, :, kernel - 1 - j] for j in range(1, kernel)]).t()
         self.products = torch.empty(batch_size, (kernel - 1) * channels, **factory)
         self.future_products = [self.products[:, channels * j : channels * (j + 1)] for j in range(kernel - 1)]
