@@ -12,9 +12,10 @@ For each sampler in `SAMPLERS`, width, batch size and thread count:
   step (megabytes) do not stay in a core's cache between steps;
 - products floor: the step's own matrix products alone, at their own shapes, each with its own weights, run back to
   back in the step's order (for the PixelCNN one row: the per-row products once, the per-position ones `size` times),
-  per position. It is what the products cost through torch at these shapes (a batch-1 product is a matrix-vector
-  product, paced by memory, and every call has a fixed cost); the sampler's gates, biases, copies and draws come on
-  top. It is printed next to the arithmetic floor, which stays the target's reference;
+  per position, at one thread or at the run's thread count, whichever is faster. It is what the products cost through
+  torch at these shapes (a batch-1 product is a matrix-vector product, paced by memory, and every call has a fixed
+  cost); the sampler's gates, biases, copies and draws come on top. It is printed next to the arithmetic floor, which
+  stays the target's reference;
 - plain: the whole network on the whole grid for every position (`use_cache=False`), the reference. It would take
   minutes, so it is timed at `--timed_steps` positions spread over the grid and scaled: every plain step costs one
   full pass, whatever the position.
@@ -258,8 +259,16 @@ def products_time(case: Case, repeats: int, device: torch.device) -> float:
                 for left, right, out in operands:
                     torch.mm(left, right, out=out)
 
-    run()
-    return best_time(run, max(repeats, 5), device) / case.positions_per_products
+    # At several threads, the lower of the times at one thread and at all of them: small products can be slower on
+    # several threads (on a busy machine, many times slower), and a sampler may run them on one.
+    threads = torch.get_num_threads()
+    seconds = []
+    for count in sorted({1, threads}):
+        torch.set_num_threads(count)
+        run()
+        seconds.append(best_time(run, max(repeats, 5), device))
+    torch.set_num_threads(threads)
+    return min(seconds) / case.positions_per_products
 
 
 def parse_args() -> argparse.Namespace:
