@@ -16,9 +16,9 @@ For each sampler in `SAMPLERS`, width, batch size and thread count:
   torch at these shapes (a batch-1 product is a matrix-vector product, paced by memory, and every call has a fixed
   cost); the sampler's gates, biases, copies and draws come on top. It is printed next to the arithmetic floor, which
   stays the target's reference;
-- plain: the whole network on the whole grid for every position (`use_cache=False`), the reference. It would take
-  minutes, so it is timed at `--timed_steps` positions spread over the grid and scaled: every plain step costs one
-  full pass, whatever the position.
+- plain: the whole network on the whole grid for every position (`use_cache=False`; the WaveNet's over its receptive
+  field), the reference. It would take minutes, so it is timed at `--timed_steps` positions spread over the grid and
+  scaled: every plain step costs one full pass, whatever the position.
 Every figure is the best of `--repeats` runs, the one least disturbed by other work on a shared machine; the load
 average before and after is printed. `--clock cpu` times with the process's CPU time instead of the wall clock: on a
 machine busy with other work it leaves out the time this process waited for a core (at one thread it is the work
@@ -32,10 +32,8 @@ are samples, and its plain step is `WaveNet.plain_step` at full window (the rece
 every plain step costs after the first receptive field. To add a sampler, register a function building a `Case` in
 `SAMPLERS`.
 
-    python benchmarks/cached_sampling.py [--samplers pixelcnn-class pixelcnn-map] [--widths 64 128]
+    python benchmarks/cached_sampling.py [--samplers pixelcnn-class pixelcnn-map wavenet] [--widths 64 128]
         [--batch_sizes 1 4 16] [--size 16] [--threads 1 2] [--repeats 3] [--timed_steps 4] [--clock wall] [--device cpu]
-
-`--samplers` defaults to all of them: pixelcnn-class, pixelcnn-map and wavenet.
 """
 
 import argparse
