@@ -44,9 +44,10 @@ class ThreadPolicy:
     """How many threads a sampler's products run on. Threads that wait for a core on a busy machine stall each other
     at every synchronisation (measured here: one layer's product of a row three to ten times slower at two threads than
     at one), so the count is chosen by trial, on units of identical work: one layer's vertical stack at one row here,
-    one generated sample in the WaveNet's generator. With more than one thread allowed, unit 0 runs on one thread (a warm-up), unit 1 on one and unit 2 on all
-    of them; the faster count runs the rest, and a later unit on several threads that takes over 1.5 times the
-    one-thread unit (the machine got busier) moves the rest to one. A bad trial costs one unit, not a row."""
+    one generated sample in the WaveNet's generator. With more than one thread allowed, unit 0 runs on one thread (a
+    warm-up), unit 1 on one and unit 2 on all of them; the faster count runs the rest, and a later unit on several
+    threads that takes over 1.5 times the one-thread unit (the machine got busier) moves the rest to one. A bad trial
+    costs one unit, not a row."""
 
     def __init__(self, threads: int):
         self.threads = threads
