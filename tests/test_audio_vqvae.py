@@ -66,16 +66,45 @@ def test_wavenet_output_depends_only_on_past_samples(kernel_size):
         assert influence[: max(0, time - field)].sum() == 0
 
 
-@pytest.mark.parametrize("kernel_size", [2, 3])
-def test_cached_generation_equals_plain_generation(kernel_size):
-    net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, kernel_size=kernel_size, conditioning_channels=4,
-                  conditioning_hop=4, global_channels=3)
-    conditioning, speaker = torch.randn(2, 4, 20), torch.randn(2, 3)
-    cached = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(3), use_cache=True)
-    plain = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(3), use_cache=False)
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize(
+    "kernel_size, conditioning_channels, global_channels",
+    [(2, 0, 0), (3, 0, 3), (2, 4, 0), (3, 4, 3)],
+    ids=["unconditional", "speaker", "latents", "speaker-and-latents"],
+)
+def test_cached_generation_equals_plain_generation(batch_size, kernel_size, conditioning_channels, global_channels):
+    torch.manual_seed(0)
+    net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, kernel_size=kernel_size,
+                  conditioning_channels=conditioning_channels, conditioning_hop=4, global_channels=global_channels)
+    generator = torch.Generator().manual_seed(1)
+    conditioning = torch.randn(batch_size, 4, 20, generator=generator) if conditioning_channels else None
+    speaker = torch.randn(batch_size, 3, generator=generator) if global_channels else None
+    cached = net.generate(batch_size, 80, conditioning, speaker, generator=torch.Generator().manual_seed(3))
+    plain = net.generate(batch_size, 80, conditioning, speaker, generator=torch.Generator().manual_seed(3),
+                         use_cache=False)
     assert net.receptive_field < 80  # the plain sampler's window slides
     assert torch.equal(cached, plain)
     assert len(cached.unique()) > 10
+
+
+def test_cached_generation_on_two_threads_equals_plain_generation(monkeypatch):
+    """The thread policy (forced on for this small network) moves steps between thread counts; the samples do not
+    change."""
+    import hf_vqvae.layers.wavenet as wavenet
+
+    monkeypatch.setattr(wavenet, "SINGLE_THREAD_STEP_MACS", 0)
+    torch.manual_seed(0)
+    net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, conditioning_channels=4, conditioning_hop=4)
+    conditioning = torch.randn(4, 4, 10, generator=torch.Generator().manual_seed(1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cached = net.generate(4, 40, conditioning, generator=torch.Generator().manual_seed(3))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    plain = net.generate(4, 40, conditioning, generator=torch.Generator().manual_seed(3), use_cache=False)
+    assert torch.equal(cached, plain)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -88,7 +117,9 @@ def test_generation_draws_from_the_teacher_forced_logits(monkeypatch, use_cache)
                   conditioning_hop=4, global_channels=3)
     conditioning, speaker = torch.randn(2, 4, 20), torch.randn(2, 3)
     recorded, draw = [], wavenet.draw_from_logits
-    monkeypatch.setattr(wavenet, "draw_from_logits", lambda logits, *args: recorded.append(logits) or draw(logits, *args))
+    # Cloned: the cached generator hands the draw the same logits buffer at every step.
+    record = lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)  # noqa: E731
+    monkeypatch.setattr(wavenet, "draw_from_logits", record)
     samples = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
     with torch.no_grad():
         teacher_forced = net(samples, conditioning, speaker)

@@ -82,12 +82,13 @@ def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder():
         assert model.get_parameter(name).grad.abs().sum() > 0, name
 
 
-def test_cached_sampling_equals_plain_sampling_and_follows_the_latents():
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_cached_sampling_equals_plain_sampling_and_follows_the_latents(batch_size):
     model = tiny_stage2(input_grid_height=5, input_grid_width=6, decoder_kernel_size=5).eval()
-    latents = torch.randint(0, 8, (3, 3, 1))
+    latents = torch.randint(0, 8, (batch_size, 3, 1), generator=seeded(batch_size))
     cached = model.sample(latents, generator=seeded(3))
     plain = model.sample(latents, generator=seeded(3), use_cache=False)
-    assert cached.shape == (3, 5, 6) and torch.equal(cached, plain)
+    assert cached.shape == (batch_size, 5, 6) and torch.equal(cached, plain)
     # An untrained decoder barely listens to its latents: amplify the conditioning map so that other latents
     # move the logits by more than the gap between CDF boundaries.
     with torch.no_grad():

@@ -145,15 +145,16 @@ def sample_recording_logits(model, use_cache, **kwargs):
     return codes, torch.stack(recorded, dim=-1)  # (batch, K, positions in raster order)
 
 
+@pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("num_classes, kernel_size", [(0, 5), (3, 3)])
-def test_cached_and_plain_sampling_draw_the_same_codes(num_classes, kernel_size):
+def test_cached_and_plain_sampling_draw_the_same_codes(batch_size, num_classes, kernel_size):
     model = tiny_model(num_classes=num_classes, kernel_size=kernel_size)
-    class_labels = torch.tensor([2, 0, 1, 2]) if num_classes else None
+    class_labels = torch.tensor([2, 0, 1, 2])[:batch_size] if num_classes else None
     for temperature in (1.0, 0.5):
-        kwargs = dict(batch_size=4, class_labels=class_labels, temperature=temperature)
+        kwargs = dict(batch_size=batch_size, class_labels=class_labels, temperature=temperature)
         cached, cached_logits = sample_recording_logits(model, True, generator=seeded(3), **kwargs)
         plain, plain_logits = sample_recording_logits(model, False, generator=seeded(3), **kwargs)
-        assert cached.dtype == torch.long and cached.shape == (4, 5, 6)
+        assert cached.dtype == torch.long and cached.shape == (batch_size, 5, 6)
         assert torch.equal(cached, plain)
         # The incremental computation reproduces the full network, step by step.
         assert torch.allclose(cached_logits, plain_logits, atol=1e-5)

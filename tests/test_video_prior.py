@@ -82,13 +82,14 @@ def test_an_action_changes_the_frame_it_leads_to_never_an_earlier_one(prior):
     assert not torch.equal(first[:, 2:], second[:, 2:])
 
 
-def test_cached_generation_equals_plain_generation(prior):
-    codes, _ = random_sequence(frames=3)
-    actions = torch.tensor([[0, 1, 2], [2, 2, 0]])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_cached_generation_equals_plain_generation(prior, batch_size):
+    codes, _ = random_sequence(frames=3, batch=batch_size)
+    actions = torch.tensor([[0, 1, 2], [2, 2, 0], [1, 0, 1], [2, 1, 0]])[:batch_size]
     progress = []
     cached = prior.sample(codes, actions, generator=torch.Generator().manual_seed(7), progress_callback=lambda d, t: progress.append((d, t)))
     plain = prior.sample(codes, actions, generator=torch.Generator().manual_seed(7), use_cache=False)
-    assert cached.shape == (2, 3, 4, 4) and torch.equal(cached, plain)
+    assert cached.shape == (batch_size, 3, 4, 4) and torch.equal(cached, plain)
     assert progress == [(rows, 12) for rows in range(1, 13)]
     # Only the last context_frames frames count: a longer context with the same last frames gives the same frames.
     longer = torch.cat([torch.zeros_like(codes[:, :2]), codes], dim=1)

@@ -41,12 +41,13 @@ SINGLE_THREAD_STEP_MACS = 4_000_000
 
 
 class ThreadPolicy:
-    """How many threads the vertical stack's products run on. Threads that wait for a core on a busy machine stall
-    each other at every synchronisation (measured here: one layer's product of a row three to ten times slower at two
-    threads than at one), so the count is chosen by trial, on units of identical work: one layer's vertical stack at
-    one row. With more than one thread allowed, unit 0 runs on one thread (a warm-up), unit 1 on one and unit 2 on all
-    of them; the faster count runs the rest, and a later unit on several threads that takes over 1.5 times the
-    one-thread unit (the machine got busier) moves the rest to one. A bad trial costs one unit, not a row."""
+    """How many threads a sampler's products run on. Threads that wait for a core on a busy machine stall each other
+    at every synchronisation (measured here: one layer's product of a row three to ten times slower at two threads than
+    at one), so the count is chosen by trial, on units of identical work: one layer's vertical stack at one row here,
+    one generated sample in the WaveNet's generator. With more than one thread allowed, unit 0 runs on one thread (a
+    warm-up), unit 1 on one and unit 2 on all of them; the faster count runs the rest, and a later unit on several
+    threads that takes over 1.5 times the one-thread unit (the machine got busier) moves the rest to one. A bad trial
+    costs one unit, not a row."""
 
     def __init__(self, threads: int):
         self.threads = threads
@@ -133,8 +134,11 @@ class CachedGatedPixelCNNSampler:
             self.horizontal_weights.append(horizontal.t())
             if layer.horizontal_residual is not None:
                 self.residual_weights.append(with_bias(layer.horizontal_residual))
-        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias after its weights.
-        self.skip_weight = torch.cat([with_bias(layer.skip) for layer in layers])
+        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias after its weights,
+        # stored as the transpose of a row-major matrix like every other weight here: at batch 1 the product then reads
+        # each output's weights as one run (measured: up to half the time of the row-major layout once the matrix
+        # outgrows the cache).
+        self.skip_weight = torch.cat([with_bias(layer.skip).t() for layer in layers], dim=1).t()
         self.output_hidden = (matrix(pixelcnn.output_hidden), pixelcnn.output_hidden.bias)
         self.output_logits = (matrix(pixelcnn.output_logits), pixelcnn.output_logits.bias)
         skip_channels = self.skip_weight.shape[1]

@@ -14,12 +14,14 @@ rather than one per sample.
 """
 
 from collections.abc import Callable
+from time import perf_counter
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .gated_pixelcnn import gate
+from .gated_pixelcnn_sampler import SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
 from .sampling import draw_from_logits
 
 
@@ -177,116 +179,204 @@ class WaveNet(nn.Module):
         on nothing earlier, and inside the window every value it depends on is computed from inputs in the window."""
         device = self.input_embedding.weight.device
         samples = torch.zeros(batch_size, length, dtype=torch.long, device=device)
-        hop = self.conditioning_hop
         gate_biases = self.gate_biases(conditioning, global_conditioning)
         for time in range(length):
-            start = max(0, time + 1 - self.receptive_field)
-            # The window's first input is the embedding of the sample before it (zeros at the very start).
-            hidden = self.embed(samples[:, max(0, start - 1) : time + 1])
-            if start:
-                hidden = hidden[:, :, 1:]
-            skips = 0
-            for block, bias in zip(self.blocks, gate_biases):
-                if bias is not None and bias.shape[-1] > 1:
-                    first_frame = start // hop
-                    bias = bias[..., first_frame : time // hop + 1].repeat_interleave(hop, dim=-1)
-                    bias = bias[..., start - first_frame * hop :][..., : time + 1 - start]
-                hidden, skip = block(hidden, bias)
-                skips = skips + skip
-            logits = self.output_logits(F.relu(self.output_hidden(F.relu(skips[:, :, -1:]))))[:, :, 0]
-            samples[:, time] = draw_from_logits(logits, temperature, generator)
+            samples[:, time] = draw_from_logits(self.plain_step(samples, time, gate_biases), temperature, generator)
             _report(progress_callback, time + 1, length)
         return samples
+
+    def plain_step(self, samples: torch.LongTensor, time: int, gate_biases: list) -> torch.Tensor:
+        """The plain generator's step: the (batch, num_classes) logits at `time` of `samples` (batch, >= time), from
+        the whole network over the `receptive_field` samples before it. `gate_biases` are `gate_biases(...)`'s."""
+        hop = self.conditioning_hop
+        start = max(0, time + 1 - self.receptive_field)
+        # The window's first input is the embedding of the sample before it (zeros at the very start).
+        hidden = self.embed(samples[:, max(0, start - 1) : time + 1])
+        if start:
+            hidden = hidden[:, :, 1:]
+        skips = 0
+        for block, bias in zip(self.blocks, gate_biases):
+            if bias is not None and bias.shape[-1] > 1:
+                first_frame = start // hop
+                bias = bias[..., first_frame : time // hop + 1].repeat_interleave(hop, dim=-1)
+                bias = bias[..., start - first_frame * hop :][..., : time + 1 - start]
+            hidden, skip = block(hidden, bias)
+            skips = skips + skip
+        return self.output_logits(F.relu(self.output_hidden(F.relu(skips[:, :, -1:]))))[:, :, 0]
 
     def _generate_cached(
         self, batch_size, length, conditioning, global_conditioning, temperature, generator, progress_callback
     ) -> torch.LongTensor:
-        """One position per block per sample, with the work per block cut to a few small operations (on a CPU the
-        cost of a step is the number of operations, not their size; see `CachedBlock`)."""
-        weight = self.input_embedding.weight
-        hop = self.conditioning_hop
-        blocks = [
-            CachedBlock(block, bias, batch_size, length, hop)
-            for block, bias in zip(self.blocks, self.gate_biases(conditioning, global_conditioning))
+        """One position per block per sample (see `CachedWaveNetGenerator`)."""
+        cached = CachedWaveNetGenerator(self, batch_size, length, conditioning, global_conditioning)
+        return cached.generate(temperature, generator, progress_callback)
+
+
+class CachedWaveNetGenerator:
+    """A `WaveNet` prepared for sample-by-sample generation (Paine et al. 2016's queues, rearranged), for one batch
+    size and length; the model must not change meanwhile.
+
+    Instead of keeping past inputs and gathering the kernel's taps, each block's input x_t is multiplied once by every
+    tap's weights: the current tap's product enters the gate at t, the others are added into a queue slot for the times
+    t + j * dilation that will read them. A slot is seeded with the gate bias of its time (convolution bias and
+    conditioning), so that at time t the gate's pre-activation is one product added to one queue slot (one `addmm`).
+    Each block's gated output is written next to a constant 1, so one product gives the residual with its bias, and
+    one product over all blocks' gated outputs gives the summed skips with theirs. Zeros before the start are the
+    zero padding of `forward`.
+
+    On a CPU a step costs the number of tensor operations far more than their size (about five per block here), so
+    every buffer and every view a step touches is made here, once, and the step writes into them with `out=`.
+    """
+
+    def __init__(
+        self,
+        wavenet: WaveNet,
+        batch_size: int,
+        length: int,
+        conditioning: torch.Tensor | None,
+        global_conditioning: torch.Tensor | None,
+    ):
+        self.embedding = wavenet.input_embedding.weight
+        factory = dict(device=self.embedding.device, dtype=self.embedding.dtype)
+        self.batch_size, self.length, self.hop = batch_size, length, wavenet.conditioning_hop
+        blocks = wavenet.blocks
+        num_blocks, residual_channels = len(blocks), self.embedding.shape[1]
+        gate_channels, skip_channels = blocks[0].skip.in_channels, blocks[0].skip.out_channels
+
+        # Block i reads inputs[i] and writes its residual output into inputs[i + 1]; inputs[0] is the embedding of the
+        # previous sample (zeros at t = 0).
+        self.inputs = torch.zeros(num_blocks, batch_size, residual_channels, **factory)
+        # Every block's gated output, then a constant 1 for the residual and skip biases.
+        self.gated = torch.ones(batch_size, num_blocks, gate_channels + 1, **factory)
+        self.flat_gated = self.gated.view(batch_size, num_blocks * (gate_channels + 1))
+        self.pre_activation = torch.empty(batch_size, 2 * gate_channels, **factory)
+        self.content = self.pre_activation[:, :gate_channels]
+        self.blocks = [
+            CachedBlock(block, bias, self.inputs, index, self.gated, batch_size, self.hop)
+            for index, (block, bias) in enumerate(zip(blocks, wavenet.gate_biases(conditioning, global_conditioning)))
         ]
-        # All blocks' skip convolutions as one matrix over their gated outputs (each followed by a 1 for the bias).
-        skip_matrix = torch.cat(
-            [torch.cat([block.skip.weight[:, :, 0], block.skip.bias[:, None]], dim=1) for block in self.blocks], dim=1
-        ).t()
-        gated_outputs = [cached.gated for cached in blocks]
-        samples = torch.zeros(batch_size, length, dtype=torch.long, device=weight.device)
-        hidden = torch.zeros(batch_size, weight.shape[1], device=weight.device, dtype=weight.dtype)
-        for time in range(length):
-            for cached in blocks:
-                hidden = cached.step(hidden, time)
-            skips = torch.cat(gated_outputs, dim=1).mm(skip_matrix)
-            hidden_logits = F.relu(F.linear(F.relu(skips), self.output_hidden.weight[:, :, 0], self.output_hidden.bias))
-            logits = F.linear(hidden_logits, self.output_logits.weight[:, :, 0], self.output_logits.bias)
-            samples[:, time] = draw_from_logits(logits, temperature, generator)
-            hidden = self.input_embedding(samples[:, time])
-            _report(progress_callback, time + 1, length)
+        # All blocks' skip convolutions as one (num_blocks * (gate_channels + 1), skip_channels) matrix, stored as the
+        # transpose of a row-major one: at batch 1 the product then reads every output's weights as one run (measured
+        # here: half the time of the row-major layout once the matrix outgrows the cache).
+        self.skip_matrix = torch.cat([_with_bias(block.skip).t() for block in blocks], dim=1).t()
+        self.output_hidden = (wavenet.output_hidden.weight[:, :, 0].t(), wavenet.output_hidden.bias)
+        self.output_logits = (wavenet.output_logits.weight[:, :, 0].t(), wavenet.output_logits.bias)
+        self.skips = torch.empty(batch_size, skip_channels, **factory)
+        self.hidden = torch.empty(batch_size, skip_channels, **factory)
+        self.logits = torch.empty(batch_size, wavenet.num_classes, **factory)
+        per_block = residual_channels * 2 * gate_channels * blocks[0].kernel_size + gate_channels * (
+            residual_channels + skip_channels
+        )
+        self.step_macs = batch_size * (
+            num_blocks * per_block + skip_channels * (skip_channels + wavenet.num_classes)
+        )
+
+    def step(self, time: int) -> torch.Tensor:
+        """Every block at `time` from the input in `inputs[0]`, then the output layers: the (batch, classes) logits."""
+        for block in self.blocks:
+            block.step(time, self.pre_activation, self.content)
+        torch.mm(self.flat_gated, self.skip_matrix, out=self.skips)
+        self.skips.relu_()
+        torch.addmm(self.output_hidden[1], self.skips, self.output_hidden[0], out=self.hidden)
+        self.hidden.relu_()
+        return torch.addmm(self.output_logits[1], self.hidden, self.output_logits[0], out=self.logits)
+
+    def generate(
+        self,
+        temperature: float,
+        generator: torch.Generator | None,
+        progress_callback: Callable[[int, int], None] | None,
+    ) -> torch.LongTensor:
+        samples = torch.zeros(self.batch_size, self.length, dtype=torch.long, device=self.embedding.device)
+        samples_at = samples.unbind(1)
+        first_inputs = self.inputs[0]
+        threads = torch.get_num_threads()
+        # Small steps run on one thread; larger ones on the count that a trial on the first steps found faster (the
+        # steps are identical units of work), see `ThreadPolicy`.
+        several = threads > 1 and self.embedding.device.type == "cpu" and self.step_macs >= SINGLE_THREAD_STEP_MACS
+        policy = ThreadPolicy(threads if several else 1)
+        running = None
+        try:
+            for time in range(self.length):
+                count = policy.threads_for(time)
+                if count != running:
+                    torch.set_num_threads(count)
+                    running = count
+                start = perf_counter()
+                drawn = draw_from_logits(self.step(time), temperature, generator)
+                policy.record(time, count, perf_counter() - start)
+                samples_at[time].copy_(drawn)
+                torch.index_select(self.embedding, 0, drawn, out=first_inputs)
+                _report(progress_callback, time + 1, self.length)
+        finally:
+            torch.set_num_threads(threads)
         return samples
 
 
+def _with_bias(conv: nn.Conv1d) -> torch.Tensor:
+    """A 1x1 convolution as an (in + 1, out) matrix for inputs followed by a constant 1."""
+    return torch.cat([conv.weight[:, :, 0], conv.bias[:, None]], dim=1).t()
+
+
 class CachedBlock:
-    """A `WaveNetBlock` prepared for sample-by-sample generation (Paine et al. 2016's queues, rearranged).
+    """One `WaveNetBlock` of a `CachedWaveNetGenerator`: its tap products, its queue of gate pre-activations of the
+    next `history` times, and the views of the generator's buffers it reads and writes."""
 
-    Instead of keeping past inputs and gathering the kernel's taps, each input x_t is multiplied once by every tap's
-    weights: the current tap's product enters the gate at t, the others are added into a queue slot for the times
-    t + j * dilation that will read them. A slot is seeded with the gate bias of its time (convolution bias and
-    conditioning), so that at time t the gate's pre-activation is one product plus one queue read. The gated output
-    is written next to a constant 1, so one matrix product gives the residual with its bias (and, for all blocks at
-    once, the skips). Zeros before the start are the zero padding of `forward`.
-
-    On a CPU a step costs the number of tensor operations far more than their size, so every buffer and every view
-    a step touches is made here, once, and the step writes into them with `out=`.
-    """
-
-    def __init__(self, block: WaveNetBlock, gate_bias: torch.Tensor | None, batch_size: int, length: int, hop: int):
+    def __init__(
+        self,
+        block: WaveNetBlock,
+        gate_bias: torch.Tensor | None,
+        inputs: torch.Tensor,
+        index: int,
+        gated: torch.Tensor,
+        batch_size: int,
+        hop: int,
+    ):
         weight = block.dilated_conv.weight  # (2 * gate, residual, kernel)
         factory = dict(device=weight.device, dtype=weight.dtype)
         kernel, channels = block.kernel_size, weight.shape[0]
-        self.dilation, self.history, self.hop = block.dilation, block.history, hop
-        # Taps newest first: x_t reaches the gate at t + j * dilation through the tap kernel - 1 - j.
-        self.tap_matrix = torch.cat([weight[:, :, kernel - 1 - j] for j in range(kernel)]).t().contiguous()
-        self.products = torch.empty(batch_size, kernel * channels, **factory)
-        self.taps = [self.products[:, channels * j : channels * (j + 1)] for j in range(kernel)]
+        self.kernel, self.dilation, self.history, self.hop = kernel, block.dilation, block.history, hop
+        # Tap j (newest first) carries x_t to the gate at t + j * dilation: the kernel's column kernel - 1 - j. Every
+        # matrix is the transpose of a row-major (out, in) one, like the skips' below: a column of the kernel is strided
+        # in both dimensions, and a matrix product would copy it at every call.
+        self.current_tap = weight[:, :, kernel - 1].contiguous().t()
+        self.future_taps = torch.cat([weight[:, :, kernel - 1 - j] for j in range(1, kernel)]).t()
+        self.products = torch.empty(batch_size, (kernel - 1) * channels, **factory)
+        self.future_products = [self.products[:, channels * j : channels * (j + 1)] for j in range(kernel - 1)]
         # (frames, batch, 2 * gate): the per-time bias, one frame per `hop` samples, or one frame for all times.
         bias = block.dilated_conv.bias[None, None, :].expand(1, batch_size, -1)
         if gate_bias is not None:
             bias = bias + (gate_bias.permute(2, 0, 1) if gate_bias.shape[-1] > 1 else gate_bias[:, :, 0][None])
         self.bias_frames = list(bias.contiguous().unbind(0))
-        self.queue = torch.stack([self.bias_at(time) for time in range(self.history)])
-        self.slots = list(self.queue.unbind(0))
-        self.pre_activation = torch.empty(batch_size, channels, **factory)
-        self.content, self.gate = self.pre_activation.chunk(2, dim=1)
-        self.content_tanh = torch.empty(batch_size, channels // 2, **factory)
-        self.gate_sigmoid = torch.empty(batch_size, channels // 2, **factory)
-        self.gated = torch.ones(batch_size, channels // 2 + 1, **factory)
-        self.gated_values = self.gated[:, :-1]
-        self.residual_matrix = None
+        self.slots = list(torch.stack([self.bias_at(time) for time in range(self.history)]).unbind(0))
+        self.input = inputs[index]
+        self.gated = gated[:, index, :-1]
+        self.gated_with_one = gated[:, index]
+        self.residual = None
         if block.residual is not None:
-            self.residual_matrix = torch.cat([block.residual.weight[:, :, 0], block.residual.bias[:, None]], dim=1).t()
+            self.residual = (_with_bias(block.residual), inputs[index + 1])
 
     def bias_at(self, time: int) -> torch.Tensor:
         return self.bias_frames[min(time // self.hop, len(self.bias_frames) - 1)]
 
-    def step(self, hidden: torch.Tensor, time: int) -> torch.Tensor:
-        """The block's residual output at `time` from its input `hidden` (batch, residual_channels); the gated output
-        is left in `self.gated`."""
-        torch.mm(hidden, self.tap_matrix, out=self.products)
-        slot = time % self.history
-        torch.add(self.taps[0], self.slots[slot], out=self.pre_activation)
-        # The slot now serves time + history, reached by the oldest tap.
-        torch.add(self.taps[-1], self.bias_at(time + self.history), out=self.slots[slot])
-        for j in range(1, len(self.taps) - 1):
-            self.slots[(time + j * self.dilation) % self.history].add_(self.taps[j])
-        torch.tanh(self.content, out=self.content_tanh)
-        torch.sigmoid(self.gate, out=self.gate_sigmoid)
-        torch.mul(self.content_tanh, self.gate_sigmoid, out=self.gated_values)
-        if self.residual_matrix is None:
-            return hidden
-        return torch.addmm(hidden, self.gated, self.residual_matrix)
+    def step(self, time: int, pre_activation: torch.Tensor, content: torch.Tensor) -> None:
+        """The block at `time`: its gated output into the generator's `gated`, its residual output into the next
+        block's input. `pre_activation` is scratch space, `content` its first half."""
+        slot = self.slots[time % self.history]
+        torch.addmm(slot, self.input, self.current_tap, out=pre_activation)
+        # The slot now serves time + history, reached by the oldest tap; middle taps add into the slots between.
+        if self.kernel == 2:
+            torch.addmm(self.bias_at(time + self.history), self.input, self.future_taps, out=slot)
+        else:
+            torch.mm(self.input, self.future_taps, out=self.products)
+            torch.add(self.future_products[-1], self.bias_at(time + self.history), out=slot)
+            for j in range(1, self.kernel - 1):
+                self.slots[(time + j * self.dilation) % self.history].add_(self.future_products[j - 1])
+        content.tanh_()
+        glu(pre_activation, 1, out=self.gated)
+        if self.residual is not None:
+            residual_matrix, next_input = self.residual
+            torch.addmm(self.input, self.gated_with_one, residual_matrix, out=next_input)
 
 
 def _report(progress_callback, done: int, total: int) -> None:
