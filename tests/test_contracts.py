@@ -445,7 +445,9 @@ def test_a_damaged_safetensors_file_is_named(tmp_path, pipeline):
         VQVAEPipeline.from_pretrained(tmp_path)
 
 
-def test_a_local_path_that_does_not_exist_is_named_as_a_missing_folder(offline_hub, tmp_path):
+def test_a_local_path_that_does_not_exist_is_named_as_a_missing_folder(offline_hub, tmp_path, monkeypatch):
+    # From an empty folder: the README's quick start leaves an `outputs/vqvae` in the checkout.
+    monkeypatch.chdir(tmp_path)
     missing = tmp_path / "no-such-run"
     for load in (VQVAEPipeline.from_pretrained, VQVAEModel.from_pretrained, load_vqvae):
         with pytest.raises(FileNotFoundError, match=rf"the folder '{missing}' does not exist"):
