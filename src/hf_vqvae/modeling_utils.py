@@ -1,5 +1,6 @@
 """What every hf-vqvae model shares: strict checkpoint loading and a push with a model card."""
 
+import math
 import os
 import re
 from pathlib import Path
@@ -7,10 +8,13 @@ from pathlib import Path
 import torch
 from huggingface_hub import ModelCard
 from safetensors import SafetensorError
+from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import logging
 
 from .hub import push_with_card
+from .quantization.vector_quantizer import VectorQuantizer
 from .loading import check_local_path_exists, damaged_weights_error, missing_folder_error, non_finite_tensors
 
 
@@ -58,6 +62,20 @@ class HubPreTrainedModel(PreTrainedModel):
 
     def model_card(self, repo_id: str, **card_fields) -> ModelCard:
         raise NotImplementedError
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """PyTorch's own initialisation of every model's layers (transformers' N(0, 0.02) starves deep ReLU and
+        gated stacks), through the helpers that leave loaded tensors alone; the quantizer's state from itself."""
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(module.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+        elif isinstance(module, VectorQuantizer):
+            module.initialize_state()
 
     def _get_dtype_plan(self, dtype) -> dict:
         """transformers casts every tensor under a `_keep_in_fp32_modules(_strict)` module to fp32 when

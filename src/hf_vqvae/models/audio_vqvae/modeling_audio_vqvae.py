@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...hub import audio_vqvae_model_card
@@ -143,19 +142,6 @@ class AudioVQVAEPreTrainedModel(HubPreTrainedModel):
     input_modalities = ("audio",)
     # Nearest-neighbour search and EMA statistics stay fp32 when loading with dtype=bf16/fp16.
     _keep_in_fp32_modules_strict = ["quantizer"]
-
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Conv1d, nn.Linear)):
-            # PyTorch's default init (the base class's N(0, 0.02) starves deep ReLU and gated stacks).
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(module.weight)
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=1.0)
-        elif isinstance(module, VectorQuantizer):
-            module.initialize_state()
 
 
 class AudioVQVAEModel(AudioVQVAEPreTrainedModel):

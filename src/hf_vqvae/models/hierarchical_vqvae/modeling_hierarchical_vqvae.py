@@ -16,14 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...hub import hierarchical_vqvae_model_card
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...modeling_utils import HubPreTrainedModel
 from ...quantization.vector_quantizer import VectorQuantizer
-from ..vqvae.modeling_vqvae import VQVAEPreTrainedModel
 from .configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 
 
@@ -129,16 +127,6 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
             config.decoder_kernel_size, config.decoder_skip_channels, conditioning_channels=config.conditioning_channels,
         )
         self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=1.0)
-        elif isinstance(module, nn.Linear):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            init.uniform_(module.bias, -1 / math.sqrt(module.in_features), 1 / math.sqrt(module.in_features))
-        else:
-            # Convolutions and the quantizer's state start as in the stage-1 VQ-VAE.
-            VQVAEPreTrainedModel._init_weights(self, module)
 
     def model_card(self, repo_id: str, **card_fields):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...layers.gated_pixelcnn import GatedPixelCNN
@@ -87,15 +86,6 @@ class PixelCNNPriorModel(HubPreTrainedModel):
             num_classes=config.num_classes,
         )
         self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # PyTorch's own defaults, through the helpers that leave loaded tensors alone.
-        if isinstance(module, nn.Conv2d):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            fan_in = module.weight[0].numel()
-            init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=1.0)
 
     def get_input_embeddings(self) -> nn.Embedding:
         """The code embedding (one row per code), what transformers and PEFT call the input embeddings."""

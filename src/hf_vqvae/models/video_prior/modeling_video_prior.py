@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...hub import video_prior_model_card
@@ -89,15 +88,6 @@ class VideoPriorModel(HubPreTrainedModel):
             conditioning_channels=config.conditioning_channels,
         )
         self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # PyTorch's own defaults, through the helpers that leave loaded tensors alone.
-        if isinstance(module, nn.Conv2d):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            fan_in = module.weight[0].numel()
-            init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=1.0)
 
     def model_card(self, repo_id: str, **card_fields):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
-from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
@@ -159,16 +158,6 @@ class VQVAEPreTrainedModel(HubPreTrainedModel):
     supports_gradient_checkpointing = True
     # Nearest-neighbour search and EMA statistics stay fp32 when loading with dtype=bf16/fp16.
     _keep_in_fp32_modules_strict = ["quantizer"]
-
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            # PyTorch's default convolution init (the base class's N(0, 0.02) starves a deep ReLU stack).
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(module.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, VectorQuantizer):
-            module.initialize_state()
 
 
 class VQVAEModel(VQVAEPreTrainedModel):
