@@ -404,18 +404,16 @@ def example_rng(seed: int, *position: int) -> np.random.Generator:
     return np.random.default_rng([seed, *position])
 
 
-class TrainingImages(torch.utils.data.Dataset):
-    """A map-style data set of augmented training examples (`pixel_values`, optional `labels`).
+class SeededExamples(torch.utils.data.Dataset):
+    """A map-style data set of training examples: row `index` decoded (`decode`, which raises `unreadable_error`)
+    and made an example (`example`) with the random choices (crop, flip) drawn from (seed, epoch, index). Call
+    `set_epoch` before each epoch (`DataLoaderShard.set_epoch` does). Images and speech say only how a row decodes
+    and becomes an example; `StreamingExamples` streams the same examples."""
 
-    Call `set_epoch` before each epoch (`DataLoaderShard.set_epoch` does): the crop and flip of
-    example `index` are drawn from (seed, epoch, index).
-    """
+    unreadable_error: type[Exception] = UnreadableImageError
 
-    def __init__(self, dataset: Dataset, image_column: str, transform: ImageTransform, seed: int, label_column: str | None = None):
+    def __init__(self, dataset: Dataset | IterableDataset, seed: int):
         self.dataset = dataset
-        self.image_column = image_column
-        self.label_column = label_column
-        self.transform = transform
         self.seed = seed
         self.epoch = 0
 
@@ -427,32 +425,10 @@ class TrainingImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.dataset[int(index)]
-        example = {"pixel_values": self.transform(decode_image(row[self.image_column]), example_rng(self.seed, self.epoch, index))}
-        if self.label_column is not None:
-            example["labels"] = row[self.label_column]
-        return example
+        return self.example(self.decode(row), row, example_rng(self.seed, self.epoch, index))
 
-
-class StreamingExamples(torch.utils.data.IterableDataset):
-    """Training examples from a streamed data set, skipping (and counting) rows that fail to decode; the random
-    choices of each example come from (seed, epoch, worker, position). `datasets` splits the stream's shards among
-    the loader's workers by itself. A subclass says how a row decodes (`decode`, raising `unreadable_error`) and
-    becomes an example (`example`); images and speech stream through here."""
-
-    unreadable_error: type[Exception] = UnreadableImageError
-
-    def __init__(self, dataset: IterableDataset, seed: int, max_unreadable_fraction: float = 0.01):
-        self.dataset = dataset
-        self.seed = seed
-        self.max_unreadable_fraction = max_unreadable_fraction
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.set_epoch(epoch)
-
-    def unreadable_counter(self) -> "UnreadableImageCounter":
-        return UnreadableImageCounter(self.max_unreadable_fraction)
+    def unreadable_counter(self, max_fraction: float) -> "UnreadableImageCounter":
+        return UnreadableImageCounter(max_fraction)
 
     def decode(self, row: dict):
         raise NotImplementedError
@@ -460,34 +436,44 @@ class StreamingExamples(torch.utils.data.IterableDataset):
     def example(self, decoded, row: dict, rng: np.random.Generator) -> dict:
         raise NotImplementedError
 
+
+class StreamingExamples(torch.utils.data.IterableDataset):
+    """The examples of a `SeededExamples` over a streamed data set, skipping (and counting) rows that fail to
+    decode; the random choices of each come from (seed, epoch, worker, position). `datasets` splits the stream's
+    shards among the loader's workers by itself."""
+
+    def __init__(self, examples: SeededExamples, max_unreadable_fraction: float = 0.01):
+        self.examples = examples
+        self.max_unreadable_fraction = max_unreadable_fraction
+
+    def set_epoch(self, epoch: int) -> None:
+        self.examples.set_epoch(epoch)
+        self.examples.dataset.set_epoch(epoch)
+
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         worker_id = worker.id if worker is not None else 0
-        counter = self.unreadable_counter()
-        for position, row in enumerate(self.dataset):
+        examples = self.examples
+        counter = examples.unreadable_counter(self.max_unreadable_fraction)
+        for position, row in enumerate(examples.dataset):
             try:
-                decoded = self.decode(row)
-            except self.unreadable_error as error:
+                decoded = examples.decode(row)
+            except examples.unreadable_error as error:
                 counter.record(error)
                 continue
             counter.record(None)
-            yield self.example(decoded, row, example_rng(self.seed, self.epoch, worker_id, position))
+            yield examples.example(decoded, row, example_rng(examples.seed, examples.epoch, worker_id, position))
         counter.check()
 
 
-class StreamingTrainingImages(StreamingExamples):
-    """Augmented training examples (`pixel_values`, optional `labels`) from a streamed data set."""
+class TrainingImages(SeededExamples):
+    """Augmented training examples (`pixel_values`, optional `labels`) of an image data set."""
 
     def __init__(
-        self,
-        dataset: IterableDataset,
-        image_column: str,
-        transform: ImageTransform,
-        seed: int,
+        self, dataset: Dataset | IterableDataset, image_column: str, transform: ImageTransform, seed: int,
         label_column: str | None = None,
-        max_unreadable_fraction: float = 0.01,
     ):
-        super().__init__(dataset, seed, max_unreadable_fraction)
+        super().__init__(dataset, seed)
         self.image_column = image_column
         self.label_column = label_column
         self.transform = transform
@@ -500,6 +486,21 @@ class StreamingTrainingImages(StreamingExamples):
         if self.label_column is not None:
             example["labels"] = row[self.label_column]
         return example
+
+
+class StreamingTrainingImages(StreamingExamples):
+    """`TrainingImages` of a streamed data set."""
+
+    def __init__(
+        self,
+        dataset: IterableDataset,
+        image_column: str,
+        transform: ImageTransform,
+        seed: int,
+        label_column: str | None = None,
+        max_unreadable_fraction: float = 0.01,
+    ):
+        super().__init__(TrainingImages(dataset, image_column, transform, seed, label_column), max_unreadable_fraction)
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):

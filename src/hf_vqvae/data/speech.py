@@ -44,9 +44,9 @@ from .images import (
     STREAM_SHARDS,
     VALIDATION_SPLIT_NAMES,
     EpochShuffleSampler,
+    SeededExamples,
     StreamingExamples,
     UnreadableImageCounter,
-    example_rng,
     load_named_dataset,
     training_and_validation_splits,
 )
@@ -467,55 +467,42 @@ def random_crop(waveform: np.ndarray, length: int, rng: np.random.Generator | No
     return waveform[start : start + length]
 
 
-class TrainingSpeech(torch.utils.data.Dataset):
-    """A map-style data set of training crops (`input_values`, optional `speaker_ids`); the crop of example
-    `index` is drawn from (seed, epoch, index). Call `set_epoch` before each epoch."""
-
-    def __init__(self, dataset: Dataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int, seed: int, sampling_rate: int):
-        self.dataset = dataset
-        self.audio_column = audio_column
-        self.speaker_ids = speaker_ids
-        self.segment_length = segment_length
-        self.seed = seed
-        self.sampling_rate = sampling_rate
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        row = self.dataset[int(index)]
-        waveform = decode_audio(row[self.audio_column], self.sampling_rate)
-        crop = random_crop(waveform, self.segment_length, example_rng(self.seed, self.epoch, index))
-        return speech_example(crop, self.speaker_ids(row))
-
-
-class StreamingTrainingSpeech(StreamingExamples):
-    """Training crops (`input_values`, optional `speaker_ids`) from a streamed data set."""
+class TrainingSpeech(SeededExamples):
+    """Training crops (`input_values`, optional `speaker_ids`) of a speech data set; the crop of example `index`
+    is drawn from (seed, epoch, index)."""
 
     unreadable_error = UnreadableAudioError
 
     def __init__(
-        self, dataset: IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int, seed: int,
-        sampling_rate: int, max_unreadable_fraction: float = 0.01,
+        self, dataset: Dataset | IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int,
+        seed: int, sampling_rate: int,
     ):
-        super().__init__(dataset, seed, max_unreadable_fraction)
+        super().__init__(dataset, seed)
         self.audio_column = audio_column
         self.speaker_ids = speaker_ids
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
 
-    def unreadable_counter(self) -> UnreadableImageCounter:
-        return audio_counter(self.max_unreadable_fraction)
+    def unreadable_counter(self, max_fraction: float) -> UnreadableImageCounter:
+        return audio_counter(max_fraction)
 
     def decode(self, row: dict) -> np.ndarray:
         return decode_audio(row[self.audio_column], self.sampling_rate)
 
     def example(self, waveform: np.ndarray, row: dict, rng: np.random.Generator) -> dict:
         return speech_example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
+
+
+class StreamingTrainingSpeech(StreamingExamples):
+    """`TrainingSpeech` of a streamed data set."""
+
+    def __init__(
+        self, dataset: IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int, seed: int,
+        sampling_rate: int, max_unreadable_fraction: float = 0.01,
+    ):
+        super().__init__(
+            TrainingSpeech(dataset, audio_column, speaker_ids, segment_length, seed, sampling_rate), max_unreadable_fraction
+        )
 
 
 def speech_example(crop: np.ndarray, speaker_id: int | None) -> dict:
