@@ -344,28 +344,33 @@ class UnreadableImageCounter:
             )
 
 
-def drop_unreadable_images(dataset: Dataset, image_column: str, max_fraction: float) -> Dataset:
-    """The images of `dataset` that decode; warns with the count of those skipped and raises
-    `TooManyUnreadableImagesError` when more than `max_fraction` of them fail."""
+def drop_unreadable(dataset: Dataset, column: str, decode, unreadable_error: type[Exception], counter: "UnreadableImageCounter") -> Dataset:
+    """The rows of `dataset` whose `column` decodes (`decode` raises `unreadable_error` otherwise); warns with the
+    count of those skipped and raises `TooManyUnreadableImagesError` when `counter` allows fewer. Images and speech
+    check their data sets here."""
 
     def readable(values):
         flags = []
         for value in values:
             try:
-                decode_image(value)
+                decode(value)
                 flags.append(True)
-            except UnreadableImageError as error:
-                logger.warning("skipping an unreadable image: %s", error)
+            except unreadable_error as error:
+                logger.warning("skipping an unreadable %s: %s", counter.kind, error)
                 flags.append(False)
         return flags
 
-    kept = dataset.filter(readable, input_columns=[image_column], batched=True, desc="checking images")
-    counter = UnreadableImageCounter(max_fraction)
+    kept = dataset.filter(readable, input_columns=[column], batched=True, desc=f"checking {counter.kind}s")
     counter.seen, counter.unreadable = len(dataset), len(dataset) - len(kept)
     if counter.unreadable:
-        logger.warning("skipped %s unreadable images of %s", counter.unreadable, counter.seen)
+        logger.warning("skipped %s unreadable %ss of %s", counter.unreadable, counter.kind, counter.seen)
     counter.check()
     return kept
+
+
+def drop_unreadable_images(dataset: Dataset, image_column: str, max_fraction: float) -> Dataset:
+    """The images of `dataset` that decode (`drop_unreadable`)."""
+    return drop_unreadable(dataset, image_column, decode_image, UnreadableImageError, UnreadableImageCounter(max_fraction))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from .images import (
     SeededExamples,
     StreamingExamples,
     UnreadableImageCounter,
+    drop_unreadable,
     load_named_dataset,
     training_and_validation_splits,
 )
@@ -526,27 +527,10 @@ def audio_counter(max_fraction: float) -> UnreadableImageCounter:
 
 
 def drop_unreadable_audio(dataset: Dataset, audio_column: str, max_fraction: float, sampling_rate: int) -> Dataset:
-    """The clips of `dataset` that decode; warns with the count of those skipped and raises
-    `TooManyUnreadableImagesError` (the shared counter's error) when more than `max_fraction` fail."""
-
-    def readable(values):
-        flags = []
-        for value in values:
-            try:
-                decode_audio(value, sampling_rate)
-                flags.append(True)
-            except UnreadableAudioError as error:
-                logger.warning("skipping an unreadable audio clip: %s", error)
-                flags.append(False)
-        return flags
-
-    kept = dataset.filter(readable, input_columns=[audio_column], batched=True, desc="checking audio")
-    counter = audio_counter(max_fraction)
-    counter.seen, counter.unreadable = len(dataset), len(dataset) - len(kept)
-    if counter.unreadable:
-        logger.warning("skipped %s unreadable audio clips of %s", counter.unreadable, counter.seen)
-    counter.check()
-    return kept
+    """The clips of `dataset` that decode (`data.images.drop_unreadable`)."""
+    return drop_unreadable(
+        dataset, audio_column, lambda value: decode_audio(value, sampling_rate), UnreadableAudioError, audio_counter(max_fraction)
+    )
 
 
 def speech_dataloader(
