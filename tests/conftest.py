@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from hf_vqvae import VQVAEConfig, VQVAEModel
+from hf_vqvae.layers import fused_steps, gated_pixelcnn, wavenet
 
 
 TINY_VQVAE = dict(
@@ -17,6 +18,35 @@ def _single_thread_and_seed():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["fused", "eager"])
+def sampler_step(request, monkeypatch) -> str:
+    """Runs a test with the cached samplers' compiled step and again with their eager step (`layers.fused_steps`)."""
+    if request.param == "fused" and fused_steps.load_library() is None:
+        pytest.skip("no C++ compiler here: the cached samplers run their eager step only")
+    monkeypatch.setenv(fused_steps.DISABLE_VARIABLE, "1" if request.param == "fused" else "0")
+    return request.param
+
+
+def record_drawn_logits(monkeypatch) -> list[torch.Tensor]:
+    """A list that receives a copy of every (batch, K) logits a sampler draws from, in order, whichever step computed
+    them: the plain samplers', the eager cached ones' or the compiled ones'."""
+    recorded = []
+
+    def recording(draw):
+        return lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)
+
+    for module in (gated_pixelcnn, wavenet):
+        monkeypatch.setattr(module, "draw_from_logits", recording(module.draw_from_logits))
+    compiled_step = fused_steps.FusedStep.__call__
+
+    def recording_step(step, position):
+        compiled_step(step, position)
+        recorded.append(step.logits.clone())
+
+    monkeypatch.setattr(fused_steps.FusedStep, "__call__", recording_step)
+    return recorded
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from hf_vqvae import (
 )
 from hf_vqvae.layers.wavenet import WaveNet, receptive_field
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
+from conftest import record_drawn_logits
 
 
 TINY_AUDIO = dict(
@@ -72,7 +73,9 @@ def test_wavenet_output_depends_only_on_past_samples(kernel_size):
     [(2, 0, 0), (3, 0, 3), (2, 4, 0), (3, 4, 3)],
     ids=["unconditional", "speaker", "latents", "speaker-and-latents"],
 )
-def test_cached_generation_equals_plain_generation(batch_size, kernel_size, conditioning_channels, global_channels):
+def test_cached_generation_equals_plain_generation(
+    batch_size, kernel_size, conditioning_channels, global_channels, sampler_step
+):
     torch.manual_seed(0)
     net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, kernel_size=kernel_size,
                   conditioning_channels=conditioning_channels, conditioning_hop=4, global_channels=global_channels)
@@ -108,18 +111,13 @@ def test_cached_generation_on_two_threads_equals_plain_generation(monkeypatch):
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_generation_draws_from_the_teacher_forced_logits(monkeypatch, use_cache):
+def test_generation_draws_from_the_teacher_forced_logits(monkeypatch, use_cache, sampler_step):
     """Each sample is drawn from the logits `forward` gives the generated sequence at that time (conditioning
     frames and speaker lined up), not merely from the same logits as the other generator."""
-    import hf_vqvae.layers.wavenet as wavenet
-
     net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, kernel_size=3, conditioning_channels=4,
                   conditioning_hop=4, global_channels=3)
     conditioning, speaker = torch.randn(2, 4, 20), torch.randn(2, 3)
-    recorded, draw = [], wavenet.draw_from_logits
-    # Cloned: the cached generator hands the draw the same logits buffer at every step.
-    record = lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)  # noqa: E731
-    monkeypatch.setattr(wavenet, "draw_from_logits", record)
+    recorded = record_drawn_logits(monkeypatch)
     samples = net.generate(2, 80, conditioning, speaker, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
     with torch.no_grad():
         teacher_forced = net(samples, conditioning, speaker)

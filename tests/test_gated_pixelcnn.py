@@ -7,6 +7,8 @@ import torch
 from hf_vqvae.layers.gated_pixelcnn import GatedPixelCNN
 from hf_vqvae.layers.gated_pixelcnn_sampler import ThreadPolicy
 
+from conftest import record_drawn_logits
+
 
 HEIGHT, WIDTH, NUM_CODES = 5, 6, 16
 
@@ -34,15 +36,11 @@ def seeded(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def sample_recording_logits(pixelcnn, use_cache, **kwargs):
-    """Sample, keeping the logits each step hands to the code draw."""
-    recorded = []
-    draw = pixelcnn.draw
-    pixelcnn.draw = lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)
-    try:
-        codes = pixelcnn.sample(height=HEIGHT, width=WIDTH, use_cache=use_cache, **kwargs)
-    finally:
-        del pixelcnn.draw
+def sample_recording_logits(pixelcnn, use_cache, recorded, **kwargs):
+    """Sample, keeping the logits each step draws from; `recorded` is `record_drawn_logits`'s list."""
+    recorded.clear()
+    codes = pixelcnn.sample(height=HEIGHT, width=WIDTH, use_cache=use_cache, **kwargs)
+    assert len(recorded) == HEIGHT * WIDTH
     return codes, torch.stack(recorded, dim=-1)  # (batch, K, positions in raster order)
 
 
@@ -52,12 +50,15 @@ def sample_recording_logits(pixelcnn, use_cache, **kwargs):
     [(0, 0, 3), (3, 0, 5), (0, 2, 3), (3, 2, 7)],
     ids=["unconditional", "class", "conditioning-map", "class-and-map"],
 )
-def test_cached_sampling_draws_what_plain_sampling_draws(batch_size, num_classes, conditioning_channels, kernel_size):
+def test_cached_sampling_draws_what_plain_sampling_draws(
+    batch_size, num_classes, conditioning_channels, kernel_size, sampler_step, monkeypatch
+):
     pixelcnn = tiny_pixelcnn(num_classes, conditioning_channels, kernel_size)
     class_labels, conditioning = conditioning_inputs(batch_size, num_classes, conditioning_channels)
     kwargs = dict(batch_size=batch_size, class_labels=class_labels, conditioning=conditioning, temperature=0.9)
-    cached, cached_logits = sample_recording_logits(pixelcnn, True, generator=seeded(3), **kwargs)
-    plain, plain_logits = sample_recording_logits(pixelcnn, False, generator=seeded(3), **kwargs)
+    recorded = record_drawn_logits(monkeypatch)
+    cached, cached_logits = sample_recording_logits(pixelcnn, True, recorded, generator=seeded(3), **kwargs)
+    plain, plain_logits = sample_recording_logits(pixelcnn, False, recorded, generator=seeded(3), **kwargs)
     assert cached.dtype == torch.long and cached.shape == (batch_size, HEIGHT, WIDTH)
     assert torch.equal(cached, plain)
     assert len(cached.unique()) > 3  # the draws depend on the logits, not on a constant
@@ -66,16 +67,17 @@ def test_cached_sampling_draws_what_plain_sampling_draws(batch_size, num_classes
     assert torch.allclose(cached_logits, teacher_forced.flatten(2), atol=1e-5)
 
 
-def test_cached_sampling_reads_the_conditioning_map_at_each_position():
+def test_cached_sampling_reads_the_conditioning_map_at_each_position(sampler_step, monkeypatch):
     """A map that differs at one position leaves the rows above it alone (the vertical stack carries it to the
     neighbouring columns of its own row) and changes the logits there."""
     pixelcnn = tiny_pixelcnn(conditioning_channels=2)
     _, conditioning = conditioning_inputs(1, 0, 2)
     changed = conditioning.clone()
     changed[:, :, 3, 2] += 5
-    _, logits = sample_recording_logits(pixelcnn, True, batch_size=1, conditioning=conditioning,
-                                            generator=torch.Generator().manual_seed(0))
-    _, changed_logits = sample_recording_logits(pixelcnn, True, batch_size=1, conditioning=changed,
+    recorded = record_drawn_logits(monkeypatch)
+    _, logits = sample_recording_logits(pixelcnn, True, recorded, batch_size=1, conditioning=conditioning,
+                                        generator=torch.Generator().manual_seed(0))
+    _, changed_logits = sample_recording_logits(pixelcnn, True, recorded, batch_size=1, conditioning=changed,
                                                 generator=torch.Generator().manual_seed(0))
     position = 3 * WIDTH + 2
     assert torch.equal(logits[..., : 3 * WIDTH], changed_logits[..., : 3 * WIDTH])

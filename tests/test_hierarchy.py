@@ -83,7 +83,7 @@ def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder():
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_cached_sampling_equals_plain_sampling_and_follows_the_latents(batch_size):
+def test_cached_sampling_equals_plain_sampling_and_follows_the_latents(batch_size, sampler_step):
     model = tiny_stage2(input_grid_height=5, input_grid_width=6, decoder_kernel_size=5).eval()
     latents = torch.randint(0, 8, (batch_size, 3, 1), generator=seeded(batch_size))
     cached = model.sample(latents, generator=seeded(3))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from hf_vqvae.models.pixelcnn_prior.configuration_pixelcnn_prior import PixelCNNPriorConfig
 from hf_vqvae.models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel, PixelCNNPriorOutput
+from conftest import record_drawn_logits
 
 
 def tiny_config(**overrides) -> PixelCNNPriorConfig:
@@ -133,27 +134,23 @@ def test_logits_ignore_codes_at_and_after_their_position():
 # ------------------------------------------------------------------------------------------------- sampling
 
 
-def sample_recording_logits(model, use_cache, **kwargs):
-    """Sample, keeping the logits each step hands to the code draw."""
-    recorded = []
-    draw = model.pixelcnn.draw
-    model.pixelcnn.draw = lambda logits, *args: recorded.append(logits.clone()) or draw(logits, *args)
-    try:
-        codes = model.sample(use_cache=use_cache, **kwargs)
-    finally:
-        del model.pixelcnn.draw
+def sample_recording_logits(model, use_cache, recorded, **kwargs):
+    """Sample, keeping the logits each step draws from; `recorded` is `record_drawn_logits`'s list."""
+    recorded.clear()
+    codes = model.sample(use_cache=use_cache, **kwargs)
     return codes, torch.stack(recorded, dim=-1)  # (batch, K, positions in raster order)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("num_classes, kernel_size", [(0, 5), (3, 3)])
-def test_cached_and_plain_sampling_draw_the_same_codes(batch_size, num_classes, kernel_size):
+def test_cached_and_plain_sampling_draw_the_same_codes(batch_size, num_classes, kernel_size, sampler_step, monkeypatch):
     model = tiny_model(num_classes=num_classes, kernel_size=kernel_size)
     class_labels = torch.tensor([2, 0, 1, 2])[:batch_size] if num_classes else None
+    recorded = record_drawn_logits(monkeypatch)
     for temperature in (1.0, 0.5):
         kwargs = dict(batch_size=batch_size, class_labels=class_labels, temperature=temperature)
-        cached, cached_logits = sample_recording_logits(model, True, generator=seeded(3), **kwargs)
-        plain, plain_logits = sample_recording_logits(model, False, generator=seeded(3), **kwargs)
+        cached, cached_logits = sample_recording_logits(model, True, recorded, generator=seeded(3), **kwargs)
+        plain, plain_logits = sample_recording_logits(model, False, recorded, generator=seeded(3), **kwargs)
         assert cached.dtype == torch.long and cached.shape == (batch_size, 5, 6)
         assert torch.equal(cached, plain)
         # The incremental computation reproduces the full network, step by step.

@@ -83,7 +83,7 @@ def test_an_action_changes_the_frame_it_leads_to_never_an_earlier_one(prior):
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_cached_generation_equals_plain_generation(prior, batch_size):
+def test_cached_generation_equals_plain_generation(prior, batch_size, sampler_step):
     codes, _ = random_sequence(frames=3, batch=batch_size)
     actions = torch.tensor([[0, 1, 2], [2, 2, 0], [1, 0, 1], [2, 1, 0]])[:batch_size]
     progress = []

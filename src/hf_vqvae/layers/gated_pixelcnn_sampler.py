@@ -30,6 +30,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import fused_steps
+from .sampling import uniform_numbers
+
 # The gate, tanh(content) * sigmoid(gate), is `tanh_` on the content half then a gated linear unit (content * sigmoid(
 # gate)) written where the next product reads it: two operations instead of three. `torch._C._nn.glu` is what
 # `F.glu` calls; unlike it, it takes `out=`.
@@ -79,6 +82,34 @@ def _bias_rows(gate_bias: torch.Tensor | None, half: slice, width: int, batch_si
     return gate_bias[:, half].permute(2, 3, 0, 1).expand(-1, width, -1, -1).contiguous()
 
 
+def fused_weights(pixelcnn: nn.Module) -> dict[str, torch.Tensor]:
+    """A `GatedPixelCNN`'s weights as the compiled step reads them: contiguous (inputs, outputs) matrices stacked
+    over layers, each made with one copy (see `fused_steps.prepared_weights`)."""
+    layers = pixelcnn.layers
+
+    def stacked(weights: list[torch.Tensor], *order: int) -> torch.Tensor:
+        return torch.stack(weights).permute(*order).contiguous()
+
+    def with_bias(convs: list[nn.Conv2d]) -> torch.Tensor:  # (layer, in + 1, out) for inputs followed by a 1
+        weights = torch.stack([conv.weight.flatten(1) for conv in convs]).transpose(1, 2)
+        return torch.cat([weights, torch.stack([conv.bias for conv in convs])[:, None]], dim=1)
+
+    residuals = [layer.horizontal_residual for layer in layers if layer.horizontal_residual is not None]
+    return {
+        "embedding": pixelcnn.code_embedding.weight.contiguous(),
+        # (2C, C, taps, kernel) -> (taps, kernel, C, 2C): the im2col's order
+        "vertical": stacked([layer.vertical_conv.weight for layer in layers], 0, 3, 4, 2, 1),
+        "vertical_biases": torch.stack([layer.vertical_conv.bias for layer in layers]),
+        "vertical_to_horizontal": stacked([layer.vertical_to_horizontal.weight.flatten(1) for layer in layers], 0, 2, 1),
+        # (2C, C, taps) -> (taps, C, 2C): a window holds its columns one after the other
+        "horizontal": stacked([layer.horizontal_conv.weight[:, :, 0] for layer in layers], 0, 3, 2, 1),
+        "residual": with_bias(residuals) if residuals else torch.empty(0),
+        "skip": with_bias([layer.skip for layer in layers]).flatten(0, 1),
+        "output_hidden": (pixelcnn.output_hidden.weight.flatten(1).t().contiguous(), pixelcnn.output_hidden.bias),
+        "output_logits": (pixelcnn.output_logits.weight.flatten(1).t().contiguous(), pixelcnn.output_logits.bias),
+    }
+
+
 class CachedGatedPixelCNNSampler:
     """Draws (batch_size, height, width) code grids from a `GatedPixelCNN` in raster order, one call of `sample`.
     Holds the fused weights and every buffer for one grid size and batch; the model must not change meanwhile."""
@@ -94,54 +125,30 @@ class CachedGatedPixelCNNSampler:
     ):
         self.pixelcnn = pixelcnn
         self.batch_size, self.height, self.width = batch_size, height, width
-        embedding = pixelcnn.code_embedding.weight
+        self.embedding = embedding = pixelcnn.code_embedding.weight
         layers = pixelcnn.layers
-        self.embedding = embedding
         channels = embedding.shape[1]
-        half = layers[0].half_kernel
-        taps, kernel = half + 1, 2 * half + 1
-        self.taps = taps
-        num_layers = len(layers)
+        self.half = half = layers[0].half_kernel
+        self.taps, self.kernel = taps, kernel = half + 1, 2 * half + 1
+        self.num_layers = num_layers = len(layers)
         factory = dict(device=embedding.device, dtype=embedding.dtype)
-        self.num_layers = num_layers
+        skip_channels = pixelcnn.output_hidden.in_channels
+
+        # Every layer's gate biases, (layer, rows, column, grid, 2 * channels): rows is the grid's height for a
+        # conditioning map, 1 for a class's bias or none. The horizontal stack's carry its convolution's and the
+        # vertical-to-horizontal convolution's biases too.
         content, gate = slice(0, 2 * channels), slice(2 * channels, 4 * channels)
-
-        # Every product reads its weight as the transpose of a (out, in) matrix: a view of the convolution's weight
-        # where the inputs can be laid out in its order, so that preparing a call copies little.
-        def matrix(conv: nn.Conv2d) -> torch.Tensor:  # (in * kernel positions, out), rows ordered (in, row, column)
-            return conv.weight.flatten(1).t()
-
-        def with_bias(conv: nn.Conv2d) -> torch.Tensor:  # (in + 1, out) for inputs followed by a constant 1
-            return torch.cat([conv.weight.flatten(1), conv.bias[:, None]], dim=1).t()
-
-        self.vertical_weights, self.vertical_biases, self.vertical_to_horizontal = [], [], []
-        self.horizontal_biases, self.vertical_gate_biases = [], []
-        self.horizontal_weights, self.residual_weights = [], []
-        for layer, gate_bias in zip(layers, pixelcnn.gate_biases(class_labels, conditioning)):
-            # The im2col below is channel-last, so that it copies runs of channels rather than single numbers: the
-            # vertical weight's rows are reordered (row, column, in) once per call.
-            vertical = layer.vertical_conv.weight.permute(0, 2, 3, 1).reshape(2 * channels, taps * kernel * channels)
-            self.vertical_weights.append(vertical.t())
-            self.vertical_biases.append(layer.vertical_conv.bias)
-            self.vertical_to_horizontal.append(matrix(layer.vertical_to_horizontal))
-            constant = layer.vertical_to_horizontal.bias + layer.horizontal_conv.bias
-            self.horizontal_biases.append(_bias_rows(gate_bias, gate, width, batch_size, factory) + constant)
-            self.vertical_gate_biases.append(
-                None if gate_bias is None else _bias_rows(gate_bias, content, width, batch_size, factory)
+        gate_biases = list(pixelcnn.gate_biases(class_labels, conditioning))
+        self.horizontal_biases = torch.stack([
+            _bias_rows(gate_bias, gate, width, batch_size, factory)
+            + (layer.vertical_to_horizontal.bias + layer.horizontal_conv.bias)
+            for layer, gate_bias in zip(layers, gate_biases)
+        ])  # fmt: skip
+        self.vertical_gate_biases = None
+        if gate_biases[0] is not None:
+            self.vertical_gate_biases = torch.stack(
+                [_bias_rows(gate_bias, content, width, batch_size, factory) for gate_bias in gate_biases]
             )
-            # A window holds its columns one after the other: rows ordered (column, in), hence the one copy.
-            horizontal = layer.horizontal_conv.weight[:, :, 0].transpose(1, 2).reshape(2 * channels, taps * channels)
-            self.horizontal_weights.append(horizontal.t())
-            if layer.horizontal_residual is not None:
-                self.residual_weights.append(with_bias(layer.horizontal_residual))
-        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias after its weights,
-        # stored as the transpose of a row-major matrix like every other weight here: at batch 1 the product then reads
-        # each output's weights as one run (measured: up to half the time of the row-major layout once the matrix
-        # outgrows the cache).
-        self.skip_weight = torch.cat([with_bias(layer.skip).t() for layer in layers], dim=1).t()
-        self.output_hidden = (matrix(pixelcnn.output_hidden), pixelcnn.output_hidden.bias)
-        self.output_logits = (matrix(pixelcnn.output_logits), pixelcnn.output_logits.bias)
-        skip_channels = self.skip_weight.shape[1]
 
         # Vertical rings: (layer, slot, padded column, grid, channel); the padding columns stay zero.
         padded_width = width + 2 * half
@@ -159,6 +166,72 @@ class CachedGatedPixelCNNSampler:
         self.skips = torch.empty(batch_size, skip_channels, **factory)
         self.hidden = torch.empty(batch_size, skip_channels, **factory)
         self.logits = torch.empty(batch_size, pixelcnn.num_embeddings, **factory)
+        self.codes = torch.zeros(batch_size, height, width, dtype=torch.long, device=embedding.device)
+
+        step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
+        self.step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
+        self.fused = self.fused_step() if fused_steps.usable_for(embedding) else None
+        if self.fused is None:
+            self.prepare_eager()
+
+    def fused_step(self) -> fused_steps.FusedStep:
+        """The compiled row and step (`fused_steps.cpp`) on this sampler's buffers: every operation of a row's vertical
+        stack in one call, and of a position's horizontal stack, output layers and draw in another."""
+        step = fused_steps.FusedStep()
+        self.uniform = torch.empty(self.batch_size, 1, dtype=self.embedding.dtype)
+        weights = fused_steps.prepared_weights(self.pixelcnn, fused_weights)
+        return step.bind(
+            "pixelcnn_step", fused_steps.PixelCNNStep,
+            batch=self.batch_size, channels=self.embedding.shape[1], kernel=self.kernel, layers=self.num_layers,
+            height=self.height, width=self.width, bias_rows=self.horizontal_biases.shape[1],
+            embedding=weights["embedding"], codes=self.codes, rings=self.vertical_rings, columns=self.columns,
+            vertical_weights=weights["vertical"], vertical_biases=weights["vertical_biases"],
+            vertical_gate_biases=self.vertical_gate_biases, vertical_pre_activation=self.vertical_pre_activation,
+            vertical_to_horizontal=weights["vertical_to_horizontal"], horizontal_biases=self.horizontal_biases,
+            to_horizontal=self.to_horizontal, inputs=self.horizontal_inputs, horizontal_weights=weights["horizontal"],
+            residual_weights=weights["residual"], gated=self.gated, pre_activation=self.horizontal_pre_activation,
+            output=step.output_layers(
+                weights["skip"], weights["output_hidden"], weights["output_logits"],
+                (self.skips, self.hidden, self.logits), self.uniform,
+            ),
+        )  # fmt: skip
+
+    def prepare_eager(self) -> None:
+        """The weights and views of the eager row and step (`vertical_row`, `horizontal_step`), where the compiled
+        ones cannot run."""
+        pixelcnn, layers, channels = self.pixelcnn, self.pixelcnn.layers, self.embedding.shape[1]
+        batch_size, width, num_layers = self.batch_size, self.width, self.num_layers
+        half, taps, kernel = self.half, self.taps, self.kernel
+
+        # Every product reads its weight as the transpose of a (out, in) matrix: a view of the convolution's weight
+        # where the inputs can be laid out in its order, so that preparing a call copies little.
+        def matrix(conv: nn.Conv2d) -> torch.Tensor:  # (in * kernel positions, out), rows ordered (in, row, column)
+            return conv.weight.flatten(1).t()
+
+        def with_bias(conv: nn.Conv2d) -> torch.Tensor:  # (in + 1, out) for inputs followed by a constant 1
+            return torch.cat([conv.weight.flatten(1), conv.bias[:, None]], dim=1).t()
+
+        self.vertical_weights, self.vertical_biases, self.vertical_to_horizontal = [], [], []
+        self.horizontal_weights, self.residual_weights = [], []
+        for layer in layers:
+            # The im2col below is channel-last, so that it copies runs of channels rather than single numbers: the
+            # vertical weight's rows are reordered (row, column, in) once per call.
+            vertical = layer.vertical_conv.weight.permute(0, 2, 3, 1).reshape(2 * channels, taps * kernel * channels)
+            self.vertical_weights.append(vertical.t())
+            self.vertical_biases.append(layer.vertical_conv.bias)
+            self.vertical_to_horizontal.append(matrix(layer.vertical_to_horizontal))
+            # A window holds its columns one after the other: rows ordered (column, in), hence the one copy.
+            horizontal = layer.horizontal_conv.weight[:, :, 0].transpose(1, 2).reshape(2 * channels, taps * channels)
+            self.horizontal_weights.append(horizontal.t())
+            if layer.horizontal_residual is not None:
+                self.residual_weights.append(with_bias(layer.horizontal_residual))
+        # All skips in one product: (num_layers * (channels + 1), skip_channels), each layer's bias after its weights,
+        # stored as the transpose of a row-major matrix like every other weight here: at batch 1 the product then reads
+        # each output's weights as one run (measured: up to half the time of the row-major layout once the matrix
+        # outgrows the cache).
+        self.skip_weight = torch.cat([with_bias(layer.skip).t() for layer in layers], dim=1).t()
+        self.output_hidden = (matrix(pixelcnn.output_hidden), pixelcnn.output_hidden.bias)
+        self.output_logits = (matrix(pixelcnn.output_logits), pixelcnn.output_logits.bias)
 
         # Views, made once.
         stride = self.vertical_rings.stride()
@@ -205,9 +278,6 @@ class CachedGatedPixelCNNSampler:
         ]
         self.vertical_content = self.vertical_pre_activation[:, :channels]
 
-        step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
-        self.step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
-
     def vertical_row(self, row: int, codes: torch.Tensor, policy: ThreadPolicy) -> None:
         """Every layer's vertical stack at `row`, leaving each layer's contribution to the horizontal stack (with the
         horizontal biases) in `to_horizontal`; `policy` says on how many threads."""
@@ -238,8 +308,8 @@ class CachedGatedPixelCNNSampler:
         )
         if index == self.num_layers - 1:
             return  # the last layer's vertical output feeds nothing
-        gate_bias = self.vertical_gate_biases[index]
-        if gate_bias is not None:
+        if self.vertical_gate_biases is not None:
+            gate_bias = self.vertical_gate_biases[index]
             pre_activation.add_(gate_bias[row if gate_bias.shape[0] > 1 else 0].view_as(pre_activation))
         self.vertical_content.tanh_()
         glu(pre_activation, 1, out=self.ring_rows[index + 1][newest])
@@ -266,7 +336,9 @@ class CachedGatedPixelCNNSampler:
         generator: torch.Generator | None,
         progress_callback: Callable[[int, int], None] | None,
     ) -> torch.LongTensor:
-        codes = torch.zeros(self.batch_size, self.height, self.width, dtype=torch.long, device=self.embedding.device)
+        if self.fused is not None:
+            return self.sample_fused(temperature, generator, progress_callback)
+        codes = self.codes
         first_inputs = self.inputs_at[0]
         threads = torch.get_num_threads()
         policy = ThreadPolicy(threads if self.embedding.device.type == "cpu" else 1)
@@ -285,3 +357,22 @@ class CachedGatedPixelCNNSampler:
         finally:
             torch.set_num_threads(threads)
         return codes
+
+    def sample_fused(
+        self,
+        temperature: float,
+        generator: torch.Generator | None,
+        progress_callback: Callable[[int, int], None] | None,
+    ) -> torch.LongTensor:
+        """`sample` with the compiled row and step: per position, the uniform numbers of the draw (from the generator,
+        in the order `draw` takes them) and one call."""
+        self.fused.description.output.temperature = temperature
+        row_function, step, uniform = self.fused.function_named("pixelcnn_row"), self.fused, self.uniform
+        for row in range(self.height):
+            row_function(step.reference, row)
+            for position in range(row * self.width, (row + 1) * self.width):
+                uniform_numbers(self.batch_size, generator, uniform.device, out=uniform)
+                step(position)
+            if progress_callback is not None:
+                progress_callback(row + 1, self.height)
+        return self.codes

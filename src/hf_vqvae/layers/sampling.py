@@ -15,13 +15,7 @@ def draw_from_logits(
     """One category per row of (batch, K) logits: where one uniform number per row falls in the CDF of
     softmax(logits / temperature). With a list of generators (one per row) row i draws from generator i alone,
     exactly what a batch of one with that generator draws."""
-    # (batch, 1) uniform numbers: the same stream as (batch,), in the shape `searchsorted` wants. A draw runs once per
-    # sampled position, so it spends no Python-side call it can avoid (each costs about a microsecond).
-    if isinstance(generator, (list, tuple)):
-        uniform = torch.cat([torch.rand(1, 1, generator=row, device=row.device).to(logits.device) for row in generator])
-    else:
-        uniform_device = generator.device if generator is not None else logits.device
-        uniform = torch.rand(logits.shape[0], 1, generator=generator, device=uniform_device).to(logits.device)
+    uniform = uniform_numbers(logits.shape[0], generator, logits.device)
     scaled = logits if logits.dtype == torch.float32 else logits.float()
     if temperature != 1:  # at temperature 1 the division would return the logits unchanged
         scaled = scaled / temperature
@@ -29,3 +23,22 @@ def draw_from_logits(
     # right=True never picks a category of probability 0; scaling by cdf[:, -1] absorbs the sum's rounding.
     drawn = torch.searchsorted(cdf, uniform.mul_(cdf[:, -1:]), right=True).view(-1)
     return drawn.clamp_(max=logits.shape[-1] - 1)
+
+
+def uniform_numbers(
+    batch_size: int,
+    generator: torch.Generator | list[torch.Generator] | None,
+    device: torch.device,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The (batch, 1) uniform numbers of one draw, taken from `generator` (or generator i for row i) in the order
+    every sampler takes them; written into `out` where given. A draw runs once per sampled position, so this spends no
+    Python-side call it can avoid (each costs about a microsecond)."""
+    if isinstance(generator, (list, tuple)):
+        uniform = torch.cat([torch.rand(1, 1, generator=row, device=row.device).to(device) for row in generator])
+    elif out is not None and (generator is None or generator.device == out.device):
+        return torch.rand(batch_size, 1, generator=generator, out=out)
+    else:
+        uniform_device = generator.device if generator is not None else device
+        uniform = torch.rand(batch_size, 1, generator=generator, device=uniform_device).to(device)
+    return uniform if out is None else out.copy_(uniform)

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused_steps
 from .gated_pixelcnn import gate
 from .gated_pixelcnn_sampler import SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
-from .sampling import draw_from_logits
+from .sampling import draw_from_logits, uniform_numbers
 
 
 def dilations(num_layers: int, dilation_cycle: int, kernel_size: int = 2) -> list[int]:
@@ -225,7 +226,9 @@ class CachedWaveNetGenerator:
     zero padding of `forward`.
 
     On a CPU a step costs the number of tensor operations far more than their size (about five per block here), so
-    every buffer and every view a step touches is made here, once, and the step writes into them with `out=`.
+    every buffer and every view a step touches is made here, once, and the step writes into them with `out=`. For
+    float32 on a CPU the whole step, output layers and draw included, is one call of a compiled function on the same
+    buffers (`fused_steps`).
     """
 
     def __init__(
@@ -255,21 +258,57 @@ class CachedWaveNetGenerator:
             CachedBlock(block, bias, self.inputs, index, self.gated, batch_size, self.hop)
             for index, (block, bias) in enumerate(zip(blocks, wavenet.gate_biases(conditioning, global_conditioning)))
         ]
-        # All blocks' skip convolutions as one (num_blocks * (gate_channels + 1), skip_channels) matrix, stored as the
-        # transpose of a row-major one: at batch 1 the product then reads every output's weights as one run (measured
-        # here: half the time of the row-major layout once the matrix outgrows the cache).
-        self.skip_matrix = torch.cat([_with_bias(block.skip).t() for block in blocks], dim=1).t()
-        self.output_hidden = (wavenet.output_hidden.weight[:, :, 0].t(), wavenet.output_hidden.bias)
-        self.output_logits = (wavenet.output_logits.weight[:, :, 0].t(), wavenet.output_logits.bias)
         self.skips = torch.empty(batch_size, skip_channels, **factory)
         self.hidden = torch.empty(batch_size, skip_channels, **factory)
         self.logits = torch.empty(batch_size, wavenet.num_classes, **factory)
+        self.samples = torch.zeros(batch_size, length, dtype=torch.long, device=self.embedding.device)
+        self.fused = self.fused_step(wavenet) if fused_steps.usable_for(self.embedding) else None
+        if self.fused is None:
+            self.prepare_eager(wavenet)
         per_block = residual_channels * 2 * gate_channels * blocks[0].kernel_size + gate_channels * (
             residual_channels + skip_channels
         )
         self.step_macs = batch_size * (
             num_blocks * per_block + skip_channels * (skip_channels + wavenet.num_classes)
         )
+
+    def prepare_eager(self, wavenet: WaveNet) -> None:
+        """The weights of the eager `step`, where the compiled one cannot run."""
+        for block in self.blocks:
+            block.prepare_eager()
+        # All blocks' skip convolutions as one (num_blocks * (gate_channels + 1), skip_channels) matrix, stored as the
+        # transpose of a row-major one: at batch 1 the product then reads every output's weights as one run (measured
+        # here: half the time of the row-major layout once the matrix outgrows the cache).
+        self.skip_matrix = torch.cat([_with_bias(block.skip).t() for block in wavenet.blocks], dim=1).t()
+        self.output_hidden = (wavenet.output_hidden.weight[:, :, 0].t(), wavenet.output_hidden.bias)
+        self.output_logits = (wavenet.output_logits.weight[:, :, 0].t(), wavenet.output_logits.bias)
+
+    def fused_step(self, wavenet: WaveNet) -> fused_steps.FusedStep:
+        """The compiled step (`fused_steps.cpp`) on this generator's buffers and queues."""
+        weights = fused_steps.prepared_weights(wavenet, fused_weights)
+        step = fused_steps.FusedStep()
+        self.uniform = torch.empty(self.batch_size, 1)
+        kernel, gate_width = wavenet.blocks[0].kernel_size, self.pre_activation.shape[1]
+        blocks = [
+            step.structure(
+                fused_steps.WaveNetBlockStep,
+                kernel=block.kernel, dilation=block.dilation, history=block.history, frames=block.bias_queue.shape[0],
+                taps=taps, slots=block.slot_queue, bias_frames=block.bias_queue, residual_weight=residual,
+            )
+            for block, taps, residual in zip(self.blocks, weights["taps"], weights["residual"])
+        ]  # fmt: skip
+        return step.bind(
+            "wavenet_step", fused_steps.WaveNetStep,
+            batch=self.batch_size, residual_channels=self.embedding.shape[1], gate_channels=gate_width // 2,
+            blocks=len(blocks), hop=self.hop, length=self.length, embedding=weights["embedding"],
+            samples=self.samples, block=step.array(fused_steps.WaveNetBlockStep, blocks), inputs=self.inputs,
+            gated=self.gated, products=torch.empty(self.batch_size, kernel * gate_width),
+            pre_activation=self.pre_activation,
+            output=step.output_layers(
+                weights["skip"], weights["output_hidden"], weights["output_logits"],
+                (self.skips, self.hidden, self.logits), self.uniform,
+            ),
+        )  # fmt: skip
 
     def step(self, time: int) -> torch.Tensor:
         """Every block at `time` from the input in `inputs[0]`, then the output layers: the (batch, classes) logits."""
@@ -287,7 +326,14 @@ class CachedWaveNetGenerator:
         generator: torch.Generator | None,
         progress_callback: Callable[[int, int], None] | None,
     ) -> torch.LongTensor:
-        samples = torch.zeros(self.batch_size, self.length, dtype=torch.long, device=self.embedding.device)
+        if self.fused is not None:
+            self.fused.description.output.temperature = temperature
+            for time in range(self.length):
+                uniform_numbers(self.batch_size, generator, self.uniform.device, out=self.uniform)
+                self.fused(time)
+                _report(progress_callback, time + 1, self.length)
+            return self.samples
+        samples = self.samples
         samples_at = samples.unbind(1)
         first_inputs = self.inputs[0]
         threads = torch.get_num_threads()
@@ -313,6 +359,25 @@ class CachedWaveNetGenerator:
         return samples
 
 
+def fused_weights(wavenet: WaveNet) -> dict:
+    """A `WaveNet`'s weights as the compiled step reads them: contiguous (inputs, outputs) matrices (see
+    `fused_steps.prepared_weights`). A block's taps are one (residual, kernel * 2 gate) matrix, tap j (newest first)
+    the kernel's column kernel - 1 - j."""
+    blocks = wavenet.blocks
+    return {
+        "embedding": wavenet.input_embedding.weight.contiguous(),
+        "taps": [
+            torch.cat([block.dilated_conv.weight[:, :, block.kernel_size - 1 - j].t() for j in range(block.kernel_size)],
+                      dim=1)
+            for block in blocks
+        ],
+        "residual": [None if block.residual is None else _with_bias(block.residual).contiguous() for block in blocks],
+        "skip": torch.cat([_with_bias(block.skip) for block in blocks]),
+        "output_hidden": (wavenet.output_hidden.weight[:, :, 0].t().contiguous(), wavenet.output_hidden.bias),
+        "output_logits": (wavenet.output_logits.weight[:, :, 0].t().contiguous(), wavenet.output_logits.bias),
+    }  # fmt: skip
+
+
 def _with_bias(conv: nn.Conv1d) -> torch.Tensor:
     """A 1x1 convolution as an (in + 1, out) matrix for inputs followed by a constant 1."""
     return torch.cat([conv.weight[:, :, 0], conv.bias[:, None]], dim=1).t()
@@ -332,29 +397,37 @@ class CachedBlock:
         batch_size: int,
         hop: int,
     ):
-        weight = block.dilated_conv.weight  # (2 * gate, residual, kernel)
-        factory = dict(device=weight.device, dtype=weight.dtype)
-        kernel, channels = block.kernel_size, weight.shape[0]
-        self.kernel, self.dilation, self.history, self.hop = kernel, block.dilation, block.history, hop
+        self.block, self.index = block, index
+        self.kernel, self.dilation, self.history, self.hop = block.kernel_size, block.dilation, block.history, hop
+        # (frames, batch, 2 * gate): the per-time bias, one frame per `hop` samples, or one frame for all times.
+        bias = block.dilated_conv.bias[None, None, :].expand(1, batch_size, -1)
+        if gate_bias is not None:
+            bias = bias + (gate_bias.permute(2, 0, 1) if gate_bias.shape[-1] > 1 else gate_bias[:, :, 0][None])
+        self.bias_queue = bias.contiguous()
+        self.bias_frames = list(self.bias_queue.unbind(0))
+        # (history, batch, 2 * gate): slot t % history holds what earlier times queued for time t, seeded with its bias.
+        frames = (torch.arange(self.history, device=bias.device) // hop).clamp_(max=len(self.bias_frames) - 1)
+        self.slot_queue = self.bias_queue[frames]
+        self.slots = list(self.slot_queue.unbind(0))
+        self.input = inputs[index]
+        self.gated = gated[:, index, :-1]
+        self.gated_with_one = gated[:, index]
+        self.next_input = inputs[index + 1] if block.residual is not None else None
+
+    def prepare_eager(self) -> None:
+        """The weights of the eager `step`, where the compiled one cannot run."""
+        weight = self.block.dilated_conv.weight  # (2 * gate, residual, kernel)
+        kernel, channels, batch_size = self.kernel, weight.shape[0], self.input.shape[0]
         # Tap j (newest first) carries x_t to the gate at t + j * dilation: the kernel's column kernel - 1 - j. Every
         # matrix is the transpose of a row-major (out, in) one, like the skips' below: a column of the kernel is strided
         # in both dimensions, and a matrix product would copy it at every call.
         self.current_tap = weight[:, :, kernel - 1].contiguous().t()
         self.future_taps = torch.cat([weight[:, :, kernel - 1 - j] for j in range(1, kernel)]).t()
-        self.products = torch.empty(batch_size, (kernel - 1) * channels, **factory)
+        self.products = weight.new_empty(batch_size, (kernel - 1) * channels)
         self.future_products = [self.products[:, channels * j : channels * (j + 1)] for j in range(kernel - 1)]
-        # (frames, batch, 2 * gate): the per-time bias, one frame per `hop` samples, or one frame for all times.
-        bias = block.dilated_conv.bias[None, None, :].expand(1, batch_size, -1)
-        if gate_bias is not None:
-            bias = bias + (gate_bias.permute(2, 0, 1) if gate_bias.shape[-1] > 1 else gate_bias[:, :, 0][None])
-        self.bias_frames = list(bias.contiguous().unbind(0))
-        self.slots = list(torch.stack([self.bias_at(time) for time in range(self.history)]).unbind(0))
-        self.input = inputs[index]
-        self.gated = gated[:, index, :-1]
-        self.gated_with_one = gated[:, index]
         self.residual = None
-        if block.residual is not None:
-            self.residual = (_with_bias(block.residual), inputs[index + 1])
+        if self.block.residual is not None:
+            self.residual = (_with_bias(self.block.residual), self.next_input)
 
     def bias_at(self, time: int) -> torch.Tensor:
         return self.bias_frames[min(time // self.hop, len(self.bias_frames) - 1)]
