@@ -7,15 +7,19 @@ For each sampler in `SAMPLERS`, width, batch size and thread count:
   per position as it is computed once per row for a row of positions) at the matmul throughput measured in the same
   run at the same thread count (a (512 x 1024) @ (1024 x 1024) product: the best this machine does);
 - weight floor: the bytes of weights one position reads (the per-position products' weights, and the per-row
-  products' divided by the width) at the memory bandwidth measured in the same run (a copy of 64 MiB). At batch 1 every
-  product is a matrix-vector product, bound by reading its weights rather than by arithmetic, and the weights of a
-  step (megabytes) do not stay in a core's cache between steps;
+  products' divided by the width) at the read bandwidth measured in the same run on a buffer of that size (a sum over
+  it, best of several: the buffer stays in whichever cache holds it, as a sampler's weights do between steps). At
+  batch 1 every product is a matrix-vector product, which reads 4 bytes of weight per multiply-add: this, not the
+  arithmetic, is what a batch-1 step cannot go below;
 - products floor: the step's own matrix products alone, at their own shapes, each with its own weights, run back to
   back in the step's order (for the PixelCNN one row: the per-row products once, the per-position ones `size` times),
   per position, at one thread or at the run's thread count, whichever is faster. It is what the products cost through
   torch at these shapes (a batch-1 product is a matrix-vector product, paced by memory, and every call has a fixed
   cost); the sampler's gates, biases, copies and draws come on top. It is printed next to the arithmetic floor, which
   stays the target's reference;
+- eager: the same draw with the cached sampler's eager step (`HF_VQVAE_FUSED_STEPS=0`: torch operations on
+  preallocated buffers), the step it runs where the compiled one (`layers/fused_steps.cpp`, the default on a CPU with
+  a C++ compiler) cannot;
 - plain: the whole network on the whole grid for every position (`use_cache=False`; the WaveNet's over its receptive
   field), the reference. It would take minutes, so it is timed at `--timed_steps` positions spread over the grid and
   scaled: every plain step costs one full pass, whatever the position.
@@ -48,6 +52,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import describe_machine  # noqa: E402
 
+from hf_vqvae.layers import fused_steps  # noqa: E402
 from hf_vqvae.layers.gated_pixelcnn import GatedPixelCNN  # noqa: E402
 from hf_vqvae.layers.sampling import draw_from_logits  # noqa: E402
 from hf_vqvae.layers.wavenet import WaveNet  # noqa: E402
@@ -230,12 +235,28 @@ def matmul_throughput(repeats: int, device: torch.device) -> float:
     return 512 * 1024 * 1024 / best_time(product, max(repeats, 5), device)
 
 
-def memory_bandwidth(repeats: int, device: torch.device) -> float:
-    """Bytes per second read and written by a copy of 64 MiB, far larger than any cache."""
-    source = torch.randn(16 * 2**20, device=device)
-    target = torch.empty_like(source)
-    target.copy_(source)
-    return 2 * source.numel() * 4 / best_time(lambda: target.copy_(source), max(repeats, 5), device)
+def read_bandwidth(num_bytes: int, repeats: int, device: torch.device) -> float:
+    """Bytes per second read by a sum over a float32 buffer of `num_bytes`, read again and again (so that it stays in
+    whichever cache holds it)."""
+    buffer = torch.randn(max(num_bytes // 4, 1024), device=device)
+    total = torch.empty((), device=device)
+    read = lambda: torch.sum(buffer, dim=0, out=total)  # noqa: E731
+    read()
+    return buffer.numel() * 4 / best_time(read, max(repeats, 10), device)
+
+
+def time_eager(case: Case, repeats: int, device: torch.device) -> float:
+    """Seconds of a whole cached draw with the eager step (see `layers/fused_steps.py`)."""
+    previous = os.environ.get(fused_steps.DISABLE_VARIABLE)
+    os.environ[fused_steps.DISABLE_VARIABLE] = "0"
+    try:
+        case.sample_cached()
+        return best_time(case.sample_cached, repeats, device)
+    finally:
+        if previous is None:
+            del os.environ[fused_steps.DISABLE_VARIABLE]
+        else:
+            os.environ[fused_steps.DISABLE_VARIABLE] = previous
 
 
 def products_time(case: Case, repeats: int, device: torch.device) -> float:
@@ -299,13 +320,15 @@ def main() -> None:
     print(describe_machine())
     print(f"clock: {args.clock}")
     print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
+    compiled = device.type == "cpu" and fused_steps.usable_for(torch.zeros(1))
+    print(f"cached step: {'compiled (layers/fused_steps.cpp)' if compiled else 'eager (the compiled one cannot run)'}")
     header = (f"{'sampler':<15} {'width':>5} {'batch':>5} {'threads':>7} {'cached ms/pos':>13} "
               f"{'floor ms/pos':>12} {'x floor':>7} {'weight floor':>12} {'x weight floor':>14} "
-              f"{'products floor':>14} {'x products':>10} {'plain ms/pos':>12} "
+              f"{'products floor':>14} {'x products':>10} {'eager ms/pos':>12} {'vs eager':>8} {'plain ms/pos':>12} "
               f"{'cached vs plain':>15} {'GFLOP/s':>7} {'GB/s':>6}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        print(f"\n{threads} thread(s); matmul throughput and memory bandwidth measured before each case")
+        print(f"\n{threads} thread(s); matmul throughput and weight-read bandwidth measured before each case")
         print(header)
         for name in args.samplers:
             for width in args.widths:
@@ -315,12 +338,13 @@ def main() -> None:
                         print(f"# {name}: {case.description}")
                     # Measured next to the case, so that both see the same share of a busy machine.
                     macs_per_second = matmul_throughput(args.repeats, device)
-                    bytes_per_second = memory_bandwidth(args.repeats, device)
+                    bytes_per_second = read_bandwidth(case.weight_bytes_per_position, args.repeats, device)
                     case.sample_cached()  # warm-up: allocations, kernel selection
                     cached = best_time(case.sample_cached, args.repeats, device) / case.num_positions
                     floor = case.macs_per_position / macs_per_second
                     weight_floor = case.weight_bytes_per_position / bytes_per_second
                     products_floor = products_time(case, args.repeats, device)
+                    eager = time_eager(case, args.repeats, device) / case.num_positions if compiled else cached
                     positions = [step * case.num_positions // args.timed_steps for step in range(args.timed_steps)]
                     case.plain_step(positions[0])
                     plain = sum(
@@ -329,7 +353,8 @@ def main() -> None:
                     print(f"{name:<15} {width:>5} {batch_size:>5} {threads:>7} {1e3 * cached:>13.3f} "
                           f"{1e3 * floor:>12.3f} {cached / floor:>7.2f} {1e3 * weight_floor:>12.3f} "
                           f"{cached / weight_floor:>14.2f} {1e3 * products_floor:>14.3f} "
-                          f"{cached / products_floor:>10.2f} {1e3 * plain:>12.2f} {plain / cached:>14.0f}x "
+                          f"{cached / products_floor:>10.2f} {1e3 * eager:>12.3f} {eager / cached:>7.1f}x "
+                          f"{1e3 * plain:>12.2f} {plain / cached:>14.0f}x "
                           f"{2 * macs_per_second / 1e9:>7.1f} {bytes_per_second / 1e9:>6.1f}")
     print(f"\nload average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     print("Targets: x floor <= 3 at batch 1 and 4, <= 1.5 at batch 16 (x floor: against the arithmetic floor); cached "

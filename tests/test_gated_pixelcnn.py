@@ -93,8 +93,15 @@ def test_cached_sampling_leaves_the_thread_count_as_it_found_it():
     assert progress == [(row, HEIGHT) for row in range(1, HEIGHT + 1)]
 
 
-def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws():
-    """The thread policy switches thread counts between layers and rows; the codes do not change."""
+def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws(sampler_step, monkeypatch):
+    """Every row and position on two threads (the eager step: each product split; the compiled one: a row's positions
+    split, and a position's grids); the codes do not change."""
+    import hf_vqvae.layers.gated_pixelcnn_sampler as sampler
+
+    monkeypatch.setattr(sampler.ThreadPolicy, "threads_for", lambda policy, unit: policy.threads)
+    monkeypatch.setattr(sampler.ThreadPolicy, "record", lambda policy, unit, threads, seconds: None)
+    monkeypatch.setattr(sampler, "SINGLE_THREAD_STEP_MACS", 0)
+    monkeypatch.setattr(sampler, "SINGLE_THREAD_FUSED_STEP_MACS", 0)
     pixelcnn = tiny_pixelcnn(num_classes=3, conditioning_channels=2)
     class_labels, conditioning = conditioning_inputs(4, 3, 2)
     kwargs = dict(batch_size=4, height=HEIGHT, width=WIDTH, class_labels=class_labels, conditioning=conditioning)
@@ -111,17 +118,20 @@ def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws():
 
 def test_thread_policy_keeps_the_faster_count_and_leaves_several_threads_when_units_slow_down():
     policy = ThreadPolicy(2)
-    assert [policy.threads_for(unit) for unit in range(3)] == [1, 1, 2]
-    for unit, seconds in enumerate([9.0, 1.5, 1.0]):  # unit 0 is a warm-up, not a trial
+    assert [policy.threads_for(unit) for unit in range(4)] == [1, 1, 2, 2]
+    for unit, seconds in enumerate([9.0, 1.5, 20.0, 1.0]):  # units 0 and 2 are warm-ups, not trials
         policy.record(unit, policy.threads_for(unit), seconds)
-    assert policy.threads_for(3) == 2 and policy.chosen == 2
-    policy.record(3, 2, 2.0)  # slower, but not 1.5x the one-thread unit
-    assert policy.threads_for(4) == 2
-    policy.record(4, 2, 2.3)  # the machine got busy
-    assert policy.threads_for(5) == 1 and policy.chosen == 1
-
-    policy = ThreadPolicy(2)
-    for unit, seconds in enumerate([1.0, 1.0, 2.0]):
-        policy.record(unit, policy.threads_for(unit), seconds)
-    assert policy.threads_for(3) == 1
-    assert [ThreadPolicy(1).threads_for(unit) for unit in range(4)] == [1, 1, 1, 1]
+    assert policy.threads_for(4) == 2 and policy.chosen == 2
+    policy.record(4, 2, 2.0)  # slower, but not 1.5x the one-thread unit
+    policy.record(5, 2, 2.3)  # a hiccup
+    policy.record(6, 2, 2.3)
+    policy.record(7, 2, 1.0)
+    assert policy.threads_for(8) == 2
+    for unit in range(8, 11):  # the machine got busy
+        assert policy.chosen == 2
+        policy.record(unit, 2, 2.3)
+    assert policy.threads_for(11) == 1 and policy.chosen == 1
+    slower = ThreadPolicy(2)
+    for unit, seconds in enumerate([9.0, 1.0, 20.0, 1.2]):
+        slower.record(unit, slower.threads_for(unit), seconds)
+    assert slower.threads_for(4) == 1

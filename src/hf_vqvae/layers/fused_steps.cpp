@@ -1,7 +1,8 @@
-// The per-position steps of the package's cached autoregressive samplers, each as one call: the gated PixelCNN's
-// horizontal stack and output layers at one position (`pixelcnn_step`) and the WaveNet's blocks and output layers at
-// one sample (`wavenet_step`). Python builds the step's description once (every weight, buffer and size, see
-// layers/fused_steps.py) and calls a step per position through ctypes.
+// The steps of the package's cached autoregressive samplers, each as one call: the gated PixelCNN's vertical stack at
+// one row (`pixelcnn_row`), its horizontal stack, output layers and draw at one position (`pixelcnn_step`), and the
+// WaveNet's blocks, output layers and draw at one sample (`wavenet_step`). Python builds a step's description once
+// (every weight, buffer and size, see layers/fused_steps.py) and calls it per row or position through ctypes, with the
+// thread count to run on: a row splits its positions between threads, a step its batch (WorkerPool).
 //
 // Why: in eager torch a position is 75 (PixelCNN) to 110 (WaveNet) tensor operations that each cost a few
 // microseconds whatever their size, where the arithmetic of a position at batch 1 to 4 takes tens of microseconds.
@@ -19,6 +20,13 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <pthread.h>
 
 namespace {
 
@@ -123,7 +131,8 @@ inline vf gated_unit(vf content, vf gate) {
     return tanh / (1.0f + exp_clamped(-gate));
 }
 
-// out (B, C) = tanh(pre[:, :C]) * sigmoid(pre[:, C:]) for pre (B, 2C), plus bias (B, 2C; null for none) first.
+// out (B, C) = tanh(pre[:, :C]) * sigmoid(pre[:, C:]) for pre (B, 2C), plus bias (B, 2C, rows 2C apart; null for
+// none) first.
 void gate(int64_t B, int64_t C, const float* pre, int64_t pre_stride, const float* bias, float* out,
           int64_t out_stride) {
     for (int64_t b = 0; b < B; ++b) {
@@ -151,11 +160,12 @@ void relu(int64_t count, float* x) {
 
 // Draws one category per row of (B, K) logits where uniform[b] falls in the CDF of softmax(logits / temperature),
 // what `draw_from_logits` computes (the first category whose cumulative probability exceeds it, the last at most);
-// writes it to codes[b * codes_stride].
-void draw(int64_t B, int64_t K, const float* logits, float temperature, const float* uniform, float* cdf,
+// writes it to codes[b * codes_stride]. cdf is (B, K) scratch space.
+void draw(int64_t B, int64_t K, const float* logits, float temperature, const float* uniform, float* cdfs,
           int64_t* codes, int64_t codes_stride) {
     for (int64_t b = 0; b < B; ++b) {
         const float* x = logits + b * K;
+        float* cdf = cdfs + b * K;
         int64_t k = 0;
         float top = x[0] / temperature;
         for (; k + kLanes <= K; k += kLanes) {  // cdf holds logits / temperature for now
@@ -192,21 +202,156 @@ struct OutputLayers {
     float* skips;  // (batch, skip_channels)
     float* hidden;  // (batch, skip_channels)
     float* logits;  // (batch, classes)
-    float* cdf;  // (classes): scratch space of the draw
+    float* cdf;  // (batch, classes): scratch space of the draw
     const float* uniform;  // (batch): this position's uniform numbers, drawn by the caller from its generator
     float temperature;
 };
 
-// The logits at one position from every layer's gated activations (B, gated_width), and the codes drawn from them.
-void output_layers(const OutputLayers& o, int64_t B, const float* gated, int64_t* codes, int64_t codes_stride) {
-    const int64_t S = o.skip_channels;
-    product(B, o.gated_width, S, gated, o.gated_width, o.skip_weight, nullptr, 0, o.skips, S);
-    relu(B * S, o.skips);
-    product(B, S, S, o.skips, S, o.hidden_weight, o.hidden_bias, 0, o.hidden, S);
-    relu(B * S, o.hidden);
-    product(B, S, o.classes, o.hidden, S, o.logits_weight, o.logits_bias, 0, o.logits, o.classes);
-    draw(B, o.classes, o.logits, o.temperature, o.uniform, o.cdf, codes, codes_stride);
+// The logits at one position for batch rows b0 ... b0 + B - 1 from every layer's gated activations (batch,
+// gated_width), and the codes drawn from them.
+void output_layers(const OutputLayers& o, int64_t b0, int64_t B, const float* gated, int64_t* codes,
+                   int64_t codes_stride) {
+    const int64_t S = o.skip_channels, K = o.classes;
+    float *skips = o.skips + b0 * S, *hidden = o.hidden + b0 * S, *logits = o.logits + b0 * K;
+    product(B, o.gated_width, S, gated + b0 * o.gated_width, o.gated_width, o.skip_weight, nullptr, 0, skips, S);
+    relu(B * S, skips);
+    product(B, S, S, skips, S, o.hidden_weight, o.hidden_bias, 0, hidden, S);
+    relu(B * S, hidden);
+    product(B, S, K, hidden, S, o.logits_weight, o.logits_bias, 0, logits, K);
+    draw(B, K, logits, o.temperature, o.uniform + b0, o.cdf + b0 * K, codes + b0 * codes_stride, codes_stride);
 }
+
+// Tells the core that this thread is spinning on a memory location.
+inline void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Waits until all `count` threads of a call arrive: spins for a few microseconds (a layer of work on the other core
+// ends about when this one's does), then sleeps, so that a thread not scheduled on a busy machine costs a wait, not
+// a spinning core.
+class Barrier {
+  public:
+    explicit Barrier(int count) : count_(count) {}
+    void arrive_and_wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const int64_t generation = generation_;
+        if (++waiting_ == count_) {
+            waiting_ = 0;
+            released_.store(++generation_, std::memory_order_release);
+            lock.unlock();
+            woken_.notify_all();
+            return;
+        }
+        lock.unlock();
+        for (int spin = 0; spin < 4000; ++spin) {
+            if (released_.load(std::memory_order_acquire) != generation) return;
+            cpu_pause();
+        }
+        lock.lock();
+        woken_.wait(lock, [&] { return generation_ != generation; });
+    }
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable woken_;
+    std::atomic<int64_t> released_{0};
+    int64_t generation_ = 0;
+    int waiting_ = 0;
+    const int count_;
+};
+
+// The threads that run parts of a call next to the calling one: started at the first call that asks for them and
+// kept, each spinning briefly for the next call (steps follow each other within microseconds), then sleeping. Every
+// worker acknowledges every call, needed or not, so that none can fall a call behind. One call at a time: a call that
+// finds the pool busy (another Python thread sampling) runs all its parts itself. A forked child starts with an
+// empty pool.
+class WorkerPool {
+  public:
+    static WorkerPool& instance() {
+        static WorkerPool* pool = [] {
+            pthread_atfork(nullptr, nullptr, [] { current() = new WorkerPool(); });  // the parent's threads are gone
+            return current() = new WorkerPool();
+        }();
+        (void)pool;
+        return *current();
+    }
+
+    // Runs work(part, parts) for part < parts, part 0 on this thread; or work(0, 1), all on this thread, where the
+    // pool is busy.
+    template <class Work>
+    void run(int64_t parts, Work& work) {
+        std::unique_lock<std::mutex> busy(calling_, std::try_to_lock);
+        if (parts <= 1 || !busy.owns_lock()) {
+            work(0, 1);
+            return;
+        }
+        while (static_cast<int64_t>(workers_.size()) < parts - 1) {
+            const int64_t index = static_cast<int64_t>(workers_.size()) + 1;
+            const int64_t seen = generation_.load(std::memory_order_relaxed);  // the calls before this one
+            workers_.emplace_back([this, index, seen] { serve(index, seen); });
+            workers_.back().detach();
+        }
+        context_ = &work;
+        call_ = [](void* context, int64_t part, int64_t parts) { (*static_cast<Work*>(context))(part, parts); };
+        parts_ = parts;
+        remaining_.store(static_cast<int64_t>(workers_.size()), std::memory_order_relaxed);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            generation_.fetch_add(1, std::memory_order_release);
+        }
+        woken_.notify_all();
+        work(0, parts);
+        for (int64_t spin = 0; remaining_.load(std::memory_order_acquire) > 0; ++spin) {
+            if (spin < 100000) cpu_pause();
+            else std::this_thread::yield();  // a worker is not scheduled: give it this core
+        }
+    }
+
+  private:
+    static WorkerPool*& current() {
+        static WorkerPool* pool = nullptr;
+        return pool;
+    }
+
+    void serve(int64_t index, int64_t seen) {
+        for (;;) {
+            int64_t generation = seen;
+            for (int spin = 0; spin < 20000 && generation == seen; ++spin) {  // about 50 to 100 us
+                cpu_pause();
+                generation = generation_.load(std::memory_order_acquire);
+            }
+            if (generation == seen) {
+                std::unique_lock<std::mutex> lock(mutex_);
+                woken_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+                generation = generation_.load(std::memory_order_acquire);
+            }
+            seen = generation;
+            if (index < parts_) call_(context_, index, parts_);
+            remaining_.fetch_sub(1, std::memory_order_release);
+        }
+    }
+
+    std::mutex calling_, mutex_;
+    std::condition_variable woken_;
+    std::vector<std::thread> workers_;
+    std::atomic<int64_t> generation_{0}, remaining_{0};
+    void* context_ = nullptr;
+    void (*call_)(void*, int64_t, int64_t) = nullptr;
+    int64_t parts_ = 0;
+};
+
+// Runs work(thread, threads) on `threads` threads (see WorkerPool).
+template <class Work>
+void in_parallel(int64_t threads, Work&& work) {
+    WorkerPool::instance().run(threads, work);
+}
+
+// Thread t of n takes items [items * t / n, items * (t + 1) / n).
+inline int64_t share(int64_t items, int64_t thread, int64_t threads) { return items * thread / threads; }
 
 }  // namespace
 
@@ -216,6 +361,7 @@ extern "C" {
 // output layers and the draw, `pixelcnn_step`), on CachedGatedPixelCNNSampler's buffers.
 struct PixelCNNStep {
     int64_t batch, channels, kernel, layers, height, width, bias_rows;  // bias_rows: height, or 1 for one bias
+    int64_t threads, step_threads;  // how many threads a row, and a position, run on
     const float* embedding;  // (codes, channels)
     int64_t* codes;  // (batch, height, width)
     // The vertical stack.
@@ -237,59 +383,75 @@ struct PixelCNNStep {
     OutputLayers output;
 };
 
+// The vertical stack of every layer at `row`, its positions (column, grid) split between the threads, which meet after
+// each layer (the next one's windows reach the neighbours' columns).
 void pixelcnn_row(const PixelCNNStep* s, int64_t row) {
     const int64_t B = s->batch, C = s->channels, kernel = s->kernel, W = s->width, half = kernel / 2;
-    const int64_t taps = half + 1, padded = W + 2 * half, window = kernel * C, positions = W * B;
-    const int64_t slot_size = padded * B * C, bias_row = s->bias_rows > 1 ? row : 0;
+    const int64_t taps = half + 1, window = kernel * C, positions = W * B;
+    const int64_t slot_size = (W + 2 * half) * B * C, bias_row = s->bias_rows > 1 ? row : 0;
     const int64_t newest = row % taps;
-    if (row > 0)  // the first layer's vertical input at row r is the embedding of row r - 1; zeros at row 0
-        for (int64_t c = 0; c < W; ++c)
-            embed(B, C, s->embedding, s->codes + (row - 1) * W + c, s->height * W, s->rings + newest * slot_size +
-                  (half + c) * B * C, C);
-    for (int64_t l = 0; l < s->layers; ++l) {
-        const float* ring = s->rings + l * taps * slot_size;
-        for (int64_t c = 0; c < W; ++c)  // kernel row i reads row r - half + i, in slot newest + 1 + i
-            for (int64_t b = 0; b < B; ++b)
+    Barrier layer_done(static_cast<int>(s->threads));
+    in_parallel(s->threads, [&](int64_t thread, int64_t threads) {
+        const int64_t first = share(positions, thread, threads), count = share(positions, thread + 1, threads) - first;
+        if (row > 0)  // the first layer's vertical input at row r is the embedding of row r - 1; zeros at row 0
+            for (int64_t p = first; p < first + count; ++p)
+                embed(1, C, s->embedding, s->codes + (p % B) * s->height * W + (row - 1) * W + p / B, 0,
+                      s->rings + newest * slot_size + (half * B + p) * C, 0);
+        for (int64_t l = 0; l < s->layers; ++l) {
+            if (threads > 1) layer_done.arrive_and_wait();  // every ring row of this layer is written
+            const float* ring = s->rings + l * taps * slot_size;
+            for (int64_t p = first; p < first + count; ++p) {  // kernel row i reads row r - half + i, in slot newest + 1 + i
+                const int64_t c = p / B, b = p % B;
                 for (int64_t i = 0; i < taps; ++i) {
                     const float* slot = ring + ((newest + 1 + i) % taps) * slot_size + b * C;
-                    float* column = s->columns + ((c * B + b) * taps + i) * window;
+                    float* column = s->columns + (p * taps + i) * window;
                     for (int64_t j = 0; j < kernel; ++j) std::memcpy(column + j * C, slot + (c + j) * B * C, C * 4);
                 }
-        float* pre = s->vertical_pre_activation;
-        product(positions, taps * window, 2 * C, s->columns, taps * window,
-                s->vertical_weights + l * taps * window * 2 * C, s->vertical_biases + l * 2 * C, 0, pre, 2 * C);
-        const int64_t bias_offset = (l * s->bias_rows + bias_row) * positions * 2 * C;
-        product(positions, 2 * C, 2 * C, pre, 2 * C, s->vertical_to_horizontal + l * 4 * C * C,
-                s->horizontal_biases + bias_offset, 2 * C, s->to_horizontal + l * positions * 2 * C, 2 * C);
-        if (l + 1 < s->layers)  // the last layer's vertical output feeds nothing
-            gate(positions, C, pre, 2 * C, s->vertical_gate_biases ? s->vertical_gate_biases + bias_offset : nullptr,
-                 s->rings + ((l + 1) * taps + newest) * slot_size + half * B * C, C);
-    }
+            }
+            float* pre = s->vertical_pre_activation + first * 2 * C;
+            product(count, taps * window, 2 * C, s->columns + first * taps * window, taps * window,
+                    s->vertical_weights + l * taps * window * 2 * C, s->vertical_biases + l * 2 * C, 0, pre, 2 * C);
+            const int64_t bias_offset = ((l * s->bias_rows + bias_row) * positions + first) * 2 * C;
+            product(count, 2 * C, 2 * C, pre, 2 * C, s->vertical_to_horizontal + l * 4 * C * C,
+                    s->horizontal_biases + bias_offset, 2 * C, s->to_horizontal + (l * positions + first) * 2 * C,
+                    2 * C);
+            if (l + 1 < s->layers)  // the last layer's vertical output feeds nothing
+                gate(count, C, pre, 2 * C, s->vertical_gate_biases ? s->vertical_gate_biases + bias_offset : nullptr,
+                     s->rings + ((l + 1) * taps + newest) * slot_size + (half * B + first) * C, C);
+        }
+    });
 }
 
+// The horizontal stack, output layers and draw at one position, the grids split between the threads (they share
+// nothing).
 void pixelcnn_step(const PixelCNNStep* s, int64_t position) {
     const int64_t B = s->batch, C = s->channels, L = s->layers, W = s->width, taps = s->kernel / 2 + 1;
     const int64_t column = position % W;
     const int64_t row_stride = (taps - 1 + W) * C, layer_stride = B * row_stride, gated_stride = L * (C + 1);
     const int64_t codes_stride = s->height * W;
-    if (column > 0)  // the first layer's horizontal input at column c is the embedding of the code at c - 1
-        embed(B, C, s->embedding, s->codes + position - 1, codes_stride, s->inputs + (taps - 1 + column) * C,
-              row_stride);
-    for (int64_t l = 0; l < L; ++l) {
-        const float* window = s->inputs + l * layer_stride + column * C;  // columns column - taps + 1 ... column
-        const float* to_horizontal = s->to_horizontal + (l * W + column) * B * 2 * C;
-        product(B, taps * C, 2 * C, window, row_stride, s->horizontal_weights + l * taps * C * 2 * C, to_horizontal,
-                2 * C, s->pre_activation, 2 * C);
-        float* gated = s->gated + l * (C + 1);
-        gate(B, C, s->pre_activation, 2 * C, nullptr, gated, gated_stride);
-        if (l + 1 < L) {  // the residual: the next layer's horizontal input at this column
-            const float* input = window + (taps - 1) * C;
-            float* next_input = s->inputs + (l + 1) * layer_stride + (taps - 1 + column) * C;
-            product(B, C + 1, C, gated, gated_stride, s->residual_weights + l * (C + 1) * C, input, row_stride,
-                    next_input, row_stride);
+    in_parallel(s->step_threads, [&](int64_t thread, int64_t threads) {
+        const int64_t b0 = share(B, thread, threads), count = share(B, thread + 1, threads) - b0;
+        float* inputs = s->inputs + b0 * row_stride;
+        float* pre = s->pre_activation + b0 * 2 * C;
+        if (column > 0)  // the first layer's horizontal input at column c is the embedding of the code at c - 1
+            embed(count, C, s->embedding, s->codes + b0 * codes_stride + position - 1, codes_stride,
+                  inputs + (taps - 1 + column) * C, row_stride);
+        for (int64_t l = 0; l < L; ++l) {
+            const float* window = inputs + l * layer_stride + column * C;  // columns column - taps + 1 ... column
+            const float* to_horizontal = s->to_horizontal + ((l * W + column) * B + b0) * 2 * C;
+            product(count, taps * C, 2 * C, window, row_stride, s->horizontal_weights + l * taps * C * 2 * C,
+                    to_horizontal, 2 * C, pre, 2 * C);
+            float* gated = s->gated + b0 * gated_stride + l * (C + 1);
+            gate(count, C, pre, 2 * C, nullptr, gated, gated_stride);
+            if (l + 1 < L) {  // the residual: the next layer's horizontal input at this column
+                const float* input = window + (taps - 1) * C;
+                float* next_input = inputs + (l + 1) * layer_stride + (taps - 1 + column) * C;
+                product(count, C + 1, C, gated, gated_stride, s->residual_weights + l * (C + 1) * C, input, row_stride,
+                        next_input, row_stride);
+            }
         }
-    }
-    output_layers(s->output, B, s->gated, s->codes + position, codes_stride);
+        output_layers(s->output, b0, count, s->gated, s->codes + position, codes_stride);
+    });
 }
 
 // One block of the WaveNet generator: its tap weights and queue of future gate pre-activations.
@@ -304,6 +466,7 @@ struct WaveNetBlockStep {
 // The WaveNet's blocks, output layers and draw at one sample, on CachedWaveNetGenerator's buffers.
 struct WaveNetStep {
     int64_t batch, residual_channels, gate_channels, blocks, hop, length;
+    int64_t threads;  // how many threads a sample runs on
     const float* embedding;  // (classes, residual channels)
     int64_t* samples;  // (batch, length)
     const WaveNetBlockStep* block;
@@ -317,37 +480,44 @@ struct WaveNetStep {
 void wavenet_step(const WaveNetStep* s, int64_t time) {
     const int64_t B = s->batch, R = s->residual_channels, G = s->gate_channels, width = 2 * G;
     const int64_t gated_stride = s->blocks * (G + 1);
-    if (time > 0) embed(B, R, s->embedding, s->samples + time - 1, s->length, s->inputs, R);
-    for (int64_t i = 0; i < s->blocks; ++i) {
-        const WaveNetBlockStep& block = s->block[i];
-        const float* input = s->inputs + i * B * R;
-        const int64_t products_width = block.kernel * width;
-        product(B, R, products_width, input, R, block.taps, nullptr, 0, s->products, products_width);
-        float* slot = block.slots + (time % block.history) * B * width;
-        const int64_t frame = (time + block.history) / s->hop;
-        const float* bias = block.bias_frames + (frame < block.frames ? frame : block.frames - 1) * B * width;
-        for (int64_t b = 0; b < B; ++b) {
-            const float* p = s->products + b * products_width;
-            float* pre = s->pre_activation + b * width;
-            float* own = slot + b * width;
-            const float* oldest = p + (block.kernel - 1) * width;
-            const float* bias_b = bias + b * width;
-            for (int64_t c = 0; c < width; ++c) {
-                pre[c] = own[c] + p[c];  // the current tap, onto what earlier times queued for now
-                own[c] = bias_b[c] + oldest[c];  // the slot now serves time + history, reached by the oldest tap
+    in_parallel(s->threads, [&](int64_t thread, int64_t threads) {  // the batch split between the threads
+        const int64_t b0 = share(B, thread, threads), count = share(B, thread + 1, threads) - b0;
+        float* pre_activation = s->pre_activation + b0 * width;
+        if (time > 0) embed(count, R, s->embedding, s->samples + b0 * s->length + time - 1, s->length,
+                            s->inputs + b0 * R, R);
+        for (int64_t i = 0; i < s->blocks; ++i) {
+            const WaveNetBlockStep& block = s->block[i];
+            const float* input = s->inputs + (i * B + b0) * R;
+            const int64_t products_width = block.kernel * width;
+            float* products = s->products + b0 * products_width;
+            product(count, R, products_width, input, R, block.taps, nullptr, 0, products, products_width);
+            float* slot = block.slots + ((time % block.history) * B + b0) * width;
+            const int64_t frame = (time + block.history) / s->hop;
+            const float* bias = block.bias_frames + ((frame < block.frames ? frame : block.frames - 1) * B + b0) * width;
+            for (int64_t b = 0; b < count; ++b) {
+                const float* p = products + b * products_width;
+                float* pre = pre_activation + b * width;
+                float* own = slot + b * width;
+                const float* oldest = p + (block.kernel - 1) * width;
+                const float* bias_b = bias + b * width;
+                for (int64_t c = 0; c < width; ++c) {
+                    pre[c] = own[c] + p[c];  // the current tap, onto what earlier times queued for now
+                    own[c] = bias_b[c] + oldest[c];  // the slot now serves time + history, reached by the oldest tap
+                }
+                for (int64_t j = 1; j + 1 < block.kernel; ++j) {  // middle taps add into the slots between
+                    float* later = block.slots + (((time + j * block.dilation) % block.history) * B + b0 + b) * width;
+                    const float* tap = p + j * width;
+                    for (int64_t c = 0; c < width; ++c) later[c] += tap[c];
+                }
             }
-            for (int64_t j = 1; j + 1 < block.kernel; ++j) {  // middle taps add into the slots between
-                float* later = block.slots + ((time + j * block.dilation) % block.history) * B * width + b * width;
-                const float* tap = p + j * width;
-                for (int64_t c = 0; c < width; ++c) later[c] += tap[c];
-            }
+            float* gated = s->gated + b0 * gated_stride + i * (G + 1);
+            gate(count, G, pre_activation, width, nullptr, gated, gated_stride);
+            if (block.residual_weight)
+                product(count, G + 1, R, gated, gated_stride, block.residual_weight, input, R,
+                        s->inputs + ((i + 1) * B + b0) * R, R);
         }
-        float* gated = s->gated + i * (G + 1);
-        gate(B, G, s->pre_activation, width, nullptr, gated, gated_stride);
-        if (block.residual_weight)
-            product(B, G + 1, R, gated, gated_stride, block.residual_weight, input, R, s->inputs + (i + 1) * B * R, R);
-    }
-    output_layers(s->output, B, s->gated, s->samples + time, s->length);
+        output_layers(s->output, b0, count, s->gated, s->samples + time, s->length);
+    });
 }
 
 }  // extern "C"

@@ -1,12 +1,14 @@
-"""The fused per-position steps of the cached samplers (`fused_steps.cpp`): compiled once per machine at first use,
-called through ctypes.
+"""The compiled steps of the cached samplers (`fused_steps.cpp`): built once per machine at first use, called through
+ctypes.
 
 A cached sampler's step at batch 1 to 16 is tens to hundreds of small tensor operations, and in eager torch each
-costs a few microseconds whatever its size; the fused step is one call that costs the step's arithmetic and the reading
-of its weights. The samplers prepare, once per draw, a description of their step (every weight as a row-major
-(inputs, outputs) matrix, every buffer, every size: the structures below mirror the C++ ones field by field) and
-call the step once per position. They use it for float32 tensors on the CPU; anything else, or a machine without a
-C++ compiler, runs the eager step, which draws the same codes (`HF_VQVAE_FUSED_STEPS=0` asks for it).
+costs a few microseconds whatever its size; the compiled step is one call that costs the step's arithmetic and the
+reading of its weights, the draw included (the caller takes the uniform numbers from its generator, in the order
+the plain samplers take them). A sampler describes its step once per draw (its buffers, the sizes and the weights
+laid out as row-major (inputs, outputs) matrices, kept between draws by `prepared_weights`; the structures below
+mirror the C++ ones field by field) and calls it once per position, or row, with the thread count its
+`ThreadPolicy` chose. The samplers use it for float32 tensors on the CPU; anything else, or a machine without a
+working C++ compiler, runs the eager step, which draws the same codes (`HF_VQVAE_FUSED_STEPS=0` asks for it).
 
 The library is built with the first C++ compiler found (`$CXX`, `c++`, `g++`, `clang++`), for this machine's
 processor (`-march=native`, then without it if that fails), into `$HF_VQVAE_CACHE/fused_steps/` (default
@@ -32,7 +34,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_steps.cpp")
-FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-std=c++17", "-pthread", "-shared", "-fPIC"]
 DISABLE_VARIABLE = "HF_VQVAE_FUSED_STEPS"
 
 
@@ -157,7 +159,7 @@ class OutputLayers(ctypes.Structure):
 class PixelCNNStep(ctypes.Structure):
     _fields_ = [
         ("batch", _Int), ("channels", _Int), ("kernel", _Int), ("layers", _Int), ("height", _Int), ("width", _Int),
-        ("bias_rows", _Int), ("embedding", _Float), ("codes", _Float),
+        ("bias_rows", _Int), ("threads", _Int), ("step_threads", _Int), ("embedding", _Float), ("codes", _Float),
         ("rings", _Float), ("columns", _Float), ("vertical_weights", _Float), ("vertical_biases", _Float),
         ("vertical_gate_biases", _Float), ("vertical_pre_activation", _Float), ("vertical_to_horizontal", _Float),
         ("horizontal_biases", _Float), ("to_horizontal", _Float),
@@ -176,7 +178,7 @@ class WaveNetBlockStep(ctypes.Structure):
 class WaveNetStep(ctypes.Structure):
     _fields_ = [
         ("batch", _Int), ("residual_channels", _Int), ("gate_channels", _Int), ("blocks", _Int), ("hop", _Int),
-        ("length", _Int), ("embedding", _Float), ("samples", _Float), ("block", ctypes.POINTER(WaveNetBlockStep)), ("inputs", _Float), ("gated", _Float), ("products", _Float),
+        ("length", _Int), ("threads", _Int), ("embedding", _Float), ("samples", _Float), ("block", ctypes.POINTER(WaveNetBlockStep)), ("inputs", _Float), ("gated", _Float), ("products", _Float),
         ("pre_activation", _Float), ("output", OutputLayers),
     ]  # fmt: skip
 
@@ -227,7 +229,7 @@ class FusedStep:
             skip_weight=skip_weight.contiguous(), hidden_weight=hidden[0].contiguous(), hidden_bias=hidden[1],
             logits_weight=logits[0].contiguous(), logits_bias=logits[1],
             skips=buffers[0], hidden=buffers[1], logits=buffers[2],
-            cdf=torch.empty(classes, dtype=torch.float32), uniform=uniform, temperature=1.0,
+            cdf=torch.empty(uniform.shape[0], classes, dtype=torch.float32), uniform=uniform, temperature=1.0,
         )  # fmt: skip
 
     def bind(self, function_name: str, structure: type[ctypes.Structure], **fields) -> "FusedStep":

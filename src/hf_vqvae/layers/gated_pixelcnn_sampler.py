@@ -40,37 +40,46 @@ glu = torch._C._nn.glu
 
 # A per-position step below this many multiply-adds runs on one thread: splitting it costs more in synchronisation
 # than it saves, and on a machine shared with other work a second thread that is not scheduled stalls every step.
+# The eager step splits each product between torch's threads; the compiled one splits the batch between threads
+# kept waiting between steps (`fused_steps.cpp`'s WorkerPool), which pays off from smaller steps on.
 SINGLE_THREAD_STEP_MACS = 4_000_000
+SINGLE_THREAD_FUSED_STEP_MACS = 1_000_000
 
 
 class ThreadPolicy:
-    """How many threads a sampler's products run on. Threads that wait for a core on a busy machine stall each other
-    at every synchronisation (measured here: one layer's product of a row three to ten times slower at two threads than
-    at one), so the count is chosen by trial, on units of identical work: one layer's vertical stack at one row here,
-    one generated sample in the WaveNet's generator. With more than one thread allowed, unit 0 runs on one thread (a
-    warm-up), unit 1 on one and unit 2 on all of them; the faster count runs the rest, and a later unit on several
-    threads that takes over 1.5 times the one-thread unit (the machine got busier) moves the rest to one. A bad trial
-    costs one unit, not a row."""
+    """How many threads a sampler's units of identical work run on (a PixelCNN row, a WaveNet sample; one layer's
+    vertical stack at one row in the eager PixelCNN sampler). Threads that wait for a core on a busy machine stall each
+    other at every synchronisation (measured here: one layer's product of a row three to ten times slower at two
+    threads than at one), so the count is chosen by trial. With more than one thread allowed, units 0 and 1 run on
+    one thread and units 2 and 3 on all of them; units 0 and 2 are warm-ups (the first call on several threads starts
+    them, which can take milliseconds), units 1 and 3 are timed, and the faster count runs the rest. Three units in a
+    row on several threads that each take over 1.5 times the one-thread unit (the machine got busier; one slow unit
+    is a hiccup) move the rest to one. A bad trial costs a few units, not a grid."""
+
+    SLOW_UNITS = 3
 
     def __init__(self, threads: int):
         self.threads = threads
-        self.timed = {}  # thread count -> seconds of its trial unit
+        self.timed = {}  # thread count -> seconds of its timed unit
         self.chosen = 1 if threads > 1 else threads
+        self.slow_units = 0
 
     def threads_for(self, unit: int) -> int:
         if self.threads == 1 or unit < 2:
             return 1
-        return self.threads if unit == 2 else self.chosen
+        return self.threads if unit < 4 else self.chosen
 
     def record(self, unit: int, threads: int, seconds: float) -> None:
-        if self.threads == 1 or unit == 0:
+        if self.threads == 1 or unit in (0, 2):
             return
-        if unit <= 2:
+        if unit <= 3:
             self.timed[threads] = seconds
-            if unit == 2:
+            if unit == 3:
                 self.chosen = min(self.timed, key=self.timed.get)
-        elif threads > 1 and seconds > 1.5 * self.timed[1]:
-            self.chosen = 1
+        elif threads > 1:
+            self.slow_units = self.slow_units + 1 if seconds > 1.5 * self.timed[1] else 0
+            if self.slow_units == self.SLOW_UNITS:
+                self.chosen = 1
 
 
 def _bias_rows(gate_bias: torch.Tensor | None, half: slice, width: int, batch_size: int, factory: dict) -> torch.Tensor:
@@ -183,7 +192,7 @@ class CachedGatedPixelCNNSampler:
         return step.bind(
             "pixelcnn_step", fused_steps.PixelCNNStep,
             batch=self.batch_size, channels=self.embedding.shape[1], kernel=self.kernel, layers=self.num_layers,
-            height=self.height, width=self.width, bias_rows=self.horizontal_biases.shape[1],
+            height=self.height, width=self.width, bias_rows=self.horizontal_biases.shape[1], threads=1, step_threads=1,
             embedding=weights["embedding"], codes=self.codes, rings=self.vertical_rings, columns=self.columns,
             vertical_weights=weights["vertical"], vertical_biases=weights["vertical_biases"],
             vertical_gate_biases=self.vertical_gate_biases, vertical_pre_activation=self.vertical_pre_activation,
@@ -365,11 +374,19 @@ class CachedGatedPixelCNNSampler:
         progress_callback: Callable[[int, int], None] | None,
     ) -> torch.LongTensor:
         """`sample` with the compiled row and step: per position, the uniform numbers of the draw (from the generator,
-        in the order `draw` takes them) and one call."""
-        self.fused.description.output.temperature = temperature
+        in the order `draw` takes them) and one call. A row runs on the thread count `ThreadPolicy` chooses on the first
+        rows, out of torch's count; a position too where it has a million multiply-adds or more (split by grid)."""
+        description = self.fused.description
+        description.output.temperature = temperature
         row_function, step, uniform = self.fused.function_named("pixelcnn_row"), self.fused, self.uniform
+        policy = ThreadPolicy(torch.get_num_threads())
         for row in range(self.height):
+            description.threads = threads = policy.threads_for(row)
+            start = time.perf_counter()
             row_function(step.reference, row)
+            policy.record(row, threads, time.perf_counter() - start)
+            big = self.step_macs >= SINGLE_THREAD_FUSED_STEP_MACS
+            description.step_threads = min(threads, self.batch_size) if big else 1
             for position in range(row * self.width, (row + 1) * self.width):
                 uniform_numbers(self.batch_size, generator, uniform.device, out=uniform)
                 step(position)

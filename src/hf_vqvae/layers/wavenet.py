@@ -22,7 +22,7 @@ from torch import nn
 
 from . import fused_steps
 from .gated_pixelcnn import gate
-from .gated_pixelcnn_sampler import SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
+from .gated_pixelcnn_sampler import SINGLE_THREAD_FUSED_STEP_MACS, SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
 from .sampling import draw_from_logits, uniform_numbers
 
 
@@ -300,7 +300,7 @@ class CachedWaveNetGenerator:
         return step.bind(
             "wavenet_step", fused_steps.WaveNetStep,
             batch=self.batch_size, residual_channels=self.embedding.shape[1], gate_channels=gate_width // 2,
-            blocks=len(blocks), hop=self.hop, length=self.length, embedding=weights["embedding"],
+            blocks=len(blocks), hop=self.hop, length=self.length, threads=1, embedding=weights["embedding"],
             samples=self.samples, block=step.array(fused_steps.WaveNetBlockStep, blocks), inputs=self.inputs,
             gated=self.gated, products=torch.empty(self.batch_size, kernel * gate_width),
             pre_activation=self.pre_activation,
@@ -326,21 +326,30 @@ class CachedWaveNetGenerator:
         generator: torch.Generator | None,
         progress_callback: Callable[[int, int], None] | None,
     ) -> torch.LongTensor:
+        threads = torch.get_num_threads()
+        # Small steps run on one thread; larger ones on the count that a trial on the first steps found faster (the
+        # steps are identical units of work), see `ThreadPolicy`. The compiled step splits the batch, so it uses no more
+        # threads than there are sequences.
         if self.fused is not None:
-            self.fused.description.output.temperature = temperature
+            threads = min(threads, self.batch_size)
+            several = threads > 1 and self.step_macs >= SINGLE_THREAD_FUSED_STEP_MACS
+        else:
+            several = threads > 1 and self.embedding.device.type == "cpu" and self.step_macs >= SINGLE_THREAD_STEP_MACS
+        policy = ThreadPolicy(threads if several else 1)
+        if self.fused is not None:
+            description = self.fused.description
+            description.output.temperature = temperature
             for time in range(self.length):
+                description.threads = count = policy.threads_for(time)
+                start = perf_counter()
                 uniform_numbers(self.batch_size, generator, self.uniform.device, out=self.uniform)
                 self.fused(time)
+                policy.record(time, count, perf_counter() - start)
                 _report(progress_callback, time + 1, self.length)
             return self.samples
         samples = self.samples
         samples_at = samples.unbind(1)
         first_inputs = self.inputs[0]
-        threads = torch.get_num_threads()
-        # Small steps run on one thread; larger ones on the count that a trial on the first steps found faster (the
-        # steps are identical units of work), see `ThreadPolicy`.
-        several = threads > 1 and self.embedding.device.type == "cpu" and self.step_macs >= SINGLE_THREAD_STEP_MACS
-        policy = ThreadPolicy(threads if several else 1)
         running = None
         try:
             for time in range(self.length):
@@ -404,18 +413,18 @@ class CachedBlock:
         if gate_bias is not None:
             bias = bias + (gate_bias.permute(2, 0, 1) if gate_bias.shape[-1] > 1 else gate_bias[:, :, 0][None])
         self.bias_queue = bias.contiguous()
-        self.bias_frames = list(self.bias_queue.unbind(0))
         # (history, batch, 2 * gate): slot t % history holds what earlier times queued for time t, seeded with its bias.
-        frames = (torch.arange(self.history, device=bias.device) // hop).clamp_(max=len(self.bias_frames) - 1)
+        frames = (torch.arange(self.history, device=bias.device) // hop).clamp_(max=self.bias_queue.shape[0] - 1)
         self.slot_queue = self.bias_queue[frames]
-        self.slots = list(self.slot_queue.unbind(0))
         self.input = inputs[index]
         self.gated = gated[:, index, :-1]
         self.gated_with_one = gated[:, index]
         self.next_input = inputs[index + 1] if block.residual is not None else None
 
     def prepare_eager(self) -> None:
-        """The weights of the eager `step`, where the compiled one cannot run."""
+        """The weights and views of the eager `step`, where the compiled one cannot run."""
+        self.bias_frames = list(self.bias_queue.unbind(0))
+        self.slots = list(self.slot_queue.unbind(0))
         weight = self.block.dilated_conv.weight  # (2 * gate, residual, kernel)
         kernel, channels, batch_size = self.kernel, weight.shape[0], self.input.shape[0]
         # Tap j (newest first) carries x_t to the gate at t + j * dilation: the kernel's column kernel - 1 - j. Every
