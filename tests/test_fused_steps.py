@@ -81,6 +81,7 @@ def test_the_compiled_step_runs_for_float32_cpu_weights_only_and_when_not_switch
     assert fused_steps.usable_for(torch.zeros(1))
     assert not fused_steps.usable_for(torch.zeros(1, dtype=torch.float64))
     assert not fused_steps.usable_for(torch.zeros(1, dtype=torch.bfloat16))
+    assert not fused_steps.usable_for(torch.zeros(1), torch.zeros(1, dtype=torch.float64))
     for off in ("0", "false", "off"):
         monkeypatch.setenv(fused_steps.DISABLE_VARIABLE, off)
         assert not fused_steps.usable_for(torch.zeros(1))
@@ -90,6 +91,19 @@ def test_a_float64_model_samples_through_the_eager_step_and_matches_plain_sampli
     monkeypatch.setenv(fused_steps.DISABLE_VARIABLE, "1")
     pixelcnn = tiny_pixelcnn(torch.float64)
     assert torch.equal(sample(pixelcnn), sample(pixelcnn, use_cache=False))
+
+
+def test_sampling_in_inference_mode_reads_the_current_weights(monkeypatch):
+    """Inference-mode parameters keep no version counter: their layout is made for every draw."""
+    if fused_steps.load_library() is None:
+        pytest.skip("no C++ compiler here")
+    monkeypatch.setenv(fused_steps.DISABLE_VARIABLE, "1")
+    with torch.inference_mode():
+        pixelcnn = tiny_pixelcnn()
+        before = sample(pixelcnn)
+        pixelcnn.output_logits.weight.mul_(-1)
+        after = sample(pixelcnn)
+        assert not torch.equal(after, before) and torch.equal(after, sample(pixelcnn, use_cache=False))
 
 
 @pytest.mark.parametrize("model", ["pixelcnn", "wavenet"])

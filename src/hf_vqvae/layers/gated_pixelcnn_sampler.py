@@ -179,7 +179,8 @@ class CachedGatedPixelCNNSampler:
 
         step_macs = num_layers * (taps * channels * 2 * channels + channels * channels + channels * skip_channels)
         self.step_macs = batch_size * (step_macs + skip_channels * (skip_channels + pixelcnn.num_embeddings))
-        self.fused = self.fused_step() if fused_steps.usable_for(embedding) else None
+        usable = fused_steps.usable_for(*pixelcnn.parameters(), self.horizontal_biases)
+        self.fused = self.fused_step() if usable else None
         if self.fused is None:
             self.prepare_eager()
 

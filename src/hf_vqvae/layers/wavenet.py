@@ -262,7 +262,8 @@ class CachedWaveNetGenerator:
         self.hidden = torch.empty(batch_size, skip_channels, **factory)
         self.logits = torch.empty(batch_size, wavenet.num_classes, **factory)
         self.samples = torch.zeros(batch_size, length, dtype=torch.long, device=self.embedding.device)
-        self.fused = self.fused_step(wavenet) if fused_steps.usable_for(self.embedding) else None
+        usable = fused_steps.usable_for(*wavenet.parameters(), *(block.bias_queue for block in self.blocks))
+        self.fused = self.fused_step(wavenet) if usable else None
         if self.fused is None:
             self.prepare_eager(wavenet)
         per_block = residual_channels * 2 * gate_channels * blocks[0].kernel_size + gate_channels * (
