@@ -118,20 +118,22 @@ def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws(sampler_
 
 def test_thread_policy_keeps_the_faster_count_and_leaves_several_threads_when_units_slow_down():
     policy = ThreadPolicy(2)
-    assert [policy.threads_for(unit) for unit in range(4)] == [1, 1, 2, 2]
-    for unit, seconds in enumerate([9.0, 1.5, 20.0, 1.0]):  # units 0 and 2 are warm-ups, not trials
+    assert [policy.threads_for(unit) for unit in range(6)] == [1, 1, 1, 2, 2, 2]
+    # Units 0 and 3 are warm-ups; a count is judged by the quicker of its two timed units (unit 4 is a hiccup).
+    for unit, seconds in enumerate([9.0, 1.5, 1.6, 20.0, 5.0, 1.0]):
         policy.record(unit, policy.threads_for(unit), seconds)
-    assert policy.threads_for(4) == 2 and policy.chosen == 2
-    policy.record(4, 2, 2.0)  # slower, but not 1.5x the one-thread unit
-    policy.record(5, 2, 2.3)  # a hiccup
-    policy.record(6, 2, 2.3)
-    policy.record(7, 2, 1.0)
-    assert policy.threads_for(8) == 2
-    for unit in range(8, 11):  # the machine got busy
+    assert policy.threads_for(6) == 2 and policy.chosen == 2
+    policy.record(6, 2, 2.0)  # slower, but not 1.5x the one-thread time
+    policy.record(7, 2, 2.3)  # a hiccup
+    policy.record(8, 2, 2.3)
+    policy.record(9, 2, 1.0)
+    assert policy.threads_for(10) == 2
+    for unit in range(10, 13):  # the machine got busy
         assert policy.chosen == 2
         policy.record(unit, 2, 2.3)
-    assert policy.threads_for(11) == 1 and policy.chosen == 1
+    assert policy.threads_for(13) == 1 and policy.chosen == 1
     slower = ThreadPolicy(2)
-    for unit, seconds in enumerate([9.0, 1.0, 20.0, 1.2]):
+    for unit, seconds in enumerate([9.0, 1.0, 1.1, 20.0, 1.2, 1.3]):
         slower.record(unit, slower.threads_for(unit), seconds)
-    assert slower.threads_for(4) == 1
+    assert slower.threads_for(6) == 1
+    assert [ThreadPolicy(1).threads_for(unit) for unit in range(8)] == [1] * 8

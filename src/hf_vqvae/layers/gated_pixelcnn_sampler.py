@@ -50,31 +50,32 @@ class ThreadPolicy:
     """How many threads a sampler's units of identical work run on (a PixelCNN row, a WaveNet sample; one layer's
     vertical stack at one row in the eager PixelCNN sampler). Threads that wait for a core on a busy machine stall each
     other at every synchronisation (measured here: one layer's product of a row three to ten times slower at two
-    threads than at one), so the count is chosen by trial. With more than one thread allowed, units 0 and 1 run on
-    one thread and units 2 and 3 on all of them; units 0 and 2 are warm-ups (the first call on several threads starts
-    them, which can take milliseconds), units 1 and 3 are timed, and the faster count runs the rest. Three units in a
-    row on several threads that each take over 1.5 times the one-thread unit (the machine got busier; one slow unit
-    is a hiccup) move the rest to one. A bad trial costs a few units, not a grid."""
+    threads than at one), so the count is chosen by trial. With more than one thread allowed, units 0 to 2 run on one
+    thread and units 3 to 5 on all of them; the first of each three is a warm-up (the first call on several threads
+    starts them, which can take milliseconds), and the faster of the two counts, by the quicker of its two timed units,
+    runs the rest. Three units in a row on several threads that each take over 1.5 times the one-thread time (the
+    machine got busier; one slow unit is a hiccup) move the rest to one thread."""
 
+    TRIAL = 3  # units per thread count: a warm-up, then two timed
     SLOW_UNITS = 3
 
     def __init__(self, threads: int):
         self.threads = threads
-        self.timed = {}  # thread count -> seconds of its timed unit
+        self.timed = {}  # thread count -> seconds of its quicker timed unit
         self.chosen = 1 if threads > 1 else threads
         self.slow_units = 0
 
     def threads_for(self, unit: int) -> int:
-        if self.threads == 1 or unit < 2:
+        if self.threads == 1 or unit < self.TRIAL:
             return 1
-        return self.threads if unit < 4 else self.chosen
+        return self.threads if unit < 2 * self.TRIAL else self.chosen
 
     def record(self, unit: int, threads: int, seconds: float) -> None:
-        if self.threads == 1 or unit in (0, 2):
+        if self.threads == 1 or (unit % self.TRIAL == 0 and unit < 2 * self.TRIAL):
             return
-        if unit <= 3:
-            self.timed[threads] = seconds
-            if unit == 3:
+        if unit < 2 * self.TRIAL:
+            self.timed[threads] = min(seconds, self.timed.get(threads, seconds))
+            if unit == 2 * self.TRIAL - 1:
                 self.chosen = min(self.timed, key=self.timed.get)
         elif threads > 1:
             self.slow_units = self.slow_units + 1 if seconds > 1.5 * self.timed[1] else 0
