@@ -41,16 +41,16 @@ inline vf splat(float x) { return vf{} + x; }
 inline vi bits(vf v) { return (vi)v; }  // the same 64 bytes, read as integers
 inline vf from_bits(vi v) { return (vf)v; }
 
-// out[r, n0 + j] = add[r, n0 + j] (or 0) + sum_k x[r, k] * w[k, n0 + j] for r < R and j < 16 V: R * V accumulators
-// kept in registers while the K weight rows stream past.
+// out[r, j] = add[r, j] (or 0) + sum_k x[r, k] * w[k, j] for r < R and j < 16 V, w's rows w_stride apart: R * V
+// accumulators kept in registers while the K weight rows stream past.
 template <int R, int V>
-inline void product_block(int64_t K, const float* x, int64_t x_stride, const float* w, int64_t N, const float* add,
-                          int64_t add_stride, float* out, int64_t out_stride) {
+inline void product_block(int64_t K, const float* x, int64_t x_stride, const float* w, int64_t w_stride,
+                          const float* add, int64_t add_stride, float* out, int64_t out_stride) {
     vf acc[R][V];
     for (int r = 0; r < R; ++r)
         for (int v = 0; v < V; ++v) acc[r][v] = add ? load(add + r * add_stride + v * kLanes) : vf{};
     for (int64_t k = 0; k < K; ++k) {
-        const float* row = w + k * N;
+        const float* row = w + k * w_stride;
         vf weights[V];
         for (int v = 0; v < V; ++v) weights[v] = load(row + v * kLanes);
         for (int r = 0; r < R; ++r) {
@@ -62,44 +62,59 @@ inline void product_block(int64_t K, const float* x, int64_t x_stride, const flo
         for (int v = 0; v < V; ++v) store(out + r * out_stride + v * kLanes, acc[r][v]);
 }
 
+// R rows of a product over the N outputs of a panel of w (rows w_stride apart).
 template <int R>
-inline void product_rows(int64_t K, int64_t N, const float* x, int64_t x_stride, const float* w, const float* add,
-                         int64_t add_stride, float* out, int64_t out_stride) {
+inline void product_rows(int64_t K, int64_t N, const float* x, int64_t x_stride, const float* w, int64_t w_stride,
+                         const float* add, int64_t add_stride, float* out, int64_t out_stride) {
     // 128 outputs at a time for up to 3 rows, 64 for more: as many accumulators as the registers hold.
     constexpr int wide = R <= 3 ? 8 : 4;
     int64_t n = 0;
     for (; n + wide * kLanes <= N; n += wide * kLanes)
-        product_block<R, wide>(K, x, x_stride, w + n, N, add ? add + n : nullptr, add_stride, out + n, out_stride);
+        product_block<R, wide>(K, x, x_stride, w + n, w_stride, add ? add + n : nullptr, add_stride, out + n,
+                               out_stride);
+    for (; n + 4 * kLanes <= N; n += 4 * kLanes)  // a 64-wide panel
+        product_block<R, 4>(K, x, x_stride, w + n, w_stride, add ? add + n : nullptr, add_stride, out + n, out_stride);
     for (; n + kLanes <= N; n += kLanes)
-        product_block<R, 1>(K, x, x_stride, w + n, N, add ? add + n : nullptr, add_stride, out + n, out_stride);
+        product_block<R, 1>(K, x, x_stride, w + n, w_stride, add ? add + n : nullptr, add_stride, out + n, out_stride);
     for (; n < N; ++n)  // sizes that are not a multiple of 16
         for (int r = 0; r < R; ++r) {
             float sum = add ? add[r * add_stride + n] : 0.0f;
-            for (int64_t k = 0; k < K; ++k) sum += x[r * x_stride + k] * w[k * N + n];
+            for (int64_t k = 0; k < K; ++k) sum += x[r * x_stride + k] * w[k * w_stride + n];
             out[r * out_stride + n] = sum;
         }
 }
 
 // out (B, N) = add (B, N; row stride 0 for a bias shared by every row; null for none) + x (B, K) @ w (K, N), six
 // rows at a time. Measured on an AMD EPYC (Zen 4) core, (256 x 960) @ (960 x 128): 114 GFLOP/s in blocks of 6 or 5
-// rows, 60 in blocks of 4, 86 to 90 in blocks of 2 or 3 rows of 128 outputs.
+// rows, 60 in blocks of 4, 86 to 90 in blocks of 2 or 3 rows of 128 outputs. The outputs go by panels of 128 (64
+// where a 128-wide panel of the weights would not fit in a 1 MB L2 cache), each panel read by every block of rows
+// before the next, so that a weight matrix larger than the cache is read from memory once, not once per block.
 void product(int64_t B, int64_t K, int64_t N, const float* x, int64_t x_stride, const float* w, const float* add,
              int64_t add_stride, float* out, int64_t out_stride) {
-    auto rows = [&](int64_t b) {
-        return std::make_tuple(x + b * x_stride, add ? add + b * add_stride : nullptr, out + b * out_stride);
-    };
-    int64_t b = 0;
-    for (; B - b >= 6; b += 6) {
-        auto [xb, ab, ob] = rows(b);
-        product_rows<6>(K, N, xb, x_stride, w, ab, add_stride, ob, out_stride);
-    }
-    for (int64_t left = B - b; left > 0; left = B - b) {
-        auto [xb, ab, ob] = rows(b);
-        switch (left) {
-            case 5: product_rows<5>(K, N, xb, x_stride, w, ab, add_stride, ob, out_stride); b += 5; break;
-            case 3: product_rows<3>(K, N, xb, x_stride, w, ab, add_stride, ob, out_stride); b += 3; break;
-            case 1: product_rows<1>(K, N, xb, x_stride, w, ab, add_stride, ob, out_stride); b += 1; break;
-            default: product_rows<2>(K, N, xb, x_stride, w, ab, add_stride, ob, out_stride); b += 2; break;  // 4, 2
+    const int64_t panel = K * 128 * 4 <= (640 << 10) ? 128 : 64;
+    for (int64_t n0 = 0; n0 < N; n0 += panel) {
+        const int64_t width = N - n0 < panel ? N - n0 : panel;
+        const float* wp = w + n0;
+        auto rows = [&](int64_t b) {
+            return std::make_tuple(x + b * x_stride, add ? add + b * add_stride + n0 : nullptr,
+                                   out + b * out_stride + n0);
+        };
+        int64_t b = 0;
+        for (; B - b >= 6; b += 6) {
+            auto [xb, ab, ob] = rows(b);
+            product_rows<6>(K, width, xb, x_stride, wp, N, ab, add_stride, ob, out_stride);
+        }
+        for (int64_t left = B - b; left > 0; left = B - b) {
+            auto [xb, ab, ob] = rows(b);
+            switch (left) {
+                case 5: product_rows<5>(K, width, xb, x_stride, wp, N, ab, add_stride, ob, out_stride); b += 5; break;
+                case 3: product_rows<3>(K, width, xb, x_stride, wp, N, ab, add_stride, ob, out_stride); b += 3; break;
+                case 1: product_rows<1>(K, width, xb, x_stride, wp, N, ab, add_stride, ob, out_stride); b += 1; break;
+                default:  // 4 or 2 rows: blocks of 2
+                    product_rows<2>(K, width, xb, x_stride, wp, N, ab, add_stride, ob, out_stride);
+                    b += 2;
+                    break;
+            }
         }
     }
 }
