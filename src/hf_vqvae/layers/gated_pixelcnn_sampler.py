@@ -19,6 +19,9 @@ How the work is laid out, and why:
   their weights, multiplied by a constant 1 kept next to each layer's gated activations.
 - Every intermediate lives in a buffer allocated before the first row and written with `out=`; every view a step
   reads or writes is made before the first row too.
+- On a CPU, for float32, a row and a position are each one call of a compiled function on these same buffers
+  (`fused_steps.cpp`: the vertical stack of every layer, then the horizontal stack, the output layers and the draw),
+  instead of tens of torch operations; `vertical_row` and `horizontal_step` are the eager step, which runs elsewhere.
 
 The arithmetic is the full-grid forward's, in another order, so the logits agree with the plain sampler's to float
 rounding and a seeded generator draws the same codes (see `GatedPixelCNN.draw`).
@@ -122,7 +125,7 @@ def fused_weights(pixelcnn: nn.Module) -> dict[str, torch.Tensor]:
 
 class CachedGatedPixelCNNSampler:
     """Draws (batch_size, height, width) code grids from a `GatedPixelCNN` in raster order, one call of `sample`.
-    Holds the fused weights and every buffer for one grid size and batch; the model must not change meanwhile."""
+    Holds the laid-out weights and every buffer for one grid size and batch; the model must not change meanwhile."""
 
     def __init__(
         self,
