@@ -244,26 +244,22 @@ def encode_images(
     # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
     examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
     vqvae = vqvae.to(accelerator.device).eval()
-    columns = encode_in_processes(
-        examples, collate_examples, lambda batch: vqvae.encode(batch["pixel_values"]).indices,
-        "labels" if label_column else None, accelerator, batch_size=batch_size, num_workers=num_workers,
-        description=description,
-    )
     features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
-    encoded = Dataset.from_dict(columns, features=features)
-    if len(encoded) != len(readable):
-        raise RuntimeError(f"encoded {len(encoded)} images of {len(readable)}: the processes lost or repeated some")
-    return encoded
+    return encode_in_processes(
+        examples, collate_examples, lambda batch: vqvae.encode(batch["pixel_values"]).indices,
+        "labels" if label_column else None, accelerator, features=features, items="images", batch_size=batch_size,
+        num_workers=num_workers, description=description,
+    )
 
 
 def encode_in_processes(
-    examples, collate_fn, encode, label_key: str | None, accelerator: Accelerator, *, batch_size: int,
-    num_workers: int = 0, description: str,
-) -> dict:
-    """`codes` (and `label`) columns of every example: each process encodes its share of the batches (`encode`
-    on a collated batch, on the device), gathered from every process in the data set's order
-    (`gather_for_metrics` drops the padding of the last round). Images, speech and stage-2 codes all go
-    through here."""
+    examples, collate_fn, encode, label_key: str | None, accelerator: Accelerator, *, features: Features, items: str,
+    batch_size: int, num_workers: int = 0, description: str,
+) -> Dataset:
+    """The data set of the `codes` (and `label`) of every example, with `features`: each process encodes its share
+    of the batches (`encode` on a collated batch, on the device), gathered from every process in the data set's
+    order (`gather_for_metrics` drops the padding of the last round); an error names the `items` if any were lost
+    or repeated. Images, speech and stage-2 codes all go through here."""
     loader = torch.utils.data.DataLoader(
         examples, batch_size=batch_size, collate_fn=collate_fn, num_workers=num_workers,
         # A loader without a generator draws its seed from the global random state, which the
@@ -283,7 +279,10 @@ def encode_in_processes(
             encoded[LABEL_COLUMN] = batch[label_key]
         for name, values in accelerator.gather_for_metrics(encoded).items():
             columns.setdefault(name, []).append(values.cpu().numpy())
-    return {name: np.concatenate(values) for name, values in columns.items()}
+    encoded = Dataset.from_dict({name: np.concatenate(values) for name, values in columns.items()}, features=features)
+    if len(encoded) != len(examples):
+        raise RuntimeError(f"encoded {len(encoded)} {items} of {len(examples)}: the processes lost or repeated some")
+    return encoded
 
 
 @torch.no_grad()
@@ -300,15 +299,12 @@ def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch
         return batch
 
     stage2 = stage2.to(accelerator.device).eval()
-    encoded = encode_in_processes(
-        codes.with_format("numpy", columns=columns), collate, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices,
-        label_column, accelerator, batch_size=batch_size, description=description,
-    )
     features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
-    encoded = Dataset.from_dict(encoded, features=features)
-    if len(encoded) != len(codes):
-        raise RuntimeError(f"encoded {len(encoded)} code grids of {len(codes)}: the processes lost or repeated some")
-    return encoded
+    return encode_in_processes(
+        codes.with_format("numpy", columns=columns), collate, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices,
+        label_column, accelerator, features=features, items="code grids", batch_size=batch_size,
+        description=description,
+    )
 
 
 def encode_image_dataset(
@@ -461,16 +457,12 @@ def encode_speech(
     if len(segments) == 0:
         raise ValueError("no readable audio clip to encode")
     vqvae = vqvae.to(accelerator.device).eval()
-    columns = encode_in_processes(
-        segments, collate_speech, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
-        "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, batch_size=batch_size,
-        num_workers=num_workers, description=description,
-    )
     features = codes_features(config.num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
-    encoded = Dataset.from_dict(columns, features=features)
-    if len(encoded) != len(segments):
-        raise RuntimeError(f"encoded {len(encoded)} segments of {len(segments)}: the processes lost or repeated some")
-    return encoded
+    return encode_in_processes(
+        segments, collate_speech, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
+        "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, features=features, items="segments",
+        batch_size=batch_size, num_workers=num_workers, description=description,
+    )
 
 
 def encode_speech_dataset(
