@@ -137,6 +137,23 @@ def prepared_weights(module: torch.nn.Module, prepare: Callable[[torch.nn.Module
     return entry[1]
 
 
+def matrix_with_bias(conv: torch.nn.Conv1d | torch.nn.Conv2d) -> torch.Tensor:
+    """A 1x1 convolution as the contiguous (in + 1, out) matrix a compiled product reads for inputs followed by a
+    constant 1 (the bias last)."""
+    return torch.cat([conv.weight.flatten(1), conv.bias[:, None]], dim=1).t().contiguous()
+
+
+def output_weights(skips: list, hidden: torch.nn.Module, logits: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Both samplers' output layers as `FusedStep.output_layers` reads them: every layer's skip convolution stacked
+    into one (layers * (in + 1), skip channels) matrix, and the two 1x1 output convolutions as (in, out) matrices
+    with their biases."""
+    return {
+        "skip": torch.cat([matrix_with_bias(conv) for conv in skips]),
+        "output_hidden": (hidden.weight.flatten(1).t().contiguous(), hidden.bias),
+        "output_logits": (logits.weight.flatten(1).t().contiguous(), logits.bias),
+    }
+
+
 def _pointer(tensor: torch.Tensor) -> ctypes.c_void_p:
     if tensor.dtype not in (torch.float32, torch.int64) or tensor.device.type != "cpu" or not tensor.is_contiguous():
         raise ValueError(
@@ -214,24 +231,20 @@ class FusedStep:
         return ctypes.cast(array, ctypes.POINTER(structure))
 
     def output_layers(
-        self,
-        skip_weight: torch.Tensor,
-        hidden: tuple[torch.Tensor, torch.Tensor],
-        logits: tuple[torch.Tensor, torch.Tensor],
-        buffers: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        uniform: torch.Tensor,
+        self, weights: dict, buffers: tuple[torch.Tensor, torch.Tensor, torch.Tensor], uniform: torch.Tensor
     ) -> OutputLayers:
         """Both samplers' output layers and draw: the skips of every layer (inputs: every layer's gated activations,
-        each followed by a constant 1), a hidden layer and the logits layer, weights as (inputs, outputs) matrices
-        with their biases; `buffers` are the (skips, hidden, logits) the step writes, `uniform` the (batch, 1) uniform
+        each followed by a constant 1), a hidden layer and the logits layer, from `weights` laid out by
+        `output_weights`; `buffers` are the (skips, hidden, logits) the step writes, `uniform` the (batch, 1) uniform
         numbers the caller writes before each step. The temperature is set on the result before a draw."""
+        skip_weight, hidden, logits = weights["skip"], weights["output_hidden"], weights["output_logits"]
         gated_width, skip_channels = skip_weight.shape
         classes = logits[0].shape[1]
         self.logits = buffers[2]  # what the last step drew from
         return self.structure(
             OutputLayers, gated_width=gated_width, skip_channels=skip_channels, classes=classes,
-            skip_weight=skip_weight.contiguous(), hidden_weight=hidden[0].contiguous(), hidden_bias=hidden[1],
-            logits_weight=logits[0].contiguous(), logits_bias=logits[1],
+            skip_weight=skip_weight, hidden_weight=hidden[0], hidden_bias=hidden[1],
+            logits_weight=logits[0], logits_bias=logits[1],
             skips=buffers[0], hidden=buffers[1], logits=buffers[2],
             cdf=torch.empty(uniform.shape[0], classes, dtype=torch.float32), uniform=uniform, temperature=1.0,
         )  # fmt: skip

@@ -103,10 +103,6 @@ def fused_weights(pixelcnn: nn.Module) -> dict[str, torch.Tensor]:
     def stacked(weights: list[torch.Tensor], *order: int) -> torch.Tensor:
         return torch.stack(weights).permute(*order).contiguous()
 
-    def with_bias(convs: list[nn.Conv2d]) -> torch.Tensor:  # (layer, in + 1, out) for inputs followed by a 1
-        weights = torch.stack([conv.weight.flatten(1) for conv in convs]).transpose(1, 2)
-        return torch.cat([weights, torch.stack([conv.bias for conv in convs])[:, None]], dim=1)
-
     residuals = [layer.horizontal_residual for layer in layers if layer.horizontal_residual is not None]
     return {
         "embedding": pixelcnn.code_embedding.weight.contiguous(),
@@ -116,10 +112,10 @@ def fused_weights(pixelcnn: nn.Module) -> dict[str, torch.Tensor]:
         "vertical_to_horizontal": stacked([layer.vertical_to_horizontal.weight.flatten(1) for layer in layers], 0, 2, 1),
         # (2C, C, taps) -> (taps, C, 2C): a window holds its columns one after the other
         "horizontal": stacked([layer.horizontal_conv.weight[:, :, 0] for layer in layers], 0, 3, 2, 1),
-        "residual": with_bias(residuals) if residuals else torch.empty(0),
-        "skip": with_bias([layer.skip for layer in layers]).flatten(0, 1),
-        "output_hidden": (pixelcnn.output_hidden.weight.flatten(1).t().contiguous(), pixelcnn.output_hidden.bias),
-        "output_logits": (pixelcnn.output_logits.weight.flatten(1).t().contiguous(), pixelcnn.output_logits.bias),
+        # (layer, C + 1, C)
+        "residual": torch.stack([fused_steps.matrix_with_bias(conv) for conv in residuals]) if residuals
+        else torch.empty(0),
+        **fused_steps.output_weights([layer.skip for layer in layers], pixelcnn.output_hidden, pixelcnn.output_logits),
     }
 
 
@@ -204,10 +200,7 @@ class CachedGatedPixelCNNSampler:
             vertical_to_horizontal=weights["vertical_to_horizontal"], horizontal_biases=self.horizontal_biases,
             to_horizontal=self.to_horizontal, inputs=self.horizontal_inputs, horizontal_weights=weights["horizontal"],
             residual_weights=weights["residual"], gated=self.gated, pre_activation=self.horizontal_pre_activation,
-            output=step.output_layers(
-                weights["skip"], weights["output_hidden"], weights["output_logits"],
-                (self.skips, self.hidden, self.logits), self.uniform,
-            ),
+            output=step.output_layers(weights, (self.skips, self.hidden, self.logits), self.uniform),
         )  # fmt: skip
 
     def prepare_eager(self) -> None:
@@ -385,12 +378,12 @@ class CachedGatedPixelCNNSampler:
         description.output.temperature = temperature
         row_function, step, uniform = self.fused.function_named("pixelcnn_row"), self.fused, self.uniform
         policy = ThreadPolicy(torch.get_num_threads())
+        big = self.step_macs >= SINGLE_THREAD_FUSED_STEP_MACS
         for row in range(self.height):
             description.threads = threads = policy.threads_for(row)
             start = time.perf_counter()
             row_function(step.reference, row)
             policy.record(row, threads, time.perf_counter() - start)
-            big = self.step_macs >= SINGLE_THREAD_FUSED_STEP_MACS
             description.step_threads = min(threads, self.batch_size) if big else 1
             for position in range(row * self.width, (row + 1) * self.width):
                 uniform_numbers(self.batch_size, generator, uniform.device, out=uniform)

@@ -305,10 +305,7 @@ class CachedWaveNetGenerator:
             samples=self.samples, block=step.array(fused_steps.WaveNetBlockStep, blocks), inputs=self.inputs,
             gated=self.gated, products=torch.empty(self.batch_size, kernel * gate_width),
             pre_activation=self.pre_activation,
-            output=step.output_layers(
-                weights["skip"], weights["output_hidden"], weights["output_logits"],
-                (self.skips, self.hidden, self.logits), self.uniform,
-            ),
+            output=step.output_layers(weights, (self.skips, self.hidden, self.logits), self.uniform),
         )  # fmt: skip
 
     def step(self, time: int) -> torch.Tensor:
@@ -381,10 +378,10 @@ def fused_weights(wavenet: WaveNet) -> dict:
                       dim=1)
             for block in blocks
         ],
-        "residual": [None if block.residual is None else _with_bias(block.residual).contiguous() for block in blocks],
-        "skip": torch.cat([_with_bias(block.skip) for block in blocks]),
-        "output_hidden": (wavenet.output_hidden.weight[:, :, 0].t().contiguous(), wavenet.output_hidden.bias),
-        "output_logits": (wavenet.output_logits.weight[:, :, 0].t().contiguous(), wavenet.output_logits.bias),
+        "residual": [
+            None if block.residual is None else fused_steps.matrix_with_bias(block.residual) for block in blocks
+        ],
+        **fused_steps.output_weights([block.skip for block in blocks], wavenet.output_hidden, wavenet.output_logits),
     }  # fmt: skip
 
 
