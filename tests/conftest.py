@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hf_vqvae import VQVAEConfig, VQVAEModel
-from hf_vqvae.layers import fused_steps, gated_pixelcnn, wavenet
+from hf_vqvae.layers import fused_steps, gated_pixelcnn, gated_pixelcnn_sampler, wavenet
 
 
 TINY_VQVAE = dict(
@@ -27,6 +27,18 @@ def sampler_step(request, monkeypatch) -> str:
         pytest.skip("no C++ compiler here: the cached samplers run their eager step only")
     monkeypatch.setenv(fused_steps.DISABLE_VARIABLE, "1" if request.param == "fused" else "0")
     return request.param
+
+
+@pytest.fixture
+def every_step_on_all_threads(monkeypatch):
+    """Every unit of a cached sampler (row, position, sample) on torch's thread count, however small: no trial, no
+    one-thread threshold."""
+    policy = gated_pixelcnn_sampler.ThreadPolicy
+    monkeypatch.setattr(policy, "threads_for", lambda policy, unit: policy.threads)
+    monkeypatch.setattr(policy, "record", lambda policy, unit, threads, seconds: None)
+    for module in (gated_pixelcnn_sampler, wavenet):
+        monkeypatch.setattr(module, "SINGLE_THREAD_STEP_MACS", 0)
+        monkeypatch.setattr(module, "SINGLE_THREAD_FUSED_STEP_MACS", 0)
 
 
 def record_drawn_logits(monkeypatch) -> list[torch.Tensor]:

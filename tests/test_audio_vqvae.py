@@ -90,16 +90,9 @@ def test_cached_generation_equals_plain_generation(
     assert len(cached.unique()) > 10
 
 
-def test_cached_generation_on_two_threads_equals_plain_generation(monkeypatch, sampler_step):
+def test_cached_generation_on_two_threads_equals_plain_generation(sampler_step, every_step_on_all_threads):
     """Every sample on two threads (the eager step: each product split; the compiled one: the batch split); the
     samples do not change."""
-    import hf_vqvae.layers.gated_pixelcnn_sampler as sampler
-    import hf_vqvae.layers.wavenet as wavenet
-
-    monkeypatch.setattr(sampler.ThreadPolicy, "threads_for", lambda policy, unit: policy.threads)
-    monkeypatch.setattr(sampler.ThreadPolicy, "record", lambda policy, unit, threads, seconds: None)
-    monkeypatch.setattr(wavenet, "SINGLE_THREAD_STEP_MACS", 0)
-    monkeypatch.setattr(wavenet, "SINGLE_THREAD_FUSED_STEP_MACS", 0)
     torch.manual_seed(0)
     net = WaveNet(256, 8, 8, 8, num_layers=5, dilation_cycle=3, conditioning_channels=4, conditioning_hop=4)
     conditioning = torch.randn(4, 4, 10, generator=torch.Generator().manual_seed(1))

@@ -93,15 +93,9 @@ def test_cached_sampling_leaves_the_thread_count_as_it_found_it():
     assert progress == [(row, HEIGHT) for row in range(1, HEIGHT + 1)]
 
 
-def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws(sampler_step, monkeypatch):
+def test_cached_sampling_on_two_threads_draws_what_plain_sampling_draws(sampler_step, every_step_on_all_threads):
     """Every row and position on two threads (the eager step: each product split; the compiled one: a row's positions
     split, and a position's grids); the codes do not change."""
-    import hf_vqvae.layers.gated_pixelcnn_sampler as sampler
-
-    monkeypatch.setattr(sampler.ThreadPolicy, "threads_for", lambda policy, unit: policy.threads)
-    monkeypatch.setattr(sampler.ThreadPolicy, "record", lambda policy, unit, threads, seconds: None)
-    monkeypatch.setattr(sampler, "SINGLE_THREAD_STEP_MACS", 0)
-    monkeypatch.setattr(sampler, "SINGLE_THREAD_FUSED_STEP_MACS", 0)
     pixelcnn = tiny_pixelcnn(num_classes=3, conditioning_channels=2)
     class_labels, conditioning = conditioning_inputs(4, 3, 2)
     kwargs = dict(batch_size=4, height=HEIGHT, width=WIDTH, class_labels=class_labels, conditioning=conditioning)
