@@ -17,7 +17,7 @@ from hf_vqvae import (
 from hf_vqvae.layers.wavenet import WaveNet, receptive_field
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
 from conftest import record_drawn_logits
-from test_contracts import assert_export_matches_eager, assert_onnx_export_matches_eager
+from test_contracts import assert_export_matches_eager, assert_gradients_reach, assert_onnx_export_matches_eager
 
 
 TINY_AUDIO = dict(
@@ -418,6 +418,7 @@ def test_forward_returns_encoder_and_decoder_hidden_states_by_argument_or_config
     torch.testing.assert_close(output.decoder_hidden_states[0], wavenet.embed(mu_law_encode(audio)))
     assert not torch.allclose(output.decoder_hidden_states[1], output.decoder_hidden_states[0])
     torch.testing.assert_close(output.logits, plain.logits)
+    assert_gradients_reach(output.encoder_hidden_states + output.decoder_hidden_states, output.loss)
 
     flagged = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO, output_hidden_states=True)).eval()
     assert len(flagged(audio, 0).decoder_hidden_states) == 6

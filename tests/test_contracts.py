@@ -122,6 +122,15 @@ def test_vqvae_returns_encoder_and_decoder_hidden_states_by_argument_or_config(t
     assert len(flagged(pixel_values).encoder_hidden_states) == 6 and len(as_tuple) == 9
 
 
+def assert_gradients_reach(hidden_states: tuple, output: torch.Tensor) -> None:
+    """Every hidden state is a tensor `output` is computed from, not a copy: after a backward pass from it each has
+    a gradient (transformers' contract, which `retain_grad` on returned hidden states relies on)."""
+    for state in hidden_states:
+        state.retain_grad()
+    output.backward()
+    assert all(state.grad is not None for state in hidden_states)
+
+
 def test_prior_returns_the_embedding_and_every_layer_output_by_argument_or_config():
     prior = tiny_prior()
     codes = torch.randint(0, 16, (2, 4, 4))

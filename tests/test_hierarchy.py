@@ -20,7 +20,9 @@ from hf_vqvae import (
 )
 
 from conftest import put_in_hub_cache
-from test_contracts import assert_export_matches_eager, assert_input_embeddings_are, assert_onnx_export_matches_eager
+from test_contracts import (
+    assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
+)
 
 
 # The tiny VQ-VAE's 4x4 grids of K=16 codes compressed to 3x1 codes of K=8.
@@ -261,6 +263,7 @@ def test_forward_returns_encoder_and_decoder_hidden_states_by_argument_or_config
     assert len(output.decoder_hidden_states) == 4 and all(state.shape == (2, 8, 4, 4) for state in output.decoder_hidden_states)
     torch.testing.assert_close(output.decoder_hidden_states[0], model.get_input_embeddings()(codes).permute(0, 3, 1, 2))
     torch.testing.assert_close(output.logits, plain.logits)
+    assert_gradients_reach(output.encoder_hidden_states + output.decoder_hidden_states, output.loss)
     flagged = tiny_stage2(output_hidden_states=True).eval()
     assert len(flagged(codes).decoder_hidden_states) == 4
     assert len(flagged(codes, return_dict=False)) == len(model(codes, return_dict=False)) + 2

@@ -5,7 +5,9 @@ import torch
 from transformers import AutoModel
 
 from hf_vqvae import VideoPriorConfig, VideoPriorModel
-from test_contracts import assert_export_matches_eager, assert_input_embeddings_are, assert_onnx_export_matches_eager
+from test_contracts import (
+    assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
+)
 
 
 TINY_VIDEO_PRIOR = dict(
@@ -180,11 +182,13 @@ def test_forward_returns_the_pixelcnn_hidden_states_of_every_predicted_frame(pri
     plain = prior(codes, actions)
     assert plain.hidden_states is None
     output = prior(codes, actions, output_hidden_states=True)
-    # The embedded codes and the 2 gated layers, for each of the 3 predicted frames.
-    assert len(output.hidden_states) == 3 and all(state.shape == (2, 3, 8, 4, 4) for state in output.hidden_states)
+    # The embedded codes and the 2 gated layers, the 3 predicted frames of each sequence folded into the batch.
+    assert len(output.hidden_states) == 3 and all(state.shape == (2 * 3, 8, 4, 4) for state in output.hidden_states)
     embedded = prior.get_input_embeddings()(codes[:, 2:]).permute(0, 1, 4, 2, 3)
-    torch.testing.assert_close(output.hidden_states[0], embedded)
+    torch.testing.assert_close(output.hidden_states[0].unflatten(0, (2, 3)), embedded)
     torch.testing.assert_close(output.logits, plain.logits)
+    with_loss = prior(codes, actions, labels=codes, output_hidden_states=True)
+    assert_gradients_reach(with_loss.hidden_states, with_loss.loss)
     flagged = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR, output_hidden_states=True)).eval()
     assert len(flagged(codes, actions).hidden_states) == 3
     assert len(flagged(codes, actions, return_dict=False)) == len(prior(codes, actions, return_dict=False)) + 1

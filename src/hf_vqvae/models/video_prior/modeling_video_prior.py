@@ -37,8 +37,10 @@ class VideoPriorOutput(ModelOutput):
             Unnormalised log-probabilities of each code of each frame after the first `context_frames`, given the
             `context_frames` grids before it, the action leading to it and the codes before it in raster order.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states`):
-            The PixelCNN's embedded input codes and each gated layer's horizontal-stack output for every predicted
-            frame, each of shape `(batch_size, num_predicted_frames, hidden_channels, grid_height, grid_width)`.
+            The PixelCNN's embedded input codes and each gated layer's horizontal-stack output, each of shape
+            `(batch_size * num_predicted_frames, hidden_channels, grid_height, grid_width)`: the PixelCNN's own
+            layout, every predicted frame folded into the batch (`.unflatten(0, (batch_size, -1))` separates them),
+            so that the tensors are those the logits are computed from and gradients reach them.
     """
 
     loss: torch.FloatTensor | None = None
@@ -170,7 +172,7 @@ class VideoPriorModel(HubPreTrainedModel):
         self, input_ids: torch.Tensor, actions: torch.Tensor, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """Logits (batch, frames - context_frames, K, height, width) for unchecked codes and actions, and with
-        `output_hidden_states` the PixelCNN's activations laid out alike."""
+        `output_hidden_states` the PixelCNN's activations (every predicted frame folded into the batch)."""
         context_frames = self.config.context_frames
         batch, frames, height, width = input_ids.shape
         predicted = frames - context_frames
@@ -180,8 +182,6 @@ class VideoPriorModel(HubPreTrainedModel):
         targets = input_ids[:, context_frames:].reshape(batch * predicted, height, width)
         conditioning = self.conditioning_map(context, actions.reshape(-1))
         logits, hidden_states = self.pixelcnn(targets, conditioning=conditioning, output_hidden_states=output_hidden_states)
-        if hidden_states is not None:
-            hidden_states = tuple(hidden.reshape(batch, predicted, *hidden.shape[1:]) for hidden in hidden_states)
         return logits.reshape(batch, predicted, *logits.shape[1:]), hidden_states
 
     def forward(
