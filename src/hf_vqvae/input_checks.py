@@ -85,6 +85,10 @@ def check_signal_values(
     if not math.isfinite(peak):
         non_finite = int((~torch.isfinite(values)).sum()) if is_tensor else int((~np.isfinite(values)).sum())
         size = values.numel() if is_tensor else values.size
-        raise ValueError(f"{name} hold {non_finite} NaN or Inf values (of {size}); {kind} must be finite floats in [-1, 1]")
+        raise ValueError(
+            f"{name} hold {non_finite} NaN or Inf values (of {size}); {kind} must be finite floats in [-1, 1]"
+        )
     if peak > SIGNAL_VALUE_LIMIT:
-        raise ValueError(f"{name} must lie in [-1, 1], got values up to {peak:.4g} in magnitude ({likely_cause}?): {fix}")
+        raise ValueError(
+            f"{name} must lie in [-1, 1], got values up to {peak:.4g} in magnitude ({likely_cause}?): {fix}"
+        )
