@@ -119,3 +119,16 @@ def test_pushes_upload_the_folders_with_cards(recorded_uploads, pipeline):
     card = files["README.md"].decode()
     assert "model.safetensors" in files and "`ann`" in card and "`cy`" in card and "![figures](figures.png)" in card
     assert 'target_speaker="cy"' in card
+
+
+def test_non_finite_audio_and_tiny_temperatures_are_refused(pipeline):
+    waveform = speech_like(1, 64)[0]
+    waveform[7] = float("nan")
+    with pytest.raises(ValueError, match=r"the audio's samples hold 1 NaN or Inf values"):
+        pipeline(audio=waveform.numpy(), sampling_rate=16000, speaker=0)
+    with pytest.raises(ValueError, match=r"input_values hold 1 NaN or Inf values"):
+        pipeline(audio=waveform[None], speaker=0)  # input values, past the feature extractor
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        pipeline(codes=torch.zeros(1, 2, dtype=torch.long), speaker=0, temperature=1e-45)
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        pipeline(batch_size=1, speaker=0, temperature=1e-45)

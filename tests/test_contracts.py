@@ -122,6 +122,15 @@ def test_vqvae_returns_encoder_and_decoder_hidden_states_by_argument_or_config(t
     assert len(flagged(pixel_values).encoder_hidden_states) == 6 and len(as_tuple) == 9
 
 
+def assert_gradients_reach(hidden_states: tuple, output: torch.Tensor) -> None:
+    """Every hidden state is a tensor `output` is computed from, not a copy: after a backward pass from it each has
+    a gradient (transformers' contract, which `retain_grad` on returned hidden states relies on)."""
+    for state in hidden_states:
+        state.retain_grad()
+    output.backward()
+    assert all(state.grad is not None for state in hidden_states)
+
+
 def test_prior_returns_the_embedding_and_every_layer_output_by_argument_or_config():
     prior = tiny_prior()
     codes = torch.randint(0, 16, (2, 4, 4))
@@ -136,19 +145,25 @@ def test_prior_returns_the_embedding_and_every_layer_output_by_argument_or_confi
 # ------------------------------------------------------------------------------------------------ embeddings, checkpointing
 
 
+def assert_input_embeddings_are(model, embedding: torch.nn.Embedding, inputs: dict) -> None:
+    """`model.get_input_embeddings()` is `embedding`, the one its logits are computed from: with every weight frozen,
+    `enable_input_require_grads()` (PEFT's hook) makes the logits require gradients, and `set_input_embeddings`
+    puts a replacement in its place. Shared by every model's embedding test."""
+    assert model.get_input_embeddings() is embedding
+    model.requires_grad_(False)
+    assert not model(**inputs).logits.requires_grad
+    model.enable_input_require_grads()
+    assert model(**inputs).logits.requires_grad
+
+    replacement = torch.nn.Embedding(*embedding.weight.shape)
+    before = model(**inputs).logits
+    model.set_input_embeddings(replacement)
+    assert model.get_input_embeddings() is replacement and not torch.allclose(model(**inputs).logits, before)
+
+
 def test_prior_input_embeddings_feed_peft_style_input_gradients():
     prior = tiny_prior()
-    assert prior.get_input_embeddings() is prior.pixelcnn.code_embedding
-    codes = torch.randint(0, 16, (2, 4, 4))
-    prior.requires_grad_(False)
-    assert not prior(codes).logits.requires_grad
-    prior.enable_input_require_grads()
-    assert prior(codes).logits.requires_grad
-
-    replacement = torch.nn.Embedding(16, 8)
-    before = prior(codes).logits
-    prior.set_input_embeddings(replacement)
-    assert prior.pixelcnn.code_embedding is replacement and not torch.allclose(prior(codes).logits, before)
+    assert_input_embeddings_are(prior, prior.pixelcnn.code_embedding, dict(input_ids=torch.randint(0, 16, (2, 4, 4))))
 
 
 def counted_forwards(module: torch.nn.Module) -> list:
@@ -190,41 +205,45 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(k
 # ------------------------------------------------------------------------------------------------ export
 
 
+def assert_export_matches_eager(model, example_inputs: dict, inputs: dict) -> None:
+    """torch.export traces `model` on `example_inputs` (keyword arguments); the exported program gives the eager
+    outputs on other `inputs` of the same shapes. Shared by every model's export test."""
+    exported = torch.export.export(model, (), {**example_inputs, "return_dict": False}).module()
+    actual, expected = exported(**inputs, return_dict=False), model(**inputs, return_dict=False)
+    assert len(actual) == len(expected)
+    for exported_output, eager_output in zip(actual, expected):
+        torch.testing.assert_close(exported_output, eager_output)
+
+
+def assert_onnx_export_matches_eager(path, model, inputs: dict) -> None:
+    """ONNX export (dynamo) of `model` on `inputs` (keyword arguments): onnxruntime gives the eager outputs."""
+    pytest.importorskip("onnxscript")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.onnx.export(model, (), kwargs={**inputs, "return_dict": False}, dynamo=True).save(path)
+    session = onnxruntime.InferenceSession(path)
+    outputs = session.run(None, {given.name: inputs[given.name].numpy() for given in session.get_inputs()})
+    expected = model(**inputs, return_dict=False)
+    assert len(outputs) == len(expected)
+    for actual, eager_output in zip(outputs, expected):
+        np.testing.assert_allclose(actual, eager_output.detach().numpy(), atol=1e-5, rtol=0)
+
+
 def test_prior_and_vqvae_export_with_torch_export_and_match_eager():
     prior = tiny_prior(num_classes=2)
-    codes, labels = torch.randint(0, 16, (2, 4, 4)), torch.tensor([0, 1])
-    exported = torch.export.export(prior, (codes,), {"class_labels": labels, "return_dict": False}).module()
-    other_codes, other_labels = torch.randint(0, 16, (2, 4, 4)), torch.tensor([1, 1])
-    (logits,) = exported(other_codes, class_labels=other_labels, return_dict=False)
-    torch.testing.assert_close(logits, prior(other_codes, class_labels=other_labels).logits)
+    assert_export_matches_eager(
+        prior, dict(input_ids=torch.randint(0, 16, (2, 4, 4)), class_labels=torch.tensor([0, 1])),
+        dict(input_ids=torch.randint(0, 16, (2, 4, 4)), class_labels=torch.tensor([1, 1])),
+    )
     with pytest.raises(ValueError, match=r"must hold codes in \[0, 16\)"):
-        prior(other_codes + 16)  # eager keeps its value checks
-
-    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
-    exported = torch.export.export(vqvae, (images(),), {"return_dict": False}).module()
-    pixel_values = images()
-    for actual, expected in zip(exported(pixel_values, return_dict=False), vqvae(pixel_values, return_dict=False)):
-        torch.testing.assert_close(actual, expected)
+        prior(torch.randint(16, 32, (2, 4, 4)))  # eager keeps its value checks
+    assert_export_matches_eager(VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval(), dict(pixel_values=images()), dict(pixel_values=images()))
 
 
 @pytest.mark.slow
 def test_prior_and_vqvae_export_to_onnx_and_onnxruntime_matches_eager(tmp_path):
-    pytest.importorskip("onnxscript")
-    onnxruntime = pytest.importorskip("onnxruntime")
-    prior = tiny_prior(num_classes=2)
-    codes, labels = torch.randint(0, 16, (2, 4, 4)), torch.tensor([0, 1])
-    torch.onnx.export(prior, (codes,), kwargs={"class_labels": labels, "return_dict": False}, dynamo=True).save(tmp_path / "prior.onnx")
-    session = onnxruntime.InferenceSession(tmp_path / "prior.onnx")
-    (logits,) = session.run(None, {"input_ids": codes.numpy(), "class_labels": labels.numpy()})
-    np.testing.assert_allclose(logits, prior(codes, class_labels=labels).logits.detach().numpy(), atol=1e-5, rtol=0)
-
-    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
-    pixel_values = images()
-    torch.onnx.export(vqvae, (pixel_values,), kwargs={"return_dict": False}, dynamo=True).save(tmp_path / "vqvae.onnx")
-    session = onnxruntime.InferenceSession(tmp_path / "vqvae.onnx")
-    outputs = session.run(None, {session.get_inputs()[0].name: pixel_values.numpy()})
-    for actual, expected in zip(outputs, vqvae(pixel_values, return_dict=False)):
-        np.testing.assert_allclose(actual, expected.detach().numpy(), atol=1e-5, rtol=0)
+    inputs = dict(input_ids=torch.randint(0, 16, (2, 4, 4)), class_labels=torch.tensor([0, 1]))
+    assert_onnx_export_matches_eager(tmp_path / "prior.onnx", tiny_prior(num_classes=2), inputs)
+    assert_onnx_export_matches_eager(tmp_path / "vqvae.onnx", VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval(), dict(pixel_values=images()))
 
 
 # ------------------------------------------------------------------------------------------------ pipeline

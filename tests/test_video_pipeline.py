@@ -127,3 +127,9 @@ def test_bad_inputs_name_the_problem(pipeline, episode):
         VideoPredictionPipeline(VQVAEModel(VQVAEConfig(**{**TINY_VQVAE, "num_embeddings": 32})), pipeline.video_prior)
     with pytest.raises(ValueError, match=r"models 4x4 code grids .* the VQ-VAE's latent grid is 8x8"):
         VideoPredictionPipeline(VQVAEModel(VQVAEConfig(**{**TINY_VQVAE, "sample_size": 32})), pipeline.video_prior)
+
+
+def test_tiny_temperatures_are_refused(pipeline, episode):
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001 .*got 1e-45"):
+        pipeline(frames=episode, actions=[0, 1], temperature=1e-45)
+    assert len(pipeline(frames=episode, actions=[0, 1], temperature=1e-3).frames[0]) == 2

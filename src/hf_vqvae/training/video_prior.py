@@ -39,6 +39,7 @@ from ..data.trajectories import (
     load_trajectories,
 )
 from ..hub import video_prior_model_card
+from ..layers.sampling import MIN_TEMPERATURE
 from ..models.video_prior.configuration_video_prior import VideoPriorConfig
 from ..models.video_prior.modeling_video_prior import VideoPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
@@ -140,7 +141,7 @@ class PredictionArguments:
     def __post_init__(self):
         check_at_least(self, "prediction_examples", 1)
         check_at_least(self, "prediction_frames", 1)
-        check_in_range(self, "prediction_temperature", 0, math.inf, low_open=True, high_open=True)
+        check_in_range(self, "prediction_temperature", MIN_TEMPERATURE, math.inf, high_open=True)
 
 
 @dataclass
