@@ -19,7 +19,7 @@ from hf_vqvae.training.guards import NonFiniteTrainingError, OutputDirectoryInUs
 from hf_vqvae.training.vqvae import parse_args, train_vqvae
 
 from conftest import TINY_VQVAE
-from launching import ROOT, accelerate_launch, run, script, subprocess_env
+from launching import ROOT, Run, accelerate_launch, run, script
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -180,9 +180,9 @@ def worker_pids(marker: str) -> list[int]:
 
 def test_workers_stop_when_their_launcher_is_killed(tmp_path):
     output_dir = tmp_path / "orphaned-run"
-    launcher = subprocess.Popen(
+    launcher = Run(
         [*accelerate_launch(num_processes=2), script("train.py"), *tiny_flags(output_dir, "--max_train_steps", "100000")],
-        env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
@@ -197,11 +197,8 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path):
         while worker_pids(str(output_dir)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not worker_pids(str(output_dir)), "workers went on training after their launcher died"
-    finally:
-        try:
-            os.killpg(launcher.pid, signal.SIGKILL)  # whatever is left of the run, if the test failed
-        except ProcessLookupError:
-            pass
+    finally:  # whatever is left of the run, if the test failed
+        launcher.kill_all()
 
 
 @pytest.mark.parametrize("signum, whole_group, workers", [
@@ -213,11 +210,7 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
     output_dir = tmp_path / "run"
     flags = tiny_flags(output_dir, "--max_train_steps", "100000", "--checkpointing_steps", "100000",
                        "--dataloader_num_workers", str(workers))
-    process = subprocess.Popen(
-        [sys.executable, script("train.py"), *flags],
-        env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=whole_group,
-    )
+    process = Run([sys.executable, script("train.py"), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (output_dir / "training_arguments.json").exists():
@@ -229,9 +222,8 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
         else:
             process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if whole_group and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    finally:  # the run and its loader's workers, if the test failed
+        process.kill_all()
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     checkpoints = CheckpointManager(output_dir).checkpoints()
@@ -245,7 +237,7 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
 def test_a_single_process_launch_of_two_processes_says_to_add_multi_gpu(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", script("train.py"), *tiny_flags(tmp_path / "run", "--max_train_steps", "1")]
-    result = subprocess.run(command, env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run(command, timeout=120, expect_success=False)
     assert result.returncode != 0
     assert "`accelerate launch --num_processes 2` started a single process: on a machine without a GPU add --multi_gpu" in result.stderr
 
