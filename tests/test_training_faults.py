@@ -234,6 +234,46 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
     assert f"stopped at update {step} by {name}; saved {checkpoints[0]}. Resume with the same command and --resume_from_checkpoint latest" in stderr
 
 
+# Torch's loader workers install their SIGTERM handler (die unless the main process sent it), then seed Python's
+# generator, then run `worker_init_fn`: a slow `random.seed` widens the window in which a stop signal sent to the group
+# used to kill a starting worker.
+LOADER_WITH_SLOW_WORKER_START = """
+import os, random, signal, sys, time
+import torch
+from hf_vqvae.training.guards import StopRequests
+from hf_vqvae.training.loader_workers import shield_loader_workers
+
+seed = random.seed
+random.seed = lambda *args: (time.sleep(2), seed(*args))
+loader = torch.utils.data.DataLoader(range(8), batch_size=2, num_workers=2)
+shield_loader_workers(loader)
+"""
+
+
+def test_a_stop_signal_to_the_group_while_loader_workers_start_reaches_the_main_process_only():
+    code = LOADER_WITH_SLOW_WORKER_START + """
+with StopRequests() as stop_requests:
+    batches = iter(loader)
+    time.sleep(0.5)  # the workers are forked, and not yet out of the group
+    os.killpg(0, signal.SIGTERM)  # as `timeout` does
+    print(stop_requests.requested, [batch.tolist() for batch in batches])
+"""
+    result = run([sys.executable, "-c", code], timeout=120)
+    assert result.stdout.split("\n")[-2] == "SIGTERM [[0, 1], [2, 3], [4, 5], [6, 7]]", result.stderr
+
+
+def test_a_run_that_fails_with_its_loader_workers_alive_exits():
+    """An error's traceback keeps the loader alive until Python terminates its workers at exit, then waits for them:
+    they must not ignore the SIGTERM it sends them."""
+    code = LOADER_WITH_SLOW_WORKER_START + """
+batches = iter(loader)
+next(batches)
+raise RuntimeError("an error in the training step")
+"""
+    result = run([sys.executable, "-c", code], timeout=120, expect_success=False)
+    assert result.returncode == 1 and "RuntimeError: an error in the training step" in result.stderr, result.stderr
+
+
 def test_a_single_process_launch_of_two_processes_says_to_add_multi_gpu(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", script("train.py"), *tiny_flags(tmp_path / "run", "--max_train_steps", "1")]
