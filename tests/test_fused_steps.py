@@ -1,6 +1,7 @@
-"""The compiled steps of the cached samplers (`layers/fused_steps`): built once per machine into the cache, refused
-cleanly where no compiler works (the samplers then run their eager step and draw the same codes), and always reading
-the model's current weights. That they draw what the plain samplers draw is tested with each sampler (the
+"""The compiled steps of the cached samplers (`layers/fused_steps`): built once per machine into a private cache,
+loaded only from files this user made and whose checksum matches (never from a damaged, foreign or planted library),
+refused cleanly where no compiler works or the cache cannot be used (the samplers then run their eager step and draw
+the same codes), and always reading the model's current weights. That they draw what the plain samplers draw is tested with each sampler (the
 `sampler_step` fixture runs those tests with the compiled step and with the eager one)."""
 
 import errno
