@@ -109,28 +109,6 @@ def stop_with_launcher() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class IgnoreStopSignals:
-    """A data loader's `worker_init_fn` that makes its workers ignore SIGINT and SIGTERM, then runs the loader's
-    own `worker_init_fn`. Ctrl-C in a terminal, `timeout` and job schedulers signal the whole process group; a
-    worker killed by that signal makes the main process fail ("DataLoader worker exited unexpectedly") before
-    it can save the checkpoint `StopRequests` asks for. The main process shuts its workers down itself."""
-
-    def __init__(self, worker_init_fn=None):
-        self.worker_init_fn = worker_init_fn
-
-    def __call__(self, worker_id: int) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        if self.worker_init_fn is not None:
-            self.worker_init_fn(worker_id)
-
-
-def shield_loader_workers(dataloader: torch.utils.data.DataLoader) -> None:
-    """Let `dataloader`'s worker processes (if any) outlive a stop signal sent to the process group."""
-    if dataloader.num_workers > 0 and not isinstance(dataloader.worker_init_fn, IgnoreStopSignals):
-        dataloader.worker_init_fn = IgnoreStopSignals(dataloader.worker_init_fn)
-
-
 class StopRequests:
     """Ctrl-C (SIGINT) and SIGTERM, caught while a run trains: the first asks the loop to stop after the
     current update (it saves a checkpoint and says how to resume); a second Ctrl-C stops at once."""

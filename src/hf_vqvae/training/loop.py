@@ -49,7 +49,6 @@ from .guards import (
     check_finite_weights,
     launched_by_a_launcher,
     prepare_output_dir,
-    shield_loader_workers,
     stop_with_launcher,
 )
 from .checkpoints import (
@@ -60,6 +59,7 @@ from .checkpoints import (
     warn_on_changed_settings,
     write_json,
 )
+from .loader_workers import shield_loader_workers
 
 
 logger = logging.getLogger(__name__)
