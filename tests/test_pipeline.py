@@ -61,6 +61,18 @@ def test_class_labels_by_name_and_broadcast(pipeline):
         pipeline(class_labels="cats")
 
 
+def test_without_batch_size_the_batch_follows_the_class_labels(pipeline):
+    by_labels = pipeline(class_labels=["dots", "stripes", "dots"], generator=seeded(), output_type="latent").images
+    by_batch = pipeline(batch_size=3, class_labels=[1, 0, 1], generator=seeded(), output_type="latent").images
+    assert by_labels.shape == (3, 4, 4) and torch.equal(by_labels, by_batch)
+    assert len(pipeline(class_labels="dots", generator=seeded()).images) == 1
+    assert torch.equal(pipeline.prior.sample(class_labels=[1, 0, 1], generator=seeded()), by_batch)
+    with pytest.raises(ValueError, match=r"got 2 class labels for batch_size=3: pass one class label for every image or one per image"):
+        pipeline(batch_size=3, class_labels=["dots", "stripes"])
+    with pytest.raises(ValueError, match="got an empty list of class labels"):
+        pipeline(class_labels=[])
+
+
 def test_reconstructs_given_images(pipeline):
     images = [PIL.Image.fromarray(np.full((20, 20, 3), value, dtype=np.uint8)) for value in (30, 200)]
     out = pipeline(image=images, output_type="pt")

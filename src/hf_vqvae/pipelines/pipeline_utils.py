@@ -8,6 +8,24 @@ from huggingface_hub import ModelCard
 from ..hub import local_pipeline_folder, push_with_card
 
 
+def batch_size_of(batch_size: int | None, num_labels: int | None, label: str, item: str) -> int:
+    """The batch of a generating call given `num_labels` labels (None: no labels; one label serves every item):
+    `batch_size`, or when it is None one item per label, as diffusers pipelines take the batch from a list of
+    prompts. `label` and `item` name them in errors ("class label", "image")."""
+    if num_labels == 0:
+        raise ValueError(f"got an empty list of {label}s; pass one {label} for every {item} or one per {item}")
+    if batch_size is None:
+        return num_labels or 1
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if num_labels not in (None, 1, batch_size):
+        raise ValueError(
+            f"got {num_labels} {label}s for batch_size={batch_size}: pass one {label} for every {item} or one per "
+            f"{item} (or leave batch_size out to make one {item} per {label})"
+        )
+    return batch_size
+
+
 class HubDiffusionPipeline(DiffusionPipeline):
     """A `DiffusionPipeline` whose components come from hf-vqvae: `from_pretrained` takes a folder or a Hub id, and
     `push_to_hub` uploads the folder with the card of `model_card`. Subclasses implement `model_card`."""
