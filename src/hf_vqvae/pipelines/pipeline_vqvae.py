@@ -60,9 +60,9 @@ class VQVAEPipeline(HubDiffusionPipeline):
             components are), one matching the VQ-VAE's resolution and channels is used; None is
             what `save_pretrained` records and `from_pretrained` gives back.
 
-    `DiffusionPipeline.from_pretrained(folder)` cannot load this pipeline: diffusers looks its class
-    up on the `diffusers` module itself (third-party pipelines only through `custom_pipeline` code,
-    which needs `trust_remote_code`). Load it with `VQVAEPipeline.from_pretrained(folder or Hub id)`.
+    Load it with `VQVAEPipeline.from_pretrained(folder or Hub id)`. diffusers' generic
+    `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` loads it too, through the custom
+    pipeline entry every saved folder carries (`HubDiffusionPipeline`).
     """
 
     model_cpu_offload_seq = "prior->vqvae"
