@@ -1,5 +1,7 @@
 """The second stage of the hierarchy and its pipeline: causality, conditioning, samplers, loading, bad inputs."""
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -148,7 +150,9 @@ def test_pipeline_reconstructs_frames_through_both_stages(pipeline):
 def test_pipeline_save_load_push_and_hub_id(tmp_path, offline_hub, recorded_uploads, pipeline):
     folder = tmp_path / "pipeline"
     pipeline.save_pretrained(folder)
-    index = HierarchicalVQVAEPipeline.load_config(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["stage2"] == ["hf_vqvae_entry", "HierarchicalVQVAEModel"]  # the entry of diffusers' generic loader
+    index = HierarchicalVQVAEPipeline.load_config(folder)  # which the package reads as the defining module
     assert index["stage2"] == ["hf_vqvae.models.hierarchical_vqvae.modeling_hierarchical_vqvae", "HierarchicalVQVAEModel"]
     put_in_hub_cache(offline_hub, "org/hierarchy", folder)
     by_id = HierarchicalVQVAEPipeline.from_pretrained("org/hierarchy")
