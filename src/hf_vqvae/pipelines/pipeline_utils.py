@@ -27,11 +27,12 @@ from hf_vqvae import *  # noqa: F403  the pipelines and components of the instal
 '''
 
 
-def _package_class(name: str):
+def _package_class(name: str) -> type | None:
     """The class hf-vqvae exports under `name`, or None."""
     import hf_vqvae  # here, not at the top: hf_vqvae imports this module
 
-    return getattr(hf_vqvae, name, None) if name in hf_vqvae.__all__ else None
+    exported = getattr(hf_vqvae, name, None) if name in hf_vqvae.__all__ else None
+    return exported if isinstance(exported, type) else None
 
 
 def batch_size_of(batch_size: int | None, num_labels: int | None, label: str, item: str) -> int:
