@@ -59,8 +59,8 @@ class HubDiffusionPipeline(DiffusionPipeline):
 
     A saved folder also loads through diffusers' generic entry point, by the mechanism diffusers documents for
     pipelines and components defined outside diffusers (custom code): model_index.json names the pipeline and each
-    hf-vqvae component by the module `hf_vqvae_entry`, a copy of which (two lines: `from hf_vqvae import *`) sits at
-    the root and in each component's folder, so `DiffusionPipeline.from_pretrained(folder or Hub id,
+    hf-vqvae component by the module `hf_vqvae_entry`, a copy of which (a docstring and `from hf_vqvae import *`)
+    sits at the root and in each component's folder, so `DiffusionPipeline.from_pretrained(folder or Hub id,
     trust_remote_code=True)` loads it. diffusers runs such code only with `trust_remote_code=True`; the package's own
     `from_pretrained` reads the class names and never runs a file of the folder.
     """
@@ -122,7 +122,8 @@ class HubDiffusionPipeline(DiffusionPipeline):
             name
             for name, entry in index.items()
             if not name.startswith("_") and isinstance(entry, (list, tuple)) and len(entry) == 2
-            and isinstance(entry[0], str) and entry[0].split(".")[0] == "hf_vqvae" and _package_class(entry[1]) is not None
+            and isinstance(entry[0], str) and entry[0].split(".")[0] == "hf_vqvae"
+            and _package_class(entry[1]) is not None
         ]
 
     def model_card(self, repo_id: str, **card_fields) -> ModelCard:
