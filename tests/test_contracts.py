@@ -39,9 +39,6 @@ from hf_vqvae.data.codes import CodesInfo, load_vqvae
 from hf_vqvae.data.images import decode_image
 
 from conftest import TINY_VQVAE, put_in_hub_cache
-from test_audio_vqvae import TINY_AUDIO, speech_like
-from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
-from test_video_prior import TINY_VIDEO_PRIOR
 
 
 def tiny_prior(**overrides) -> PixelCNNPriorModel:
@@ -494,6 +491,11 @@ def photos() -> list:
 
 def build_pipeline(kind: str, with_optional_components: bool = True):
     """A tiny pipeline of each kind; its optional components given (matching the models) or None."""
+    # Imported here: those test modules import this one's shared checks.
+    from test_audio_vqvae import TINY_AUDIO
+    from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
+    from test_video_prior import TINY_VIDEO_PRIOR
+
     vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
     processor = VQVAEImageProcessor.for_vqvae(vqvae.config) if with_optional_components else None
     if kind == "vqvae":
@@ -528,6 +530,8 @@ def outputs(pipeline) -> list[np.ndarray]:
         ]
     if isinstance(pipeline, VideoPredictionPipeline):
         return [pipeline(frames=[photo.resize((16, 16)) for photo in photos()], actions=[0, 2], generator=seeded(), output_type="np").frames]
+    from test_audio_vqvae import speech_like
+
     waveform = speech_like(1, 64)[0].numpy()
     results = [pipeline(audio=waveform, sampling_rate=16000, speaker="ann", generator=seeded()).audios]
     if pipeline.prior is not None:
