@@ -155,6 +155,8 @@ def test_pipeline_save_load_push_and_hub_id(tmp_path, offline_hub, recorded_uplo
     folder = tmp_path / "pipeline"
     pipeline.save_pretrained(folder)
     index = json.loads((folder / "model_index.json").read_text())
+    assert index["stage2"] == ["hf_vqvae_entry", "HierarchicalVQVAEModel"]  # the entry of diffusers' generic loader
+    index = HierarchicalVQVAEPipeline.load_config(folder)  # which the package reads as the defining module
     assert index["stage2"] == ["hf_vqvae.models.hierarchical_vqvae.modeling_hierarchical_vqvae", "HierarchicalVQVAEModel"]
     put_in_hub_cache(offline_hub, "org/hierarchy", folder)
     by_id = HierarchicalVQVAEPipeline.from_pretrained("org/hierarchy")

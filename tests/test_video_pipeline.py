@@ -8,6 +8,7 @@ from hf_vqvae import (
     VideoPriorConfig,
     VideoPriorModel,
     VQVAEConfig,
+    VQVAEImageProcessor,
     VQVAEModel,
     prediction_strip,
     save_gif,
@@ -22,7 +23,7 @@ from test_video_prior import TINY_VIDEO_PRIOR
 def pipeline():
     vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
     prior = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR, action_names=list(ACTIONS))).eval()
-    pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior)
+    pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior, image_processor=VQVAEImageProcessor.for_vqvae(vqvae.config))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 

@@ -144,10 +144,17 @@ class HubPreTrainedModel(PreTrainedModel):
             )
         return (model, info) if return_loading_info else model
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(
+        self, save_directory, *args, variant: str | None = None, max_shard_size: int | str = "50GB", **kwargs
+    ):
         """transformers' `save_pretrained`, with the weights readable as any file the user writes (transformers
-        writes them through a private temporary file, mode 0600)."""
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        writes them through a private temporary file, mode 0600). `variant="fp16"` writes `model.fp16.safetensors`,
+        which `from_pretrained(..., variant="fp16")` loads; `variant` and `max_shard_size` are named here because
+        diffusers' `DiffusionPipeline.save_pretrained` passes them on only to a save method whose signature names
+        them."""
+        result = super().save_pretrained(
+            save_directory, *args, variant=variant, max_shard_size=max_shard_size, **kwargs
+        )
         mask = os.umask(0)
         os.umask(mask)
         for weights in Path(save_directory).glob("*.safetensors"):

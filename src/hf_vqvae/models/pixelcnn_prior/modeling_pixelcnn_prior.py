@@ -196,7 +196,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
     @torch.no_grad()
     def sample(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels: torch.LongTensor | Sequence[int] | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
@@ -207,7 +207,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         Draw `batch_size` code grids in raster order; returns a (batch_size, grid_height, grid_width) long tensor.
 
         Args:
-            batch_size: number of grids.
+            batch_size: number of grids; defaults to one per class label, or 1.
             class_labels: one label per grid for a class-conditional prior (None otherwise).
             temperature: divides the logits; below 1 sharpens, above 1 flattens; at least 1e-3
                 (`layers.sampling.MIN_TEMPERATURE`).
@@ -218,6 +218,8 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                 stack once per position); False runs the whole network once per position (the reference).
             progress_callback: called after each row as `progress_callback(rows_done, grid_height)`.
         """
+        if batch_size is None:
+            batch_size = 1 if class_labels is None else max(1, torch.as_tensor(class_labels).numel())
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         check_temperature(temperature)
