@@ -284,7 +284,7 @@ def test_diffusion_pipeline_cannot_resolve_the_class_and_the_documented_call_loa
 
 
 def pipeline_card_text() -> str:
-    from hf_vqvae.hub import pipeline_model_card
+    from hf_vqvae.pipelines.pipeline_cards import pipeline_model_card
 
     return str(pipeline_model_card(VQVAEConfig(**TINY_VQVAE), tiny_prior().config, "org/name"))
 
@@ -308,7 +308,7 @@ def test_saved_configs_name_the_package_that_loads_them(tmp_path):
     reloaded = VQVAEConfig.from_pretrained(tmp_path / "vqvae")
     assert reloaded.to_dict()["library_name"] == "hf-vqvae" and "library_name" not in reloaded.__dict__
 
-    from hf_vqvae.hub import vqvae_model_card
+    from hf_vqvae.models.vqvae.model_card_vqvae import vqvae_model_card
 
     card = str(vqvae_model_card(reloaded, "org/name"))
     assert "import hf_vqvae" in card and "| `hf_vqvae_version` |" not in card  # not in the configuration table

@@ -46,6 +46,7 @@ from .pipelines import (
     save_gif,
 )
 from .quantization import QuantizerOutput, VectorQuantizer
+from .version import __version__
 
 
 AutoConfig.register(VQVAEConfig.model_type, VQVAEConfig, exist_ok=True)
@@ -71,7 +72,6 @@ LEGACY_MODULE_PATHS = {
 for _path, _module in LEGACY_MODULE_PATHS.items():
     sys.modules.setdefault(_path, _module)
 
-__version__ = "0.2.0"
 
 __all__ = [
     "AUDIO_PRESETS",

@@ -30,7 +30,7 @@ from datasets import (
 from datasets.distributed import split_dataset_by_node
 
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
-from ..training.arguments import check_at_least, check_in_range
+from ..argument_checks import check_at_least, check_in_range
 
 
 logger = logging.getLogger(__name__)

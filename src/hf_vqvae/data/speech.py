@@ -39,7 +39,7 @@ from datasets import (
 from datasets.distributed import split_dataset_by_node
 
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import resample
-from ..training.arguments import check_at_least, check_in_range
+from ..argument_checks import check_at_least, check_in_range
 from .images import (
     STREAM_SHARDS,
     VALIDATION_SPLIT_NAMES,

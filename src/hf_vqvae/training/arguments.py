@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from diffusers.optimization import SchedulerType
 from transformers import HfArgumentParser
 
+from ..argument_checks import check_at_least, check_choice, check_in_range
+
 
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
@@ -26,25 +28,6 @@ LR_SCHEDULER_CHOICES = tuple(kind.value for kind in SchedulerType)
 ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # Settings that never go into a saved arguments file or a tracker.
 SECRET_FIELDS = ("hub_token",)
-
-
-def check_at_least(group, name: str, minimum: float, *, optional: bool = False) -> None:
-    """Raise a `ValueError` naming the flag unless `group.<name>` >= `minimum` (None allowed when `optional`)."""
-    value = getattr(group, name)
-    if optional and value is None:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
-        raise ValueError(f"--{name} must be >= {minimum}, got {value!r}")
-
-
-def check_in_range(group, name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-    """Raise a `ValueError` naming the flag unless `group.<name>` lies in the interval from `low` to `high`."""
-    value = getattr(group, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"--{name} must lie in {interval}, got {value!r}")
 
 
 @dataclass
@@ -127,12 +110,6 @@ class HubArguments:
         default=None, metadata={"help": "A Hub token; by default the one `hf auth login` stored. Never saved."}
     )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository private."})
-
-
-def check_choice(group, name: str, choices: tuple) -> None:
-    value = getattr(group, name)
-    if value not in choices:
-        raise ValueError(f"--{name} must be one of {list(choices)}, got {value!r}")
 
 
 Recipe = TypeVar("Recipe")

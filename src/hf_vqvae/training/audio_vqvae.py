@@ -20,7 +20,7 @@ from ..data.speech import (
     validation_clips,
     wav_bytes,
 )
-from ..hub import audio_vqvae_model_card
+from ..models.audio_vqvae.model_card_audio_vqvae import audio_vqvae_model_card
 from ..models.audio_vqvae.configuration_audio_vqvae import AUDIO_PRESETS, AudioVQVAEConfig
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel

@@ -24,7 +24,7 @@ from diffusers.utils import make_image_grid
 
 from ..data.codes import CodesInfo, encode_code_grids, save_codes
 from ..data.images import ImageDataArguments
-from ..hub import hierarchical_vqvae_model_card
+from ..models.hierarchical_vqvae.model_card_hierarchical_vqvae import hierarchical_vqvae_model_card
 from ..models.hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments

@@ -48,7 +48,7 @@ from ..data.images import (
     check_columns,
     training_and_validation_splits,
 )
-from ..hub import prior_model_card
+from ..models.pixelcnn_prior.model_card_pixelcnn_prior import prior_model_card
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor

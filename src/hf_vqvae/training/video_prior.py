@@ -38,7 +38,7 @@ from ..data.trajectories import (
     encode_trajectory_splits,
     load_trajectories,
 )
-from ..hub import video_prior_model_card
+from ..models.video_prior.model_card_video_prior import video_prior_model_card
 from ..models.video_prior.configuration_video_prior import VideoPriorConfig
 from ..models.video_prior.modeling_video_prior import VideoPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor

@@ -18,7 +18,7 @@ from ..data.images import (
     training_dataloader,
     validation_pixel_values,
 )
-from ..hub import vqvae_model_card
+from ..models.vqvae.model_card_vqvae import vqvae_model_card
 from ..models.vqvae.configuration_vqvae import PRESETS, VQVAEConfig
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel

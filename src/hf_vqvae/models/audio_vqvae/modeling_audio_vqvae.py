@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import audio_vqvae_model_card
+from .model_card_audio_vqvae import audio_vqvae_model_card
 from ...layers.wavenet import WaveNet
 from ...modeling_utils import HubPreTrainedModel
 from ...quantization.vector_quantizer import VectorQuantizer

@@ -15,7 +15,7 @@ from transformers.utils import ModelOutput
 
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
-from ...hub import prior_model_card
+from .model_card_pixelcnn_prior import prior_model_card
 from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, is_tracing
 
 

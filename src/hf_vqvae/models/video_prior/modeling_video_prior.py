@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import video_prior_model_card
+from .model_card_video_prior import video_prior_model_card
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae
 from .configuration_video_prior import VideoPriorConfig

@@ -11,7 +11,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_vqvae import VQVAEConfig
-from ...hub import vqvae_model_card
+from .model_card_vqvae import vqvae_model_card
 from ...modeling_utils import HubPreTrainedModel, is_tracing
 from ...quantization.vector_quantizer import VectorQuantizer
 
