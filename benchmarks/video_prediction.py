@@ -30,8 +30,8 @@ from datasets import DatasetDict
 from hf_vqvae import VideoPredictionPipeline, prediction_strip
 from hf_vqvae.data.trajectories import flatten_frames
 from hf_vqvae.data.worlds import render_trajectories
-from hf_vqvae.training import video_prior as video_prior_recipe
-from hf_vqvae.training import vqvae as vqvae_recipe
+from hf_vqvae.training.recipes import video_prior as video_prior_recipe
+from hf_vqvae.training.recipes import vqvae as vqvae_recipe
 
 from machine import describe_machine
 

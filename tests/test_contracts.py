@@ -25,8 +25,9 @@ from hf_vqvae import (
     VQVAEModel,
     VQVAEPipeline,
 )
-from hf_vqvae.data.codes import CodesInfo, load_vqvae
+from hf_vqvae.data.codes import CodesInfo
 from hf_vqvae.data.images import decode_image
+from hf_vqvae.models.auto import load_vqvae
 
 from conftest import TINY_VQVAE
 

@@ -2,7 +2,7 @@
 (optimisation; checkpoints and logging; the Hub), and the parsing of a recipe's settings from a command
 line or a JSON / YAML file with transformers' `HfArgumentParser`.
 
-A recipe's settings are one dataclass whose fields are groups (see `training.vqvae.VQVAETrainingArguments`):
+A recipe's settings are one dataclass whose fields are groups (see `recipes.vqvae.VQVAETrainingArguments`):
 the data set's (`data.images.ImageDataArguments`), the model's, and the shared groups below. Each group
 checks its own values in `__post_init__`, so a value from the command line, a file or Python fails the same
 way. The flags keep diffusers' names (`--learning_rate`, `--output_dir`, ...).
@@ -112,7 +112,7 @@ class HubArguments:
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository private."})
 
 
-Recipe = TypeVar("Recipe")
+Settings = TypeVar("Settings")
 
 
 def recipe_groups(recipe_class: type) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def argument_parser(recipe_class: type, description: str | None = None) -> HfArg
     return parser
 
 
-def parse_arguments(recipe_class: type[Recipe], argv: list[str] | None = None, description: str | None = None) -> Recipe:
+def parse_arguments(recipe_class: type[Settings], argv: list[str] | None = None, description: str | None = None) -> Settings:
     """A recipe's settings from command-line flags, or from a JSON / YAML file of them passed as the only
     argument (`scripts/train.py args.yaml`). A file is read as the flags it names, so a wrong type or value
     in it fails with the message the same flag would give on the command line."""
