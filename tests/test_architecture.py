@@ -18,7 +18,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "hf_vqvae"
 # below `hf_vqvae`, its submodules included); a module belongs to the longest part that names it. `folder.*` makes
 # every module or package directly in the folder a part of its own: a new model, recipe or command needs no entry.
 LAYERS = [
-    ["version", "argument_checks", "loading", "hub"],
+    ["version", "argument_checks", "input_checks", "loading", "hub"],
     ["quantization", "layers.sampling", "layers.fused_steps", "layers.gates", "layers.sampler_threads"],
     ["layers.gated_pixelcnn", "layers.wavenet"],
     ["layers"],

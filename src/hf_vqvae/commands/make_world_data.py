@@ -53,6 +53,12 @@ class WorldDataArguments:
             self.resolution = 84 if self.kind == "frames" else 64
 
 
+def parse_args(argv: list[str] | None = None) -> WorldDataArguments:
+    """The settings of `scripts/make_world_data.py`."""
+    (arguments,) = HfArgumentParser(WorldDataArguments).parse_args_into_dataclasses(args=argv)
+    return arguments
+
+
 def make_world_data(arguments: WorldDataArguments):
     """Render the data set `arguments` describe, split whole episodes into `train` and `validation`,
     save it to `output_dir` and push it when asked; returns the `DatasetDict`."""
@@ -87,8 +93,3 @@ def make_world_data(arguments: WorldDataArguments):
         )
         logger.info("pushed the data set to %s", repo_id)
     return splits
-
-def parse_args(argv: list[str] | None = None) -> WorldDataArguments:
-    """The settings of `scripts/make_world_data.py`."""
-    (arguments,) = HfArgumentParser(WorldDataArguments).parse_args_into_dataclasses(args=argv)
-    return arguments

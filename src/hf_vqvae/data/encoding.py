@@ -139,7 +139,6 @@ def encode_image_dataset(
     return DatasetDict(splits), image_datasets.name
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Stage-1 codes, encoded by the second stage of a hierarchy
 
@@ -164,7 +163,6 @@ def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch
         label_column, accelerator, features=features, items="code grids", batch_size=batch_size,
         description=description,
     )
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ ACTIONS_COLUMN = "actions"
 _FRAME_COLUMN = "image"
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Checks
 
@@ -125,7 +124,6 @@ def check_frame_size(trajectories: Dataset, frames_column: str, sample_size: int
             f"the frames are {image.width}x{image.height} pixels but the VQ-VAE encodes {sample_size}x{sample_size} "
             "frames (its sample_size); render the trajectories at that resolution or use a VQ-VAE trained on them"
         )
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +252,6 @@ def encode_trajectory_splits(
         )
         for name, split in (("train", train), ("validation", validation))
     })
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .gates import glu
 from .sampler_threads import SINGLE_THREAD_FUSED_STEP_MACS, SINGLE_THREAD_STEP_MACS, ThreadPolicy
 from .sampling import uniform_numbers
 
+
 def _bias_rows(gate_bias: torch.Tensor | None, half: slice, width: int, batch_size: int, factory: dict) -> torch.Tensor:
     """One half of a layer's (batch, 4 * channels, rows, 1 or width) gate bias as (rows, width, batch, 2 * channels):
     rows is the grid's height for a conditioning map, 1 for a bias that is the same everywhere (a class's, or none:

@@ -80,7 +80,6 @@ def run_command(train: Callable[[Any], Any], parse_args: Callable[[], Any]) -> N
         raise SystemExit(1) from None
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Optimizer, schedule, batches
 
@@ -152,7 +151,6 @@ def epoch_batches(
             raise ValueError("an epoch of the training data yielded no batch")
 
 
-
 # ---------------------------------------------------------------------------------------------
 # What the processes agree on
 
@@ -188,7 +186,6 @@ def check_processes_in_sync(accelerator: Accelerator, model: torch.nn.Module) ->
     if len(set(fingerprints)) > 1:
         raise RuntimeError(f"the processes ended with different weights: {fingerprints}")
     return fingerprints
-
 
 
 # ---------------------------------------------------------------------------------------------

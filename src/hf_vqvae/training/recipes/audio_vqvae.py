@@ -128,7 +128,6 @@ def build_audio_config(
     return config
 
 
-
 # ------------------------------------------------------------------------------------------------- validation
 
 
@@ -193,7 +192,6 @@ def validate_and_log(
     figure = spectrogram_figure(waveforms, title=f"step {step}")
     log_image(accelerator, "validation/spectrograms", figure, step)
     return metrics, waveforms, figure
-
 
 
 # ------------------------------------------------------------------------------------------------- the recipe

@@ -52,7 +52,6 @@ ARCHITECTURE_FLAGS = ("latent_grid_height", "latent_grid_width", "num_embeddings
 ARCHITECTURE_HELP = "HierarchicalVQVAEConfig.{0} (default: the config's given by --stage2_config, else the script's default)."
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
@@ -142,7 +141,6 @@ def build_stage2_config(args: StageTwoModelArguments, vqvae_config, cache_dir: s
     return HierarchicalVQVAEConfig(**{**base, **architecture, **stage1})
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Validation
 
@@ -189,7 +187,6 @@ def validate_and_log(
     grid = reconstruction_grid(stage2, codes, count, seed)
     log_image(accelerator, "validation/through_stage1_and_stage2", grid, step)
     return measures, grid
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,7 +50,6 @@ ARCHITECTURE_FLAGS = tuple(DEFAULT_ARCHITECTURE)
 ARCHITECTURE_HELP = "PixelCNNPriorConfig.{0} (default: the preset's or config's, else the script's default architecture)."
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
@@ -170,7 +169,6 @@ def build_prior_config(
     return PixelCNNPriorConfig(**fields, id2label=id2label, label2id=label2id)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Class labels, validation and samples
 
@@ -257,7 +255,6 @@ def validate_and_log(
     accelerator.log({"validation/bits_per_code": bits}, step=step)
     log_samples = log_speech_samples if isinstance(codes, SpeechTrainingCodes) else log_image_samples
     return bits, log_samples(codes, accelerator, prior, samples, seed, step)
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,6 @@ DEFAULT_ARCHITECTURE = dict(
 ARCHITECTURE_HELP = "VideoPriorConfig.{0} (default: --video_prior_config's, else {1})."
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
@@ -175,7 +174,6 @@ def build_video_prior_config(
     return VideoPriorConfig(**{**base, **architecture, "num_actions": num_actions, "action_names": action_names})
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Data
 
@@ -254,7 +252,6 @@ def windows_dataloader(codes: Dataset, context_frames: int, *, batch_size: int, 
     )
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Validation
 
@@ -319,7 +316,6 @@ def validate_and_log(
     strips = prediction_strips(prior, trajectories, predictions, seed)
     log_image(accelerator, "validation/predictions", strips, step)
     return bits, shuffled_bits, strips
-
 
 
 # ---------------------------------------------------------------------------------------------
