@@ -35,8 +35,9 @@ from hf_vqvae import (
     VQVAEModel,
     VQVAEPipeline,
 )
-from hf_vqvae.data.codes import CodesInfo, load_vqvae
+from hf_vqvae.data.codes import CodesInfo
 from hf_vqvae.data.images import decode_image
+from hf_vqvae.models.auto import load_vqvae
 
 from conftest import TINY_VQVAE, put_in_hub_cache
 
@@ -309,7 +310,7 @@ def test_the_card_says_how_each_entry_point_loads_the_pipeline():
 
 
 def pipeline_card_text() -> str:
-    from hf_vqvae.hub import pipeline_model_card
+    from hf_vqvae.pipelines.pipeline_cards import pipeline_model_card
 
     return str(pipeline_model_card(VQVAEConfig(**TINY_VQVAE), tiny_prior().config, "org/name"))
 
@@ -333,7 +334,7 @@ def test_saved_configs_name_the_package_that_loads_them(tmp_path):
     reloaded = VQVAEConfig.from_pretrained(tmp_path / "vqvae")
     assert reloaded.to_dict()["library_name"] == "hf-vqvae" and "library_name" not in reloaded.__dict__
 
-    from hf_vqvae.hub import vqvae_model_card
+    from hf_vqvae.models.vqvae.model_card_vqvae import vqvae_model_card
 
     card = str(vqvae_model_card(reloaded, "org/name"))
     assert "import hf_vqvae" in card and "| `hf_vqvae_version` |" not in card  # not in the configuration table

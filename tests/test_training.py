@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from hf_vqvae import VQVAEImageProcessor, VQVAEModel
 from hf_vqvae.training.checkpoints import CheckpointManager, IncompatibleCheckpointError
 from hf_vqvae.training.loop import training_schedule
-from hf_vqvae.training.vqvae import build_vqvae_config, parse_args, train_vqvae
+from hf_vqvae.training.recipes.vqvae import build_vqvae_config, parse_args, train_vqvae
 
 from conftest import TINY_VQVAE, reset_accelerate_state
 from launching import accelerate_launch, kill_when_exists, run, script

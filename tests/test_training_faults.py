@@ -14,9 +14,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hf_vqvae.training import loop
+from hf_vqvae.training.publishing import write_atomically
 from hf_vqvae.training.checkpoints import CheckpointManager, DamagedCheckpointError, write_json
 from hf_vqvae.training.guards import NonFiniteTrainingError, OutputDirectoryInUseError, OutputDirectoryLock
-from hf_vqvae.training.vqvae import parse_args, train_vqvae
+from hf_vqvae.training.recipes.vqvae import parse_args, train_vqvae
 
 from conftest import TINY_VQVAE
 from launching import ROOT, Run, accelerate_launch, run, script
@@ -88,11 +89,11 @@ def test_the_final_files_are_replaced_atomically(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        loop.write_atomically(tmp_path, crash_halfway)
+        write_atomically(tmp_path, crash_halfway)
     assert torch.equal(load_file(tmp_path / "model.safetensors")["weight"], good["weight"])
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.safetensors"]
 
-    loop.write_atomically(tmp_path, lambda folder: save_file({"weight": torch.zeros(3)}, folder / "model.safetensors"))
+    write_atomically(tmp_path, lambda folder: save_file({"weight": torch.zeros(3)}, folder / "model.safetensors"))
     assert torch.equal(load_file(tmp_path / "model.safetensors")["weight"], torch.zeros(3))
 
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fused_steps
-from .gated_pixelcnn import gate
-from .gated_pixelcnn_sampler import SINGLE_THREAD_FUSED_STEP_MACS, SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
+from .gates import gate, glu
+from .sampler_threads import SINGLE_THREAD_FUSED_STEP_MACS, SINGLE_THREAD_STEP_MACS, ThreadPolicy
 from .sampling import draw_from_logits, uniform_numbers
 
 

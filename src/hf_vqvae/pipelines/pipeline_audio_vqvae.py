@@ -4,7 +4,7 @@ its code sequence)."""
 import torch
 from diffusers import AudioPipelineOutput
 
-from ..hub import audio_pipeline_model_card
+from .pipeline_cards import audio_pipeline_model_card
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
@@ -89,7 +89,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         self.register_modules(vqvae=vqvae, prior=prior, feature_extractor=feature_extractor)
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.audio_pipeline_model_card`; `dataset_name`, `metrics`, `image_path`)."""
+        """The card `push_to_hub` uploads (`pipeline_cards.audio_pipeline_model_card`; `dataset_name`, `metrics`, `image_path`)."""
         prior_config = self.prior.config if self.prior is not None else None
         return audio_pipeline_model_card(self.vqvae.config, prior_config, repo_id, **card_fields)
 

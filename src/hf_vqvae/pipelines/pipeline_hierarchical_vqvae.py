@@ -9,7 +9,7 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import hierarchical_pipeline_model_card
+from .pipeline_cards import hierarchical_pipeline_model_card
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
@@ -73,7 +73,7 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
     push_commit_message = "Upload hierarchical VQ-VAE pipeline with hf-vqvae"
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.hierarchical_pipeline_model_card`: `dataset_name`, `metrics`,
+        """The card `push_to_hub` uploads (`pipeline_cards.hierarchical_pipeline_model_card`: `dataset_name`, `metrics`,
         `image_path`)."""
         return hierarchical_pipeline_model_card(self.vqvae.config, self.stage2.config, self.prior.config, repo_id, **card_fields)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
 
-from ..hub import local_pipeline_folder, push_with_card
+from ..hub import push_with_card
+from ..loading import local_pipeline_folder
 
 
 # The module diffusers' generic `DiffusionPipeline.from_pretrained` imports, as custom code, to find the classes of a
@@ -69,7 +70,7 @@ class HubDiffusionPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
-        """Load from a local pipeline folder or a Hub id (`hub.local_pipeline_folder`: diffusers refuses a
+        """Load from a local pipeline folder or a Hub id (`loading.local_pipeline_folder`: diffusers refuses a
         third-party package's components by Hub id, so the snapshot is fetched first, honouring the cache and
         offline mode). Components can be replaced: `from_pretrained(path, prior=other_prior)`. A name that is
         no local folder and no reachable Hub id, or a folder missing a component, is an error that says which."""

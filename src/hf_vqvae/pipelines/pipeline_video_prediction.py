@@ -10,7 +10,7 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput, export_to_gif, make_image_grid
 
-from ..hub import video_pipeline_model_card
+from .pipeline_cards import video_pipeline_model_card
 from ..models.video_prior.modeling_video_prior import VideoPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
@@ -66,7 +66,7 @@ class VideoPredictionPipeline(HubDiffusionPipeline):
         self.register_modules(vqvae=vqvae, video_prior=video_prior, image_processor=image_processor)
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.video_pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
+        """The card `push_to_hub` uploads (`pipeline_cards.video_pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
         return video_pipeline_model_card(self.vqvae.config, self.video_prior.config, repo_id, **card_fields)
 
     # ----------------------------------------------------------------------------------------------- inputs

@@ -9,7 +9,7 @@ import PIL.ImageFont
 import torch
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import pipeline_model_card
+from .pipeline_cards import pipeline_model_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
@@ -78,7 +78,7 @@ class VQVAEPipeline(HubDiffusionPipeline):
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
+        """The card `push_to_hub` uploads (`pipeline_cards.pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
         return pipeline_model_card(self.vqvae.config, self.prior.config, repo_id, **card_fields)
 
     def class_label_ids(self, labels: int | str | list[int | str] | torch.Tensor) -> torch.LongTensor:

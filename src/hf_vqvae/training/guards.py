@@ -6,7 +6,6 @@ import ctypes
 import errno
 import fcntl
 import logging
-import math
 import os
 import signal
 import sys
@@ -140,7 +139,3 @@ def check_finite_weights(model: torch.nn.Module, what: str) -> None:
     if bad:
         listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise NonFiniteTrainingError(f"not writing {what}: these tensors hold NaN or infinity: {listed}")
-
-
-def is_finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

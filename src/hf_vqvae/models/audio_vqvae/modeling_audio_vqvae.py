@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import audio_vqvae_model_card
+from .model_card_audio_vqvae import audio_vqvae_model_card
 from ...input_checks import check_ids_in_range, check_not_empty, check_signal_values, is_integer, is_integer_tensor
 from ...layers.sampling import check_temperature
 from ...layers.wavenet import WaveNet

@@ -16,7 +16,7 @@ from transformers.utils import ModelOutput
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
-from ...hub import prior_model_card
+from .model_card_pixelcnn_prior import prior_model_card
 from ...input_checks import check_ids_in_range, check_not_empty, describe, is_integer_tensor
 from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
 

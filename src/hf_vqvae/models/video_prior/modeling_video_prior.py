@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import video_prior_model_card
+from .model_card_video_prior import video_prior_model_card
 from ...input_checks import check_ids_in_range, check_not_empty, describe, is_integer_tensor
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature

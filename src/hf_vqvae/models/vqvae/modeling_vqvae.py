@@ -10,7 +10,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_vqvae import VQVAEConfig
-from ...hub import vqvae_model_card
+from .model_card_vqvae import vqvae_model_card
 from ...input_checks import check_not_empty, check_signal_values
 from ...modeling_utils import HubPreTrainedModel
 from ...quantization.vector_quantizer import VectorQuantizer
