@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 
 from ..hub import push_with_card
 from ..loading import local_pipeline_folder
+from ..models.auto import MODELS, PROCESSORS
 
 
 # The module diffusers' generic `DiffusionPipeline.from_pretrained` imports, as custom code, to find the classes of a
@@ -27,13 +28,11 @@ needs no trust_remote_code."""
 from hf_vqvae import *  # noqa: F403  the pipelines and components of the installed package
 '''
 
-
-def _package_class(name: str) -> type | None:
-    """The class hf-vqvae exports under `name`, or None."""
-    import hf_vqvae  # here, not at the top: hf_vqvae imports this module
-
-    exported = getattr(hf_vqvae, name, None) if name in hf_vqvae.__all__ else None
-    return exported if isinstance(exported, type) else None
+# The hf-vqvae classes a saved pipeline can hold as components, by class name.
+COMPONENT_CLASSES = {
+    component.__name__: component
+    for component in (*(model for _, model in MODELS), *(processor for _, _, processor in PROCESSORS))
+}
 
 
 def batch_size_of(batch_size: int | None, num_labels: int | None, label: str, item: str) -> int:
@@ -88,7 +87,7 @@ class HubDiffusionPipeline(DiffusionPipeline):
             if name == "_class_name" and isinstance(entry, (list, tuple)):
                 index[name] = entry[-1]
             elif isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] == ENTRY_MODULE:
-                component_class = _package_class(entry[1])
+                component_class = COMPONENT_CLASSES.get(entry[1])
                 if component_class is None:
                     raise ValueError(
                         f"model_index.json names the component {name!r} as {entry[1]!r}, which the installed hf-vqvae "
@@ -124,7 +123,7 @@ class HubDiffusionPipeline(DiffusionPipeline):
             for name, entry in index.items()
             if not name.startswith("_") and isinstance(entry, (list, tuple)) and len(entry) == 2
             and isinstance(entry[0], str) and entry[0].split(".")[0] == "hf_vqvae"
-            and _package_class(entry[1]) is not None
+            and COMPONENT_CLASSES.get(entry[1]) is not None
         ]
 
     def model_card(self, repo_id: str, **card_fields) -> ModelCard:
