@@ -20,7 +20,7 @@ from hf_vqvae import (
 )
 
 from conftest import put_in_hub_cache
-from test_contracts import (
+from model_contracts import (
     assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
 )
 

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModel
 
 from hf_vqvae import VideoPriorConfig, VideoPriorModel
-from test_contracts import (
+from model_contracts import (
     assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
 )
 
