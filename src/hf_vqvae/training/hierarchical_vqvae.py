@@ -150,18 +150,29 @@ def build_stage2_config(args: StageTwoModelArguments, vqvae_config, cache_dir: s
 
 @torch.no_grad()
 def validation_measures(stage2: HierarchicalVQVAEModel, loader) -> dict:
-    """Mean bits per stage-1 grid given the stage-2 codes, and the stage-2 codes used (distinct, perplexity)."""
-    total_bits, grids = 0.0, 0
+    """Mean bits per stage-1 grid given the stage-2 codes, and given another grid's stage-2 codes (a random
+    derangement within each batch: what the codes tell the decoder about their own grid is the difference), and the
+    stage-2 codes used (distinct, perplexity)."""
+    total_bits, shuffled_bits, grids, shuffled_grids = 0.0, 0.0, 0, 0
     counts = torch.zeros(stage2.config.num_embeddings, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
     for batch in loader:
         codes = batch["input_ids"].to(stage2.device)
         latents = stage2.encode(codes).indices
         total_bits += stage2.bits_per_grid(codes, latents).double().sum().item()
         grids += len(codes)
+        if len(codes) > 1:
+            # Each grid takes the codes of the next one in a random cycle: never its own.
+            order = torch.randperm(len(codes), generator=generator)
+            other = torch.empty_like(order)
+            other[order] = order.roll(1)
+            shuffled_bits += stage2.bits_per_grid(codes, latents[other.to(latents.device)]).double().sum().item()
+            shuffled_grids += len(codes)
         counts += torch.bincount(latents.flatten().cpu(), minlength=len(counts)).double()
     probabilities = counts[counts > 0] / counts.sum()
     return {
         "bits_per_grid": total_bits / grids,
+        "bits_per_grid_shuffled_latents": shuffled_bits / max(shuffled_grids, 1),
         "stage2_codes_used": int((counts > 0).sum()),
         "stage2_perplexity": math.exp(-(probabilities * probabilities.log()).sum().item()),
     }
@@ -197,12 +208,15 @@ def validate_and_log(
 
 
 def stage2_train_logs(output) -> dict:
-    return {
+    logs = {
         "train/loss": output.loss.item(),
         "train/bits_per_code": output.nll_loss.item() / math.log(2),
         "train/commitment_loss": output.commitment_loss.item(),
         "train/stage2_perplexity": output.perplexity.item(),
     }
+    if output.auxiliary_loss is not None:
+        logs["train/auxiliary_bits_per_code"] = output.auxiliary_loss.item() / math.log(2)
+    return logs
 
 
 def stage1_vqvae_name(source: StageOneCodesArguments, cache_dir: str | None) -> str:
