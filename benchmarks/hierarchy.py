@@ -82,7 +82,7 @@ def plug_in_entropy(tuples: torch.Tensor) -> float:
     """Entropy in bits of the empirical distribution of the rows of `tuples` (N, ...)."""
     _, counts = torch.unique(tuples.flatten(1), dim=0, return_counts=True)
     probabilities = counts.double() / counts.sum()
-    return float(-(probabilities * probabilities.log2()).sum())
+    return float(-(probabilities * probabilities.log2()).sum()) + 0.0  # + 0.0: one tuple gives 0, not -0
 
 
 def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
