@@ -67,7 +67,7 @@ def test_decoder_is_causal_over_the_stage1_codes():
 
 @pytest.mark.parametrize("conditioning", ["decoded", "upsampled"])
 def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder(conditioning):
-    model = tiny_stage2(conditioning=conditioning, conditioning_num_layers=2, auxiliary_loss_weight=0.5)
+    model = tiny_stage2(conditioning=conditioning)
     codes = torch.randint(0, 16, (6, 4, 4))
     latents = model.encode(codes).indices
     other = (latents + 1) % 8
@@ -93,7 +93,7 @@ def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder(conditio
 def test_the_auxiliary_loss_alone_trains_the_encoder():
     """The auxiliary head reads the conditioning map alone: with the decoder's loss left out, its gradient still
     reaches the encoder, and without the head there is no auxiliary loss."""
-    model = tiny_stage2(conditioning="decoded", auxiliary_loss_weight=1.0)
+    model = tiny_stage2()
     codes = torch.randint(0, 16, (6, 4, 4))
     output = model.eval()(codes)
     torch.testing.assert_close(output.auxiliary_loss, torch.nn.functional.cross_entropy(
@@ -102,15 +102,14 @@ def test_the_auxiliary_loss_alone_trains_the_encoder():
     model.train()(codes).auxiliary_loss.backward()
     assert model.encoder.to_latents.weight.grad.abs().sum() > 0
     assert all(parameter.grad is None for parameter in model.decoder.parameters())
-    without = tiny_stage2()
+    without = tiny_stage2(auxiliary_loss_weight=0.0)
     assert without.auxiliary_head is None and without(codes).auxiliary_loss is None
 
 
-def test_a_folder_saved_before_the_conditioning_fields_loads_as_it_was(tmp_path):
-    """A config saved before `conditioning`, `conditioning_num_layers` and `auxiliary_loss_weight` existed gets their
-    defaults, which are the behaviour it was trained with: the same weights, the same bits. A decoded map with an
-    auxiliary head round-trips too."""
-    earlier = tiny_stage2().eval()
+def test_a_folder_saved_before_the_decoded_conditioning_loads_as_it_was(tmp_path):
+    """Configs saved before `conditioning`, `conditioning_num_layers` and `auxiliary_loss_weight` existed mean a
+    conditioning map upsampled from the latents through one 3x3 convolution, and no auxiliary head."""
+    earlier = tiny_stage2(conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0).eval()
     earlier.save_pretrained(tmp_path / "stage2")
     config_path = tmp_path / "stage2" / "config.json"
     saved = json.loads(config_path.read_text())
@@ -119,15 +118,11 @@ def test_a_folder_saved_before_the_conditioning_fields_loads_as_it_was(tmp_path)
     config_path.write_text(json.dumps(saved))
     loaded = HierarchicalVQVAEModel.from_pretrained(tmp_path / "stage2")
     assert (loaded.config.conditioning, loaded.config.conditioning_num_layers, loaded.config.auxiliary_loss_weight) == ("upsampled", 1, 0.0)
-    assert set(loaded.state_dict()) == {*earlier.state_dict()} and "conditioning_network.weight" in loaded.state_dict()
+    assert set(loaded.state_dict()) == set(earlier.state_dict())
     codes = torch.randint(0, 16, (2, 4, 4))
     torch.testing.assert_close(loaded.bits_per_grid(codes), earlier.bits_per_grid(codes))
-
-    decoded = tiny_stage2(conditioning="decoded", conditioning_num_layers=2, auxiliary_loss_weight=0.5).eval()
-    decoded.save_pretrained(tmp_path / "decoded")
-    again = HierarchicalVQVAEModel.from_pretrained(tmp_path / "decoded")
-    assert again.config.conditioning == "decoded" and again.auxiliary_head is not None
-    torch.testing.assert_close(again.bits_per_grid(codes), decoded.bits_per_grid(codes))
+    # A config made today gets today's defaults.
+    assert HierarchicalVQVAEConfig().conditioning == "decoded" and HierarchicalVQVAEConfig().auxiliary_loss_weight > 0
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])

@@ -2,12 +2,12 @@
 
 Its encoder compresses a grid of stage-1 codes (21x21 for 84x84 frames) to a few stage-2 latents (3x1), the
 shared `VectorQuantizer` quantizes them, and its decoder is a conditional gated PixelCNN over the stage-1 codes:
-the stage-2 latents, upsampled (or decoded) to a map over the stage-1 grid, are a location-dependent conditioning
+the stage-2 latents, decoded (or upsampled) to a map over the stage-1 grid, are a location-dependent conditioning
 projected into every gate of the shared `GatedPixelCNN` (its sampler, cached or plain, is reused as it is). The
-loss is the negative log-likelihood of the stage-1 codes plus the quantizer's loss, and optionally an auxiliary
-loss: the stage-1 codes predicted from the conditioning map alone, a direct signal to the encoder. Whether the
-latents carry their frame is measured by `bits_per_grid` with a grid's own latents against another grid's
-(benchmarks/hierarchy.py; docs/hierarchy.md has the figures).
+loss is the negative log-likelihood of the stage-1 codes, the quantizer's loss, and an auxiliary loss: the stage-1
+codes predicted from the conditioning map alone. An autoregressive decoder can model the grid without latents,
+and then the encoder gets little gradient and the latents describe little; the auxiliary loss gives the encoder a
+direct signal, so the latents carry their frame (docs/hierarchy.md has the measurements).
 """
 
 import math
@@ -127,7 +127,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         self.encoder = CodeGridEncoder(config)
         self.quantizer = VectorQuantizer.from_config(config)
         # The conditioning network (see `conditioning_map`). Its first convolution keeps the name it had when it was the
-        # only layer, so folders saved then load unchanged.
+        # only layer, so folders saved then still load.
         channels = config.conditioning_channels
         self.latents_to_grid = (
             nn.Linear(config.embedding_dim * math.prod(config.latent_grid), channels * math.prod(config.conditioning_grid))
