@@ -25,7 +25,7 @@ from ...argument_checks import check_at_least
 from ...data.codes import CodesInfo, save_codes
 from ...data.encoding import encode_code_grids
 from ...data.images import ImageDataArguments
-from ...models.hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
+from ...models.hierarchical_vqvae.configuration_hierarchical_vqvae import CONDITIONING_KINDS, HierarchicalVQVAEConfig
 from ...models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
 from ..checkpoints import model_fields
@@ -47,7 +47,11 @@ DEFAULT_ARCHITECTURE = dict(
     decoder_kernel_size=5, decoder_skip_channels=128,
 )
 
-ARCHITECTURE_FLAGS = ("latent_grid_height", "latent_grid_width", "num_embeddings", "embedding_dim", *DEFAULT_ARCHITECTURE)
+INTEGER_ARCHITECTURE_FLAGS = (
+    "latent_grid_height", "latent_grid_width", "num_embeddings", "embedding_dim", "conditioning_num_layers", *DEFAULT_ARCHITECTURE
+)
+
+ARCHITECTURE_FLAGS = (*INTEGER_ARCHITECTURE_FLAGS, "conditioning", "auxiliary_loss_weight")
 
 ARCHITECTURE_HELP = "HierarchicalVQVAEConfig.{0} (default: the config's given by --stage2_config, else the script's default)."
 
@@ -90,7 +94,26 @@ class StageTwoModelArguments:
     num_embeddings: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("num_embeddings") + " Paper: 512."})
     embedding_dim: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("embedding_dim")})
     encoder_hidden_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("encoder_hidden_channels")})
+    conditioning: str | None = field(
+        default=None,
+        metadata={
+            "help": ARCHITECTURE_HELP.format("conditioning") + " How the stage-2 latents become the decoder's conditioning "
+            "map: 'decoded' (a linear map to a coarse grid, upsampled, 3x3 convolutions) or 'upsampled' (each latent over "
+            "its band of rows).",
+            "choices": CONDITIONING_KINDS,
+        },
+    )
     conditioning_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("conditioning_channels")})
+    conditioning_num_layers: int | None = field(
+        default=None, metadata={"help": ARCHITECTURE_HELP.format("conditioning_num_layers") + " 3x3 convolutions of the map."}
+    )
+    auxiliary_loss_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": ARCHITECTURE_HELP.format("auxiliary_loss_weight") + " Weight of the loss of the stage-1 codes predicted "
+            "from the conditioning map alone, which trains the encoder directly; 0 trains without it."
+        },
+    )
     decoder_hidden_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_hidden_channels")})
     decoder_num_layers: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_num_layers")})
     decoder_kernel_size: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_kernel_size")})
@@ -100,8 +123,9 @@ class StageTwoModelArguments:
     )
 
     def __post_init__(self):
-        for name in ARCHITECTURE_FLAGS:
+        for name in INTEGER_ARCHITECTURE_FLAGS:
             check_at_least(self, name, 1, optional=True)
+        check_at_least(self, "auxiliary_loss_weight", 0, optional=True)
         check_at_least(self, "num_reconstructions", 1)
 
 
