@@ -1,5 +1,14 @@
-"""The browser demo (`scripts/demo.py`, `commands/demo/`): what its image tab computes, the pipelines it loads and the
-tabs of its app."""
+"""The browser demo (`scripts/demo.py`, `commands/demo/`): what its image tab computes, the pipelines it loads, and
+(slow) the app itself, started on a free port and driven in a real headless Chromium."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -14,6 +23,15 @@ from hf_vqvae.commands.demo import image, pipelines
 
 from conftest import TINY_VQVAE
 from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
+from launching import Run, free_port, script
+
+
+# The browser: Debian's chromium (apt-get install chromium), driven by playwright without a browser download.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Where the browser test also leaves its screenshots (the docs' are made so), besides its temporary folder.
+SCREENSHOTS_ENV = "HF_VQVAE_DEMO_SCREENSHOTS"
+SERVER_START_TIMEOUT_S = 120
+BROWSER_TIMEOUT_MS = 60_000
 
 
 def tiny_pipeline(num_classes: int = 2) -> VQVAEPipeline:
@@ -137,3 +155,75 @@ def test_without_pipelines_it_names_the_readme_folders_it_looked_for(tmp_path):
         pipelines.quick_start_pipelines(tmp_path)
     tiny_pipeline().save_pretrained(tmp_path / "outputs" / "prior" / "pipeline")
     assert pipelines.quick_start_pipelines(tmp_path) == [str(tmp_path / "outputs" / "prior" / "pipeline")]
+
+
+def wait_until_served(url: str, server: Run, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        assert server.poll() is None, f"the demo ended before serving:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"the demo did not serve {url} in {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+
+
+def shown_image(page, element_id: str) -> PIL.Image.Image:
+    """The image the page shows in the Gradio image component `element_id`, as the server sent it."""
+    picture = page.locator(f"#{element_id} img")
+    picture.wait_for(state="visible", timeout=BROWSER_TIMEOUT_MS)
+    response = page.request.get(picture.get_attribute("src"), timeout=BROWSER_TIMEOUT_MS)
+    assert response.ok, response.status
+    return PIL.Image.open(io.BytesIO(response.body())).convert("RGB")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-get install chromium)")
+def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
+    pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
+    pipeline = tiny_pipeline()
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    photo().save(tmp_path / "photo.png")
+    screenshots = [tmp_path] + ([Path(os.environ[SCREENSHOTS_ENV])] if os.environ.get(SCREENSHOTS_ENV) else [])
+
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "w") as log_file:
+        server = Run([
+            sys.executable, script("demo.py"), "--pipeline", str(tmp_path / "pipeline"), "--device", "cpu",
+            "--server_port", str(port),
+        ], stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_served(url, server, log)
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], timeout=BROWSER_TIMEOUT_MS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1100})
+                page.set_default_timeout(BROWSER_TIMEOUT_MS)
+                page.goto(url)
+                page.locator("#upload-0 input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+                page.get_by_role("button", name="Reconstruct").click()
+                page.locator("#summary-0").get_by_text("PSNR").wait_for()
+                pair = shown_image(page, "reconstruction-0")
+                for folder in screenshots:
+                    page.screenshot(path=str(folder / "demo-reconstruction.png"), full_page=True)
+
+                page.get_by_role("button", name="Sample").click()
+                samples = shown_image(page, "samples-0")
+                for folder in screenshots:
+                    page.screenshot(path=str(folder / "demo-samples.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.kill_all()
+
+    expected = image.reconstruct(pipeline, photo())
+    assert pair.size == expected.pair.size
+    assert np.abs(np.asarray(pair, dtype=float) - np.asarray(expected.pair, dtype=float)).max() <= 1
+    drawn = image.sample(pipeline, 4, seed=0, temperature=1.0, class_name="cats")  # the tab's defaults
+    assert samples.size == drawn.size
+    assert np.abs(np.asarray(samples, dtype=float) - np.asarray(drawn, dtype=float)).max() <= 1
