@@ -1,5 +1,6 @@
 """A demo in the browser (needs `pip install "hf-vqvae[demo]"`): upload an image and see its reconstruction, its code
-map, its bits and its PSNR; draw samples by class, seed and temperature.
+map, its bits and its PSNR; draw samples by class, seed and temperature; hear speech reconstructed, converted to
+another speaker and generated.
 
     python scripts/demo.py --pipeline outputs/prior/pipeline
     python scripts/demo.py --pipeline org/vqvae-pipeline outputs/world-prior/pipeline --server_port 7861

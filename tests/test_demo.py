@@ -16,12 +16,15 @@ import pytest
 import torch
 
 from hf_vqvae import (
-    HierarchicalVQVAEConfig, HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel,
-    VQVAEConfig, VQVAEModel, VQVAEPipeline,
+    AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, HierarchicalVQVAEConfig,
+    HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel,
+    VQVAEPipeline,
 )
-from hf_vqvae.commands.demo import image, pipelines
+from hf_vqvae.commands.demo import image, pipelines, speech
 
 from conftest import TINY_VQVAE
+from test_audio_pipeline import tiny_prior as tiny_speech_prior
+from test_audio_vqvae import TINY_AUDIO, speech_like
 from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
 from launching import Run, free_port, script
 
@@ -126,15 +129,56 @@ def test_hierarchy_samples_frames_through_both_stages():
     assert np.abs(frames[::8, 128::8] / 255 - expected[1]).max() <= 1 / 255 + 1e-6
 
 
+def tiny_speech_pipeline() -> AudioVQVAEPipeline:
+    vqvae = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval()
+    return AudioVQVAEPipeline(
+        vqvae=vqvae, prior=tiny_speech_prior(), feature_extractor=AudioVQVAEFeatureExtractor.for_model(vqvae.config)
+    )
+
+
+def test_speech_is_reconstructed_and_converted_as_the_pipeline_does_from_gradios_audio():
+    pipeline = tiny_speech_pipeline()
+    pcm = (speech_like(1, 640)[0].numpy() * 20000).astype(np.int16)  # 16-bit PCM, as a browser recording arrives
+    (rate, reconstruction), (_, conversion) = speech.reconstruct_and_convert(pipeline, (16000, pcm), "ann", "bob", seed=0)
+
+    expected = pipeline(audio=pcm.astype(np.float32) / 32768, speaker="ann", generator=torch.Generator().manual_seed(0))
+    assert rate == 16000 and np.array_equal(reconstruction, expected.audios[0])
+    converted = pipeline(audio=pcm.astype(np.float32) / 32768, speaker="bob", generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(conversion, converted.audios[0]) and not np.array_equal(conversion, reconstruction)
+
+    stereo = speech.reconstruct_and_convert(pipeline, (16000, np.stack([pcm, pcm], axis=1)), "ann", "bob", seed=0)
+    assert np.array_equal(stereo[0][1], reconstruction)  # both channels alike: their mean is the mono clip
+    cut = speech.reconstruct_and_convert(pipeline, (16000, pcm), "ann", "bob", seed=0, max_seconds=0.02)
+    assert cut[0][1].shape == (320,)
+    resampled = speech.reconstruct_and_convert(pipeline, (8000, pcm[:320]), "ann", "bob", seed=0)
+    assert resampled[0][1].shape == (640,)
+
+
+def test_speech_is_generated_in_the_voice_asked_for():
+    pipeline = tiny_speech_pipeline()
+    rate, audio = speech.generate(pipeline, "cy", seed=1, temperature=1.0)
+    expected = pipeline(batch_size=1, speaker=2, generator=torch.Generator().manual_seed(1)).audios[0]
+    assert rate == 16000 and np.array_equal(audio, expected)
+    with pytest.raises(ValueError, match=r"pick a speaker: one of \['ann', 'bob', 'cy'\], got 'dan'"):
+        speech.generate(pipeline, "dan", seed=1, temperature=1.0)
+    with pytest.raises(ValueError, match="record or upload a clip first"):
+        speech.reconstruct_and_convert(pipeline, None, "ann", "bob", seed=0)
+
+
 def test_the_app_has_a_tab_per_pipeline_by_its_kind():
     gradio = pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
     from hf_vqvae.commands.demo.app import build_demo
 
-    demo = build_demo({"org/photos": tiny_pipeline(), "org/unconditional": tiny_pipeline(num_classes=0)})
+    demo = build_demo({
+        "org/photos": tiny_pipeline(), "org/unconditional": tiny_pipeline(num_classes=0), "org/speech": tiny_speech_pipeline(),
+    })
     tabs = [block.label for block in demo.blocks.values() if isinstance(block, gradio.Tab)]
-    assert tabs == ["image: org/photos", "image: org/unconditional"]
+    assert tabs == ["image: org/photos", "image: org/unconditional", "speech: org/speech"]
     dropdowns = [block for block in demo.blocks.values() if isinstance(block, gradio.Dropdown)]
-    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"]]
+    speakers = [["ann", "bob", "cy"]] * 3  # the clip's, the conversion's and the generation's
+    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"], *speakers]
+    buttons = [block.value for block in demo.blocks.values() if isinstance(block, gradio.Button)]
+    assert "Generate" in buttons
     with pytest.raises(ValueError, match="the demo has no tab for a str"):
         build_demo({"text": "not a pipeline"})
 

@@ -2,6 +2,6 @@
 folder, behind `scripts/demo.py`.
 
 - `pipelines`: loading a pipeline of the package's pipeline classes, and the kind of tab that shows it;
-- `image`: what the image and hierarchy tabs compute, plain functions over a pipeline (no Gradio);
+- `image`, `speech`: what the image, hierarchy and speech tabs compute, plain functions over a pipeline (no Gradio);
 - `app`: the Gradio layout, the command line and the launch (local only: no share link, no analytics).
 """

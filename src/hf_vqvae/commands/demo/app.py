@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from . import image  # noqa: E402
+from . import image, speech  # noqa: E402
 from .pipelines import load_pipeline, quick_start_pipelines, tab_of  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def image_tab(pipeline, tab: int) -> None:
             codes = gr.Image(label="Code map (one colour per code)", format="png", elem_id=f"code-map-{tab}")
     summary = gr.Markdown(elem_id=f"summary-{tab}")
     gr.Button("Reconstruct", variant="primary").click(
-        as_gradio_error(reconstruct), inputs=upload, outputs=[pair, codes, summary]
+        as_gradio_error(reconstruct), inputs=upload, outputs=[pair, codes, summary], api_name="reconstruct"
     )
     sample_controls(pipeline, tab, image.class_names(pipeline))
 
@@ -86,11 +86,42 @@ def sample_controls(pipeline, tab: int, classes: list[str]) -> None:
     samples = gr.Image(label="Samples", format="png", elem_id=f"samples-{tab}")
     gr.Button("Sample", variant="primary").click(
         as_gradio_error(functools.partial(image.sample, pipeline)),
-        inputs=[count, seed, temperature, class_name], outputs=samples,
+        inputs=[count, seed, temperature, class_name], outputs=samples, api_name="sample",
     )
 
 
-TAB_BUILDERS = {"image": image_tab, "hierarchy": hierarchy_tab}
+def speech_tab(pipeline, tab: int) -> None:
+    """Record or upload speech, hear it reconstructed in its speaker's voice and in another's; new speech from the
+    prior when the pipeline has one."""
+    speakers = speech.speaker_names(pipeline)
+
+    def speaker_choice(label: str, index: int):
+        return gr.Dropdown(speakers, value=speakers[index % len(speakers)], label=label) if speakers else gr.State(None)
+
+    clip = gr.Audio(sources=["upload", "microphone"], type="numpy", label="Speech", elem_id=f"speech-{tab}")
+    with gr.Row():
+        source, target = speaker_choice("Speaker of the clip", 0), speaker_choice("Convert to", 1)
+        seed = gr.Number(value=0, precision=0, label="Seed")
+    with gr.Row():
+        reconstruction = gr.Audio(label="Reconstruction", elem_id=f"speech-reconstruction-{tab}")
+        conversion = gr.Audio(label="Converted", visible=bool(speakers), elem_id=f"speech-conversion-{tab}")
+    gr.Button(f"Reconstruct (first {speech.DEFAULT_MAX_SECONDS:g} s)", variant="primary").click(
+        as_gradio_error(functools.partial(speech.reconstruct_and_convert, pipeline)),
+        inputs=[clip, source, target, seed], outputs=[reconstruction, conversion], api_name="convert",
+    )
+    if pipeline.prior is not None:
+        with gr.Row():
+            speaker = speaker_choice("Speaker", 0)
+            generation_seed = gr.Number(value=0, precision=0, label="Seed")
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+        generated = gr.Audio(label="Generated", elem_id=f"speech-generated-{tab}")
+        gr.Button("Generate", variant="primary").click(
+            as_gradio_error(functools.partial(speech.generate, pipeline)),
+            inputs=[speaker, generation_seed, temperature], outputs=generated, api_name="generate",
+        )
+
+
+TAB_BUILDERS = {"image": image_tab, "hierarchy": hierarchy_tab, "speech": speech_tab}
 
 
 def build_demo(pipelines: dict[str, object]):

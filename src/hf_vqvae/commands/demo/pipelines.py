@@ -8,7 +8,7 @@ import torch
 
 from ... import pipelines
 from ...loading import local_pipeline_folder
-from ...pipelines import HierarchicalVQVAEPipeline, VQVAEPipeline
+from ...pipelines import AudioVQVAEPipeline, HierarchicalVQVAEPipeline, VQVAEPipeline
 from ...pipelines.pipeline_utils import HubDiffusionPipeline
 
 
@@ -16,12 +16,14 @@ from ...pipelines.pipeline_utils import HubDiffusionPipeline
 TABS = (
     (HierarchicalVQVAEPipeline, "hierarchy"),
     (VQVAEPipeline, "image"),
+    (AudioVQVAEPipeline, "speech"),
 )
 
 # The pipelines the README's commands write that the demo shows, when no --pipeline is given (those that exist).
 QUICK_START_PIPELINES = (
     "outputs/prior/pipeline",
     "outputs/world-prior/pipeline",
+    "outputs/speech-prior/pipeline",
 )
 
 
@@ -42,7 +44,7 @@ def pipeline_class(folder: Path) -> type[HubDiffusionPipeline]:
 
 
 def tab_of(pipeline) -> str:
-    """The kind of tab that shows `pipeline`: "image" or "hierarchy"."""
+    """The kind of tab that shows `pipeline`: "image", "hierarchy" or "speech"."""
     for base, tab in TABS:
         if isinstance(pipeline, base):
             return tab
