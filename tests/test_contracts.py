@@ -29,6 +29,7 @@ from hf_vqvae import (
 from hf_vqvae.data.codes import CodesInfo
 from hf_vqvae.data.images import decode_image
 from hf_vqvae.models.auto import load_vqvae
+from hf_vqvae.version import INSTALL_COMMAND
 
 from conftest import TINY_VQVAE
 from model_contracts import assert_onnx_export_matches_eager
@@ -203,7 +204,7 @@ def test_the_pipeline_works_and_saves_without_an_image_processor(tmp_path, pipel
 
 def test_the_card_says_how_each_entry_point_loads_the_pipeline():
     card = pipeline_card_text()
-    assert 'VQVAEPipeline.from_pretrained("org/name")' in card and "pip install hf-vqvae" in card
+    assert 'VQVAEPipeline.from_pretrained("org/name")' in card and INSTALL_COMMAND in card
     assert 'DiffusionPipeline.from_pretrained("org/name", trust_remote_code=True)' in card and "hf_vqvae_entry.py" in card
 
 
