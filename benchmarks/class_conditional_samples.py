@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 
 from hf_vqvae import VQVAEPipeline
 from hf_vqvae.data.images import ImageDataArguments, ImageTransform, decode_image, load_image_datasets
+from hf_vqvae.pipelines.pipeline_vqvae import image_processor_of
 
 from machine import describe_machine
 
@@ -100,7 +101,7 @@ def load_class_data(args: argparse.Namespace, pipeline: VQVAEPipeline, batch_siz
     )
     datasets = load_image_datasets(data_arguments, seed=args.split_seed)
     split = datasets.train if args.split == "train" else datasets.validation
-    transform = ImageTransform(pipeline._image_processor(), center_crop=True)
+    transform = ImageTransform(image_processor_of(pipeline), center_crop=True)
     pixel_values = torch.stack([transform(decode_image(row[args.image_column])) for row in split])
     codes = torch.cat([
         pipeline.vqvae.encode(pixel_values[start : start + batch_size]).indices
