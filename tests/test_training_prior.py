@@ -75,6 +75,12 @@ def test_accelerate_launch_writes_prior_checkpoints_metrics_samples_and_pipeline
     assert grid.height == 2 * 16 and grid.width > 2 * 16  # two classes, labelled at the left
 
 
+def test_learning_rate_decays_by_default_and_a_flag_keeps_it_constant():
+    # As in diffusers' training scripts, --lr_scheduler picks the schedule; the prior's default decays (cosine).
+    assert parse_args(["--codes_dataset", "codes"]).optimization.lr_scheduler == "cosine"
+    assert parse_args(["--codes_dataset", "codes", "--lr_scheduler", "constant"]).optimization.lr_scheduler == "constant"
+
+
 def test_encoding_images_at_the_start_trains_as_the_codes_dataset_does(tmp_path, image_folder, tiny_vqvae_folder, codes_folder):
     images = ["--vqvae", str(tiny_vqvae_folder), "--train_data_dir", str(image_folder), "--validation_fraction", "0.2",
               "--cache_dir", str(tmp_path / "datasets-cache")]
