@@ -44,6 +44,11 @@ class AudioVQVAEConfig(PreTrainedConfig):
         num_speakers (`int`, defaults to 0): speakers the decoder is conditioned on (0: none, single-speaker data).
         speaker_embedding_dim (`int`, defaults to 32): size of the learned speaker embedding.
         speaker_names (`list[str]`, *optional*): one name per speaker id, so speakers can be named.
+        normalize_loudness (`bool`, defaults to `True`): the model takes clips scaled to the gated level
+            `loudness_target_db` (each training clip is, and [`AudioVQVAEFeatureExtractor.for_model`] scales the
+            clips it is given); its decoder speaks at that level. A config saved before this field existed loads
+            with `False`: such a model took clips at their own level.
+        loudness_target_db (`float`, defaults to -20.0): that level, in dBFS (`loudness.gated_level_db`).
 
     Presets: `AudioVQVAEConfig.from_preset("vctk", **overrides)`.
     """
@@ -73,6 +78,8 @@ class AudioVQVAEConfig(PreTrainedConfig):
     num_speakers: int = 0
     speaker_embedding_dim: int = 32
     speaker_names: list[str] | None = None
+    normalize_loudness: bool = True
+    loudness_target_db: float = -20.0
 
     def __post_init__(self, **kwargs):
         self.downsampling_strides = list(self.downsampling_strides)
@@ -97,6 +104,13 @@ class AudioVQVAEConfig(PreTrainedConfig):
                 f"AudioVQVAEConfig.downsampling_strides must be a non-empty list of integers >= 1, got {strides!r}"
             )
         check_quantizer_fields(self)
+        if not isinstance(self.normalize_loudness, bool):
+            raise ValueError(f"AudioVQVAEConfig.normalize_loudness must be true or false, got {self.normalize_loudness!r}")
+        target = self.loudness_target_db
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not -60 <= target <= -3:
+            raise ValueError(
+                f"AudioVQVAEConfig.loudness_target_db must be a level in dBFS between -60 and -3, got {target!r}"
+            )
         if self.speaker_names is not None:
             if len(self.speaker_names) != self.num_speakers:
                 raise ValueError(
@@ -105,6 +119,11 @@ class AudioVQVAEConfig(PreTrainedConfig):
                 )
             if len(set(self.speaker_names)) != len(self.speaker_names):
                 raise ValueError(f"AudioVQVAEConfig.speaker_names must be distinct, got {self.speaker_names}")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # Configs saved before loudness normalisation existed describe models trained on clips at their own level.
+        return super().from_dict({"normalize_loudness": False, **config_dict}, **kwargs)
 
     @property
     def hop_length(self) -> int:
