@@ -302,6 +302,32 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
     @torch.no_grad()
+    def teacher_forced_bits(
+        self,
+        input_values: torch.Tensor,
+        speaker_ids: int | str | Sequence[int | str] | torch.Tensor | None = None,
+        codes: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """Bits per sample of each clip (B,) under the decoder fed the clip's own past samples, conditioned on `codes`
+        (B, T / hop_length; by default the clip's own) and the speakers. Given another clip's codes, the difference
+        tells how much the decoder reads its codes (a decoder that ignores them scores both alike)."""
+        self._check_input_values(input_values)
+        input_values = input_values.to(self.device)
+        if codes is None:
+            codes = self.encode(input_values).indices
+        self._check_codes(codes)
+        if codes.shape != (input_values.shape[0], input_values.shape[1] // self.config.hop_length):
+            raise ValueError(
+                f"codes of shape {tuple(codes.shape)} do not match audio of shape {tuple(input_values.shape)}: expected "
+                f"{(input_values.shape[0], input_values.shape[1] // self.config.hop_length)}"
+            )
+        speaker_ids = self.speaker_ids(speaker_ids, input_values.shape[0])
+        quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
+        targets = mu_law_encode(input_values, self.config.mu_law_channels)
+        logits = self.decoder(targets, quantized, speaker_ids)
+        return F.cross_entropy(logits.float(), targets, reduction="none").mean(-1) / math.log(2)
+
+    @torch.no_grad()
     def decode(
         self,
         codes: torch.LongTensor,
