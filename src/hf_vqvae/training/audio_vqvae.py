@@ -26,6 +26,7 @@ from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatur
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments
 from .checkpoints import CheckpointManager, model_fields
+from .code_usage import CodeUsageWatch
 from .loop import (
     TrainingRun,
     end_training,
@@ -154,24 +155,30 @@ def build_audio_config(
 
 @torch.no_grad()
 def evaluate_speech(model: AudioVQVAEModel, clips: torch.Tensor, speakers: torch.Tensor | None, batch_size: int) -> dict:
-    """Teacher-forced cross-entropy of the validation clips in bits per sample, code perplexity and usage."""
+    """Teacher-forced cross-entropy of the validation clips in bits per sample, code perplexity and usage, and the
+    control that tells whether the decoder reads its codes: the bits of each clip given another clip's codes (half
+    the set away; same speaker id, same decoder) and the share of clips whose own codes cost fewer bits."""
     was_training = model.training
     model.eval()
-    device = model.device
-    losses, code_counts = [], torch.zeros(model.config.num_embeddings, dtype=torch.float64)
-    for start in range(0, len(clips), batch_size):
-        batch_speakers = speakers[start : start + batch_size].to(device) if speakers is not None else None
-        output = model(clips[start : start + batch_size].to(device), batch_speakers)
-        losses.append(output.reconstruction_loss.item() * len(output.indices))
-        code_counts += torch.bincount(output.indices.flatten().cpu(), minlength=len(code_counts)).double()
+    batches = [slice(start, start + batch_size) for start in range(0, len(clips), batch_size)]
+    speakers_of = [speakers[batch] if speakers is not None else None for batch in batches]
+    codes = torch.cat([model.encode(clips[batch].to(model.device)).indices.cpu() for batch in batches])
+    other_codes = codes.roll(len(clips) // 2, dims=0)
+    own = torch.cat([model.teacher_forced_bits(clips[b], s, codes[b]).cpu() for b, s in zip(batches, speakers_of)])
+    other = torch.cat([model.teacher_forced_bits(clips[b], s, other_codes[b]).cpu() for b, s in zip(batches, speakers_of)])
     model.train(was_training)
+    code_counts = torch.bincount(codes.flatten(), minlength=model.config.num_embeddings).double()
     probabilities = code_counts / code_counts.sum()
     entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum()
-    return {
-        "bits_per_sample": sum(losses) / len(clips) / math.log(2),
+    metrics = {
+        "bits_per_sample": float(own.mean()),
         "perplexity": float(entropy.exp()),
         "codes_used": int((code_counts > 0).sum()),
     }
+    if len(clips) > 1:
+        metrics["bits_per_sample_given_other_codes"] = float(other.mean())
+        metrics["own_codes_win"] = float((own < other).float().mean())
+    return metrics
 
 
 @torch.no_grad()
@@ -256,6 +263,13 @@ def validate_and_log(
 
 # ------------------------------------------------------------------------------------------------- the recipe
 
+# What the training log suggests when code usage collapses (`code_usage.CodeUsageWatch`).
+COLLAPSE_HINT = (
+    "Check that the clips are not far quieter than the loudness target (normalize_loudness=true scales them), and "
+    "that dead-code restarts can act (dead_code_threshold > 0; a lower decay such as 0.9 restarts dead codes within "
+    "a few updates); a shorter --lr_warmup_steps-free start at a high --learning_rate can also collapse the codes."
+)
+
 
 def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
     """Train an `AudioVQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
@@ -270,6 +284,8 @@ def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
     checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
     resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
     feature_extractor = AudioVQVAEFeatureExtractor.for_model(config, segment_length=data.segment_length)
+    # Whole clips are scaled to the level the feature extractor will scale the model's inputs to, then cropped.
+    loudness_target_db = config.loudness_target_db if config.normalize_loudness else None
 
     with accelerator.main_process_first():
         train_dataloader = speech_dataloader(
@@ -282,9 +298,11 @@ def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
             max_unreadable_fraction=data.max_unreadable_fraction,
             process_index=accelerator.process_index,
             num_processes=accelerator.num_processes,
+            loudness_target_db=loudness_target_db,
         )
         clips, speakers = validation_clips(
-            datasets, data.segment_length, data.max_validation_samples, config.sampling_rate, data.max_unreadable_fraction
+            datasets, data.segment_length, data.max_validation_samples, config.sampling_rate, data.max_unreadable_fraction,
+            loudness_target_db,
         )
 
     def validate(step: int, model: AudioVQVAEModel) -> None:
@@ -296,11 +314,18 @@ def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
         # Every process starts a new usage window, so the buffers stay identical.
         model.quantizer.reset_usage()
 
+    usage = CodeUsageWatch(config.num_embeddings, COLLAPSE_HINT, enabled=accelerator.is_main_process)
+
+    def train_logs(model_output) -> dict:
+        logs = vqvae_train_logs(model_output)
+        usage.update(logs["train/perplexity"], model_output.indices.numel() * accelerator.num_processes)
+        return logs
+
     run = run_training_loop(
         accelerator, optimization, output, AudioVQVAEModel(config), train_dataloader, checkpoints=checkpoints,
         resume=resume, model_config=model_fields(config), run_arguments=arguments_dict(arguments),
         project_name="hf-vqvae-audio", forward=lambda model, batch: model(batch["input_values"], batch.get("speaker_ids")),
-        train_logs=vqvae_train_logs, validate=validate, examples="audio clips",
+        train_logs=train_logs, validate=validate, examples="audio clips",
     )
     metrics = {}
     if accelerator.is_main_process:
