@@ -263,11 +263,12 @@ def validate_and_log(
 
 # ------------------------------------------------------------------------------------------------- the recipe
 
-# What the training log suggests when code usage collapses (`code_usage.CodeUsageWatch`).
+# What the training log suggests when code usage collapses (`code_usage.CodeUsageWatch`); the causes measured on
+# speech are in docs/audio.md.
 COLLAPSE_HINT = (
-    "Check that the clips are not far quieter than the loudness target (normalize_loudness=true scales them), and "
-    "that dead-code restarts can act (dead_code_threshold > 0; a lower decay such as 0.9 restarts dead codes within "
-    "a few updates); a shorter --lr_warmup_steps-free start at a high --learning_rate can also collapse the codes."
+    "Causes seen on speech: clips far quieter or louder than the encoder was trained on (keep normalize_loudness=true), "
+    "a quantizer that follows the encoder too slowly (decay=0.9 restarts dead codes within ~10 updates; 0.99 takes "
+    "~70), or a model from hf-vqvae 0.2.0 whose encoder starts with bias-dominated latents."
 )
 
 

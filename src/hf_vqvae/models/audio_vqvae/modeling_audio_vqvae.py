@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
@@ -142,6 +143,19 @@ class AudioVQVAEPreTrainedModel(HubPreTrainedModel):
     input_modalities = ("audio",)
     # Nearest-neighbour search and EMA statistics stay fp32 when loading with dtype=bf16/fp16.
     _keep_in_fp32_modules_strict = ["quantizer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        encoder = getattr(self, "encoder", None)
+        if isinstance(encoder, AudioEncoder) and any(module is conv for conv in (*encoder.convs, encoder.project_to_codes)):
+            # PyTorch's default (uniform weights of variance 1 / (3 fan_in), uniform biases) shrinks the signal at
+            # each ReLU layer, so the latents of speech at -20 dBFS start as one bias vector (norm ~0.4) spread by
+            # only ~0.004: a single Adam update of the biases moves them all past the k-means codebook onto one or two
+            # codes, and the decoder learns to ignore its codes (docs/audio.md). He initialisation with zero biases
+            # keeps the input's scale through the ReLUs, so the latents start spread out by what was said.
+            linear = module is encoder.project_to_codes
+            init.kaiming_normal_(module.weight, nonlinearity="linear" if linear else "relu")
+            init.zeros_(module.bias)
 
 
 class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
