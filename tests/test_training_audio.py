@@ -6,13 +6,15 @@ import re
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_vqvae import AudioVQVAEModel
+from hf_vqvae import AudioVQVAEFeatureExtractor, AudioVQVAEModel
 from hf_vqvae.data.speech import SpeechDataArguments
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
+from hf_vqvae.training.code_usage import CodeUsageWatch
 from hf_vqvae.training.audio_vqvae import (
     AudioModelArguments,
     AudioSampleArguments,
@@ -23,7 +25,7 @@ from hf_vqvae.training.audio_vqvae import (
 )
 
 from launching import ROOT, accelerate_launch, kill_when_exists, run, script
-from test_speech_data import speech_folder  # noqa: F401  (fixture)
+from test_speech_data import speech_folder, wav_bytes  # noqa: F401  (fixture)
 
 
 TRAIN_AUDIO = script("train_audio.py")
@@ -151,6 +153,66 @@ def test_the_recipe_is_callable_with_dataclasses(tmp_path, speech_folder):  # no
     assert saved["model"]["downsampling_strides"] == [2, 2] and saved["data"]["segment_length"] == 256
 
 
+def babble(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
+    """Speech-like sound at about -20 dBFS: 20-100 ms stretches of voiced harmonics (random pitch and timbre), hiss
+    and pauses, one after another."""
+    rng = np.random.default_rng(seed)
+    pieces = []
+    while sum(map(len, pieces)) < seconds * rate:
+        time = np.arange(int(rng.uniform(0.02, 0.1) * rate)) / rate
+        kind = rng.choice(["voiced", "hiss", "pause"], p=[0.6, 0.25, 0.15])
+        if kind == "voiced":
+            pitch = rng.uniform(90, 250)
+            piece = sum(rng.uniform(0, 1) / k * np.sin(2 * np.pi * k * pitch * time) for k in range(1, 6))
+        elif kind == "hiss":
+            piece = 0.5 * rng.standard_normal(len(time))
+        else:
+            piece = 0.01 * rng.standard_normal(len(time))
+        pieces.append(0.1 * piece * np.hanning(len(time)))
+    return np.concatenate(pieces)[: int(seconds * rate)].astype(np.float32)
+
+
+def test_a_quiet_recording_still_uses_many_codes(tmp_path, caplog):
+    """Two speakers recorded 34 dB below the loudness target (-54 dBFS): the recipe scales each clip to the target
+    and the encoder starts with latents spread by their input, so the codes do not collapse: a held-out quiet clip
+    uses most of the codebook, and the run logs no collapse."""
+    root = tmp_path / "quiet"
+    for speaker, seed in (("ann", 0), ("bob", 100)):
+        (root / speaker).mkdir(parents=True)
+        for index in range(4):
+            (root / speaker / f"{index}.wav").write_bytes(wav_bytes(0.02 * babble(1.0, seed + index)))
+    flags = tiny_flags(tmp_path / "run", root, "--max_train_steps", "30", "--learning_rate", "3e-3")
+    with caplog.at_level("WARNING"):
+        train_audio_vqvae(parse_args(flags))
+    assert "code usage collapsed" not in caplog.text
+    model = AudioVQVAEModel.from_pretrained(tmp_path / "run").eval()
+    extractor = AudioVQVAEFeatureExtractor.from_pretrained(tmp_path / "run")
+    held_out = extractor(0.02 * babble(1.0, 999), sampling_rate=16000, return_tensors="pt")["input_values"]
+    codes = model.encode(held_out).indices
+    assert len(codes.unique()) >= 0.5 * model.config.num_embeddings, codes.unique()
+
+
+def test_the_log_warns_when_code_usage_collapses_and_when_it_recovers(caplog):
+    watch = CodeUsageWatch(num_embeddings=64, hint="Check the level.")
+    with caplog.at_level("INFO", logger="hf_vqvae.training.code_usage"):
+        for perplexity in [40.0] * 5 + [2.0] * 9:
+            watch.update(perplexity, latents=256)
+        assert "collapsed" not in caplog.text  # nine low batches may be bad luck
+        watch.update(1.5, latents=256)
+        assert caplog.text.count("code usage collapsed") == 1 and "Check the level." in caplog.text
+        assert "perplexity below 6.4 (now 1.5, of K=64 codes and 256 latents per batch)" in caplog.text
+        for perplexity in [2.0] * 20:
+            watch.update(perplexity, latents=256)
+        assert caplog.text.count("code usage collapsed") == 1  # said once
+        watch.update(30.0, latents=256)
+        assert "code usage recovered at update 36" in caplog.text
+    # With fewer latents per batch than codes, the floor is set by the latents.
+    small = CodeUsageWatch(num_embeddings=512, enabled=False)
+    for _ in range(10):
+        small.update(5.0, latents=64)
+    assert small.collapsed
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (apt-get install -y flite)")
 def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
@@ -175,8 +237,13 @@ def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
 
     from hf_vqvae.data.speech import decode_audio
 
+    extractor = AudioVQVAEFeatureExtractor.from_pretrained(tmp_path / "run")
+
     def crops(rows, offset, length=4096):
-        clips = [torch.from_numpy(decode_audio(row["audio"]))[offset : offset + length] for row in rows]
+        # Whole utterances through the model's feature extractor (loudness normalisation), as a user's audio goes.
+        clips = [extractor(decode_audio(row["audio"]), sampling_rate=16000, return_tensors="pt")["input_values"][0]
+                 for row in rows]
+        clips = [clip[offset : offset + length] for clip in clips]
         return torch.stack([torch.nn.functional.pad(clip, (0, length - len(clip))) for clip in clips])
 
     speech = load_from_disk(tmp_path / "speech")
