@@ -259,7 +259,7 @@ def robustness_row(name: str, model, classifier, clips: torch.Tensor, speaker_id
     used = len(codes.unique()) / model.config.num_embeddings
     print(f"| {name} | {len(clips)} | {used:.0%} | {2 ** entropy_bits(codes, model.config.num_embeddings):.1f} | "
           f"{result['own_bits_per_sample']:.3f} / {result['other_bits_per_sample']:.3f} | {result['own_codes_win']:.0%} | "
-          f"{converted:.2f} / {control:.2f} | {moved:.0%} |", flush=True)
+          f"{converted:.3f} / {control:.3f} | {moved:.0%} |", flush=True)
 
 
 @torch.no_grad()
