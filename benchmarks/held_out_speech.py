@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_vqvae.data.speech import decode_audio, sentences
+from hf_vqvae.data.audio_files import decode_audio
+from hf_vqvae.data.flite_speech import sentences
 
 
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")

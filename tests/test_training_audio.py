@@ -15,7 +15,7 @@ from hf_vqvae import AudioVQVAEFeatureExtractor, AudioVQVAEModel
 from hf_vqvae.data.speech import SpeechDataArguments
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
 from hf_vqvae.training.code_usage import CodeUsageWatch
-from hf_vqvae.training.audio_vqvae import (
+from hf_vqvae.training.recipes.audio_vqvae import (
     AudioModelArguments,
     AudioSampleArguments,
     AudioVQVAETrainingArguments,
@@ -219,7 +219,7 @@ def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
     """On the synthesised default set (4 voices): the teacher-forced loss falls well below its start, the decoder
     reads its codes, and decoding a clip's codes as another speaker raises a level-invariant speaker classifier's
     probability of that speaker over decoding them as their own."""
-    from hf_vqvae.data.speech import make_default_speech_dataset
+    from hf_vqvae.data.flite_speech import make_default_speech_dataset
 
     make_default_speech_dataset(minutes_per_speaker=1.0).save_to_disk(tmp_path / "speech")
     flags = ["--dataset_name", str(tmp_path / "speech"), "--speaker_column", "speaker", "--output_dir", str(tmp_path / "run"),
@@ -237,7 +237,7 @@ def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
 
     from datasets import load_from_disk
 
-    from hf_vqvae.data.speech import decode_audio
+    from hf_vqvae.data.audio_files import decode_audio
 
     extractor = AudioVQVAEFeatureExtractor.from_pretrained(tmp_path / "run")
 

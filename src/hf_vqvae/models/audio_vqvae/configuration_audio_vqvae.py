@@ -7,6 +7,7 @@ from transformers import PreTrainedConfig
 
 from ...configuration_utils import check_integer_field, check_quantizer_fields
 from ...layers.wavenet import receptive_field
+from .loudness import check_loudness_settings
 
 
 # Section 4.3: six strided convolutions (stride 2, window 4) = one latent per 64 samples of 16 kHz speech, K = 512;
@@ -107,13 +108,7 @@ class AudioVQVAEConfig(PreTrainedConfig):
                 f"AudioVQVAEConfig.downsampling_strides must be a non-empty list of integers >= 1, got {strides!r}"
             )
         check_quantizer_fields(self)
-        if not isinstance(self.normalize_loudness, bool):
-            raise ValueError(f"AudioVQVAEConfig.normalize_loudness must be true or false, got {self.normalize_loudness!r}")
-        target = self.loudness_target_db
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not -60 <= target <= -3:
-            raise ValueError(
-                f"AudioVQVAEConfig.loudness_target_db must be a level in dBFS between -60 and -3, got {target!r}"
-            )
+        check_loudness_settings("AudioVQVAEConfig", "normalize_loudness", self.normalize_loudness, self.loudness_target_db)
         if self.speaker_names is not None:
             if len(self.speaker_names) != self.num_speakers:
                 raise ValueError(

@@ -16,6 +16,20 @@ ABSOLUTE_GATE_DB = -70.0
 RELATIVE_GATE_DB = -10.0
 # Below this a clip holds no speech to measure: it is left as it is rather than amplified.
 SILENCE_DB = ABSOLUTE_GATE_DB
+# The targets a model or feature extractor may ask for, in dBFS.
+TARGET_RANGE_DB = (-60.0, -3.0)
+
+
+def check_loudness_settings(owner: str, switch_name: str, switch, target_db) -> None:
+    """Raise a `ValueError` naming the field of `owner` (e.g. "AudioVQVAEConfig") unless the switch `switch_name` is
+    a bool and `target_db` a level in dBFS within `TARGET_RANGE_DB`."""
+    if not isinstance(switch, bool):
+        raise ValueError(f"{owner}.{switch_name} must be true or false, got {switch!r}")
+    low, high = TARGET_RANGE_DB
+    if isinstance(target_db, bool) or not isinstance(target_db, (int, float)) or not low <= target_db <= high:
+        raise ValueError(
+            f"{owner}.loudness_target_db must be a level in dBFS between {low:g} and {high:g}, got {target_db!r}"
+        )
 
 
 def _power_db(power) -> np.ndarray:
@@ -55,4 +69,4 @@ def normalize_loudness(waveform: np.ndarray, sampling_rate: int, target_db: floa
     return (np.asarray(waveform, dtype=np.float32) * np.float32(gain)), gain
 
 
-__all__ = ["gated_level_db", "loudness_gain", "normalize_loudness"]
+__all__ = ["check_loudness_settings", "gated_level_db", "loudness_gain", "normalize_loudness"]

@@ -1,41 +1,29 @@
 """The VQ-VAE's training recipe (`train_vqvae`, behind scripts/train.py): its flags, config, data,
 validation (reconstruction MSE, PSNR, code usage, a grid of reconstructions) and final files."""
 
-import dataclasses
-from dataclasses import dataclass, field
-import logging
 import math
-import time
+from dataclasses import dataclass, field
 
 import PIL.Image
 import torch
 from accelerate import Accelerator
 
-from ..data.images import (
+from ...data.images import (
     ImageDataArguments,
     ImageTransform,
     load_image_datasets,
     training_dataloader,
     validation_pixel_values,
 )
-from ..hub import vqvae_model_card
-from ..models.vqvae.configuration_vqvae import PRESETS, VQVAEConfig
-from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
-from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, parse_arguments
-from .checkpoints import CheckpointManager, model_fields
-from .loop import (
-    TrainingRun,
-    end_training,
-    four_figures,
-    log_image,
-    publish_model,
-    run_training_loop,
-    setup_accelerator,
-)
-
-
-logger = logging.getLogger(__name__)
+from ...models.vqvae.configuration_vqvae import PRESETS, VQVAEConfig
+from ...models.vqvae.image_processing_vqvae import VQVAEImageProcessor
+from ...models.vqvae.modeling_vqvae import VQVAEModel
+from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
+from ..autoencoders import base_config_fields, parse_config_overrides, vqvae_train_logs
+from ..loop import train
+from ..publishing import four_figures, publish_model
+from ..recipe import Recipe, TrainingRun
+from ..tracking import log_image
 
 
 @dataclass
@@ -93,43 +81,12 @@ def parse_args(argv: list[str] | None = None) -> VQVAETrainingArguments:
     )
 
 
-def parse_config_overrides(overrides: list[str], config_class: type = VQVAEConfig) -> dict:
-    """`["hidden_channels=64", "update_rule=loss"]` -> typed values for the scalar fields of `config_class`."""
-    fields = {
-        field.name: field.type for field in dataclasses.fields(config_class) if field.type in (int, float, str, bool)
-    }
-    parsed = {}
-    for override in overrides:
-        name, separator, text = override.partition("=")
-        if not separator:
-            raise ValueError(f"--config_overrides takes FIELD=VALUE pairs, got {override!r}")
-        if name not in fields:
-            raise ValueError(
-                f"--config_overrides: {name!r} is not a {config_class.__name__} field; the fields are {sorted(fields)}"
-            )
-        kind = fields[name]
-        if kind is bool:
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"--config_overrides: {name} takes true or false, got {text!r}")
-            parsed[name] = text.lower() == "true"
-        else:
-            try:
-                parsed[name] = kind(text)
-            except ValueError as error:
-                raise ValueError(f"--config_overrides: {name} takes a {kind.__name__}, got {text!r}") from error
-    return parsed
-
-
 def build_vqvae_config(model: VQVAEModelArguments, resolution: int, cache_dir: str | None = None) -> VQVAEConfig:
     """The model config from --preset or --model_config_name_or_path (else the defaults), the
     overrides, and sample_size = `resolution`."""
-    if model.preset:
-        base = VQVAEConfig.from_preset(model.preset)
-    elif model.model_config_name_or_path:
-        base = VQVAEConfig.from_pretrained(model.model_config_name_or_path, cache_dir=cache_dir)
-    else:
-        base = VQVAEConfig()
-    fields = {**model_fields(base), **parse_config_overrides(model.config_overrides)}
+    fields = base_config_fields(
+        VQVAEConfig, model.preset, model.model_config_name_or_path, model.config_overrides, cache_dir=cache_dir
+    )
     factor = 2 ** fields["num_downsamples"]
     if resolution % factor:
         allowed = ", ".join(str(factor * k) for k in range(max(1, resolution // factor), resolution // factor + 3))
@@ -205,78 +162,72 @@ def validate_and_log(
     return metrics, grid
 
 
-def vqvae_train_logs(output) -> dict:
-    return {
-        "train/loss": output.loss.item(),
-        "train/reconstruction_loss": output.reconstruction_loss.item(),
-        "train/commitment_loss": output.commitment_loss.item(),
-        "train/perplexity": output.perplexity.item(),
-    }
+class VQVAERecipe(Recipe):
+    """A `VQVAEModel` on images (`data.images`): reconstruction loss, codebook and commitment terms."""
+
+    project_name = "hf-vqvae"
+    examples = "images"
+
+    def build_model(self, accelerator: Accelerator) -> VQVAEModel:
+        data = self.arguments.data
+        self.config = build_vqvae_config(self.arguments.model, data.resolution, cache_dir=data.cache_dir)
+        return VQVAEModel(self.config)
+
+    def build_train_dataloader(self, accelerator: Accelerator) -> torch.utils.data.DataLoader:
+        data, optimization = self.arguments.data, self.arguments.optimization
+        self.processor = VQVAEImageProcessor(resolution=data.resolution, num_channels=self.config.in_channels)
+        transform = ImageTransform(self.processor, center_crop=data.center_crop, random_flip=data.random_flip)
+        # The main process builds the datasets' caches first; the others then read them.
+        with accelerator.main_process_first():
+            self.datasets = load_image_datasets(data, seed=optimization.seed)
+            train_dataloader = training_dataloader(
+                self.datasets,
+                transform,
+                batch_size=optimization.train_batch_size,
+                seed=optimization.seed,
+                num_workers=data.dataloader_num_workers,
+                max_unreadable_fraction=data.max_unreadable_fraction,
+                process_index=accelerator.process_index,
+                num_processes=accelerator.num_processes,
+            )
+            self.validation_images = validation_pixel_values(
+                self.datasets.validation, self.datasets.image_column, transform, data.max_validation_samples,
+                data.max_unreadable_fraction,
+            )
+        return train_dataloader
+
+    def forward(self, model: VQVAEModel, batch: dict):
+        return model(batch["pixel_values"])
+
+    def train_logs(self, output) -> dict[str, float]:
+        return vqvae_train_logs(output)
+
+    def validate(self, accelerator: Accelerator, model: VQVAEModel, step: int) -> None:
+        if accelerator.is_main_process:
+            validate_and_log(
+                accelerator, model, self.processor, self.validation_images, step, self.arguments.optimization.train_batch_size
+            )
+        # Every process starts a new usage window, so the buffers stay identical.
+        model.quantizer.reset_usage()
+
+    def publish(self, accelerator: Accelerator, run: TrainingRun, training: dict) -> dict:
+        """Validate, then write the model (`save_pretrained`), the image processor, `metrics.json`,
+        `reconstructions.png` and a model card into --output_dir; push them when asked."""
+        model, step = run.model, run.position.step
+        results, grid = validate_and_log(
+            accelerator, model, self.processor, self.validation_images, step, self.arguments.optimization.train_batch_size
+        )
+        metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
+        metrics |= {"train_steps": step, "validation_images": len(self.validation_images)}
+        publish_model(
+            run, self.arguments.output, self.arguments.hub, training, metrics=metrics, image=grid,
+            image_name="reconstructions.png", dataset_name=self.datasets.name, description="VQ-VAE",
+            save_extra=self.processor.save_pretrained,
+        )
+        return metrics
 
 
 def train_vqvae(arguments: VQVAETrainingArguments) -> dict:
     """Train a `VQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
     final validation metrics (also written to `<output_dir>/metrics.json`)."""
-    started = time.perf_counter()
-    data, optimization, output = arguments.data, arguments.optimization, arguments.output
-    accelerator = setup_accelerator(optimization, output)
-    config = build_vqvae_config(arguments.model, data.resolution, cache_dir=data.cache_dir)
-    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
-    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
-
-    processor = VQVAEImageProcessor(resolution=data.resolution, num_channels=config.in_channels)
-    transform = ImageTransform(processor, center_crop=data.center_crop, random_flip=data.random_flip)
-    # The main process builds the datasets' caches first; the others then read them.
-    with accelerator.main_process_first():
-        datasets = load_image_datasets(data, seed=optimization.seed)
-        train_dataloader = training_dataloader(
-            datasets,
-            transform,
-            batch_size=optimization.train_batch_size,
-            seed=optimization.seed,
-            num_workers=data.dataloader_num_workers,
-            max_unreadable_fraction=data.max_unreadable_fraction,
-            process_index=accelerator.process_index,
-            num_processes=accelerator.num_processes,
-        )
-        validation_images = validation_pixel_values(
-            datasets.validation, datasets.image_column, transform, data.max_validation_samples, data.max_unreadable_fraction
-        )
-
-    def validate(step: int, model: VQVAEModel) -> None:
-        if accelerator.is_main_process:
-            validate_and_log(accelerator, model, processor, validation_images, step, optimization.train_batch_size)
-        # Every process starts a new usage window, so the buffers stay identical.
-        model.quantizer.reset_usage()
-
-    run = run_training_loop(
-        accelerator, optimization, output, VQVAEModel(config), train_dataloader, checkpoints=checkpoints, resume=resume,
-        model_config=model_fields(config), run_arguments=arguments_dict(arguments), project_name="hf-vqvae",
-        forward=lambda model, batch: model(batch["pixel_values"]), train_logs=vqvae_train_logs, validate=validate,
-    )
-    metrics = {}
-    if accelerator.is_main_process:
-        metrics = save_final_vqvae(
-            arguments, accelerator, run, processor, validation_images, datasets.name,
-            wall_time_s=time.perf_counter() - started,
-        )
-    end_training(accelerator)
-    return metrics
-
-
-def save_final_vqvae(
-    arguments: VQVAETrainingArguments, accelerator, run: TrainingRun, processor, validation_images, dataset_name, wall_time_s
-) -> dict:
-    """Validate, then write the model (`save_pretrained`), the image processor, `metrics.json`,
-    `reconstructions.png` and a model card into --output_dir; push them when asked."""
-    model, step = run.model, run.position.step
-    results, grid = validate_and_log(
-        accelerator, model, processor, validation_images, step, arguments.optimization.train_batch_size
-    )
-    metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
-    metrics |= {"train_steps": step, "validation_images": len(validation_images)}
-    publish_model(
-        arguments, accelerator, run, wall_time_s, metrics=metrics, image=grid, image_name="reconstructions.png",
-        model_card=vqvae_model_card, dataset_name=dataset_name, description="VQ-VAE", save_extra=processor.save_pretrained,
-    )
-    return metrics
+    return train(VQVAERecipe(arguments))
