@@ -19,7 +19,7 @@ from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.vqvae.configuration_vqvae import VQVAEConfig
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .audio_files import UnreadableAudioError, decode_audio
+from .audio_files import UnreadableAudioError, decode_audio, decode_for_model
 from .codes import CODES_COLUMN, LABEL_COLUMN, check_label_feature, class_label_column, codes_features
 from .examples import collate_examples
 from .images import ImageDataArguments, ImageTransform, TrainingImages, check_columns, drop_unreadable_images, load_image_datasets
@@ -193,11 +193,11 @@ class SpeechSegments(torch.utils.data.Dataset):
     """The segments of the clips of `clips` in order, clip by clip, as speech examples (`input_values` and, with
     `speaker_ids`, the speaker as the audio VQ-VAE's id, `speaker_to_vqvae[data's id]`). A clip shorter than one
     segment is padded with silence at its end; the samples after a clip's last whole segment are left out.
-    Successive segments of a clip decode it once."""
+    Successive segments of a clip decode it once, scaled to `loudness_target_db` (None: as recorded)."""
 
     def __init__(
         self, clips: Dataset, audio_column: str, speaker_ids: SpeakerIds | None, speaker_to_vqvae: list[int] | None,
-        segment_length: int, sampling_rate: int, counts: list[int],
+        segment_length: int, sampling_rate: int, counts: list[int], loudness_target_db: float | None = None,
     ):
         self.clips = clips
         self.audio_column = audio_column
@@ -206,6 +206,7 @@ class SpeechSegments(torch.utils.data.Dataset):
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
         self.segments = [(clip, segment) for clip, count in enumerate(counts) for segment in range(count)]
+        self.loudness_target_db = loudness_target_db
         self._decoded_clip = None
 
     def __len__(self) -> int:
@@ -217,7 +218,8 @@ class SpeechSegments(torch.utils.data.Dataset):
             row = self.clips[clip]
             speaker = self.speaker_ids(row) if self.speaker_ids is not None else None
             speaker = self.speaker_to_vqvae[speaker] if speaker is not None else None
-            self._decoded_clip = (clip, decode_audio(row[self.audio_column], self.sampling_rate), speaker)
+            waveform = decode_for_model(row[self.audio_column], self.sampling_rate, self.loudness_target_db)
+            self._decoded_clip = (clip, waveform, speaker)
         _, waveform, speaker = self._decoded_clip
         start = segment * self.segment_length
         crop = waveform[start : start + self.segment_length]
@@ -279,7 +281,8 @@ def encode_speech(
         )
     counts = segments_per_clip(clips, audio_column, segment_length, config.sampling_rate, max_unreadable_fraction)
     segments = SpeechSegments(
-        clips, audio_column, speaker_ids, speaker_to_vqvae, segment_length, config.sampling_rate, counts
+        clips, audio_column, speaker_ids, speaker_to_vqvae, segment_length, config.sampling_rate, counts,
+        config.loudness_target_db if config.normalize_loudness else None,
     )
     if len(segments) == 0:
         raise ValueError("no readable audio clip to encode")

@@ -4,6 +4,7 @@ WaveNet (`layers.wavenet`) conditioned on the upsampled latents and a speaker em
 mu-law categorical. The latents carry the content and the decoder the voice: decoding speaker A's codes with
 speaker B's id converts the voice."""
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
@@ -153,6 +155,19 @@ class AudioVQVAEPreTrainedModel(HubPreTrainedModel):
     input_modalities = ("audio",)
     # Nearest-neighbour search and EMA statistics stay fp32 when loading with dtype=bf16/fp16.
     _keep_in_fp32_modules_strict = ["quantizer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        encoder = getattr(self, "encoder", None)
+        if isinstance(encoder, AudioEncoder) and any(module is conv for conv in (*encoder.convs, encoder.project_to_codes)):
+            # PyTorch's default (uniform weights of variance 1 / (3 fan_in), uniform biases) shrinks the signal at
+            # each ReLU layer, so the latents of speech at -20 dBFS start as one bias vector (norm ~0.4) spread by
+            # only ~0.004: a single Adam update of the biases moves them all past the k-means codebook onto one or two
+            # codes, and the decoder learns to ignore its codes (docs/audio.md). He initialisation with zero biases
+            # keeps the input's scale through the ReLUs, so the latents start spread out by what was said.
+            linear = module is encoder.project_to_codes
+            init.kaiming_normal_(module.weight, nonlinearity="linear" if linear else "relu")
+            init.zeros_(module.bias)
 
 
 class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
@@ -321,6 +336,32 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
             decoder_hidden_states=tuple(decoder_hidden_states) if output_hidden_states else None,
         )
         return output if self._use_return_dict(return_dict) else output.to_tuple()
+
+    @torch.no_grad()
+    def teacher_forced_bits(
+        self,
+        input_values: torch.Tensor,
+        speaker_ids: int | str | Sequence[int | str] | torch.Tensor | None = None,
+        codes: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """Bits per sample of each clip (B,) under the decoder fed the clip's own past samples, conditioned on `codes`
+        (B, T / hop_length; by default the clip's own) and the speakers. Given another clip's codes, the difference
+        tells how much the decoder reads its codes (a decoder that ignores them scores both alike)."""
+        self._check_input_values(input_values)
+        input_values = input_values.to(self.device)
+        if codes is None:
+            codes = self.encode(input_values).indices
+        self._check_codes(codes)
+        if codes.shape != (input_values.shape[0], input_values.shape[1] // self.config.hop_length):
+            raise ValueError(
+                f"codes of shape {tuple(codes.shape)} do not match audio of shape {tuple(input_values.shape)}: expected "
+                f"{(input_values.shape[0], input_values.shape[1] // self.config.hop_length)}"
+            )
+        speaker_ids = self.speaker_ids(speaker_ids, input_values.shape[0])
+        quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
+        targets = mu_law_encode(input_values, self.config.mu_law_channels)
+        logits = self.decoder(targets, quantized, speaker_ids)
+        return F.cross_entropy(logits.float(), targets, reduction="none").mean(-1) / math.log(2)
 
     @torch.no_grad()
     def decode(
