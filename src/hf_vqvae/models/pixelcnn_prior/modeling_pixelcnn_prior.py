@@ -17,21 +17,8 @@ from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
 from .model_card_pixelcnn_prior import prior_model_card
-from ...input_checks import check_ids_in_range, check_not_empty, describe, is_integer_tensor
+from ...input_checks import check_batch_size, check_code_grids, check_generator, checked_class_labels
 from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
-
-
-def _check_generator(generator, batch_size: int) -> None:
-    """None, a torch.Generator, or a list of one torch.Generator per grid."""
-    if isinstance(generator, (list, tuple)):
-        if not all(isinstance(item, torch.Generator) for item in generator):
-            raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
-        if len(generator) != batch_size:
-            raise ValueError(
-                f"a list of generators must hold one per grid: got {len(generator)} for batch_size={batch_size}"
-            )
-    elif generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
 
 
 @dataclass
@@ -104,38 +91,14 @@ class PixelCNNPriorModel(HubPreTrainedModel):
 
     def _check_codes(self, name: str, codes: torch.Tensor) -> None:
         config = self.config
-        if not is_integer_tensor(codes):
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
-        grid = (config.grid_height, config.grid_width)
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
-            raise ValueError(
-                f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}), the prior's (grid_height, grid_width), "
-                f"got {tuple(codes.shape)}"
-            )
-        check_not_empty(f"`{name}`", codes, "code grids")
-        check_ids_in_range(f"`{name}` must hold codes", codes, config.num_embeddings, "num_embeddings")
+        check_code_grids(
+            name, codes, config.num_embeddings, "num_embeddings", (config.grid_height, config.grid_width),
+            "the prior's grid_height x grid_width",
+        )
 
     def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
         """`class_labels` as a (batch_size,) long tensor on the model's device, or None for an unconditional prior."""
-        num_classes = self.config.num_classes
-        if num_classes == 0:
-            if class_labels is not None:
-                raise ValueError("class_labels were given to an unconditional prior (num_classes=0); pass None")
-            return None
-        if class_labels is None:
-            raise ValueError(
-                f"this prior is class-conditional (num_classes={num_classes}): pass class_labels, one label in "
-                f"[0, {num_classes}) per grid"
-            )
-        class_labels = torch.as_tensor(class_labels, device=self.device)
-        if not is_integer_tensor(class_labels):
-            raise ValueError(f"class_labels must be integers, got {class_labels.dtype}")
-        if tuple(class_labels.shape) != (batch_size,):
-            raise ValueError(
-                f"class_labels must have shape ({batch_size},), one label per grid, got {tuple(class_labels.shape)}"
-            )
-        check_ids_in_range("class_labels must lie", class_labels, num_classes, "num_classes")
-        return class_labels.long()
+        return checked_class_labels(class_labels, self.config.num_classes, batch_size, self.device)
 
     # ----------------------------------------------------------------------------------------------- forward
 
@@ -220,10 +183,9 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         """
         if batch_size is None:
             batch_size = 1 if class_labels is None else max(1, torch.as_tensor(class_labels).numel())
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         check_temperature(temperature)
-        _check_generator(generator, batch_size)
+        check_generator(generator, batch_size)
         class_labels = self._checked_class_labels(class_labels, batch_size)
         config = self.config
         return self.pixelcnn.sample(
