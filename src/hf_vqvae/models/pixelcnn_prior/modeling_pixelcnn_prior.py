@@ -17,8 +17,8 @@ from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
 from .model_card_pixelcnn_prior import prior_model_card
-from ...input_checks import check_batch_size, check_code_grids, check_generator, checked_class_labels
-from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
+from ...input_checks import check_batch_size, check_generator
+from ...modeling_utils import CodeGridPriorMixin, HubPreTrainedModel, fixed_codebook_error
 
 
 @dataclass
@@ -42,7 +42,7 @@ class PixelCNNPriorOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-class PixelCNNPriorModel(HubPreTrainedModel):
+class PixelCNNPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
     r"""
     A gated PixelCNN over a grid of codes from a codebook of K: code embedding, `num_layers` gated layers with a
     vertical and a horizontal stack, skip connections summed into two 1x1 output layers giving K logits per
@@ -83,23 +83,6 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
         return prior_model_card(self.config, repo_id, **card_fields)
 
-    # ----------------------------------------------------------------------------------------------- checks
-
-    def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
-        """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
-        check_code_grid_of_vqvae("the prior", self.config, num_embeddings, latent_height, latent_width)
-
-    def _check_codes(self, name: str, codes: torch.Tensor) -> None:
-        config = self.config
-        check_code_grids(
-            name, codes, config.num_embeddings, "num_embeddings", (config.grid_height, config.grid_width),
-            "the prior's grid_height x grid_width",
-        )
-
-    def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
-        """`class_labels` as a (batch_size,) long tensor on the model's device, or None for an unconditional prior."""
-        return checked_class_labels(class_labels, self.config.num_classes, batch_size, self.device)
-
     # ----------------------------------------------------------------------------------------------- forward
 
     def _logits(self, input_ids: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
@@ -135,12 +118,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         logits, hidden_states = self.pixelcnn(input_ids, class_labels, output_hidden_states=bool(output_hidden_states))
         loss = None
         if labels is not None:
-            self._check_codes("labels", labels)
-            if labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-            loss = F.cross_entropy(logits.float(), labels.long())
+            loss = self._code_loss(logits, input_ids, labels)
         output = PixelCNNPriorOutput(loss=loss, logits=logits, hidden_states=hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()

@@ -16,9 +16,9 @@ from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils import ModelOutput
 
-from ...input_checks import check_batch_size, check_code_grids, check_generator, checked_class_labels, is_integer
+from ...input_checks import check_batch_size, check_generator, is_integer
 from ...layers.sampling import check_temperature
-from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
+from ...modeling_utils import CodeGridPriorMixin, HubPreTrainedModel, fixed_codebook_error
 from .configuration_transformer_prior import TransformerPriorConfig
 from .generation_transformer_prior import DrawFromGenerator, RowProgress
 from .model_card_transformer_prior import transformer_prior_model_card
@@ -75,7 +75,7 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-class TransformerPriorModel(HubPreTrainedModel):
+class TransformerPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
     r"""
     A transformer prior over a grid of codes from a codebook of K: a causal language model of transformers (`decoder`,
     built by `AutoModelForCausalLM` from `config.decoder_config`) over one prefix token (the class label, or the null
@@ -117,21 +117,7 @@ class TransformerPriorModel(HubPreTrainedModel):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
         return transformer_prior_model_card(self.config, repo_id, **card_fields)
 
-    # ----------------------------------------------------------------------------------------------- checks
-
-    def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
-        """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
-        check_code_grid_of_vqvae("the prior", self.config, num_embeddings, latent_height, latent_width)
-
-    def _check_codes(self, name: str, codes: torch.Tensor) -> None:
-        config = self.config
-        check_code_grids(
-            name, codes, config.num_embeddings, "num_embeddings", (config.grid_height, config.grid_width),
-            "the prior's grid_height x grid_width",
-        )
-
-    def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
-        return checked_class_labels(class_labels, self.config.num_classes, batch_size, self.device)
+    # ----------------------------------------------------------------------------------------------- tokens
 
     def prefix_ids(self, class_labels: torch.LongTensor | None, batch_size: int) -> torch.LongTensor:
         """The (batch_size, 1) prefix tokens: `num_embeddings + label`, or the null label where there is no label."""
@@ -188,12 +174,7 @@ class TransformerPriorModel(HubPreTrainedModel):
         logits, hidden_states = self._logits(input_ids, class_labels, output_hidden_states=bool(output_hidden_states))
         loss = None
         if labels is not None:
-            self._check_codes("labels", labels)
-            if labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-            loss = F.cross_entropy(logits.float(), labels.long())
+            loss = self._code_loss(logits, input_ids, labels)
         output = TransformerPriorOutput(loss=loss, logits=logits, hidden_states=hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
