@@ -226,3 +226,27 @@ def test_transformer_prior_flags_are_checked(tmp_path, codes_folder):
         parse_args(transformer_prior_run(tmp_path, "--codes_dataset", str(codes_folder), extra=("--class_dropout_prob", "1")))
     with pytest.raises(SystemExit):
         parse_args(["--prior_type", "rnn", "--codes_dataset", str(codes_folder)])
+
+
+def test_transformer_prior_config_from_a_saved_config_a_preset_or_the_codes(tmp_path):
+    from hf_vqvae import TransformerPriorConfig
+    from hf_vqvae.training.recipes.prior import build_transformer_prior_config
+
+    saved = TransformerPriorConfig(
+        num_embeddings=16, grid_height=4, grid_width=4, class_dropout_prob=0.2,
+        decoder_config=dict(model_type="gpt2", n_embd=32, n_layer=3, n_head=4),
+    )
+    saved.save_pretrained(tmp_path / "config")
+    flags = parse_args(["--codes_dataset", "x", "--prior_type", "transformer", "--prior_config", str(tmp_path / "config"),
+                        "--decoder_num_layers", "2"]).model
+    config = build_transformer_prior_config(flags, (16, 4, 4), 2, {0: "a", 1: "b"})
+    decoder = config.decoder_config
+    assert (decoder.model_type, decoder.n_layer, decoder.n_embd, decoder.vocab_size) == ("gpt2", 2, 32, 19)
+    assert config.class_dropout_prob == 0.2 and config.num_classes == 2 and config.label2id == {"a": 0, "b": 1}
+
+    preset = parse_args(["--codes_dataset", "x", "--prior_type", "transformer", "--prior_preset", "cifar10"]).model
+    config = build_transformer_prior_config(preset, (16, 4, 4), 0, None)
+    assert (config.num_embeddings, config.grid_height, config.grid_width, config.decoder_config.num_hidden_layers) == (512, 8, 8, 6)
+    default = parse_args(["--codes_dataset", "x", "--prior_type", "transformer", "--decoder_hidden_size", "64"]).model
+    config = build_transformer_prior_config(default, (16, 4, 4), 0, None)
+    assert (config.num_embeddings, config.grid_height, config.decoder_config.hidden_size, config.decoder_config.intermediate_size) == (16, 4, 64, 192)
