@@ -17,7 +17,7 @@ from hf_vqvae import (
 from hf_vqvae.layers.wavenet import WaveNet, receptive_field
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
 from conftest import record_drawn_logits
-from test_contracts import assert_export_matches_eager, assert_gradients_reach, assert_onnx_export_matches_eager
+from model_contracts import assert_export_matches_eager, assert_gradients_reach, assert_onnx_export_matches_eager
 
 
 TINY_AUDIO = dict(

@@ -53,6 +53,9 @@ def test_accelerate_launch_writes_prior_checkpoints_metrics_samples_and_pipeline
     assert (config.num_embeddings, config.grid_height, config.grid_width, config.num_layers) == (16, 4, 4, 2)
     assert config.num_classes == 2 and {int(key): value for key, value in config.id2label.items()} == {0: "a", 1: "b"}
     assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    # The recipe's learning rate decays to 0 by the last update, so the final weights are not one draw of Adam's noise
+    # at full step size (which made a class's samples tens of levels too dark or too bright; docs/benchmarks.md).
+    assert torch.load(output_dir / "checkpoint-4" / "scheduler.bin", weights_only=True)["_last_lr"] == [0.0]
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["train_steps"] == 4 and metrics["validation_grids"] == 10
     assert 0 < metrics["validation_bits_per_code"] < 8  # log2(16) = 4 bits is a uniform guess
@@ -71,6 +74,12 @@ def test_accelerate_launch_writes_prior_checkpoints_metrics_samples_and_pipeline
          "--images_per_row", "2"])
     grid = PIL.Image.open(tmp_path / "grid.png")
     assert grid.height == 2 * 16 and grid.width > 2 * 16  # two classes, labelled at the left
+
+
+def test_learning_rate_decays_by_default_and_a_flag_keeps_it_constant():
+    # As in diffusers' training scripts, --lr_scheduler picks the schedule; the prior's default decays (cosine).
+    assert parse_args(["--codes_dataset", "codes"]).optimization.lr_scheduler == "cosine"
+    assert parse_args(["--codes_dataset", "codes", "--lr_scheduler", "constant"]).optimization.lr_scheduler == "constant"
 
 
 def test_encoding_images_at_the_start_trains_as_the_codes_dataset_does(tmp_path, image_folder, tiny_vqvae_folder, codes_folder):

@@ -5,13 +5,13 @@ import math
 
 from transformers import PreTrainedConfig
 
-from .version import __version__
+from .version import INSTALL_COMMAND, __version__
 
 
 # `config.json` keys naming the package: transformers alone cannot load these models (their
 # model types are registered by `import hf_vqvae`) and says only that it does not know the type.
 PACKAGE_NAME = "hf-vqvae"
-LOADING_HINT = "pip install hf-vqvae, then `import hf_vqvae` before AutoConfig/AutoModel.from_pretrained"
+LOADING_HINT = f"{INSTALL_COMMAND}, then `import hf_vqvae` before AutoConfig/AutoModel.from_pretrained"
 
 
 def _fail(config, name: str, allowed: str) -> None:

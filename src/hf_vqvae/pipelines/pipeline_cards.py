@@ -2,7 +2,7 @@
 
 from huggingface_hub import ModelCard
 
-from ..model_card_utils import image_generation_tags, package_model_card
+from ..model_card_utils import IMAGE_GENERATION, image_generation_tags, package_model_card
 from ..models.transformer_prior.configuration_transformer_prior import TransformerPriorConfig
 
 
@@ -27,10 +27,10 @@ def prior_card_fields(prior_config) -> dict:
 
 def pipeline_model_card(vqvae_config, prior_config, repo_id: str, **card_fields) -> ModelCard:
     """The card of a `VQVAEPipeline`; `card_fields` as for `vqvae_model_card`."""
-    tags, pipeline_tag = image_generation_tags(prior_config.num_classes)
     prior_fields = prior_card_fields(prior_config)
     return package_model_card(
-        "pipeline", repo_id, tags=[prior_fields["prior_tag"], "image-generation", *tags], pipeline_tag=pipeline_tag,
+        "pipeline", repo_id, tags=[prior_fields["prior_tag"], "image-generation", *image_generation_tags(prior_config.num_classes)],
+        pipeline_tag=IMAGE_GENERATION,
         vqvae=vqvae_config, prior=prior_config, grid=f"{prior_config.grid_height}x{prior_config.grid_width}",
         **prior_fields, **card_fields,
     )
@@ -41,7 +41,7 @@ def hierarchical_pipeline_model_card(vqvae_config, stage2_config, prior_config, 
     prior_fields = prior_card_fields(prior_config)
     tags = sorted({"pixelcnn", prior_fields["prior_tag"]}) + ["hierarchical-vq-vae", "image-generation"]
     return package_model_card(
-        "hierarchical_pipeline", repo_id, tags=tags, pipeline_tag="unconditional-image-generation",
+        "hierarchical_pipeline", repo_id, tags=tags, pipeline_tag=IMAGE_GENERATION,
         vqvae=vqvae_config, stage2=stage2_config, prior=prior_config, **prior_fields, **card_fields,
     )
 

@@ -16,6 +16,7 @@ from ..loading import local_pipeline_folder
 from ..models.auto import MODELS, PROCESSORS
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.transformer_prior.modeling_transformer_prior import TransformerPriorModel
+from ..version import INSTALL_COMMAND
 
 
 # The module diffusers' generic `DiffusionPipeline.from_pretrained` imports, as custom code, to find the classes of a
@@ -24,10 +25,11 @@ from ..models.transformer_prior.modeling_transformer_prior import TransformerPri
 # same text, so that diffusers' module cache (one file per name) never holds a copy for another class.
 ENTRY_MODULE = "hf_vqvae_entry"
 
-ENTRY_SOURCE = '''"""Written by hf-vqvae's save_pretrained, for diffusers' generic loader:
+ENTRY_SOURCE = f'''"""Written by hf-vqvae's save_pretrained, for diffusers' generic loader:
 `diffusers.DiffusionPipeline.from_pretrained(folder or Hub id, trust_remote_code=True)` runs this file to find the
-classes that model_index.json names. It only imports the installed hf-vqvae package (pip install hf-vqvae); the
-package's own `from_pretrained` (`hf_vqvae.VQVAEPipeline.from_pretrained(...)` and the others) never runs it and
+classes that model_index.json names. It only imports the installed hf-vqvae package, which installs with
+    {INSTALL_COMMAND}
+The package's own `from_pretrained` (`hf_vqvae.VQVAEPipeline.from_pretrained(...)` and the others) never runs it and
 needs no trust_remote_code."""
 
 from hf_vqvae import *  # noqa: F403  the pipelines and components of the installed package
@@ -127,7 +129,7 @@ class HubDiffusionPipeline(DiffusionPipeline):
                 if component_class is None:
                     raise ValueError(
                         f"model_index.json names the component {name!r} as {entry[1]!r}, which the installed hf-vqvae "
-                        "does not define (saved by a later version? pip install -U hf-vqvae)"
+                        f"does not define (saved by a later version? {INSTALL_COMMAND} --upgrade)"
                     )
                 index[name] = [component_class.__module__, entry[1]]
         return loaded

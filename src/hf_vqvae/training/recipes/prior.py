@@ -178,8 +178,11 @@ class PriorTrainingArguments:
     data: ImageDataArguments = field(default_factory=lambda: ImageDataArguments(resolution=None))
     model: PriorModelArguments = field(default_factory=PriorModelArguments)
     samples: SampleArguments = field(default_factory=SampleArguments)
+    # The learning rate decays to 0 (cosine): at a constant 1e-3 the last weights are one draw of Adam's noise, and the
+    # samples of some class, which compound 64 draws, came out 15 to 39 grey levels too dark or too bright at every
+    # checkpoint while the bits per code barely moved (docs/benchmarks.md, class-conditional samples).
     optimization: OptimizationArguments = field(
-        default_factory=lambda: OptimizationArguments(num_train_epochs=10, learning_rate=1e-3)
+        default_factory=lambda: OptimizationArguments(num_train_epochs=10, learning_rate=1e-3, lr_scheduler="cosine")
     )
     output: OutputArguments = field(default_factory=lambda: OutputArguments(output_dir="outputs/prior", validation_steps=500))
     hub: HubArguments = field(default_factory=HubArguments)
