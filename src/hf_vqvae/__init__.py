@@ -33,6 +33,7 @@ _PUBLIC_NAMES = {
         "VQVAEOutput",
     ),
     "models.pixelcnn_prior": ("PixelCNNPriorConfig", "PixelCNNPriorModel", "PixelCNNPriorOutput"),
+    "models.transformer_prior": ("TransformerPriorConfig", "TransformerPriorModel", "TransformerPriorOutput"),
     "models.audio_vqvae": (
         "AUDIO_PRESETS", "AudioVQVAEConfig", "AudioVQVAEDecoderOutput", "AudioVQVAEEncoderOutput",
         "AudioVQVAEFeatureExtractor", "AudioVQVAEModel", "AudioVQVAEOutput",

@@ -1,16 +1,21 @@
 """What every hf-vqvae pipeline shares: loading by Hub id, an entry for diffusers' generic `DiffusionPipeline`, and
 pushing with a model card."""
 
+import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
 
 from ..hub import push_with_card
 from ..loading import local_pipeline_folder
 from ..models.auto import MODELS, PROCESSORS
+from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from ..models.transformer_prior.modeling_transformer_prior import TransformerPriorModel
 from ..version import INSTALL_COMMAND
 
 
@@ -35,6 +40,37 @@ COMPONENT_CLASSES = {
     component.__name__: component
     for component in (*(model for _, model in MODELS), *(processor for _, _, processor in PROCESSORS))
 }
+
+
+# The priors over code grids a pipeline samples: they share `sample`, `check_compatible_with_vqvae` and the config
+# fields num_embeddings, grid_height, grid_width, num_classes and id2label.
+Prior = PixelCNNPriorModel | TransformerPriorModel
+
+
+def sample_prior(
+    prior: Prior,
+    batch_size: int,
+    *,
+    class_labels: torch.LongTensor | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    progress_callback: Callable[[int, int], None] | None = None,
+    **options,
+) -> torch.LongTensor:
+    """Code grids drawn from a prior of either kind, the one place a pipeline samples its prior. `options` are the
+    sampling settings only some priors take (a transformer prior's `guidance_scale`, `top_k`, `top_p`): those given
+    (not None) go to the prior, and a prior whose `sample` does not take one refuses it by name."""
+    given = {name: value for name, value in options.items() if value is not None}
+    refused = sorted(set(given) - set(inspect.signature(prior.sample).parameters))
+    if refused:
+        raise ValueError(
+            f"the pipeline's prior, a {type(prior).__name__}, does not take {', '.join(refused)} (a "
+            f"{TransformerPriorModel.__name__} does); leave {'them' if len(refused) > 1 else 'it'} out"
+        )
+    return prior.sample(
+        batch_size=batch_size, class_labels=class_labels, temperature=temperature, generator=generator,
+        progress_callback=progress_callback, **given,
+    )
 
 
 def batch_size_of(batch_size: int | None, num_labels: int | None, label: str, item: str) -> int:

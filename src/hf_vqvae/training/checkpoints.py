@@ -227,9 +227,18 @@ def sync_folder(folder: Path, recursive: bool = True) -> None:
 
 def model_fields(config: PreTrainedConfig) -> dict:
     """The fields a model's config class declares (not transformers' own bookkeeping): what
-    defines the model, compared when a checkpoint is resumed."""
+    defines the model, compared when a checkpoint is resumed. A nested config (a transformer prior's decoder) is
+    given as its JSON dict, as the checkpoint stores it."""
     inherited = {field.name for field in dataclasses.fields(PreTrainedConfig)}
-    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
+    return {
+        field.name: json_form(getattr(config, field.name))
+        for field in dataclasses.fields(config) if field.name not in inherited
+    }
+
+
+def json_form(value):
+    """A nested config as the dict its JSON holds; any other value as it is."""
+    return json.loads(value.to_json_string(use_diff=False)) if isinstance(value, PreTrainedConfig) else value
 
 
 # The settings a resumed run must share with the interrupted one to reproduce it: (group, flag).

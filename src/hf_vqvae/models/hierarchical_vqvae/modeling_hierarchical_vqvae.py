@@ -21,7 +21,7 @@ from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeli
 from transformers.utils import ModelOutput
 
 from .model_card_hierarchical_vqvae import hierarchical_vqvae_model_card
-from ...input_checks import check_ids_in_range, check_not_empty, check_same_batch, describe, is_integer_tensor
+from ...input_checks import check_code_grids, check_same_batch
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from ...modeling_utils import HubPreTrainedModel, fixed_codebook_error
@@ -199,12 +199,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
 
     def _check_codes(self, name: str, codes, field: str, grid: tuple[int, int], grid_name: str) -> None:
         """`codes`: integers in [0, config.<field>), shape (batch_size >= 1, *grid)."""
-        if not is_integer_tensor(codes):
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
-            raise ValueError(f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}) ({grid_name}), got {tuple(codes.shape)}")
-        check_not_empty(f"`{name}`", codes, "code grids")
-        check_ids_in_range(f"`{name}` must hold codes", codes, getattr(self.config, field), field)
+        check_code_grids(name, codes, getattr(self.config, field), field, grid, grid_name)
 
     def _check_input_ids(self, input_ids, name: str = "input_ids") -> None:
         self._check_codes(name, input_ids, "input_num_embeddings", self.config.input_grid, "the stage-1 grid")
