@@ -14,7 +14,7 @@ from transformers import initialization as init
 from transformers.utils import logging
 
 from .hub import push_with_card
-from .quantization.vector_quantizer import VectorQuantizer
+from .quantization.base import Quantizer
 from .loading import check_local_path_exists, damaged_weights_error, missing_folder_error, non_finite_tensors
 
 
@@ -74,7 +74,7 @@ class HubPreTrainedModel(PreTrainedModel):
                 init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
-        elif isinstance(module, VectorQuantizer):
+        elif isinstance(module, Quantizer):
             module.initialize_state()
 
     def _get_dtype_plan(self, dtype) -> dict:

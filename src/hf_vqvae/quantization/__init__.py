@@ -1,6 +1,7 @@
 """Vector quantization, shared by every modality."""
 
-from .vector_quantizer import QuantizerOutput, VectorQuantizer
+from .base import Quantizer, QuantizerOutput
+from .vector_quantizer import VectorQuantizer
 
 
-__all__ = ["QuantizerOutput", "VectorQuantizer"]
+__all__ = ["Quantizer", "QuantizerOutput", "VectorQuantizer"]

@@ -3,10 +3,10 @@ the code grids of a first VQ-VAE, whose decoder is a conditional gated PixelCNN.
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_integer_field, check_quantizer_fields
+from ...configuration_utils import QuantizerConfigMixin, check_integer_field, check_quantizer_fields
 
 
-class HierarchicalVQVAEConfig(PreTrainedConfig):
+class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     r"""
     Configuration of [`HierarchicalVQVAEModel`]. The defaults are the paper's DeepMind Lab setting: the 21x21
     grids of a stage-1 VQ-VAE with K = 512 (the `dmlab84` preset) compressed to 3x1 codes with K = 512 (27 bits).
@@ -24,8 +24,8 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
         latent_grid_width (`int`, defaults to 1): width of the stage-2 latent grid.
         num_embeddings (`int`, defaults to 512): the stage-2 codebook size K.
         embedding_dim (`int`, defaults to 64): the stage-2 code dimension D.
-        commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters, dead_code_threshold: the
-            stage-2 `VectorQuantizer`, as in [`VQVAEConfig`].
+        quantizer_type, commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters,
+            dead_code_threshold, and the variants' fields: the stage-2 quantizer, as in [`QuantizerConfigMixin`].
         conditioning_channels (`int`, defaults to 64): channels of the conditioning map, the stage-2 latents
             upsampled to the stage-1 grid and passed through a 3x3 convolution; every gated layer projects it
             into its gates.
@@ -44,15 +44,6 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
     encoder_num_downsamples: int = 2
     latent_grid_height: int = 3
     latent_grid_width: int = 1
-    num_embeddings: int = 512
-    embedding_dim: int = 64
-    commitment_cost: float = 0.25
-    update_rule: str = "ema"
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.5
     conditioning_channels: int = 64
     decoder_hidden_channels: int = 128
     decoder_num_layers: int = 15

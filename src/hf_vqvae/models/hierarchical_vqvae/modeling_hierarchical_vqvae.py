@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from ...hub import hierarchical_vqvae_model_card
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...modeling_utils import HubPreTrainedModel
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 from .configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 
 
@@ -120,7 +120,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
     def __init__(self, config: HierarchicalVQVAEConfig):
         super().__init__(config)
         self.encoder = CodeGridEncoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
+        self.quantizer = build_quantizer(config)
         self.conditioning_network = nn.Conv2d(config.embedding_dim, config.conditioning_channels, 3, padding=1)
         self.decoder = GatedPixelCNN(
             config.input_num_embeddings, config.decoder_hidden_channels, config.decoder_num_layers,
@@ -167,6 +167,10 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
 
     def _check_latent_indices(self, latent_indices) -> None:
         config = self.config
+        layout = self.quantizer.code_layout
+        if layout.num_stages is not None:
+            layout.check_codes("latent_indices", latent_indices, ("latent_grid_height", "latent_grid_width"), config.latent_grid)
+            return
         self._check_codes("latent_indices", latent_indices, config.num_embeddings, config.latent_grid, "the stage-2 grid")
 
     # ----------------------------------------------------------------------------------------------- stages

@@ -13,7 +13,7 @@ from transformers.utils import ModelOutput
 from .configuration_vqvae import VQVAEConfig
 from ...hub import vqvae_model_card
 from ...modeling_utils import HubPreTrainedModel, is_tracing
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 
 
 @dataclass
@@ -183,7 +183,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
     def __init__(self, config: VQVAEConfig):
         super().__init__(config)
         self.encoder = Encoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
+        self.quantizer = build_quantizer(config)
         self.decoder = Decoder(config)
         self.post_init()
 
@@ -241,9 +241,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
             )
 
     def _check_indices(self, indices: torch.Tensor) -> None:
-        if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
+        axes = self.quantizer.code_layout.code_axes("height", "width")
+        if not isinstance(indices, torch.Tensor) or indices.ndim != 1 + len(axes):
             shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
-            raise ValueError(f"indices must be a tensor of shape (batch, height, width), got {shape}")
+            raise ValueError(f"indices must be a tensor of shape (batch, {', '.join(axes)}), got {shape}")
 
     def encode(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VQVAEEncoderOutput | tuple:
         """Images -> continuous latents z_e, their quantized z_q and the code grid."""
@@ -254,7 +255,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
     def decode(self, indices: torch.Tensor, return_dict: bool | None = None) -> VQVAEDecoderOutput | tuple:
-        """Code grid (B, h, w) of integers in [0, K) -> images."""
+        """Code grid (B, h, w) of integers in [0, K) -> images; for residual VQ (B, k, h, w), the first k <= N
+        stages."""
         self._check_indices(indices)
         return self.decode_latents(self.quantizer.lookup(indices), return_dict=return_dict)
 
