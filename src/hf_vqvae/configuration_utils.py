@@ -165,6 +165,12 @@ class QuantizerConfigMixin:
 
         return CodeLayout(self.num_embeddings, self.num_quantizers if self.quantizer_type == "residual_vq" else None)
 
+    def prior_code_grid(self, *spatial: int) -> tuple[int, ...]:
+        """(classes, *grid) of the codes of `spatial` shape as a model over codes (a PixelCNN prior) sees them: K and
+        the grid itself, or for residual VQ N * K classes on a grid N times wider (`CodeLayout.to_prior_grid`)."""
+        layout = self.code_layout
+        return (layout.prior_num_embeddings, *layout.prior_grid(*spatial))
+
 
 # The settings a model's config carries for its quantizer (see `quantization.build_quantizer`).
 QUANTIZER_FIELDS = tuple(field.name for field in fields(QuantizerConfigMixin))

@@ -89,21 +89,21 @@ class CodesInfo:
         """The info of codes written by the VQ-VAE `vqvae` (its `config`); an audio VQ-VAE's codes are one-row grids
         of `sequence_length` codes (those of one segment)."""
         if isinstance(config, AudioVQVAEConfig):
-            return cls(vqvae, config.num_embeddings, 1, sequence_length, image_dataset)
-        return cls(vqvae, config.num_embeddings, config.latent_size, config.latent_size, image_dataset)
+            return cls(vqvae, *config.prior_code_grid(1, sequence_length), image_dataset)
+        return cls(vqvae, *config.prior_code_grid(config.latent_size, config.latent_size), image_dataset)
 
     @classmethod
     def of_stage2(cls, config, stage2: str, stage1_vqvae: str, image_dataset: str) -> "CodesInfo":
         """The info of stage-2 codes written by the `HierarchicalVQVAEModel` `stage2` (its `config`)."""
-        return cls(stage2, config.num_embeddings, config.latent_grid_height, config.latent_grid_width, image_dataset, stage1_vqvae)
+        return cls(stage2, *config.prior_code_grid(*config.latent_grid), image_dataset, stage1_vqvae)
 
     def check_vqvae(self, config: VQVAEConfig | AudioVQVAEConfig, vqvae: str) -> None:
         """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes (an audio
         VQ-VAE encodes clips of any length into one row of codes)."""
         if isinstance(config, AudioVQVAEConfig):
-            theirs = (config.num_embeddings, 1, self.grid_width)
+            theirs = (config.code_layout.prior_num_embeddings, 1, self.grid_width)
         else:
-            theirs = (config.num_embeddings, config.latent_size, config.latent_size)
+            theirs = config.prior_code_grid(config.latent_size, config.latent_size)
         ours = (self.num_embeddings, self.grid_height, self.grid_width)
         if theirs != ours:
             raise ValueError(
@@ -244,9 +244,10 @@ def encode_images(
     # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
     examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
     vqvae = vqvae.to(accelerator.device).eval()
-    features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
+    layout = vqvae.config.code_layout
+    features = codes_features(layout.prior_num_embeddings, readable.features[label_column] if label_column else None)
     return encode_in_processes(
-        examples, collate_examples, lambda batch: vqvae.encode(batch["pixel_values"]).indices,
+        examples, collate_examples, lambda batch: layout.to_prior_grid(vqvae.encode(batch["pixel_values"]).indices),
         "labels" if label_column else None, accelerator, features=features, items="images", batch_size=batch_size,
         num_workers=num_workers, description=description,
     )
@@ -299,9 +300,11 @@ def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch
         return batch
 
     stage2 = stage2.to(accelerator.device).eval()
-    features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
+    layout = stage2.config.code_layout
+    features = codes_features(layout.prior_num_embeddings, codes.features[label_column] if label_column else None)
     return encode_in_processes(
-        codes.with_format("numpy", columns=columns), collate, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices,
+        codes.with_format("numpy", columns=columns), collate,
+        lambda batch: layout.to_prior_grid(stage2.encode(batch[CODES_COLUMN]).indices),
         label_column, accelerator, features=features, items="code grids", batch_size=batch_size,
         description=description,
     )
@@ -457,9 +460,9 @@ def encode_speech(
     if len(segments) == 0:
         raise ValueError("no readable audio clip to encode")
     vqvae = vqvae.to(accelerator.device).eval()
-    features = codes_features(config.num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
+    features = codes_features(config.code_layout.prior_num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
     return encode_in_processes(
-        segments, collate_speech, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
+        segments, collate_speech, lambda batch: config.code_layout.to_prior_grid(vqvae.encode(batch["input_values"]).indices)[:, None, :],
         "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, features=features, items="segments",
         batch_size=batch_size, num_workers=num_workers, description=description,
     )
