@@ -66,7 +66,7 @@ class _MeanCodeDistributionEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, bit_logits):
         rows, num_bits = bit_logits.shape
-        corner_bits = _corner_bits(num_bits, bit_logits.device)
+        corner_bits = _corner_bits(num_bits, bit_logits.device).to(bit_logits.dtype)
         summed = bit_logits.new_zeros(2**num_bits)
         starts, step = _chunks(rows, 2**num_bits)
         for start in starts:
@@ -82,7 +82,7 @@ class _MeanCodeDistributionEntropy(torch.autograd.Function):
     def backward(ctx, grad_entropy):
         bit_logits, log_mean, total_rows = ctx.saved_tensors
         rows, num_bits = bit_logits.shape
-        corner_bits = _corner_bits(num_bits, bit_logits.device)
+        corner_bits = _corner_bits(num_bits, bit_logits.device).to(bit_logits.dtype)
         # dH / d mean_k = -(log mean_k + 1); d p(k | z_n) / d x_ni = p(k | z_n) (bit_ki - sigmoid(x_ni)).
         code_weights = -(log_mean + 1) * grad_entropy
         grad = torch.empty_like(bit_logits)
