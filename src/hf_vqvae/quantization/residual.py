@@ -12,8 +12,8 @@ residuals it sees, dead-code restarts), fed only the examples that use it, so it
 the dropout draws are a function of a step counter and each example's place in the global batch (the processes'
 batches in rank order), identical on every process and in one process fed the whole batch.
 
-Gradients: each stage's commitment term reaches z through its residual r_i = z - sg[sum_{j<i} e_j], as in
-vector-quantize-pytorch; the output passes the decoder's gradient to z once, straight through (or by the rotation
+Gradients: each stage's commitment term (a mean over every latent of the batch, those that skip the stage counting
+0) reaches z through its residual r_i = z - sg[sum_{j<i} e_j], as in vector-quantize-pytorch; the output passes the decoder's gradient to z once, straight through (or by the rotation
 trick) from the sum of the codes, not once per stage. With `codebook_dim` the stages work in a lower-dimensional code
 space, entered and left through one pair of learned linear maps.
 """
@@ -124,8 +124,12 @@ class ResidualVectorQuantizer(Quantizer):
                 quantized, stage_indices, stage_commitment, stage_codebook, counts = stage.quantize_code_space(residual, rotate=False)
                 codes_sum[active] += quantized.detach()
                 indices[active, number] = stage_indices
-                commitment_loss = commitment_loss + stage_commitment
-                codebook_loss = codebook_loss + stage_codebook
+                # Means over every latent of the batch, a skipped one counting 0: a mean over the examples that used
+                # the stage would weigh each process's examples by how many of them it drew, and DDP's average of
+                # the processes' gradients would no longer be one process's gradient.
+                share = residual.shape[0] / max(code_space.shape[0], 1)
+                commitment_loss = commitment_loss + share * stage_commitment
+                codebook_loss = codebook_loss + share * stage_codebook
                 all_counts.append(counts)
             quantized = project_channels(self.project_out, onto_target(code_space, codes_sum, self.rotation_trick))
             code_counts = torch.stack(all_counts)
