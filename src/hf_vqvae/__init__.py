@@ -45,7 +45,17 @@ from .pipelines import (
     prediction_strip,
     save_gif,
 )
-from .quantization import QuantizerOutput, VectorQuantizer
+from .configuration_utils import QuantizerConfigMixin
+from .quantization import (
+    FiniteScalarQuantizer,
+    LookupFreeQuantizer,
+    Quantizer,
+    QuantizerOutput,
+    ResidualVectorQuantizer,
+    SimVectorQuantizer,
+    VectorQuantizer,
+    build_quantizer,
+)
 
 
 AutoConfig.register(VQVAEConfig.model_type, VQVAEConfig, exist_ok=True)
@@ -84,16 +94,22 @@ __all__ = [
     "AudioVQVAEPipeline",
     "PRESETS",
     "CheckpointMismatchError",
+    "FiniteScalarQuantizer",
     "HierarchicalVQVAEConfig",
     "HierarchicalVQVAEEncoderOutput",
     "HierarchicalVQVAEModel",
     "HierarchicalVQVAEOutput",
     "HierarchicalVQVAEPipeline",
     "HierarchicalVQVAEPipelineOutput",
+    "LookupFreeQuantizer",
     "PixelCNNPriorConfig",
     "PixelCNNPriorModel",
     "PixelCNNPriorOutput",
+    "Quantizer",
+    "QuantizerConfigMixin",
     "QuantizerOutput",
+    "ResidualVectorQuantizer",
+    "SimVectorQuantizer",
     "VQVAEConfig",
     "VQVAEDecoderOutput",
     "VQVAEEncoderOutput",
@@ -104,6 +120,7 @@ __all__ = [
     "VQVAEPipelineOutput",
     "VectorQuantizer",
     "WORLD_ACTIONS",
+    "build_quantizer",
     "render_frames",
     "render_trajectories",
     "VideoPredictionPipeline",
