@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from distributed_quantizer_worker import TinyAutoencoder
+from distributed_quantizer_worker import ddp_run as ddp_run_of_worker
 from hf_vqvae import VQVAEConfig
 from hf_vqvae.quantization.factory import build_quantizer
 
@@ -79,34 +79,13 @@ def plain_run(name: str, step_batches: list[torch.Tensor]) -> dict[str, torch.Te
     return records
 
 
-class TinyAutoencoder(nn.Module):
-    def __init__(self, name: str):
-        super().__init__()
-        torch.manual_seed(0)
-        self.encoder = nn.Conv2d(EMBEDDING_DIM, EMBEDDING_DIM, kernel_size=1)
-        self.quantizer = make_quantizer(name)
-
-    def forward(self, images: torch.Tensor):
-        out = self.quantizer(self.encoder(images))
-        return out.loss + F.mse_loss(out.quantized, images), out.indices
-
-
 def ddp_run(name: str, step_batches: list[torch.Tensor], prepare=lambda model, optimizer: (model, optimizer)) -> dict[str, torch.Tensor]:
-    """SGD on a TinyAutoencoder; `prepare` wraps it (accelerator.prepare in the worker). Every rank's loss is a mean over
-    an equal share, so DDP's averaged gradient is the one-process gradient."""
-    model = TinyAutoencoder(name).train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    model, optimizer = prepare(model, optimizer)
-    records = {}
-    for step, batch in enumerate(step_batches):
-        loss, indices = model(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        records[f"indices/{step}"] = indices
-    unwrapped = getattr(model, "module", model)
-    records.update({f"state/{key}": tensor.detach() for key, tensor in unwrapped.state_dict().items()})
-    return records
+    """SGD on a 1x1-conv encoder and the variant's quantizer (`distributed_quantizer_worker.ddp_run`)."""
+    return ddp_run_of_worker(step_batches, prepare, make_model=lambda: tiny_autoencoder(name), learning_rate=0.05)
+
+
+def tiny_autoencoder(name: str) -> TinyAutoencoder:
+    return TinyAutoencoder(make_quantizer(name), embedding_dim=EMBEDDING_DIM)
 
 
 def main(out_dir: str) -> None:

@@ -86,25 +86,30 @@ def plain_run(step_batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class TinyAutoencoder(nn.Module):
-    def __init__(self):
+    """A 1x1-conv encoder and a quantizer (by default `make_quantizer()`'s) on (B, D, side, side) images."""
+
+    def __init__(self, quantizer: nn.Module | None = None, embedding_dim: int = EMBEDDING_DIM):
         super().__init__()
-        self.encoder = nn.Conv2d(EMBEDDING_DIM, EMBEDDING_DIM, kernel_size=1)
-        self.quantizer = make_quantizer()
+        self.encoder = nn.Conv2d(embedding_dim, embedding_dim, kernel_size=1)
+        self.quantizer = make_quantizer() if quantizer is None else quantizer
 
     def forward(self, images: torch.Tensor):
         out = self.quantizer(self.encoder(images))
         return out.loss + F.mse_loss(out.quantized, images), out.indices
 
 
-def ddp_run(step_batches: list[torch.Tensor], prepare=lambda model, optimizer: (model, optimizer)) -> dict[str, torch.Tensor]:
-    """SGD on a TinyAutoencoder; `prepare` wraps it (accelerator.prepare in the worker).
+def ddp_run(
+    step_batches: list[torch.Tensor], prepare=lambda model, optimizer: (model, optimizer), make_model=TinyAutoencoder,
+    learning_rate: float = 1e-3,
+) -> dict[str, torch.Tensor]:
+    """SGD on `make_model()` (a TinyAutoencoder); `prepare` wraps it (accelerator.prepare in the worker).
 
     Every rank's loss is the mean over an equal share, so DDP's averaged gradient is the
     gradient of the mean over the whole batch: one process on the whole batch takes the same steps.
     """
     torch.manual_seed(0)
-    model = TinyAutoencoder().train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model = make_model().train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     model, optimizer = prepare(model, optimizer)
     records = {}
     for step, batch in enumerate(step_batches):

@@ -82,6 +82,6 @@ def test_ddp_training_equals_one_process_on_the_concatenated_batches(ranks, name
     for key, expected in single.items():
         if key.startswith("state/"):
             assert_equal_up_to_sum_order(ranks[0][f"ddp/{name}/{key}"], expected, key)
-    initial = worker.TinyAutoencoder(name).state_dict()
+    initial = worker.tiny_autoencoder(name).state_dict()
     moved = sum(not torch.equal(initial[key], single[f"state/{key}"]) for key in initial)
     assert moved >= 2  # the encoder (and the quantizer's learned or EMA state) trained

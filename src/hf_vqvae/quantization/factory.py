@@ -5,7 +5,7 @@ from .finite_scalar import FiniteScalarQuantizer
 from .lookup_free import LookupFreeQuantizer
 from .residual import ResidualVectorQuantizer
 from .sim_vq import SimVectorQuantizer
-from .vector_quantizer import VectorQuantizer
+from .vector_quantizer import VectorQuantizer, paper_settings
 
 
 # `quantizer_type` values: the paper's VQ (with its options), and the variants.
@@ -26,13 +26,7 @@ def build_quantizer(config) -> Quantizer:
             quantizer_dropout=config.quantizer_dropout,
             codebook_dim=config.codebook_dim,
             rotation_trick=config.rotation_trick,
-            commitment_cost=config.commitment_cost,
-            update_rule=config.update_rule,
-            decay=config.decay,
-            epsilon=config.epsilon,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            dead_code_threshold=config.dead_code_threshold,
+            **paper_settings(config),
         )
     if quantizer_type == "simvq":
         return SimVectorQuantizer(

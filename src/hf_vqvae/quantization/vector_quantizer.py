@@ -307,6 +307,12 @@ class _StraightThroughQuantize(torch.autograd.Function):
         return grad_latents, grad_codebook_rows, None, None
 
 
+def paper_settings(config) -> dict:
+    """The `VectorQuantizer` arguments of the paper's quantizer a config carries (also every residual stage's)."""
+    names = ("commitment_cost", "update_rule", "decay", "epsilon", "kmeans_init", "kmeans_iters", "dead_code_threshold")
+    return {name: getattr(config, name) for name in names}
+
+
 class VectorQuantizer(Quantizer):
     """Nearest-neighbour vector quantizer with a straight-through gradient.
 
@@ -403,13 +409,7 @@ class VectorQuantizer(Quantizer):
         return cls(
             num_embeddings=config.num_embeddings,
             embedding_dim=config.embedding_dim,
-            commitment_cost=config.commitment_cost,
-            update_rule=config.update_rule,
-            decay=config.decay,
-            epsilon=config.epsilon,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            dead_code_threshold=config.dead_code_threshold,
+            **paper_settings(config),
             rotation_trick=getattr(config, "rotation_trick", False),
             cosine_similarity=getattr(config, "cosine_similarity", False),
             codebook_dim=getattr(config, "codebook_dim", None),
