@@ -115,6 +115,19 @@ def test_every_model_with_every_variant_survives_a_hub_round_trip(name, offline_
 
 
 @pytest.mark.parametrize("name", VARIANTS)
+def test_a_bf16_model_keeps_every_variants_quantizer_in_fp32_and_its_integer_state(name, tmp_path):
+    config = VQVAEConfig(**{**TINY_VQVAE, **variant_fields(name)})
+    VQVAEModel(config).save_pretrained(tmp_path)
+    for model in (VQVAEModel._from_config(config, dtype=torch.bfloat16), VQVAEModel.from_pretrained(tmp_path, dtype=torch.bfloat16)):
+        assert model.encoder.conv_in.weight.dtype == torch.bfloat16
+        for key, tensor in model.quantizer.state_dict().items():
+            expected = {"initialized": torch.bool, "restart_step": torch.long, "dropout_step": torch.long}.get(key.split(".")[-1], torch.float32)
+            assert tensor.dtype == expected, key
+        out = model.train()(torch.rand(2, 3, 16, 16).bfloat16() * 2 - 1)
+        assert out.reconstruction.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
 def test_priors_sample_over_every_variants_codes_and_the_pipelines_decode_them(name):
     models = tiny_models(name)
     vqvae, audio = models["image"].eval(), models["audio"].eval()
