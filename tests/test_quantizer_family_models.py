@@ -264,3 +264,23 @@ def test_residual_codes_go_from_train_py_through_extract_codes_to_a_prior_and_it
 def test_every_quantizer_type_has_a_variant_here():
     types = {variant_fields(name).get("quantizer_type", "vq") for name in VARIANTS}
     assert types == set(QUANTIZER_TYPES)
+
+
+def test_a_training_checkpoint_of_0_2_0_resumes_with_the_papers_quantizer_only(tmp_path):
+    from safetensors.torch import save_file
+
+    from hf_vqvae.configuration_utils import PAPER_QUANTIZER_FIELDS, QUANTIZER_FIELDS
+    from hf_vqvae.training.checkpoints import CheckpointManager, IncompatibleCheckpointError, model_fields
+
+    config = model_fields(VQVAEConfig(**TINY_VQVAE))
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    # hf-vqvae 0.2.0 recorded the paper's quantizer fields only.
+    written = {name: value for name, value in config.items() if name not in QUANTIZER_FIELDS or name in PAPER_QUANTIZER_FIELDS}
+    assert "quantizer_type" not in written and "rotation_trick" not in written
+    (checkpoint / CheckpointManager.state_file).write_text(json.dumps({"position": {"step": 2}, "model_config": written}))
+    save_file({"weight": torch.zeros(1)}, checkpoint / "model.safetensors")
+    manager = CheckpointManager(tmp_path)
+    assert manager.resolve("latest", config)[0] == checkpoint
+    with pytest.raises(IncompatibleCheckpointError, match="rotation_trick: checkpoint False, this run True"):
+        manager.resolve("latest", {**config, "rotation_trick": True})

@@ -174,6 +174,11 @@ class QuantizerConfigMixin:
 
 # The settings a model's config carries for its quantizer (see `quantization.build_quantizer`).
 QUANTIZER_FIELDS = tuple(field.name for field in fields(QuantizerConfigMixin))
+# Those that configs of hf-vqvae 0.2.0 and before carry: the paper's quantizer.
+PAPER_QUANTIZER_FIELDS = (
+    "num_embeddings", "embedding_dim", "commitment_cost", "update_rule", "decay", "epsilon", "kmeans_init",
+    "kmeans_iters", "dead_code_threshold",
+)
 
 # The variant settings and the quantizer types they apply to; with any other type they must keep their default.
 VARIANT_FIELDS = {
