@@ -24,7 +24,10 @@ code histogram; for residual VQ the mean over stages). Per training step, measur
 rounds so that load hits both alike: the whole model's step (forward, backward, Adam) and the quantizer's share
 (forward + backward on fixed latents); peak memory of the quantizer's step in a fresh subprocess (`peak_memory.py`).
 
-    python benchmarks/quantizer_family.py [--steps 300] [--data images speech] [--threads 1] [--clock wall|cpu]
+With --seeds S every figure of quality and usage is the mean over S runs (seeds 0..S-1: data order and initial
+weights), quality with +- half its range.
+
+    python benchmarks/quantizer_family.py [--steps 300] [--seeds 1] [--data images speech] [--threads 1] [--clock wall|cpu]
 """
 
 import argparse
@@ -113,9 +116,9 @@ class PeerQuantizer(nn.Module):
         )
 
 
-def build(variant: str, implementation: str) -> nn.Module:
+def build(variant: str, implementation: str, seed: int = 0) -> nn.Module:
     fields, (class_name, arguments), stages = VARIANTS[variant]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     if implementation == "hf-vqvae":
         return build_quantizer(VQVAEConfig(embedding_dim=DIM, num_embeddings=NUM_CODES, **fields))
     return PeerQuantizer(class_name, arguments, stages)
@@ -170,8 +173,8 @@ class ImageAutoencoder(nn.Module):
         return out.loss, out.reconstruction, out.indices
 
 
-def make_model(data: str, variant: str, implementation: str, reference: nn.Module) -> nn.Module:
-    quantizer = build(variant, implementation)
+def make_model(data: str, variant: str, implementation: str, reference: nn.Module, seed: int) -> nn.Module:
+    quantizer = build(variant, implementation, seed)
     if data == "images":
         return ImageAutoencoder(quantizer, reference)
     model = SpeechAutoencoder(quantizer)
@@ -205,28 +208,27 @@ def speech_data(seed: int = 0) -> tuple[list[np.ndarray], torch.Tensor]:
     return [utterance for utterance in train if len(utterance) > SPEECH_CROP], torch.stack(held_out)
 
 
-def training_batches(data: str, train, steps: int, batch_size: int) -> list[torch.Tensor]:
-    """Every step's batch, drawn once from seed 0 so that every run sees the same ones."""
-    generator = torch.Generator().manual_seed(0)
+def training_batches(data: str, train, steps: int, batch_size: int, seed: int):
+    """A function giving step i's batch, the same for every run of this seed (drawn once, materialised on demand)."""
     if data == "images":
-        return [train[torch.randint(len(train), (batch_size,), generator=generator)] for _ in range(steps)]
-    rng = np.random.default_rng(0)
-    batches = []
-    for _ in range(steps):
-        picks = rng.integers(len(train), size=batch_size)
-        starts = [rng.integers(len(train[i]) - SPEECH_CROP) for i in picks]
-        batches.append(torch.from_numpy(np.stack([train[i][s : s + SPEECH_CROP] for i, s in zip(picks, starts)])))
-    return batches
+        picks = torch.randint(len(train), (steps, batch_size), generator=torch.Generator().manual_seed(seed))
+        return lambda step: train[picks[step]]
+    rng = np.random.default_rng(seed)
+    utterances = rng.integers(len(train), size=(steps, batch_size))
+    starts = [[rng.integers(len(train[i]) - SPEECH_CROP) for i in row] for row in utterances]
+    return lambda step: torch.from_numpy(
+        np.stack([train[i][start : start + SPEECH_CROP] for i, start in zip(utterances[step], starts[step])])
+    )
 
 
 # ------------------------------------------------------------------------------------------------ measures
 
 
-def train(model: nn.Module, batches: list[torch.Tensor], learning_rate: float) -> torch.optim.Optimizer:
+def train(model: nn.Module, batch, steps: int, learning_rate: float) -> torch.optim.Optimizer:
     model.train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-    for batch in batches:
-        training_step(model, optimizer, batch)
+    for step in range(steps):
+        training_step(model, optimizer, batch(step))
     return optimizer
 
 
@@ -302,31 +304,34 @@ def fixed_latents(data: str, batch: torch.Tensor) -> torch.Tensor:
 def run(data: str, args) -> dict:
     train_set, held_out = image_data() if data == "images" else speech_data()
     batch_size = 64 if data == "images" else 16
-    batches = training_batches(data, train_set, args.steps, batch_size)
-    # The initial encoder and decoder of every run.
-    torch.manual_seed(0)
-    reference = VQVAEModel(VQVAEConfig(**IMAGE_MODEL, num_embeddings=NUM_CODES)) if data == "images" else SpeechAutoencoder(nn.Identity())
     print(f"\n{data}: {len(held_out)} held-out {'crops' if data == 'images' else f'{SPEECH_CROP}-sample crops'}, "
-          f"{args.steps} Adam steps of {batch_size}")
+          f"{args.steps} Adam steps of {batch_size}, seeds {list(range(args.seeds))}")
     results = {}
     for variant, (_, _, stages) in VARIANTS.items():
-        models, optimizers = {}, {}
-        for implementation in IMPLEMENTATIONS:
-            start = time.perf_counter()
-            model = make_model(data, variant, implementation, reference)
-            optimizers[implementation] = train(model, batches, args.learning_rate)
-            result = evaluate(data, model, held_out, stages)
-            result["train minutes"] = (time.perf_counter() - start) / 60
-            models[implementation] = model
-            results[(variant, implementation)] = result
-        # Timing after training, interleaved: a training step of each model on the same batch, then the quantizers
-        # alone on the same latents.
+        runs = {name: [] for name in IMPLEMENTATIONS}
+        for seed in range(args.seeds):
+            batch = training_batches(data, train_set, args.steps, batch_size, seed)
+            # The initial encoder and decoder of both runs of this seed.
+            torch.manual_seed(seed)
+            reference = VQVAEModel(VQVAEConfig(**IMAGE_MODEL, num_embeddings=NUM_CODES)) if data == "images" else SpeechAutoencoder(nn.Identity())
+            models, optimizers = {}, {}
+            for implementation in IMPLEMENTATIONS:
+                models[implementation] = make_model(data, variant, implementation, reference, seed)
+                optimizers[implementation] = train(models[implementation], batch, args.steps, args.learning_rate)
+                runs[implementation].append(evaluate(data, models[implementation], held_out, stages))
+        for name in IMPLEMENTATIONS:
+            results[(variant, name)] = {
+                measure: statistics.mean(run[measure] for run in runs[name]) for measure in runs[name][0]
+            }
+            results[(variant, name)]["spread"] = (max(r["quality"] for r in runs[name]) - min(r["quality"] for r in runs[name])) / 2
+        # Timing after training (the last seed's models), interleaved: a training step of each model on the same
+        # batch, then the quantizers alone on the same latents.
         timer = clock(args.clock)
         model_times = interleaved_times(
-            {name: (lambda m=models[name], o=optimizers[name]: training_step(m.train(), o, batches[0])) for name in IMPLEMENTATIONS},
+            {name: (lambda m=models[name], o=optimizers[name]: training_step(m.train(), o, batch(0))) for name in IMPLEMENTATIONS},
             args.repeats, timer,
         )
-        latents = fixed_latents(data, batches[0])
+        latents = fixed_latents(data, batch(0))
         quantizer_times = interleaved_times(
             {name: quantizer_step(models[name].train().get_submodule("vqvae.quantizer" if data == "images" else "quantizer"), latents)
              for name in IMPLEMENTATIONS},
@@ -350,7 +355,8 @@ def print_row(data: str, variant: str, results: dict) -> None:
     for name in IMPLEMENTATIONS:
         result = results[(variant, name)]
         peak = "n/a" if result["peak MiB"] is None else f"{result['peak MiB'] / 2**20:.1f}"
-        print(f"  {variant:26s} {name:24s} {result['quality']:10.2f} {result['codes used']:10.1%} {result['perplexity']:10.1f} "
+        quality = f"{result['quality']:.2f}" + (f" +-{result['spread']:.2f}" if result["spread"] else "")
+        print(f"  {variant:26s} {name:24s} {quality:>10s} {result['codes used']:10.1%} {result['perplexity']:10.1f} "
               f"{result['step ms']:8.1f} {result['quantizer ms']:9.2f} {peak:>8s}")
     ours, peer = results[(variant, "hf-vqvae")], results[(variant, "vector-quantize-pytorch")]
     better = ours["quality"] >= peer["quality"] if data == "images" else ours["quality"] <= peer["quality"]
@@ -362,6 +368,7 @@ def print_row(data: str, variant: str, results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", type=int, default=1, help="runs per variant and implementation (data order and init)")
     parser.add_argument("--data", nargs="+", default=["images", "speech"], choices=["images", "speech"])
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=10, help="interleaved timing rounds per variant")

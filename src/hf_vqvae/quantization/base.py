@@ -65,8 +65,12 @@ def project_channels(linear: nn.Linear | None, latents: torch.Tensor) -> torch.T
     the identity."""
     if linear is None:
         return latents
-    projected = torch.matmul(linear.weight.float(), latents)
-    return projected if linear.bias is None else projected + linear.bias.float()[:, None]
+    # One batched product over the expanded weight: 3-5x faster, forward and backward, than matmul's broadcast (which
+    # copies transposed latents) or a 1x1 convolution at these shapes.
+    weight = linear.weight.float().expand(latents.shape[0], -1, -1)
+    if linear.bias is None:
+        return torch.bmm(weight, latents)
+    return torch.baddbmm(linear.bias.float()[None, :, None], weight, latents)
 
 
 def channel_projections(embedding_dim: int, code_dim: int) -> tuple[nn.Linear | None, nn.Linear | None]:
