@@ -83,7 +83,8 @@ VARIANTS = {
 IMAGE_MODEL = dict(hidden_channels=64, residual_channels=32, num_residual_blocks=2, sample_size=32, embedding_dim=DIM)
 SPEECH_ENCODER = dict(hidden_channels=64, downsampling_strides=[2, 2, 2, 2], embedding_dim=DIM)
 SPEECH_CROP = 4096
-SPEECH_DATA = "outputs/flite-speech"
+# The default speech set, made on the first run where benchmarks/audio_quality.py keeps it too.
+SPEECH_DATA = Path(__file__).resolve().parents[1] / "outputs" / "flite-speech"
 
 
 # ------------------------------------------------------------------------------------------------ the peer
@@ -195,9 +196,9 @@ def speech_data(seed: int = 0) -> tuple[list[np.ndarray], torch.Tensor]:
 
     from hf_vqvae.data.speech import decode_audio, make_default_speech_dataset
 
-    if not Path(SPEECH_DATA).exists():
-        make_default_speech_dataset().save_to_disk(SPEECH_DATA)
-    speech = load_from_disk(SPEECH_DATA)
+    if not SPEECH_DATA.exists():
+        make_default_speech_dataset().save_to_disk(str(SPEECH_DATA))
+    speech = load_from_disk(str(SPEECH_DATA))
     train = [decode_audio(row["audio"]) for row in speech["train"]]
     held_out = []
     for row in speech["validation"]:
