@@ -27,10 +27,12 @@ import torch
 from datasets import load_from_disk
 
 from hf_vqvae import AudioVQVAEModel
-from hf_vqvae.data.speech import SpeechDataArguments, decode_audio, make_default_speech_dataset
+from hf_vqvae.data.audio_files import decode_audio
+from hf_vqvae.data.flite_speech import make_default_speech_dataset
+from hf_vqvae.data.speech import SpeechDataArguments
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
-from hf_vqvae.training.audio_vqvae import AudioModelArguments, AudioSampleArguments, AudioVQVAETrainingArguments, train_audio_vqvae
+from hf_vqvae.training.recipes.audio_vqvae import AudioModelArguments, AudioSampleArguments, AudioVQVAETrainingArguments, train_audio_vqvae
 
 from machine import describe_machine
 from speech_metrics import (

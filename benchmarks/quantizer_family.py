@@ -194,7 +194,8 @@ def speech_data(seed: int = 0) -> tuple[list[np.ndarray], torch.Tensor]:
     """Training utterances (random crops are drawn from them) and held-out crops (N, SPEECH_CROP)."""
     from datasets import load_from_disk
 
-    from hf_vqvae.data.speech import decode_audio, make_default_speech_dataset
+    from hf_vqvae.data.audio_files import decode_audio
+    from hf_vqvae.data.flite_speech import make_default_speech_dataset
 
     if not SPEECH_DATA.exists():
         make_default_speech_dataset().save_to_disk(str(SPEECH_DATA))

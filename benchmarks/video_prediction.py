@@ -2,8 +2,8 @@
 first-person trajectories rendered with ViZDoom (`pip install -e ".[worlds,bench]"`).
 
 The script renders training and held-out trajectories (different seeds, so different episodes), trains a small image
-VQ-VAE on the training frames (`training.vqvae`), encodes the trajectories into codes (`data.trajectories`), trains
-the video prior on them (`training.video_prior`), then, on each held-out trajectory, gives the pipeline its first
+VQ-VAE on the training frames (`training.recipes.vqvae`), encodes the trajectories into codes (`data.trajectories`), trains
+the video prior on them (`training.recipes.video_prior`), then, on each held-out trajectory, gives the pipeline its first
 `context_frames` frames and the next 10 actions and compares the 10 predicted frames with the true ones:
 
 - per-frame PSNR (dB, frames in [0, 1]) of the prediction, next to two baselines measured in the same run: copying
@@ -30,8 +30,8 @@ from datasets import DatasetDict
 from hf_vqvae import VideoPredictionPipeline, prediction_strip
 from hf_vqvae.data.trajectories import flatten_frames
 from hf_vqvae.data.worlds import render_trajectories
-from hf_vqvae.training import video_prior as video_prior_recipe
-from hf_vqvae.training import vqvae as vqvae_recipe
+from hf_vqvae.training.recipes import video_prior as video_prior_recipe
+from hf_vqvae.training.recipes import vqvae as vqvae_recipe
 
 from machine import describe_machine
 

@@ -7,8 +7,8 @@
 `python scripts/extract_codes.py --help` lists every flag with its default; docs/prior.md explains them.
 """
 
-from hf_vqvae.data.codes import extract_codes, parse_extract_args
+from hf_vqvae.commands.extract_codes import extract_codes, parse_args
 
 
 if __name__ == "__main__":
-    extract_codes(parse_extract_args())
+    extract_codes(parse_args())

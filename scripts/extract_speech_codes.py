@@ -8,8 +8,8 @@ the speaker as the class label), the training data of a prior over speech codes.
 `python scripts/extract_speech_codes.py --help` lists every flag with its default; docs/audio.md explains them.
 """
 
-from hf_vqvae.data.codes import extract_speech_codes, parse_extract_speech_args
+from hf_vqvae.commands.extract_speech_codes import extract_speech_codes, parse_args
 
 
 if __name__ == "__main__":
-    extract_speech_codes(parse_extract_speech_args())
+    extract_speech_codes(parse_args())

@@ -7,10 +7,8 @@ video prior.
 `python scripts/extract_trajectory_codes.py --help` lists every flag with its default; docs/video.md explains them.
 """
 
-from transformers import HfArgumentParser
-
-from hf_vqvae.data.trajectories import TrajectoryCodesArguments, TrajectoryDataArguments, extract_trajectory_codes
+from hf_vqvae.commands.extract_trajectory_codes import extract_trajectory_codes, parse_args
 
 
 if __name__ == "__main__":
-    extract_trajectory_codes(*HfArgumentParser([TrajectoryDataArguments, TrajectoryCodesArguments]).parse_args_into_dataclasses())
+    extract_trajectory_codes(*parse_args())

@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     import torch
 
     from hf_vqvae import AudioVQVAEPipeline
-    from hf_vqvae.data.speech import wav_bytes
+    from hf_vqvae.data.audio_files import wav_bytes
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = AudioVQVAEPipeline.from_pretrained(args.pipeline, cache_dir=args.cache_dir).to(device)

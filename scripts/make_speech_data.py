@@ -7,8 +7,8 @@
 Train on it with `accelerate launch scripts/train_audio.py --dataset_name data/flite-speech`.
 """
 
-from hf_vqvae.data.speech import make_speech_data, parse_make_speech_data_args
+from hf_vqvae.commands.make_speech_data import make_speech_data, parse_args
 
 
 if __name__ == "__main__":
-    make_speech_data(parse_make_speech_data_args())
+    make_speech_data(parse_args())

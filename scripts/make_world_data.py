@@ -9,12 +9,9 @@
 
 import logging
 
-from transformers import HfArgumentParser
-
-from hf_vqvae.data.worlds import WorldDataArguments, make_world_data
+from hf_vqvae.commands.make_world_data import make_world_data, parse_args
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    (arguments,) = HfArgumentParser(WorldDataArguments).parse_args_into_dataclasses()
-    make_world_data(arguments)
+    make_world_data(parse_args())

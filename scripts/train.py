@@ -8,7 +8,7 @@
 """
 
 from hf_vqvae.training.loop import run_command
-from hf_vqvae.training.vqvae import parse_args, train_vqvae
+from hf_vqvae.training.recipes.vqvae import parse_args, train_vqvae
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ multi-speaker set synthesised by flite (`apt-get install -y flite`).
 `python scripts/train_audio.py --help` lists every flag; docs/audio.md explains them.
 """
 
-from hf_vqvae.training.audio_vqvae import parse_args, train_audio_vqvae
+from hf_vqvae.training.recipes.audio_vqvae import parse_args, train_audio_vqvae
 from hf_vqvae.training.loop import run_command
 
 

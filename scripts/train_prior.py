@@ -10,7 +10,7 @@ lists every flag with its default; docs/prior.md explains them.
 """
 
 from hf_vqvae.training.loop import run_command
-from hf_vqvae.training.prior import parse_args, train_prior
+from hf_vqvae.training.recipes.prior import parse_args, train_prior
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 docs/video.md explains them.
 """
 
-from hf_vqvae.training.video_prior import parse_args, train_video_prior
+from hf_vqvae.training.recipes.video_prior import parse_args, train_video_prior
 
 
 if __name__ == "__main__":

@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -20,11 +23,21 @@ def _single_thread_and_seed():
     torch.set_num_threads(threads)
 
 
+def compiled_steps_or_skip():
+    """The compiled steps' library (`layers.fused_steps`); a skip on a machine without a C++ compiler, but a failure
+    where one is found: a broken build or an unsafe cache must not pass for a machine without a compiler."""
+    if not any(shutil.which(name) for name in (os.environ.get("CXX"), "c++", "g++", "clang++") if name):
+        pytest.skip("no C++ compiler here: the cached samplers run their eager step only")
+    library = fused_steps.load_library()
+    assert library is not None, "a C++ compiler is here, but the compiled steps did not load: see the warning logged"
+    return library
+
+
 @pytest.fixture(params=["fused", "eager"])
 def sampler_step(request, monkeypatch) -> str:
     """Runs a test with the cached samplers' compiled step and again with their eager step (`layers.fused_steps`)."""
-    if request.param == "fused" and fused_steps.load_library() is None:
-        pytest.skip("no C++ compiler here: the cached samplers run their eager step only")
+    if request.param == "fused":
+        compiled_steps_or_skip()
     monkeypatch.setenv(fused_steps.DISABLE_VARIABLE, "1" if request.param == "fused" else "0")
     return request.param
 

@@ -3,7 +3,8 @@
 Launched as `accelerate launch --multi_gpu --num_processes 2 distributed_quantizer_worker.py OUT_DIR`
 (gloo on CPU). Each rank trains on its share of fixed global batches and saves what it saw and
 ended with to OUT_DIR/rank{r}.safetensors; the test imports the same functions to train one
-process on the whole batches and compares.
+process on the whole batches and compares. With a third argument, `mismatched`, rank 1 leaves out
+the quantizer's all-reduces: a broken run, which must fail at the collective timeout.
 
 Two runs:
 - "plain": the quantizer alone (EMA, k-means init, restarts), with uneven and empty shares;
@@ -12,12 +13,14 @@ Two runs:
 """
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hf_vqvae.quantization import vector_quantizer
 from hf_vqvae.quantization.vector_quantizer import VectorQuantizer
 
 
@@ -32,6 +35,9 @@ DDP_SHARES = [(4, 4)] * 6
 # on one rank only; from this step on rank 0's centres move away, the codes that served them stop
 # being used, fall below the usage threshold and are restarted.
 SHIFT_STEP = 3
+# How long a collective waits for the other rank (torch's default: 30 minutes): a collective that one
+# rank leaves out fails the run within a minute instead of hanging the tests.
+COLLECTIVE_TIMEOUT = timedelta(seconds=30)
 
 
 def make_quantizer() -> VectorQuantizer:
@@ -123,15 +129,17 @@ def ddp_run(
     return records
 
 
-def main(out_dir: str) -> None:
-    from accelerate import Accelerator
+def main(out_dir: str, mismatched: bool = False) -> None:
+    from accelerate import Accelerator, InitProcessGroupKwargs
     from safetensors.torch import save_file
 
     # cpu=True: without it a machine with no GPU falls back to a single process.
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=True, kwargs_handlers=[InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)])
     assert accelerator.num_processes == 2, accelerator.num_processes
     torch.set_num_threads(1)
     rank = accelerator.process_index
+    if mismatched and rank == 1:
+        vector_quantizer._all_reduce_sum = lambda *tensors: list(tensors)
     records = {"kmeans/codebook": kmeans_codebook(batches(PLAIN_SHARES, rank)[0])}
     records.update({f"plain/{key}": value for key, value in plain_run(batches(PLAIN_SHARES, rank)).items()})
     records.update({f"ddp/{key}": value for key, value in ddp_run(batches(DDP_SHARES, rank), accelerator.prepare).items()})
@@ -141,4 +149,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], mismatched=sys.argv[2:] == ["mismatched"])

@@ -1,17 +1,21 @@
 """Running the package's scripts in subprocesses, as a user would: plain `python` or `accelerate launch`."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_MARK = "HF_VQVAE_TEST_RUN"
 
 
 def script(name: str) -> str:
@@ -38,30 +42,58 @@ def accelerate_launch(num_processes: int = 1) -> list[str]:
     return command
 
 
-def run(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
-    """Run to completion; on a timeout kill the launcher and the workers it started, not just the launcher."""
-    process = subprocess.Popen(
-        command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
+class Run(subprocess.Popen):
+    """`command` started in a session of its own, with `subprocess_env()` and a mark in its environment that every
+    process it starts inherits, so that `kill_all` finds them whatever their session, process group or parent (torch's
+    distributed workers run in sessions of their own and outlive a killed launcher; a training loader's workers run
+    in groups of their own)."""
+
+    def __init__(self, command: list[str], **kwargs):
+        self.mark = uuid.uuid4().hex
+        super().__init__(command, env={**subprocess_env(), RUN_MARK: self.mark}, cwd=ROOT, start_new_session=True, **kwargs)
+
+    def kill_all(self) -> None:
+        """SIGKILL the run's process group at once, then every other process that carries the mark, until none is
+        left (one forked meanwhile carries it too)."""
+        if self.poll() is None:  # not reaped: the number is still this run's
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+        for _ in range(10):
+            marked = []
+            for process in psutil.process_iter():
+                with contextlib.suppress(psutil.Error):
+                    if process.environ().get(RUN_MARK) == self.mark:
+                        marked.append(process)
+            if not marked:
+                return
+            for process in marked:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            psutil.wait_procs(marked, timeout=5)
+
+
+def run(command: list[str], timeout: int = 180, expect_success: bool = True) -> subprocess.CompletedProcess:
+    """Run to completion; on a timeout kill the run and every process it started, and fail."""
+    process = Run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
+        process.kill_all()
+        stdout, stderr = process.communicate(timeout=60)  # whoever held the pipes is dead
         pytest.fail(f"timed out after {timeout} s:\n{stderr[-4000:]}")
-    assert process.returncode == 0, stderr[-4000:]
+    if expect_success:
+        assert process.returncode == 0, stderr[-4000:]
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def kill_when_exists(command: list[str], path: Path, timeout: float = 120) -> None:
-    """Start `command` and SIGKILL it (and its children) as soon as `path` exists."""
-    process = subprocess.Popen(
-        command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None and time.monotonic() < deadline, f"the run ended before {path.name} appeared"
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
+    """Start `command` and SIGKILL it and every process it started as soon as `path` exists."""
+    process = Run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert process.poll() is None and time.monotonic() < deadline, f"the run ended, or ran {timeout} s, before {path.name} appeared"
+            time.sleep(0.01)
+    finally:
+        process.kill_all()
     assert process.wait() == -signal.SIGKILL

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_vqvae.data.codes import parse_extract_args
+from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
 from hf_vqvae.data.images import ImageDataArguments
 from hf_vqvae.training.arguments import OptimizationArguments, OutputArguments, arguments_dict
-from hf_vqvae.training.prior import parse_args as parse_prior_args
-from hf_vqvae.training.vqvae import VQVAEModelArguments, VQVAETrainingArguments, parse_args, train_vqvae
+from hf_vqvae.training.recipes.prior import parse_args as parse_prior_args
+from hf_vqvae.training.recipes.vqvae import VQVAEModelArguments, VQVAETrainingArguments, parse_args, train_vqvae
 
 from conftest import TINY_VQVAE
 from launching import run, script

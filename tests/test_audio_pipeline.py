@@ -1,13 +1,17 @@
 """AudioVQVAEPipeline: reconstruction, conversion, decoding codes, generation with a one-row PixelCNN prior, save /
 load / offline Hub cache round trips, pushes with cards."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from diffusers import AudioPipelineOutput
 
 from conftest import put_in_hub_cache
-from hf_vqvae import AudioVQVAEConfig, AudioVQVAEModel, AudioVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel
+from hf_vqvae import (
+    AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel,
+)
 from test_audio_vqvae import TINY_AUDIO, speech_like
 
 
@@ -20,7 +24,8 @@ def tiny_prior(num_classes: int = 3, grid_width: int = 6, grid_height: int = 1, 
 
 @pytest.fixture
 def pipeline() -> AudioVQVAEPipeline:
-    return AudioVQVAEPipeline(vqvae=AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval(), prior=tiny_prior())
+    vqvae = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval()
+    return AudioVQVAEPipeline(vqvae=vqvae, prior=tiny_prior(), feature_extractor=AudioVQVAEFeatureExtractor.for_model(vqvae.config))
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -55,6 +60,33 @@ def test_decoding_codes_and_unconditional_generation(pipeline):
     assert np.array_equal(generated, pipeline(batch_size=2, speaker=["ann", "bob"], generator=seeded(1)).audios)
     (tuple_audios,) = pipeline(codes=codes, speaker=1, generator=seeded(), return_dict=False)
     assert np.array_equal(tuple_audios, decoded)
+
+
+def test_without_batch_size_the_batch_follows_the_speakers(pipeline):
+    by_speakers = pipeline(speaker=["ann", "bob", "ann"], generator=seeded(1)).audios
+    assert by_speakers.shape == (3, 6 * 4)
+    assert np.array_equal(by_speakers, pipeline(batch_size=3, speaker=["ann", "bob", "ann"], generator=seeded(1)).audios)
+    assert pipeline(speaker=torch.tensor([0, 2]), generator=seeded(1)).audios.shape == (2, 6 * 4)
+    assert pipeline(speaker="cy", generator=seeded(1)).audios.shape == (1, 6 * 4)
+    with pytest.raises(ValueError, match=r"got 2 speakers for batch_size=3: pass one speaker for every clip or one per clip"):
+        pipeline(batch_size=3, speaker=["ann", "bob"])
+
+
+def test_a_feature_extractor_that_disagrees_with_the_model_is_refused_at_construction_and_load(tmp_path, pipeline):
+    vqvae = pipeline.vqvae
+    for rate, hop in ((8000, 4), (16000, 8), (8000, 8)):
+        with pytest.raises(ValueError, match=rf"the feature extractor prepares audio at {rate} Hz in hops of {hop} samples "
+                                             r"but the audio VQ-VAE takes 16000 Hz in hops of 4"):
+            AudioVQVAEPipeline(vqvae=vqvae, feature_extractor=AudioVQVAEFeatureExtractor(sampling_rate=rate, hop_length=hop, segment_length=64))
+
+    pipeline.save_pretrained(tmp_path)
+    config_path = tmp_path / "feature_extractor" / "preprocessor_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "sampling_rate": 8000, "hop_length": 8}))
+    with pytest.raises(ValueError, match=r"8000 Hz in hops of 8 samples but the audio VQ-VAE takes 16000 Hz .*"
+                                         r"feature_extractor/preprocessor_config.json"):
+        AudioVQVAEPipeline.from_pretrained(tmp_path)
+    assert AudioVQVAEPipeline.from_pretrained(tmp_path, feature_extractor=None).feature_extractor is None
 
 
 def test_bad_calls(pipeline):
@@ -119,3 +151,16 @@ def test_pushes_upload_the_folders_with_cards(recorded_uploads, pipeline):
     card = files["README.md"].decode()
     assert "model.safetensors" in files and "`ann`" in card and "`cy`" in card and "![figures](figures.png)" in card
     assert 'target_speaker="cy"' in card
+
+
+def test_non_finite_audio_and_tiny_temperatures_are_refused(pipeline):
+    waveform = speech_like(1, 64)[0]
+    waveform[7] = float("nan")
+    with pytest.raises(ValueError, match=r"the audio's samples hold 1 NaN or Inf values"):
+        pipeline(audio=waveform.numpy(), sampling_rate=16000, speaker=0)
+    with pytest.raises(ValueError, match=r"input_values hold 1 NaN or Inf values"):
+        pipeline(audio=waveform[None], speaker=0)  # input values, past the feature extractor
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        pipeline(codes=torch.zeros(1, 2, dtype=torch.long), speaker=0, temperature=1e-45)
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        pipeline(batch_size=1, speaker=0, temperature=1e-45)

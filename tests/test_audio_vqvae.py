@@ -1,6 +1,8 @@
 """The audio VQ-VAE: WaveNet causality and cached generation, speaker conditioning, the feature extractor, save/load
 and bad input."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from hf_vqvae import (
 from hf_vqvae.layers.wavenet import WaveNet, receptive_field
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
 from conftest import record_drawn_logits
+from test_contracts import assert_export_matches_eager, assert_gradients_reach, assert_onnx_export_matches_eager
 
 
 TINY_AUDIO = dict(
@@ -308,3 +311,130 @@ def test_codes_out_of_range(tiny_audio_model, codes, message):
 def test_config_validation(fields, message):
     with pytest.raises(ValueError, match=message):
         AudioVQVAEConfig(**{**TINY_AUDIO, "speaker_names": None, "num_speakers": 0, **fields})
+
+
+def test_non_finite_audio_is_refused_by_the_model_and_the_feature_extractor(tiny_audio_model):
+    audio = speech_like(2, 64)
+    audio[1, 5] = float("nan")
+    audio[0, 9] = float("inf")
+    for mode in (tiny_audio_model.eval, tiny_audio_model.train):
+        mode()
+        with pytest.raises(ValueError, match=r"input_values hold 2 NaN or Inf values \(of 128\); audio samples must be finite"):
+            tiny_audio_model(audio, speaker_ids=0)
+    tiny_audio_model.eval()
+    for refused in (tiny_audio_model.encode, lambda values: tiny_audio_model.convert(values, "bob")):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            refused(audio)
+    with pytest.raises(ValueError, match=r"the audio's samples hold 1 NaN or Inf values \(of 64\)"):
+        AudioVQVAEFeatureExtractor(hop_length=4)(audio[1].numpy(), sampling_rate=16000)
+
+
+def test_audio_far_outside_minus_one_one_is_refused_and_a_little_overshoot_is_clipped_with_a_warning(
+    tiny_audio_model, caplog
+):
+    audio = speech_like(1, 64)
+    with pytest.raises(ValueError, match=r"input_values must lie in \[-1, 1\], got values up to 1\.\d+e\+04 .*16-bit PCM"):
+        tiny_audio_model(audio * 32767, speaker_ids=0)
+    tiny_audio_model(audio * 1.5, speaker_ids=0)  # a little overshoot is the mu-law encoder's to clip
+
+    extractor = AudioVQVAEFeatureExtractor(hop_length=4)
+    with pytest.raises(ValueError, match=r"the audio's samples must lie in \[-1, 1\], got values up to 2e\+04 .*divide 16-bit PCM by 32768"):
+        extractor(np.full(64, 20000.0, np.float32), sampling_rate=16000)
+    loud = np.linspace(-1.25, 1.25, 64, dtype=np.float32)
+    with caplog.at_level("WARNING"):
+        clipped = extractor(loud, sampling_rate=16000, return_tensors="np")["input_values"][0]
+    assert "reach 1.25 in magnitude: 14 samples beyond [-1, 1] are clipped" in caplog.text  # 7 at each end
+    np.testing.assert_array_equal(clipped, np.clip(loud, -1, 1))
+    caplog.clear()
+    extractor(np.linspace(-1, 1, 64, dtype=np.float32), sampling_rate=16000)
+    assert "clipped" not in caplog.text
+
+
+def test_empty_batches_are_refused_as_such(tiny_audio_model):
+    with pytest.raises(ValueError, match=r"empty batch: input_values holds no clips \(batch size 0\)"):
+        tiny_audio_model(torch.rand(0, 64), speaker_ids=0)
+    with pytest.raises(ValueError, match="empty batch: input_values"):
+        tiny_audio_model.encode(torch.rand(0, 64))
+    with pytest.raises(ValueError, match=r"empty batch: codes holds no sequences of codes \(batch size 0\)"):
+        tiny_audio_model.decode(torch.zeros(0, 2, dtype=torch.long), 0)
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-4, 0.0, -1.0, float("inf"), "1"])
+def test_decoding_refuses_temperatures_below_the_shared_minimum(tiny_audio_model, temperature):
+    codes = torch.randint(0, 16, (1, 3))
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        tiny_audio_model.decode(codes, 0, temperature=temperature)
+    assert tiny_audio_model.decode(codes, 0, temperature=1e-3).audio_values.shape == (1, 12)
+
+
+def test_numpy_integers_are_speaker_ids(tiny_audio_model):
+    audio = speech_like(2, 64)
+    expected = tiny_audio_model.convert(audio, 1, generator=torch.Generator().manual_seed(0)).audio_values
+    for speaker in (np.int64(1), [np.int32(1), 1], np.array([1, 1])):
+        converted = tiny_audio_model.convert(audio, speaker, generator=torch.Generator().manual_seed(0)).audio_values
+        assert torch.equal(converted, expected)
+    with pytest.raises(ValueError, match="a speaker is an integer id or a name, got np.True_"):
+        tiny_audio_model.convert(audio, np.bool_(True))
+
+
+@pytest.mark.parametrize("sampling_rate", ["16000", 0, -8000, 16000.5, True])
+def test_feature_extractor_names_a_bad_sampling_rate(sampling_rate):
+    extractor = AudioVQVAEFeatureExtractor(hop_length=4)
+    for do_resample in (False, True):
+        with pytest.raises(ValueError, match=rf"sampling_rate \(samples per second, in Hz\) must be a positive integer, got {sampling_rate!r}"):
+            extractor(np.zeros(64, np.float32), sampling_rate=sampling_rate, do_resample=do_resample)
+    for rate in (np.int64(16000), 16000.0):
+        assert extractor(np.zeros(64, np.float32), sampling_rate=rate, return_tensors="np")["input_values"].shape == (1, 64)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("hop_length", 0), ("hop_length", "64"), ("sampling_rate", "abc"), ("sampling_rate", -5), ("segment_length", 0)]
+)
+def test_feature_extractor_settings_are_checked_when_built_and_when_loaded(tmp_path, field, value):
+    message = rf"AudioVQVAEFeatureExtractor.{field} must be a positive integer, got {value!r}"
+    with pytest.raises(ValueError, match=message):
+        AudioVQVAEFeatureExtractor(**{field: value})
+    AudioVQVAEFeatureExtractor(hop_length=4, segment_length=64).save_pretrained(tmp_path)
+    saved = tmp_path / "preprocessor_config.json"
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), field: value}))
+    with pytest.raises(ValueError, match=message):
+        AudioVQVAEFeatureExtractor.from_pretrained(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ contracts
+
+
+def test_forward_returns_encoder_and_decoder_hidden_states_by_argument_or_config(tiny_audio_model):
+    audio = speech_like(2, 64)
+    plain = tiny_audio_model(audio, 0)
+    assert plain.encoder_hidden_states is None and plain.decoder_hidden_states is None
+    output = tiny_audio_model(audio, 0, output_hidden_states=True)
+    # Each strided convolution (stride 2, 16 channels), then z_e (4 dimensions, one per 4 samples).
+    assert [tuple(state.shape) for state in output.encoder_hidden_states] == [(2, 16, 32), (2, 16, 16), (2, 4, 16)]
+    torch.testing.assert_close(output.encoder_hidden_states[-1], tiny_audio_model.encode(audio).latents)
+    # The WaveNet's input (the embedded previous samples) and the residual stream after each of its 5 blocks.
+    wavenet = tiny_audio_model.decoder.wavenet
+    assert len(output.decoder_hidden_states) == 6 and all(state.shape == (2, 8, 64) for state in output.decoder_hidden_states)
+    torch.testing.assert_close(output.decoder_hidden_states[0], wavenet.embed(mu_law_encode(audio)))
+    assert not torch.allclose(output.decoder_hidden_states[1], output.decoder_hidden_states[0])
+    torch.testing.assert_close(output.logits, plain.logits)
+    assert_gradients_reach(output.encoder_hidden_states + output.decoder_hidden_states, output.loss)
+
+    flagged = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO, output_hidden_states=True)).eval()
+    assert len(flagged(audio, 0).decoder_hidden_states) == 6
+    assert len(flagged(audio, 0, return_dict=False)) == len(tiny_audio_model(audio, 0, return_dict=False)) + 2
+
+
+def test_exports_with_speakers_and_the_exported_program_matches_eager(tiny_audio_model):
+    assert_export_matches_eager(
+        tiny_audio_model, dict(input_values=speech_like(2, 64), speaker_ids=torch.tensor([0, 2])),
+        dict(input_values=speech_like(2, 64, seed=1), speaker_ids=torch.tensor([1, 1])),
+    )
+    with pytest.raises(ValueError, match="unknown speaker id"):
+        tiny_audio_model(speech_like(2, 64), speaker_ids=torch.tensor([0, 3]))  # eager keeps its value checks
+
+
+@pytest.mark.slow
+def test_exports_to_onnx_with_speakers_and_onnxruntime_matches_eager(tmp_path, tiny_audio_model):
+    inputs = dict(input_values=speech_like(2, 64), speaker_ids=torch.tensor([0, 2]))
+    assert_onnx_export_matches_eager(tmp_path / "audio_vqvae.onnx", tiny_audio_model, inputs)

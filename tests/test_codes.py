@@ -9,7 +9,9 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
 
 from hf_vqvae import VQVAEConfig, VQVAEImageProcessor, VQVAEModel
-from hf_vqvae.data.codes import CODES_INFO_FILE, CodesInfo, check_codes, extract_codes, load_codes, parse_extract_args
+from hf_vqvae.commands.extract_codes import extract_codes
+from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
+from hf_vqvae.data.codes import CODES_INFO_FILE, CodesInfo, check_codes, load_codes
 from hf_vqvae.data.images import decode_image, load_image_datasets
 
 from conftest import TINY_VQVAE

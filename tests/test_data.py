@@ -8,23 +8,20 @@ from transformers import HfArgumentParser
 from datasets import ClassLabel, Dataset, Features, Image, load_dataset
 
 from hf_vqvae import VQVAEImageProcessor
+from hf_vqvae.data.examples import EpochShuffleSampler, TooManyUnreadableImagesError, collate_examples
 from hf_vqvae.data.images import (
     ImageDataArguments,
-    DEFAULT_PHOTOS,
-    EpochShuffleSampler,
     ImageTransform,
     StreamingTrainingImages,
-    TooManyUnreadableImagesError,
     TrainingImages,
     UnreadableImageError,
     check_columns,
-    collate_examples,
     decode_image,
     drop_unreadable_images,
-    load_default_dataset,
     load_image_datasets,
     validation_pixel_values,
 )
+from hf_vqvae.data.skimage_photos import DEFAULT_PHOTOS, load_default_dataset
 
 
 def data_args(*argv: str) -> ImageDataArguments:

@@ -1,6 +1,7 @@
 """The second stage of the hierarchy and its pipeline: causality, conditioning, samplers, loading, bad inputs."""
 
 import json
+import math
 
 import numpy as np
 import PIL.Image
@@ -19,6 +20,9 @@ from hf_vqvae import (
 )
 
 from conftest import put_in_hub_cache
+from test_contracts import (
+    assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
+)
 
 
 # The tiny VQ-VAE's 4x4 grids of K=16 codes compressed to 3x1 codes of K=8.
@@ -151,6 +155,8 @@ def test_pipeline_save_load_push_and_hub_id(tmp_path, offline_hub, recorded_uplo
     folder = tmp_path / "pipeline"
     pipeline.save_pretrained(folder)
     index = json.loads((folder / "model_index.json").read_text())
+    assert index["stage2"] == ["hf_vqvae_entry", "HierarchicalVQVAEModel"]  # the entry of diffusers' generic loader
+    index = HierarchicalVQVAEPipeline.load_config(folder)  # which the package reads as the defining module
     assert index["stage2"] == ["hf_vqvae.models.hierarchical_vqvae.modeling_hierarchical_vqvae", "HierarchicalVQVAEModel"]
     put_in_hub_cache(offline_hub, "org/hierarchy", folder)
     by_id = HierarchicalVQVAEPipeline.from_pretrained("org/hierarchy")
@@ -182,7 +188,7 @@ def test_bad_inputs_name_the_problem(tiny_model, pipeline):
     with pytest.raises(ValueError, match=r"frames must be 16x16, the stage-1 VQ-VAE's sample_size"):
         pipeline(image=torch.rand(1, 3, 32, 32))
     stage2 = pipeline.stage2
-    with pytest.raises(ValueError, match=r"`input_ids` must hold codes in \[0, 16\), got values in \[16, 16\]"):
+    with pytest.raises(ValueError, match=r"`input_ids` must hold codes in \[0, 16\) \(input_num_embeddings\), got values in \[16, 16\]"):
         stage2(torch.full((1, 4, 4), 16))
     with pytest.raises(ValueError, match=r"`input_ids` must have shape \(batch_size, 4, 4\) \(the stage-1 grid\), got \(1, 5, 4\)"):
         stage2.encode(torch.zeros(1, 5, 4, dtype=torch.long))
@@ -211,3 +217,74 @@ def test_dmlab_defaults_fit_the_dmlab84_vqvae_and_a_3x1_prior():
     changed[:, 1:] = (changed[:, 1:] + 1) % 8
     torch.testing.assert_close(prior(changed).logits[:, :, :2], logits[:, :, :2], rtol=0, atol=1e-6)
     assert torch.equal(prior.sample(4, generator=seeded()), prior.sample(4, generator=seeded(), use_cache=False))
+
+
+def test_batch_mismatches_and_empty_batches_are_errors_named_as_such():
+    model = tiny_stage2().eval()
+    codes = torch.randint(0, 16, (2, 4, 4))
+    latents = model.encode(codes).indices
+    mismatch = r"batch size mismatch: `latent_indices` has batch size 1 but `input_ids` has 2"
+    with pytest.raises(ValueError, match=mismatch):
+        model.bits_per_grid(codes, latents[:1])  # would score grid 2 with grid 1's latents
+    with pytest.raises(ValueError, match=mismatch):
+        model.decode_logits(codes, latents[:1])
+    with pytest.raises(ValueError, match=r"batch size mismatch: `labels` has batch size 1 but `input_ids` has 2"):
+        model(codes, labels=codes[:1])
+    torch.testing.assert_close(model.bits_per_grid(codes[:1], latents[:1]), model.bits_per_grid(codes, latents)[:1])
+
+    empty = torch.zeros(0, 4, 4, dtype=torch.long)
+    for call in (model, model.encode, model.bits_per_grid, lambda codes: model(torch.zeros(1, 4, 4, dtype=torch.long), labels=codes)):
+        with pytest.raises(ValueError, match=r"empty batch: `(input_ids|labels)` holds no code grids \(batch size 0\)"):
+            call(empty)
+    with pytest.raises(ValueError, match=r"empty batch: `latent_indices` holds no code grids"):
+        model.sample(torch.zeros(0, 3, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-4, 0.0, math.inf])
+def test_sampling_refuses_temperatures_below_the_shared_minimum(temperature):
+    model = tiny_stage2().eval()
+    latents = torch.randint(0, 8, (2, 3, 1))
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        model.sample(latents, temperature=temperature)
+    # At the smallest temperature allowed the two samplers still agree.
+    cached = model.sample(latents, temperature=1e-3, generator=seeded())
+    assert torch.equal(cached, model.sample(latents, temperature=1e-3, generator=seeded(), use_cache=False))
+
+
+def test_forward_returns_encoder_and_decoder_hidden_states_by_argument_or_config():
+    model = tiny_stage2().eval()
+    codes = torch.randint(0, 16, (2, 4, 4))
+    plain = model(codes)
+    assert plain.encoder_hidden_states is None and plain.decoder_hidden_states is None
+    output = model(codes, output_hidden_states=True)
+    # The embedded codes, the 3x3 convolution, one downsampling, then z_e.
+    shapes = [tuple(state.shape) for state in output.encoder_hidden_states]
+    assert shapes == [(2, 4, 4, 4), (2, 8, 4, 4), (2, 8, 2, 2), (2, 4, 3, 1)]
+    torch.testing.assert_close(output.encoder_hidden_states[-1], model.encode(codes).latents)
+    # The decoder's embedded codes and its 3 gated layers.
+    assert len(output.decoder_hidden_states) == 4 and all(state.shape == (2, 8, 4, 4) for state in output.decoder_hidden_states)
+    torch.testing.assert_close(output.decoder_hidden_states[0], model.get_input_embeddings()(codes).permute(0, 3, 1, 2))
+    torch.testing.assert_close(output.logits, plain.logits)
+    assert_gradients_reach(output.encoder_hidden_states + output.decoder_hidden_states, output.loss)
+    flagged = tiny_stage2(output_hidden_states=True).eval()
+    assert len(flagged(codes).decoder_hidden_states) == 4
+    assert len(flagged(codes, return_dict=False)) == len(model(codes, return_dict=False)) + 2
+
+
+def test_input_embeddings_are_the_decoders_code_embedding_and_cannot_be_resized():
+    model = tiny_stage2().eval()
+    assert_input_embeddings_are(model, model.decoder.code_embedding, dict(input_ids=torch.randint(0, 16, (2, 4, 4))))
+    with pytest.raises(ValueError, match=r"input_num_embeddings, also the number of logits"):
+        model.resize_token_embeddings(32)
+
+
+def test_exports_with_torch_export_and_the_exported_program_matches_eager():
+    model = tiny_stage2().eval()
+    assert_export_matches_eager(model, dict(input_ids=torch.randint(0, 16, (2, 4, 4))), dict(input_ids=torch.randint(0, 16, (2, 4, 4))))
+    with pytest.raises(ValueError, match=r"must hold codes in \[0, 16\)"):
+        model(torch.full((2, 4, 4), 16))  # eager keeps its value checks
+
+
+@pytest.mark.slow
+def test_exports_to_onnx_and_onnxruntime_matches_eager(tmp_path):
+    assert_onnx_export_matches_eager(tmp_path / "stage2.onnx", tiny_stage2().eval(), dict(input_ids=torch.randint(0, 16, (2, 4, 4))))

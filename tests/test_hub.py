@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import numpy as np
@@ -45,6 +46,17 @@ def test_save_and_load_round_trip_is_bit_exact_with_ema_buffers(tmp_path, tiny_m
     step_images = torch.rand(4, 3, 16, 16) * 2 - 1
     assert torch.equal(model(step_images).loss, loaded(step_images).loss)
     assert torch.equal(model.quantizer.embedding, loaded.quantizer.embedding)
+
+
+def test_a_variant_saves_and_loads_under_its_own_name(tmp_path, tiny_model):
+    # DiffusionPipeline.save_pretrained passes `variant` only to a save method whose signature names it.
+    assert {"variant", "max_shard_size"} <= set(inspect.signature(tiny_model.save_pretrained).parameters)
+    model = trained_a_little(tiny_model)
+    model.save_pretrained(tmp_path, variant="fp16")
+    assert sorted(path.name for path in tmp_path.glob("*.safetensors")) == ["model.fp16.safetensors"]
+    assert_same_state(model, VQVAEModel.from_pretrained(tmp_path, variant="fp16"))
+    with pytest.raises(OSError, match="model.safetensors"):
+        VQVAEModel.from_pretrained(tmp_path)  # the plain weights are not there: the variant must be asked for
 
 
 def test_bf16_round_trip_is_bit_exact(tmp_path, tiny_model):

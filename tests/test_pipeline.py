@@ -61,6 +61,18 @@ def test_class_labels_by_name_and_broadcast(pipeline):
         pipeline(class_labels="cats")
 
 
+def test_without_batch_size_the_batch_follows_the_class_labels(pipeline):
+    by_labels = pipeline(class_labels=["dots", "stripes", "dots"], generator=seeded(), output_type="latent").images
+    by_batch = pipeline(batch_size=3, class_labels=[1, 0, 1], generator=seeded(), output_type="latent").images
+    assert by_labels.shape == (3, 4, 4) and torch.equal(by_labels, by_batch)
+    assert len(pipeline(class_labels="dots", generator=seeded()).images) == 1
+    assert torch.equal(pipeline.prior.sample(class_labels=[1, 0, 1], generator=seeded()), by_batch)
+    with pytest.raises(ValueError, match=r"got 2 class labels for batch_size=3: pass one class label for every image or one per image"):
+        pipeline(batch_size=3, class_labels=["dots", "stripes"])
+    with pytest.raises(ValueError, match="got an empty list of class labels"):
+        pipeline(class_labels=[])
+
+
 def test_reconstructs_given_images(pipeline):
     images = [PIL.Image.fromarray(np.full((20, 20, 3), value, dtype=np.uint8)) for value in (30, 200)]
     out = pipeline(image=images, output_type="pt")
@@ -72,12 +84,17 @@ def test_reconstructs_given_images(pipeline):
 
 def test_save_load_local_and_replace_a_component(tmp_path, pipeline):
     pipeline.save_pretrained(tmp_path)
+    # model_index.json names each class by the entry module of diffusers' generic loader; the package reads the
+    # entries back as the modules that define the classes.
     index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == ["hf_vqvae_entry", "VQVAEPipeline"] and index["vqvae"] == ["hf_vqvae_entry", "VQVAEModel"]
+    index = VQVAEPipeline.load_config(tmp_path)
+    assert index["_class_name"] == "VQVAEPipeline"
     assert index["vqvae"] == ["hf_vqvae.models.vqvae.modeling_vqvae", "VQVAEModel"]
     assert index["prior"] == ["hf_vqvae.models.pixelcnn_prior.modeling_pixelcnn_prior", "PixelCNNPriorModel"]
     assert index["image_processor"] == ["hf_vqvae.models.vqvae.image_processing_vqvae", "VQVAEImageProcessor"]
     for folder, names in {"vqvae": {"config.json", "model.safetensors"}, "prior": {"config.json", "model.safetensors"}}.items():
-        assert {path.name for path in (tmp_path / folder).iterdir()} == names
+        assert {path.name for path in (tmp_path / folder).iterdir()} == names | {"hf_vqvae_entry.py"}
     assert (tmp_path / "image_processor" / "preprocessor_config.json").exists()
 
     loaded = VQVAEPipeline.from_pretrained(tmp_path)
@@ -110,6 +127,7 @@ def test_push_to_hub_uploads_the_pipeline_folder_and_card(recorded_uploads, pipe
     assert set(upload["files"]) == {
         "README.md", "model_index.json", "vqvae/config.json", "vqvae/model.safetensors", "prior/config.json",
         "prior/model.safetensors", "image_processor/preprocessor_config.json",
+        *(f"{folder}hf_vqvae_entry.py" for folder in ("", "vqvae/", "prior/", "image_processor/")),
     }
     card = upload["files"]["README.md"].decode()
     assert "library_name: hf-vqvae" in card and "- class-conditional-image-generation" in card

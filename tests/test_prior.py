@@ -314,3 +314,12 @@ def test_compatibility_with_a_vqvae_is_checked():
         model.check_compatible_with_vqvae(num_embeddings=512, latent_height=5, latent_width=6)
     with pytest.raises(ValueError, match=r"5x6 code grids .* latent grid is 6x5"):
         model.check_compatible_with_vqvae(num_embeddings=9, latent_height=6, latent_width=5)
+
+
+def test_an_empty_batch_is_an_error_named_as_such():
+    model = tiny_model()
+    empty = torch.zeros(0, 5, 6, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"empty batch: `input_ids` holds no code grids \(batch size 0\)"):
+        model(input_ids=empty, labels=empty)  # the mean NLL of nothing would be NaN
+    with pytest.raises(ValueError, match=r"empty batch: `input_ids`"):
+        model.bits_per_code(empty)

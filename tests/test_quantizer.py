@@ -83,6 +83,23 @@ def test_loss_rule_puts_beta_on_commitment_term_and_trains_codebook():
     assert quantizer.embedding.grad is None or quantizer.embedding.grad.abs().sum() == 0  # sg[e]
 
 
+def test_loss_rule_gradients_carry_beta_to_the_encoder_and_the_whole_codebook_term_to_the_codes():
+    """Under update_rule="loss" the codebook and commitment terms are the same number, so only the gradients of
+    `out.loss` tell which one beta weighs: the encoder's is beta * 2 (z - e) / N, each code's -2 sum (z - e) / N over
+    the latents assigned to it (N: the number of latent elements)."""
+    beta = 0.25
+    quantizer = make_quantizer(num_embeddings=8, embedding_dim=3, update_rule="loss", commitment_cost=beta).train()
+    latents = torch.randn(4, 3, 2, 2, requires_grad=True)
+    out = quantizer(latents)
+    out.loss.backward()
+    difference = latents.detach() - quantizer.embedding.detach()[out.indices].permute(0, 3, 1, 2)
+    count = latents.numel()
+    torch.testing.assert_close(latents.grad, beta * 2 * difference / count)
+    rows = difference.movedim(1, -1).reshape(-1, 3)
+    expected = torch.zeros(8, 3).index_add_(0, out.indices.reshape(-1), -2 * rows / count)
+    torch.testing.assert_close(quantizer.embedding.grad, expected)
+
+
 def test_fused_backward_equals_autograd_of_the_textbook_formulation():
     quantizer = make_quantizer(num_embeddings=16, embedding_dim=3, update_rule="loss").train()
     latents = torch.randn(2, 3, 4, 5, requires_grad=True)
@@ -119,7 +136,8 @@ def test_straight_through_gradient_reaches_encoder_and_ema_codebook_gets_none():
 
 
 def test_ema_update_matches_equations_6_to_8_by_hand():
-    quantizer = make_quantizer(num_embeddings=3, embedding_dim=1, decay=0.5, epsilon=1e-5).train()
+    # decay 0.9, not 0.5: with an asymmetric decay, gamma and 1 - gamma swapped give other numbers.
+    quantizer = make_quantizer(num_embeddings=3, embedding_dim=1, decay=0.9, epsilon=1e-5).train()
     with torch.no_grad():
         quantizer.embedding.copy_(torch.tensor([[0.0], [10.0], [100.0]]))
         quantizer.cluster_size.copy_(torch.tensor([2.0, 1.0, 1.0]))
@@ -128,14 +146,14 @@ def test_ema_update_matches_equations_6_to_8_by_hand():
     out = quantizer(torch.tensor([1.0, 2.0, 9.0]).view(1, 1, 3))
     assert out.indices.tolist() == [[0, 0, 1]]
 
-    # Eq. 6: N <- 0.5 N + 0.5 n = [0.5*2 + 0.5*2, 0.5*1 + 0.5*1, 0.5*1 + 0] = [2, 1, 0.5]
-    torch.testing.assert_close(quantizer.cluster_size, torch.tensor([2.0, 1.0, 0.5]))
-    # Eq. 7: m <- 0.5 m + 0.5 sum z = [0 + 1.5, 5 + 4.5, 50 + 0] = [1.5, 9.5, 50]
-    torch.testing.assert_close(quantizer.embed_sum, torch.tensor([[1.5], [9.5], [50.0]]))
+    # Eq. 6: N <- 0.9 N + 0.1 n = [1.8 + 0.2, 0.9 + 0.1, 0.9 + 0] = [2, 1, 0.9]
+    torch.testing.assert_close(quantizer.cluster_size, torch.tensor([2.0, 1.0, 0.9]))
+    # Eq. 7: m <- 0.9 m + 0.1 sum z = [0 + 0.3, 9 + 0.9, 90 + 0] = [0.3, 9.9, 90]
+    torch.testing.assert_close(quantizer.embed_sum, torch.tensor([[0.3], [9.9], [90.0]]))
     # Eq. 8 with Laplace smoothing: e = m / ((N + eps) / (sum N + K eps) * sum N)
-    total = 3.5
-    smoothed = (torch.tensor([2.0, 1.0, 0.5]) + 1e-5) / (total + 3e-5) * total
-    torch.testing.assert_close(quantizer.embedding.squeeze(1), torch.tensor([1.5, 9.5, 50.0]) / smoothed)
+    total = 3.9
+    smoothed = (torch.tensor([2.0, 1.0, 0.9]) + 1e-5) / (total + 3e-5) * total
+    torch.testing.assert_close(quantizer.embedding.squeeze(1), torch.tensor([0.3, 9.9, 90.0]) / smoothed)
     # The unused code keeps its place (m and N decay together).
     assert math.isclose(float(quantizer.embedding[2]), 100.0, rel_tol=1e-4)
 

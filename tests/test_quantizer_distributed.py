@@ -6,6 +6,7 @@ defined on the global batch, so everything is comparable: counts, restarts and k
 EMA sums up to the order of floating-point additions.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,17 @@ def test_ddp_training_equals_one_process_on_concatenated_batches(ranks):
     for key, expected in single.items():
         if key.startswith("state/"):
             torch.testing.assert_close(ranks[0][f"ddp/{key}"], expected, **SUM_ORDER_TOLERANCE, msg=key)
+
+
+def test_a_collective_one_process_leaves_out_fails_the_run_at_the_collective_timeout(tmp_path):
+    """A broken collective (rank 1 skips the quantizer's all-reduces, so rank 0 waits in one that never completes)
+    must fail the run when the worker's collective timeout runs out, not hang it (torch's own timeout is 30 minutes;
+    `run` fails the test and kills every process of the run if it has not ended well before that)."""
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("torch.distributed with gloo is not available")
+    timeout_ms = int(worker.COLLECTIVE_TIMEOUT.total_seconds() * 1000)
+    result = run([*accelerate_launch(num_processes=2), str(WORKER), str(tmp_path), "mismatched"], timeout=240,
+                 expect_success=False)  # fmt: skip
+    assert result.returncode != 0
+    assert re.search(rf"Timed out waiting {timeout_ms}ms", result.stderr), result.stderr[-4000:]
+    assert not list(tmp_path.glob("rank*.safetensors"))

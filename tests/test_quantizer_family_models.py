@@ -22,13 +22,15 @@ from hf_vqvae import (
     VQVAEPipeline,
     VectorQuantizer,
 )
-from hf_vqvae.data.codes import CodesInfo, extract_codes, load_codes, parse_extract_args
+from hf_vqvae.commands.extract_codes import extract_codes
+from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
+from hf_vqvae.data.codes import CodesInfo, load_codes
 from hf_vqvae.quantization.factory import QUANTIZER_TYPES
-from hf_vqvae.training.audio_vqvae import parse_args as parse_audio_args
-from hf_vqvae.training.audio_vqvae import train_audio_vqvae
-from hf_vqvae.training.prior import parse_args as parse_prior_args
-from hf_vqvae.training.prior import train_prior
-from hf_vqvae.training.vqvae import parse_args, train_vqvae
+from hf_vqvae.training.recipes.audio_vqvae import parse_args as parse_audio_args
+from hf_vqvae.training.recipes.audio_vqvae import train_audio_vqvae
+from hf_vqvae.training.recipes.prior import parse_args as parse_prior_args
+from hf_vqvae.training.recipes.prior import train_prior
+from hf_vqvae.training.recipes.vqvae import parse_args, train_vqvae
 
 from conftest import TINY_VQVAE, put_in_hub_cache
 from test_speech_data import speech_folder  # noqa: F401  (fixture)
@@ -60,7 +62,7 @@ TINY_PRIOR = dict(hidden_channels=8, num_layers=2, kernel_size=3, skip_channels=
 
 def variant_fields(name: str) -> dict:
     """The config fields of a variant, typed as the config holds them."""
-    from hf_vqvae.training.vqvae import parse_config_overrides
+    from hf_vqvae.training.autoencoders import parse_config_overrides
 
     return parse_config_overrides(VARIANTS[name])
 

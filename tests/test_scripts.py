@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
-from hf_vqvae.hub import is_hub_dataset_id, pipeline_model_card, prior_model_card
+from hf_vqvae.model_card_utils import is_hub_dataset_id
+from hf_vqvae.models.pixelcnn_prior.model_card_pixelcnn_prior import prior_model_card
+from hf_vqvae.pipelines.pipeline_cards import pipeline_model_card
 
 from conftest import TINY_VQVAE
 from launching import ROOT, run, script, subprocess_env

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from hf_vqvae.data.images import TooManyUnreadableImagesError
+from hf_vqvae.data.audio_files import UnreadableAudioError, decode_audio
+from hf_vqvae.data.examples import TooManyUnreadableImagesError
+from hf_vqvae.data.flite_speech import SpeechSynthesizerMissingError, make_default_speech_dataset
 from hf_vqvae.data.speech import (
     SpeechDatasets,
-    SpeechSynthesizerMissingError,
-    UnreadableAudioError,
-    decode_audio,
     load_speech_splits,
-    make_default_speech_dataset,
     speaker_names_of,
     speech_dataloader,
     undecoded_audio,

@@ -11,9 +11,11 @@ import torch
 from datasets import load_from_disk
 
 from hf_vqvae import AudioVQVAEConfig, AudioVQVAEModel, AudioVQVAEPipeline, PixelCNNPriorConfig, VQVAEConfig, VQVAEModel
-from hf_vqvae.data.codes import extract_speech_codes, parse_extract_speech_args
-from hf_vqvae.data.speech import SpeechDataArguments, decode_audio, load_speech_datasets
-from hf_vqvae.training.prior import parse_args, train_prior
+from hf_vqvae.commands.extract_speech_codes import extract_speech_codes
+from hf_vqvae.commands.extract_speech_codes import parse_args as parse_extract_speech_args
+from hf_vqvae.data.audio_files import decode_audio
+from hf_vqvae.data.speech import SpeechDataArguments, load_speech_datasets
+from hf_vqvae.training.recipes.prior import parse_args, train_prior
 
 from conftest import TINY_VQVAE, put_in_hub_cache
 from launching import accelerate_launch, run, script

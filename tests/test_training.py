@@ -1,18 +1,22 @@
 import json
+import random
 import re
+import shutil
 import sys
 from argparse import Namespace
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from hf_vqvae import VQVAEImageProcessor, VQVAEModel
 from hf_vqvae.training.checkpoints import CheckpointManager, IncompatibleCheckpointError
 from hf_vqvae.training.loop import training_schedule
-from hf_vqvae.training.vqvae import build_vqvae_config, parse_args, train_vqvae
+from hf_vqvae.training.recipes.vqvae import build_vqvae_config, parse_args, train_vqvae
 
 from conftest import TINY_VQVAE, reset_accelerate_state
 from launching import accelerate_launch, kill_when_exists, run, script
@@ -101,6 +105,35 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, image_folder):
     assert final.keys() == expected.keys()
     for name in expected:
         assert torch.equal(final[name], expected[name]), name
+
+
+def test_a_resumed_run_draws_from_the_random_states_of_the_uninterrupted_one(tmp_path, image_folder, monkeypatch):
+    """Resuming restores torch's, Python's and NumPy's global random states: at every step after the checkpoint a
+    resumed run's states equal the uninterrupted run's. Each update draws from all three (as an augmentation or a
+    dropout in the training step would), so a resume that kept its own fresh states would differ."""
+    states = {}
+    current_run = ["reference"]
+
+    def record_and_draw(accelerator, values, step=None, **kwargs):
+        numpy_state = np.random.get_state()
+        states[current_run[0], step] = (torch.get_rng_state(), random.getstate(), (*numpy_state[:1], numpy_state[1].tolist(), *numpy_state[2:]))
+        random.random(), np.random.rand(), torch.rand(1)
+
+    monkeypatch.setattr(Accelerator, "log", record_and_draw)
+    # 38 images in batches of 4, 2 batches an update: 5 updates an epoch, so the resumed run starts mid-epoch and
+    # crosses into the next one.
+    flags = ["--max_train_steps", "6", "--checkpointing_steps", "3", "--gradient_accumulation_steps", "2"]
+    train_vqvae(parse_args(tiny_run(tmp_path / "reference", image_folder, *flags)))
+    reset_accelerate_state()
+    shutil.copytree(tmp_path / "reference" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")  # as a killed run left it
+    current_run[0] = "resumed"
+    train_vqvae(parse_args(tiny_run(tmp_path / "resumed", image_folder, *flags, "--resume_from_checkpoint", "latest")))
+    assert [step for run_name, step in states if run_name == "resumed"] == [4, 5, 6]
+    for step in (4, 5, 6):
+        (torch_state, python_state, numpy_state), expected = states["resumed", step], states["reference", step]
+        assert torch.equal(torch_state, expected[0]), f"torch's random state differs at step {step}"
+        assert python_state == expected[1], f"Python's random state differs at step {step}"
+        assert numpy_state == expected[2], f"NumPy's random state differs at step {step}"
 
 
 def test_latest_ignores_incomplete_checkpoints(tmp_path):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from hf_vqvae import AudioVQVAEModel
 from hf_vqvae.data.speech import SpeechDataArguments
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
-from hf_vqvae.training.audio_vqvae import (
+from hf_vqvae.training.recipes.audio_vqvae import (
     AudioModelArguments,
     AudioSampleArguments,
     AudioVQVAETrainingArguments,
@@ -156,7 +156,7 @@ def test_the_recipe_is_callable_with_dataclasses(tmp_path, speech_folder):  # no
 def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
     """On the synthesised default set (4 voices): the teacher-forced loss falls well below its start, and a tiny
     speaker classifier trained on real clips assigns converted clips to the target speaker above chance."""
-    from hf_vqvae.data.speech import make_default_speech_dataset
+    from hf_vqvae.data.flite_speech import make_default_speech_dataset
 
     make_default_speech_dataset(minutes_per_speaker=1.0).save_to_disk(tmp_path / "speech")
     flags = ["--dataset_name", str(tmp_path / "speech"), "--speaker_column", "speaker", "--output_dir", str(tmp_path / "run"),
@@ -173,7 +173,7 @@ def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
 
     from datasets import load_from_disk
 
-    from hf_vqvae.data.speech import decode_audio
+    from hf_vqvae.data.audio_files import decode_audio
 
     def crops(rows, offset, length=4096):
         clips = [torch.from_numpy(decode_audio(row["audio"]))[offset : offset + length] for row in rows]

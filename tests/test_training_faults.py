@@ -14,12 +14,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hf_vqvae.training import loop
+from hf_vqvae.training.publishing import write_atomically
 from hf_vqvae.training.checkpoints import CheckpointManager, DamagedCheckpointError, write_json
 from hf_vqvae.training.guards import NonFiniteTrainingError, OutputDirectoryInUseError, OutputDirectoryLock
-from hf_vqvae.training.vqvae import parse_args, train_vqvae
+from hf_vqvae.training.recipes.vqvae import parse_args, train_vqvae
 
 from conftest import TINY_VQVAE
-from launching import ROOT, accelerate_launch, run, script, subprocess_env
+from launching import ROOT, Run, accelerate_launch, run, script
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -88,11 +89,11 @@ def test_the_final_files_are_replaced_atomically(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        loop.write_atomically(tmp_path, crash_halfway)
+        write_atomically(tmp_path, crash_halfway)
     assert torch.equal(load_file(tmp_path / "model.safetensors")["weight"], good["weight"])
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.safetensors"]
 
-    loop.write_atomically(tmp_path, lambda folder: save_file({"weight": torch.zeros(3)}, folder / "model.safetensors"))
+    write_atomically(tmp_path, lambda folder: save_file({"weight": torch.zeros(3)}, folder / "model.safetensors"))
     assert torch.equal(load_file(tmp_path / "model.safetensors")["weight"], torch.zeros(3))
 
 
@@ -180,9 +181,9 @@ def worker_pids(marker: str) -> list[int]:
 
 def test_workers_stop_when_their_launcher_is_killed(tmp_path):
     output_dir = tmp_path / "orphaned-run"
-    launcher = subprocess.Popen(
+    launcher = Run(
         [*accelerate_launch(num_processes=2), script("train.py"), *tiny_flags(output_dir, "--max_train_steps", "100000")],
-        env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
@@ -197,11 +198,8 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path):
         while worker_pids(str(output_dir)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not worker_pids(str(output_dir)), "workers went on training after their launcher died"
-    finally:
-        try:
-            os.killpg(launcher.pid, signal.SIGKILL)  # whatever is left of the run, if the test failed
-        except ProcessLookupError:
-            pass
+    finally:  # whatever is left of the run, if the test failed
+        launcher.kill_all()
 
 
 @pytest.mark.parametrize("signum, whole_group, workers", [
@@ -213,11 +211,7 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
     output_dir = tmp_path / "run"
     flags = tiny_flags(output_dir, "--max_train_steps", "100000", "--checkpointing_steps", "100000",
                        "--dataloader_num_workers", str(workers))
-    process = subprocess.Popen(
-        [sys.executable, script("train.py"), *flags],
-        env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=whole_group,
-    )
+    process = Run([sys.executable, script("train.py"), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (output_dir / "training_arguments.json").exists():
@@ -229,9 +223,8 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
         else:
             process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if whole_group and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    finally:  # the run and its loader's workers, if the test failed
+        process.kill_all()
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     checkpoints = CheckpointManager(output_dir).checkpoints()
@@ -242,10 +235,50 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
     assert f"stopped at update {step} by {name}; saved {checkpoints[0]}. Resume with the same command and --resume_from_checkpoint latest" in stderr
 
 
+# Torch's loader workers install their SIGTERM handler (die unless the main process sent it), then seed Python's
+# generator, then run `worker_init_fn`: a slow `random.seed` widens the window in which a stop signal sent to the group
+# used to kill a starting worker.
+LOADER_WITH_SLOW_WORKER_START = """
+import os, random, signal, sys, time
+import torch
+from hf_vqvae.training.guards import StopRequests
+from hf_vqvae.training.loader_workers import shield_loader_workers
+
+seed = random.seed
+random.seed = lambda *args: (time.sleep(2), seed(*args))
+loader = torch.utils.data.DataLoader(range(8), batch_size=2, num_workers=2)
+shield_loader_workers(loader)
+"""
+
+
+def test_a_stop_signal_to_the_group_while_loader_workers_start_reaches_the_main_process_only():
+    code = LOADER_WITH_SLOW_WORKER_START + """
+with StopRequests() as stop_requests:
+    batches = iter(loader)
+    time.sleep(0.5)  # the workers are forked, and not yet out of the group
+    os.killpg(0, signal.SIGTERM)  # as `timeout` does
+    print(stop_requests.requested, [batch.tolist() for batch in batches])
+"""
+    result = run([sys.executable, "-c", code], timeout=120)
+    assert result.stdout.split("\n")[-2] == "SIGTERM [[0, 1], [2, 3], [4, 5], [6, 7]]", result.stderr
+
+
+def test_a_run_that_fails_with_its_loader_workers_alive_exits():
+    """An error's traceback keeps the loader alive until Python terminates its workers at exit, then waits for them:
+    they must not ignore the SIGTERM it sends them."""
+    code = LOADER_WITH_SLOW_WORKER_START + """
+batches = iter(loader)
+next(batches)
+raise RuntimeError("an error in the training step")
+"""
+    result = run([sys.executable, "-c", code], timeout=120, expect_success=False)
+    assert result.returncode == 1 and "RuntimeError: an error in the training step" in result.stderr, result.stderr
+
+
 def test_a_single_process_launch_of_two_processes_says_to_add_multi_gpu(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", script("train.py"), *tiny_flags(tmp_path / "run", "--max_train_steps", "1")]
-    result = subprocess.run(command, env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run(command, timeout=120, expect_success=False)
     assert result.returncode != 0
     assert "`accelerate launch --num_processes 2` started a single process: on a machine without a GPU add --multi_gpu" in result.stderr
 

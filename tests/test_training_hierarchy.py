@@ -11,13 +11,15 @@ from datasets import load_from_disk
 from safetensors.torch import load_file
 
 from hf_vqvae import HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, VQVAEConfig, VQVAEModel
-from hf_vqvae.data.codes import CodesInfo, extract_codes, parse_extract_args
-from hf_vqvae.data.worlds import WorldDataArguments, make_world_data
-from hf_vqvae.training.hierarchical_vqvae import parse_args, train_hierarchy
-from hf_vqvae.training.prior import parse_args as parse_prior_args
-from hf_vqvae.training.prior import train_prior
-from hf_vqvae.training.vqvae import parse_args as parse_vqvae_args
-from hf_vqvae.training.vqvae import train_vqvae
+from hf_vqvae.commands.extract_codes import extract_codes
+from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
+from hf_vqvae.commands.make_world_data import WorldDataArguments, make_world_data
+from hf_vqvae.data.codes import CodesInfo
+from hf_vqvae.training.recipes.hierarchical_vqvae import parse_args, train_hierarchy
+from hf_vqvae.training.recipes.prior import parse_args as parse_prior_args
+from hf_vqvae.training.recipes.prior import train_prior
+from hf_vqvae.training.recipes.vqvae import parse_args as parse_vqvae_args
+from hf_vqvae.training.recipes.vqvae import train_vqvae
 
 from conftest import TINY_VQVAE, put_in_hub_cache
 from launching import accelerate_launch, kill_when_exists, run, script

@@ -9,8 +9,10 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from safetensors.torch import load_file
 
 from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
-from hf_vqvae.data.codes import CodesInfo, extract_codes, parse_extract_args, save_codes
-from hf_vqvae.training.prior import parse_args, train_prior
+from hf_vqvae.commands.extract_codes import extract_codes
+from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
+from hf_vqvae.data.codes import CodesInfo, save_codes
+from hf_vqvae.training.recipes.prior import parse_args, train_prior
 
 from conftest import TINY_VQVAE
 from launching import accelerate_launch, kill_when_exists, run, script

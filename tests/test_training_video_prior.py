@@ -9,8 +9,9 @@ from datasets import DatasetDict
 from safetensors.torch import load_file
 
 from hf_vqvae import VideoPredictionPipeline, VideoPriorModel, VQVAEConfig, VQVAEModel
-from hf_vqvae.data.trajectories import TrajectoryCodesArguments, TrajectoryDataArguments, extract_trajectory_codes
-from hf_vqvae.training.video_prior import parse_args, train_video_prior
+from hf_vqvae.commands.extract_trajectory_codes import TrajectoryCodesArguments, extract_trajectory_codes
+from hf_vqvae.data.trajectories import TrajectoryDataArguments
+from hf_vqvae.training.recipes.video_prior import parse_args, train_video_prior
 
 from conftest import TINY_VQVAE, put_in_hub_cache
 from launching import accelerate_launch, kill_when_exists, run, script

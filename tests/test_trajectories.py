@@ -12,7 +12,7 @@ from hf_vqvae.data.trajectories import (
     check_trajectory_lengths,
     encode_trajectories,
 )
-from hf_vqvae.training.loop import create_accelerator
+from hf_vqvae.training.accelerator import create_accelerator
 
 from conftest import TINY_VQVAE
 from synthetic_trajectories import ACTIONS, synthetic_trajectories

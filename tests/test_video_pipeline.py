@@ -8,6 +8,7 @@ from hf_vqvae import (
     VideoPriorConfig,
     VideoPriorModel,
     VQVAEConfig,
+    VQVAEImageProcessor,
     VQVAEModel,
     prediction_strip,
     save_gif,
@@ -22,7 +23,7 @@ from test_video_prior import TINY_VIDEO_PRIOR
 def pipeline():
     vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
     prior = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR, action_names=list(ACTIONS))).eval()
-    pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior)
+    pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior, image_processor=VQVAEImageProcessor.for_vqvae(vqvae.config))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -127,3 +128,9 @@ def test_bad_inputs_name_the_problem(pipeline, episode):
         VideoPredictionPipeline(VQVAEModel(VQVAEConfig(**{**TINY_VQVAE, "num_embeddings": 32})), pipeline.video_prior)
     with pytest.raises(ValueError, match=r"models 4x4 code grids .* the VQ-VAE's latent grid is 8x8"):
         VideoPredictionPipeline(VQVAEModel(VQVAEConfig(**{**TINY_VQVAE, "sample_size": 32})), pipeline.video_prior)
+
+
+def test_tiny_temperatures_are_refused(pipeline, episode):
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001 .*got 1e-45"):
+        pipeline(frames=episode, actions=[0, 1], temperature=1e-45)
+    assert len(pipeline(frames=episode, actions=[0, 1], temperature=1e-3).frames[0]) == 2

@@ -1,8 +1,13 @@
+import math
+
 import pytest
 import torch
 from transformers import AutoModel
 
 from hf_vqvae import VideoPriorConfig, VideoPriorModel
+from test_contracts import (
+    assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
+)
 
 
 TINY_VIDEO_PRIOR = dict(
@@ -145,3 +150,66 @@ def test_bad_inputs_name_the_problem(prior):
         prior.check_compatible_with_vqvae(32, 4, 4)
     with pytest.raises(ValueError, match=r"models 4x4 code grids .* latent grid is 8x8"):
         prior.check_compatible_with_vqvae(16, 8, 8)
+
+
+def test_empty_batches_are_errors_named_as_such(prior):
+    empty_codes, empty_actions = torch.zeros(0, 2, 4, 4, dtype=torch.long), torch.zeros(0, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"empty batch: `context_ids` holds no sequences of code grids \(batch size 0\)"):
+        prior.sample(empty_codes, empty_actions)
+    with pytest.raises(ValueError, match=r"empty batch: `input_ids` holds no sequences of code grids"):
+        prior(torch.zeros(0, 3, 4, 4, dtype=torch.long), empty_actions)
+    with pytest.raises(ValueError, match=r"empty batch: `input_ids`"):
+        prior.bits_per_code(torch.zeros(0, 3, 4, 4, dtype=torch.long), empty_actions)
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-4, 0.0, math.inf])
+def test_sampling_and_the_training_flag_refuse_temperatures_below_the_shared_minimum(prior, temperature):
+    from hf_vqvae.training.video_prior import parse_args  # scripts/train_video_prior.py's flags
+
+    codes, actions = random_sequence(frames=3)
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):
+        prior.sample(codes, actions, temperature=temperature)
+    with pytest.raises(ValueError, match=r"--prediction_temperature must lie in \[0.001, inf\)"):
+        parse_args(["--prediction_temperature", str(temperature)])
+    generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    cached = prior.sample(codes, actions, temperature=1e-3, generator=generator())
+    assert torch.equal(cached, prior.sample(codes, actions, temperature=1e-3, generator=generator(), use_cache=False))
+    assert parse_args(["--prediction_temperature", "1e-3"]).predictions.prediction_temperature == 1e-3
+
+
+def test_forward_returns_the_pixelcnn_hidden_states_of_every_predicted_frame(prior):
+    codes, actions = random_sequence()
+    plain = prior(codes, actions)
+    assert plain.hidden_states is None
+    output = prior(codes, actions, output_hidden_states=True)
+    # The embedded codes and the 2 gated layers, the 3 predicted frames of each sequence folded into the batch.
+    assert len(output.hidden_states) == 3 and all(state.shape == (2 * 3, 8, 4, 4) for state in output.hidden_states)
+    embedded = prior.get_input_embeddings()(codes[:, 2:]).permute(0, 1, 4, 2, 3)
+    torch.testing.assert_close(output.hidden_states[0].unflatten(0, (2, 3)), embedded)
+    torch.testing.assert_close(output.logits, plain.logits)
+    with_loss = prior(codes, actions, labels=codes, output_hidden_states=True)
+    assert_gradients_reach(with_loss.hidden_states, with_loss.loss)
+    flagged = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR, output_hidden_states=True)).eval()
+    assert len(flagged(codes, actions).hidden_states) == 3
+    assert len(flagged(codes, actions, return_dict=False)) == len(prior(codes, actions, return_dict=False)) + 1
+
+
+def test_input_embeddings_are_the_pixelcnn_code_embedding_and_cannot_be_resized(prior):
+    codes, actions = random_sequence()
+    assert_input_embeddings_are(prior, prior.pixelcnn.code_embedding, dict(input_ids=codes, actions=actions))
+    with pytest.raises(ValueError, match=r"num_embeddings, also the number of logits"):
+        prior.resize_token_embeddings(32)
+
+
+def test_exports_with_torch_export_and_the_exported_program_matches_eager(prior):
+    codes, actions = random_sequence(seed=0)
+    other_codes, other_actions = random_sequence(seed=1)
+    assert_export_matches_eager(prior, dict(input_ids=codes, actions=actions), dict(input_ids=other_codes, actions=other_actions))
+    with pytest.raises(ValueError, match=r"`actions` must be action ids in \[0, 3\)"):
+        prior(codes, actions + 3)  # eager keeps its value checks
+
+
+@pytest.mark.slow
+def test_exports_to_onnx_and_onnxruntime_matches_eager(prior, tmp_path):
+    codes, actions = random_sequence()
+    assert_onnx_export_matches_eager(tmp_path / "video_prior.onnx", prior, dict(input_ids=codes, actions=actions))

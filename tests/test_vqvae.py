@@ -133,3 +133,12 @@ def test_bad_indices_raise_clear_errors(tiny_model):
 def test_invalid_config_values_raise(field, value, message):
     with pytest.raises(ValueError, match=message):
         VQVAEConfig(**{field: value})
+
+
+def test_an_empty_batch_is_an_error_named_as_such(tiny_model):
+    with pytest.raises(ValueError, match=r"empty batch: pixel_values holds no images \(batch size 0\)"):
+        tiny_model(torch.zeros(0, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"empty batch: indices holds no code grids \(batch size 0\)"):
+        tiny_model.decode(torch.zeros(0, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"empty batch: latents holds no latent grids"):
+        tiny_model.decode_latents(torch.zeros(0, 4, 4, 4))

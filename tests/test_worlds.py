@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, load_from_disk
 
-from hf_vqvae.data.worlds import (
-    WORLD_ACTIONS,
-    WorldDataArguments,
-    make_world_data,
-    render_frames,
-    render_trajectories,
-)
+from hf_vqvae.commands.make_world_data import WorldDataArguments, make_world_data
+from hf_vqvae.data.worlds import WORLD_ACTIONS, render_frames, render_trajectories
 
 
 pytest.importorskip("vizdoom")

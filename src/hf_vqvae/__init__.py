@@ -1,75 +1,20 @@
-"""hf-vqvae: VQ-VAE (van den Oord et al. 2017) for the Hugging Face ecosystem."""
+"""hf-vqvae: VQ-VAE (van den Oord et al. 2017) for the Hugging Face ecosystem.
 
+The public names load lazily, as transformers' do. `import hf_vqvae` registers the models with transformers' Auto
+classes, so it imports torch, transformers and the models; a pipeline (diffusers) or the rendered 3-D worlds
+(datasets) are imported the first time one of their names is used. `_PUBLIC_NAMES` says where each name lives.
+"""
+
+import importlib
 import sys
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
-
-from .data.worlds import WORLD_ACTIONS, render_frames, render_trajectories
-from .modeling_utils import CheckpointMismatchError
-from .models.audio_vqvae import (
-    AUDIO_PRESETS,
-    AudioVQVAEConfig,
-    AudioVQVAEDecoderOutput,
-    AudioVQVAEEncoderOutput,
-    AudioVQVAEFeatureExtractor,
-    AudioVQVAEModel,
-    AudioVQVAEOutput,
-)
-from .models.hierarchical_vqvae import (
-    HierarchicalVQVAEConfig,
-    HierarchicalVQVAEEncoderOutput,
-    HierarchicalVQVAEModel,
-    HierarchicalVQVAEOutput,
-)
-from .models.pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput, modeling_pixelcnn_prior
-from .models.video_prior import VideoPriorConfig, VideoPriorModel, VideoPriorOutput
-from .models.vqvae import (
-    PRESETS,
-    VQVAEConfig,
-    VQVAEDecoderOutput,
-    VQVAEEncoderOutput,
-    VQVAEImageProcessor,
-    VQVAEModel,
-    VQVAEOutput,
-    image_processing_vqvae,
-    modeling_vqvae,
-)
-from .pipelines import (
-    AudioVQVAEPipeline,
-    HierarchicalVQVAEPipeline,
-    HierarchicalVQVAEPipelineOutput,
-    VideoPredictionPipeline,
-    VideoPredictionPipelineOutput,
-    VQVAEPipeline,
-    VQVAEPipelineOutput,
-    prediction_strip,
-    save_gif,
-)
-from .configuration_utils import QuantizerConfigMixin
-from .quantization import (
-    FiniteScalarQuantizer,
-    LookupFreeQuantizer,
-    Quantizer,
-    QuantizerOutput,
-    ResidualVectorQuantizer,
-    SimVectorQuantizer,
-    VectorQuantizer,
-    build_quantizer,
-)
+from .models.auto import register_with_auto_classes
+from .models.pixelcnn_prior import modeling_pixelcnn_prior
+from .models.vqvae import image_processing_vqvae, modeling_vqvae
+from .version import __version__  # noqa: F401  the package's version, hf_vqvae.__version__
 
 
-AutoConfig.register(VQVAEConfig.model_type, VQVAEConfig, exist_ok=True)
-AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
-AutoImageProcessor.register(VQVAEConfig, VQVAEImageProcessor, exist_ok=True)
-AutoConfig.register(PixelCNNPriorConfig.model_type, PixelCNNPriorConfig, exist_ok=True)
-AutoModel.register(PixelCNNPriorConfig, PixelCNNPriorModel, exist_ok=True)
-AutoConfig.register(AudioVQVAEConfig.model_type, AudioVQVAEConfig, exist_ok=True)
-AutoModel.register(AudioVQVAEConfig, AudioVQVAEModel, exist_ok=True)
-AutoFeatureExtractor.register(AudioVQVAEConfig, AudioVQVAEFeatureExtractor, exist_ok=True)
-AutoConfig.register(HierarchicalVQVAEConfig.model_type, HierarchicalVQVAEConfig, exist_ok=True)
-AutoModel.register(HierarchicalVQVAEConfig, HierarchicalVQVAEModel, exist_ok=True)
-AutoConfig.register(VideoPriorConfig.model_type, VideoPriorConfig, exist_ok=True)
-AutoModel.register(VideoPriorConfig, VideoPriorModel, exist_ok=True)
+register_with_auto_classes()
 
 # Folders saved by hf-vqvae 0.1.0 name their components' modules in model_index.json by the paths
 # they had before the package was laid out by modality; diffusers imports those paths to load them.
@@ -81,53 +26,46 @@ LEGACY_MODULE_PATHS = {
 for _path, _module in LEGACY_MODULE_PATHS.items():
     sys.modules.setdefault(_path, _module)
 
-__version__ = "0.2.0"
+# The module (relative to the package) that defines each public name.
+_PUBLIC_NAMES = {
+    "models.vqvae": (
+        "PRESETS", "VQVAEConfig", "VQVAEDecoderOutput", "VQVAEEncoderOutput", "VQVAEImageProcessor", "VQVAEModel",
+        "VQVAEOutput",
+    ),
+    "models.pixelcnn_prior": ("PixelCNNPriorConfig", "PixelCNNPriorModel", "PixelCNNPriorOutput"),
+    "models.audio_vqvae": (
+        "AUDIO_PRESETS", "AudioVQVAEConfig", "AudioVQVAEDecoderOutput", "AudioVQVAEEncoderOutput",
+        "AudioVQVAEFeatureExtractor", "AudioVQVAEModel", "AudioVQVAEOutput",
+    ),
+    "models.hierarchical_vqvae": (
+        "HierarchicalVQVAEConfig", "HierarchicalVQVAEEncoderOutput", "HierarchicalVQVAEModel", "HierarchicalVQVAEOutput",
+    ),
+    "models.video_prior": ("VideoPriorConfig", "VideoPriorModel", "VideoPriorOutput"),
+    "modeling_utils": ("CheckpointMismatchError",),
+    "configuration_utils": ("QuantizerConfigMixin",),
+    "quantization": (
+        "FiniteScalarQuantizer", "LookupFreeQuantizer", "Quantizer", "QuantizerOutput", "ResidualVectorQuantizer",
+        "SimVectorQuantizer", "VectorQuantizer", "build_quantizer",
+    ),
+    "pipelines": (
+        "AudioVQVAEPipeline", "HierarchicalVQVAEPipeline", "HierarchicalVQVAEPipelineOutput", "VQVAEPipeline",
+        "VQVAEPipelineOutput", "VideoPredictionPipeline", "VideoPredictionPipelineOutput", "prediction_strip", "save_gif",
+    ),
+    "data.worlds": ("WORLD_ACTIONS", "render_frames", "render_trajectories"),
+}
+_MODULE_OF = {name: module for module, names in _PUBLIC_NAMES.items() for name in names}
 
-__all__ = [
-    "AUDIO_PRESETS",
-    "AudioVQVAEConfig",
-    "AudioVQVAEDecoderOutput",
-    "AudioVQVAEEncoderOutput",
-    "AudioVQVAEFeatureExtractor",
-    "AudioVQVAEModel",
-    "AudioVQVAEOutput",
-    "AudioVQVAEPipeline",
-    "PRESETS",
-    "CheckpointMismatchError",
-    "FiniteScalarQuantizer",
-    "HierarchicalVQVAEConfig",
-    "HierarchicalVQVAEEncoderOutput",
-    "HierarchicalVQVAEModel",
-    "HierarchicalVQVAEOutput",
-    "HierarchicalVQVAEPipeline",
-    "HierarchicalVQVAEPipelineOutput",
-    "LookupFreeQuantizer",
-    "PixelCNNPriorConfig",
-    "PixelCNNPriorModel",
-    "PixelCNNPriorOutput",
-    "Quantizer",
-    "QuantizerConfigMixin",
-    "QuantizerOutput",
-    "ResidualVectorQuantizer",
-    "SimVectorQuantizer",
-    "VQVAEConfig",
-    "VQVAEDecoderOutput",
-    "VQVAEEncoderOutput",
-    "VQVAEImageProcessor",
-    "VQVAEModel",
-    "VQVAEOutput",
-    "VQVAEPipeline",
-    "VQVAEPipelineOutput",
-    "VectorQuantizer",
-    "WORLD_ACTIONS",
-    "build_quantizer",
-    "render_frames",
-    "render_trajectories",
-    "VideoPredictionPipeline",
-    "VideoPredictionPipelineOutput",
-    "VideoPriorConfig",
-    "VideoPriorModel",
-    "VideoPriorOutput",
-    "prediction_strip",
-    "save_gif",
-]
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module the first time it is used."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

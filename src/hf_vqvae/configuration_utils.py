@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 
 from transformers import PreTrainedConfig
 
+from .version import __version__
+
 
 # `config.json` keys naming the package: transformers alone cannot load these models (their
 # model types are registered by `import hf_vqvae`) and says only that it does not know the type.
@@ -82,8 +84,6 @@ class PackageConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def to_dict(self) -> dict:
-        from . import __version__
-
         return {
             **super().to_dict(),
             "library_name": PACKAGE_NAME,

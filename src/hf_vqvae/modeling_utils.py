@@ -14,17 +14,12 @@ from transformers import initialization as init
 from transformers.utils import logging
 
 from .hub import push_with_card
+from .input_checks import is_tracing  # noqa: F401  imported from here by code written before input_checks
 from .quantization.base import Quantizer
 from .loading import check_local_path_exists, damaged_weights_error, missing_folder_error, non_finite_tensors
 
 
 logger = logging.get_logger(__name__)
-
-
-def is_tracing() -> bool:
-    """Whether the model is being traced (`torch.export`, `torch.compile`): checks that look at tensor values
-    would break the trace, so they are left out of it."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def check_code_grid_of_vqvae(what: str, config, num_embeddings: int, latent_height: int, latent_width: int) -> None:
@@ -40,6 +35,15 @@ def check_code_grid_of_vqvae(what: str, config, num_embeddings: int, latent_heig
             f"{what} models {config.grid_height}x{config.grid_width} code grids (grid_height x grid_width) "
             f"but the VQ-VAE's latent grid is {latent_height}x{latent_width}; they must be equal"
         )
+
+
+def fixed_codebook_error(what: str, field: str, config_class: str) -> ValueError:
+    """The error of `resize_token_embeddings` on a model over a VQ-VAE's codes: they are the codebook (`field`),
+    which also sets the number of logits, so resizing the input embedding alone would break the model."""
+    return ValueError(
+        f"{what}'s codes are a VQ-VAE's codebook ({field}, also the number of logits): to model another codebook, "
+        f"train a model from a {config_class} with that {field}"
+    )
 
 
 class CheckpointMismatchError(ValueError):
@@ -140,10 +144,17 @@ class HubPreTrainedModel(PreTrainedModel):
             )
         return (model, info) if return_loading_info else model
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(
+        self, save_directory, *args, variant: str | None = None, max_shard_size: int | str = "50GB", **kwargs
+    ):
         """transformers' `save_pretrained`, with the weights readable as any file the user writes (transformers
-        writes them through a private temporary file, mode 0600)."""
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        writes them through a private temporary file, mode 0600). `variant="fp16"` writes `model.fp16.safetensors`,
+        which `from_pretrained(..., variant="fp16")` loads; `variant` and `max_shard_size` are named here because
+        diffusers' `DiffusionPipeline.save_pretrained` passes them on only to a save method whose signature names
+        them."""
+        result = super().save_pretrained(
+            save_directory, *args, variant=variant, max_shard_size=max_shard_size, **kwargs
+        )
         mask = os.umask(0)
         os.umask(mask)
         for weights in Path(save_directory).glob("*.safetensors"):

@@ -1,78 +1,37 @@
-"""Image data sets for training: the embedded default, Hub / local / streaming loading, bad-image
-handling and preprocessing into `pixel_values`.
-
-Every random choice of the training data (the shuffle of an epoch, the crop and flip of an example)
-is drawn from a generator seeded by (seed, epoch, position), never from a global or per-worker
-random state. That makes the batches independent of `--dataloader_num_workers` and lets a resumed
-run skip the batches it has already seen and go on with exactly the ones it would have met.
-"""
+"""Image data sets for training: Hub / local / streamed loading (`load_image_datasets`, the scikit-image default of
+`skimage_photos` without flags), decoding with unreadable images skipped and counted, and preprocessing into augmented
+`pixel_values` examples and their loaders. The seeded examples, the counting and the shuffle are `examples`'."""
 
 import io
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
-from datasets import (
-    ClassLabel,
-    Dataset,
-    DatasetDict,
-    Features,
-    Image,
-    IterableDataset,
-    IterableDatasetDict,
-    load_dataset,
-    load_from_disk,
-)
+from datasets import Dataset, Image, IterableDataset, load_dataset
 from datasets.distributed import split_dataset_by_node
 
+from ..argument_checks import check_at_least, check_in_range
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
-from ..training.arguments import check_at_least, check_in_range
+from .examples import (
+    EpochShuffleSampler,
+    SeededExamples,
+    StreamingExamples,
+    UnreadableCounter,
+    collate_examples,
+    drop_unreadable,
+)
+from .skimage_photos import DEFAULT_DATASET_NAME, load_default_dataset
+from .splits import VALIDATION_SPLIT_NAMES, dataset_display_name, load_named_dataset, training_and_validation_splits
 
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATASET_NAME = "scikit-image photographs"
-
-# The natural photographs bundled with scikit-image (file in skimage.data.data_dir, downscale
-# factor). The retina is halved so that its crops show vessels rather than flat background.
-DEFAULT_PHOTOS = {
-    "astronaut": ("astronaut.png", 1),
-    "camera": ("camera.png", 1),
-    "chelsea": ("chelsea.png", 1),
-    "coffee": ("coffee.png", 1),
-    "rocket": ("rocket.jpg", 1),
-    "immunohistochemistry": ("ihc.png", 1),
-    "retina": ("retina.jpg", 2),
-    "hubble_deep_field": ("hubble_deep_field.jpg", 1),
-    "motorcycle": ("motorcycle_left.png", 1),
-    "color": ("color.png", 1),
-    "brick": ("brick.png", 1),
-    "grass": ("grass.png", 1),
-    "gravel": ("gravel.png", 1),
-    "coins": ("coins.png", 1),
-    "moon": ("moon.png", 1),
-}
-
-# Crops whose pixel standard deviation (0-255 scale) is below this are near-uniform (the black sky
-# of the Hubble field, the retina's mask) and would teach the model nothing.
-MIN_CROP_STD = 4.0
-
-# Shards of a local data set streamed with --streaming: enough to split among processes and workers.
-STREAM_SHARDS = 8
-
-VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "test")
-
 
 class UnreadableImageError(ValueError):
     """An image that cannot be decoded (corrupt, truncated, not an image)."""
-
-
-class TooManyUnreadableImagesError(RuntimeError):
-    """More than the allowed share of a data set's images cannot be decoded."""
 
 
 @dataclass
@@ -136,41 +95,6 @@ class ImageDataArguments:
             raise ValueError("pass either --dataset_name or --train_data_dir, not both")
 
 
-# ---------------------------------------------------------------------------------------------
-# The embedded default data set
-
-
-def load_default_dataset(crop_size: int = 32, validation_fraction: float = 0.1, seed: int = 0) -> DatasetDict:
-    """Non-overlapping `crop_size` crops of scikit-image's bundled photographs, no network needed.
-
-    Returns a `DatasetDict` with `train` and `validation` splits, each with an `image` column
-    (`datasets.Image`) and a `label` column (`ClassLabel`, the photograph a crop comes from), so a
-    class-conditional prior can be trained on the same data. The split is stratified by photograph.
-    """
-    from skimage.data import data_dir
-
-    images, labels = [], []
-    for label, (file_name, downscale) in enumerate(DEFAULT_PHOTOS.values()):
-        photo = PIL.Image.open(os.path.join(data_dir, file_name))
-        photo.load()
-        if downscale > 1:
-            photo = photo.resize((photo.width // downscale, photo.height // downscale), PIL.Image.BICUBIC)
-        for top in range(0, photo.height - crop_size + 1, crop_size):
-            for left in range(0, photo.width - crop_size + 1, crop_size):
-                crop = photo.crop((left, top, left + crop_size, top + crop_size))
-                if np.asarray(crop, dtype=np.float32).std() >= MIN_CROP_STD:
-                    images.append(crop)
-                    labels.append(label)
-    features = Features({"image": Image(), "label": ClassLabel(names=list(DEFAULT_PHOTOS))})
-    crops = Dataset.from_dict({"image": images, "label": labels}, features=features)
-    split = crops.train_test_split(test_size=validation_fraction, seed=seed, stratify_by_column="label")
-    return DatasetDict(train=split["train"], validation=split["test"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
 @dataclass
 class ImageDatasets:
     """The training and validation splits, with image bytes left undecoded (decoded on use, so an
@@ -212,55 +136,6 @@ def load_image_datasets(args: ImageDataArguments, seed: int = 0) -> ImageDataset
     )
 
 
-def dataset_display_name(name_or_path: str) -> str:
-    """How a model card and the logs name a data set: a Hub id as it is; a local folder by its name,
-    marked local (so it is never mistaken for a Hub id, nor shows the machine's paths)."""
-    local = Path(name_or_path)
-    return f"{local.resolve().name} (local folder)" if local.exists() else name_or_path
-
-
-def load_named_dataset(name: str, config_name: str | None = None, *, cache_dir: str | None = None, streaming: bool = False):
-    """The splits of a local folder written by `save_to_disk` (a lone `Dataset` becomes the `train`
-    split), else of a Hub data set."""
-    local = Path(name)
-    if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
-        loaded = load_from_disk(str(local))
-        splits = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
-        if streaming:
-            return IterableDatasetDict({split: data.to_iterable_dataset(num_shards=STREAM_SHARDS) for split, data in splits.items()})
-        return splits
-    return load_dataset(name, config_name, cache_dir=cache_dir, streaming=streaming)
-
-
-def training_and_validation_splits(splits, args: ImageDataArguments, name: str, seed: int = 0) -> tuple:
-    """The training and validation splits that `args` ask for, from the
-    splits of any data set (images or codes): --validation_split, else the first of
-    `VALIDATION_SPLIT_NAMES` there is, else --validation_fraction of `train` held out (the first
-    --max_validation_samples examples of a stream); `train` cut to --max_train_samples."""
-    if "train" not in splits:
-        raise ValueError(f"the data set {name!r} has no 'train' split; its splits are {sorted(splits)}")
-    train = splits["train"]
-    if args.validation_split and args.validation_split not in splits:
-        raise ValueError(f"--validation_split {args.validation_split!r} not found; the splits are {sorted(splits)}")
-    validation_split = args.validation_split or next((s for s in VALIDATION_SPLIT_NAMES if s in splits), None)
-
-    if validation_split is not None:
-        validation = splits[validation_split]
-    elif isinstance(train, IterableDataset):
-        validation = train.take(args.max_validation_samples)
-        train = train.skip(args.max_validation_samples)
-    else:
-        held_out = train.train_test_split(test_size=args.validation_fraction, seed=seed)
-        train, validation = held_out["train"], held_out["test"]
-
-    if args.max_train_samples is not None:
-        if isinstance(train, IterableDataset):
-            train = train.take(args.max_train_samples)
-        else:
-            train = train.select(range(min(args.max_train_samples, len(train))))
-    return train, validation
-
-
 def check_columns(dataset: Dataset | IterableDataset, image_column: str, label_column: str | None) -> None:
     """Raise a `ValueError` listing the columns when a requested one is missing."""
     columns = dataset.column_names
@@ -277,10 +152,6 @@ def _undecoded(dataset: Dataset | IterableDataset, image_column: str) -> Dataset
     if isinstance(feature, Image) and feature.decode:
         return dataset.cast_column(image_column, Image(decode=False))
     return dataset
-
-
-# ---------------------------------------------------------------------------------------------
-# Bad images
 
 
 def decode_image(value) -> PIL.Image.Image:
@@ -312,69 +183,14 @@ def _describe(value) -> str:
     return f"of type {type(value).__name__}"
 
 
-class UnreadableImageCounter:
-    """Counts images that fail to decode, warns about the first few, and raises
-    `TooManyUnreadableImagesError` once more than `max_fraction` of at least `min_seen` fail."""
-
-    max_warnings = 10
-
-    def __init__(self, max_fraction: float, min_seen: int = 100, kind: str = "image", column_flag: str = "--image_column"):
-        self.max_fraction = max_fraction
-        self.min_seen = min_seen
-        # What is counted, for the messages: the speech data counts audio clips with the same rule.
-        self.kind = kind
-        self.column_flag = column_flag
-        self.seen = 0
-        self.unreadable = 0
-
-    def record(self, error: UnreadableImageError | None) -> None:
-        self.seen += 1
-        if error is None:
-            return
-        self.unreadable += 1
-        if self.unreadable <= self.max_warnings:
-            logger.warning("skipping an unreadable %s (%s so far): %s", self.kind, self.unreadable, error)
-        self.check(final=False)
-
-    def check(self, final: bool = True) -> None:
-        if self.seen and (final or self.seen >= self.min_seen) and self.unreadable > self.max_fraction * self.seen:
-            raise TooManyUnreadableImagesError(
-                f"{self.unreadable} of {self.seen} {self.kind}s could not be decoded, more than the allowed "
-                f"share {self.max_fraction:g} (--max_unreadable_fraction); is {self.column_flag} right, is the data intact?"
-            )
-
-
-def drop_unreadable(dataset: Dataset, column: str, decode, unreadable_error: type[Exception], counter: "UnreadableImageCounter") -> Dataset:
-    """The rows of `dataset` whose `column` decodes (`decode` raises `unreadable_error` otherwise); warns with the
-    count of those skipped and raises `TooManyUnreadableImagesError` when `counter` allows fewer. Images and speech
-    check their data sets here."""
-
-    def readable(values):
-        flags = []
-        for value in values:
-            try:
-                decode(value)
-                flags.append(True)
-            except unreadable_error as error:
-                logger.warning("skipping an unreadable %s: %s", counter.kind, error)
-                flags.append(False)
-        return flags
-
-    kept = dataset.filter(readable, input_columns=[column], batched=True, desc=f"checking {counter.kind}s")
-    counter.seen, counter.unreadable = len(dataset), len(dataset) - len(kept)
-    if counter.unreadable:
-        logger.warning("skipped %s unreadable %ss of %s", counter.unreadable, counter.kind, counter.seen)
-    counter.check()
-    return kept
+def image_counter(max_fraction: float) -> UnreadableCounter:
+    """The count of the images that do not decode."""
+    return UnreadableCounter(max_fraction, kind="image", column_flag="--image_column")
 
 
 def drop_unreadable_images(dataset: Dataset, image_column: str, max_fraction: float) -> Dataset:
     """The images of `dataset` that decode (`drop_unreadable`)."""
-    return drop_unreadable(dataset, image_column, decode_image, UnreadableImageError, UnreadableImageCounter(max_fraction))
-
-
-# ---------------------------------------------------------------------------------------------
-# Preprocessing
+    return drop_unreadable(dataset, image_column, decode_image, UnreadableImageError, image_counter(max_fraction))
 
 
 class ImageTransform:
@@ -404,73 +220,6 @@ class ImageTransform:
         return pixel_values.contiguous()
 
 
-def example_rng(seed: int, *position: int) -> np.random.Generator:
-    """The generator of one example's augmentations, a pure function of its position."""
-    return np.random.default_rng([seed, *position])
-
-
-class SeededExamples(torch.utils.data.Dataset):
-    """A map-style data set of training examples: row `index` decoded (`decode`, which raises `unreadable_error`)
-    and made an example (`example`) with the random choices (crop, flip) drawn from (seed, epoch, index). Call
-    `set_epoch` before each epoch (`DataLoaderShard.set_epoch` does). Images and speech say only how a row decodes
-    and becomes an example; `StreamingExamples` streams the same examples."""
-
-    unreadable_error: type[Exception] = UnreadableImageError
-
-    def __init__(self, dataset: Dataset | IterableDataset, seed: int):
-        self.dataset = dataset
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        row = self.dataset[int(index)]
-        return self.example(self.decode(row), row, example_rng(self.seed, self.epoch, index))
-
-    def unreadable_counter(self, max_fraction: float) -> "UnreadableImageCounter":
-        return UnreadableImageCounter(max_fraction)
-
-    def decode(self, row: dict):
-        raise NotImplementedError
-
-    def example(self, decoded, row: dict, rng: np.random.Generator) -> dict:
-        raise NotImplementedError
-
-
-class StreamingExamples(torch.utils.data.IterableDataset):
-    """The examples of a `SeededExamples` over a streamed data set, skipping (and counting) rows that fail to
-    decode; the random choices of each come from (seed, epoch, worker, position). `datasets` splits the stream's
-    shards among the loader's workers by itself."""
-
-    def __init__(self, examples: SeededExamples, max_unreadable_fraction: float = 0.01):
-        self.examples = examples
-        self.max_unreadable_fraction = max_unreadable_fraction
-
-    def set_epoch(self, epoch: int) -> None:
-        self.examples.set_epoch(epoch)
-        self.examples.dataset.set_epoch(epoch)
-
-    def __iter__(self):
-        worker = torch.utils.data.get_worker_info()
-        worker_id = worker.id if worker is not None else 0
-        examples = self.examples
-        counter = examples.unreadable_counter(self.max_unreadable_fraction)
-        for position, row in enumerate(examples.dataset):
-            try:
-                decoded = examples.decode(row)
-            except examples.unreadable_error as error:
-                counter.record(error)
-                continue
-            counter.record(None)
-            yield examples.example(decoded, row, example_rng(examples.seed, examples.epoch, worker_id, position))
-        counter.check()
-
-
 class TrainingImages(SeededExamples):
     """Augmented training examples (`pixel_values`, optional `labels`) of an image data set."""
 
@@ -482,6 +231,11 @@ class TrainingImages(SeededExamples):
         self.image_column = image_column
         self.label_column = label_column
         self.transform = transform
+
+    unreadable_error = UnreadableImageError
+
+    def unreadable_counter(self, max_fraction: float) -> UnreadableCounter:
+        return image_counter(max_fraction)
 
     def decode(self, row: dict) -> PIL.Image.Image:
         return decode_image(row[self.image_column])
@@ -506,32 +260,6 @@ class StreamingTrainingImages(StreamingExamples):
         max_unreadable_fraction: float = 0.01,
     ):
         super().__init__(TrainingImages(dataset, image_column, transform, seed, label_column), max_unreadable_fraction)
-
-
-class EpochShuffleSampler(torch.utils.data.Sampler):
-    """A permutation of the indices drawn from (seed, epoch): the same on every process, in every
-    run, and again after a resume."""
-
-    def __init__(self, num_examples: int, seed: int):
-        self.num_examples = num_examples
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_examples
-
-    def __iter__(self):
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.num_examples).tolist())
-
-
-def collate_examples(examples: list[dict]) -> dict:
-    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
-    if "labels" in examples[0]:
-        batch["labels"] = torch.tensor([example["labels"] for example in examples])
-    return batch
 
 
 def training_dataloader(
@@ -580,7 +308,7 @@ def validation_pixel_values(
     max_unreadable_fraction: float = 0.01,
 ) -> torch.Tensor:
     """The first `max_samples` readable validation images, center-cropped, as one tensor."""
-    counter = UnreadableImageCounter(max_unreadable_fraction)
+    counter = image_counter(max_unreadable_fraction)
     images = []
     for row in dataset:
         try:

@@ -1,263 +1,34 @@
-"""Speech data sets for training the audio VQ-VAE: the offline multi-speaker default synthesised with flite, Hub /
-`audiofolder` / `save_to_disk` / streamed data sets with a `datasets.Audio` column and a speaker column, decoding
-(unreadable clips skipped and counted, as unreadable images are), and seeded random crops.
-
-Audio is decoded here with `soundfile` (the `.[audio]` extra) rather than by `datasets`, whose `Audio` decoding
-needs torchcodec and FFmpeg; WAV files decode with the standard library when soundfile is missing.
-
-As for images, every random choice (an epoch's shuffle, an example's crop) comes from a generator seeded by
-(seed, epoch, position), so batches do not depend on the number of loader workers and a resumed run goes on with
-exactly the batches it would have met.
+"""Speech data sets for training the audio VQ-VAE: Hub / `audiofolder` / `save_to_disk` / streamed data sets with a
+`datasets.Audio` column and a speaker column (the flite default of `flite_speech` without flags), the speakers' ids,
+and seeded random crops as examples and their loaders; unreadable clips are skipped and counted as unreadable images
+are (`examples`). Decoding is `audio_files`'.
 """
 
-import argparse
-import io
 import logging
 import os
-import random
-import shutil
-import subprocess
-import tempfile
-import wave
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import (
-    Audio,
-    ClassLabel,
-    Dataset,
-    DatasetDict,
-    Features,
-    IterableDataset,
-    IterableDatasetDict,
-    Sequence,
-    Value,
-)
+from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Value
 from datasets.distributed import split_dataset_by_node
 
-from ..models.audio_vqvae.feature_extraction_audio_vqvae import resample
-from ..training.arguments import check_at_least, check_in_range
-from .images import (
-    STREAM_SHARDS,
-    VALIDATION_SPLIT_NAMES,
+from ..argument_checks import check_at_least, check_in_range
+from .audio_files import AUDIO_EXTENSIONS, SAMPLING_RATE, UnreadableAudioError, decode_audio
+from .examples import (
     EpochShuffleSampler,
     SeededExamples,
     StreamingExamples,
-    UnreadableImageCounter,
+    UnreadableCounter,
+    collate_examples,
     drop_unreadable,
-    load_named_dataset,
-    training_and_validation_splits,
 )
+from .flite_speech import DEFAULT_SPEECH_DATASET_NAME, make_default_speech_dataset
+from .splits import STREAM_SHARDS, VALIDATION_SPLIT_NAMES, load_named_dataset, training_and_validation_splits
 
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SPEECH_DATASET_NAME = "flite multi-speaker speech"
-SAMPLING_RATE = 16000
-
-# flite's 16 kHz voices: awb (Scottish English, male), rms (US English, male) and slt (US English, female) were
-# built from recordings of real speakers (CMU ARCTIC); kal16 is a diphone voice (US English, male).
-FLITE_VOICES = ("awb", "rms", "slt", "kal16")
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-
-# Words of the synthesised sentences: a seeded generator combines them into distinct, speakable sentences.
-SUBJECTS = (
-    "the old man", "a young girl", "the farmer", "my neighbour", "the captain", "a tired doctor", "the small dog",
-    "her brother", "the teacher", "a quiet student", "the baker", "our driver", "the painter", "a clever fox",
-    "the pilot", "his mother", "the gardener", "a busy clerk", "the singer", "the fisherman",
-)
-VERBS = (
-    "carried", "painted", "found", "opened", "cleaned", "watched", "moved", "bought", "fixed", "dropped", "counted",
-    "hid", "measured", "packed", "pulled", "lifted", "sold", "noticed", "borrowed", "brought",
-)
-OBJECTS = (
-    "a heavy box", "the red door", "seven apples", "the broken chair", "a long letter", "the blue kettle",
-    "three candles", "the wooden fence", "a golden ring", "the empty basket", "a yellow kite", "the frozen pond",
-    "two silver coins", "the dusty map", "a warm blanket", "the green bottle", "nine pencils", "the tall ladder",
-)
-PLACES = (
-    "near the river", "before dinner", "in the morning", "behind the station", "under the bridge", "after the storm",
-    "at the market", "on a cold night", "beside the harbour", "during the summer", "across the valley",
-    "inside the barn", "along the beach", "by the church", "in the kitchen", "at noon",
-)
-
-
-class SpeechSynthesizerMissingError(RuntimeError):
-    """The speech synthesiser that makes the default data set is not installed."""
-
-
-class UnreadableAudioError(ValueError):
-    """An audio file that cannot be decoded (corrupt, truncated, not audio)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The default data set, synthesised offline
-
-
-def sentences(count: int, seed: int = 0) -> list[str]:
-    """`count` distinct sentences drawn from the vocabulary above by a seeded generator."""
-    rng = random.Random(seed)
-    chosen, seen = [], set()
-    while len(chosen) < count:
-        sentence = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(PLACES)}."
-        if sentence not in seen:
-            seen.add(sentence)
-            chosen.append(sentence[0].upper() + sentence[1:])
-    return chosen
-
-
-def flite_executable() -> str:
-    """The path of `flite`, or a clear error saying how to install it."""
-    path = shutil.which("flite")
-    if path is None:
-        raise SpeechSynthesizerMissingError(
-            "the default speech data set is synthesised with flite, which is not installed; install it with "
-            "`apt-get install -y flite` (Debian/Ubuntu), or train on your own data with --dataset_name"
-        )
-    return path
-
-
-def synthesize(text: str, voice: str, folder: str | os.PathLike, flite: str) -> dict:
-    """One utterance by flite: the WAV file's bytes, its duration, and the phonemes with their end times (s)."""
-    path = Path(folder) / f"{voice}-{abs(hash(text))}.wav"
-    result = subprocess.run(
-        [flite, "-voice", voice, "-psdur", "-t", text, "-o", str(path)], capture_output=True, text=True, check=True
-    )
-    phonemes, ends = [], []
-    for item in result.stdout.split():
-        name, _, end = item.rpartition(":")
-        phonemes.append(name)
-        ends.append(float(end))
-    wav_bytes = path.read_bytes()
-    path.unlink()
-    with wave.open(io.BytesIO(wav_bytes)) as reader:
-        if reader.getframerate() != SAMPLING_RATE:
-            raise RuntimeError(f"flite voice {voice!r} speaks at {reader.getframerate()} Hz, not {SAMPLING_RATE}")
-        duration = reader.getnframes() / reader.getframerate()
-    return {"audio": {"bytes": wav_bytes, "path": None}, "duration": duration, "phonemes": phonemes, "phoneme_ends": ends}
-
-
-def make_default_speech_dataset(
-    minutes_per_speaker: float = 3.0,
-    voices: tuple[str, ...] = FLITE_VOICES,
-    validation_fraction: float = 0.1,
-    seed: int = 0,
-    num_workers: int = 2,
-) -> DatasetDict:
-    """A multi-speaker read-speech set synthesised by flite, no network needed: every voice reads its own seeded
-    sentences until it has spoken `minutes_per_speaker` minutes.
-
-    Columns: `audio` (`datasets.Audio`, 16 kHz WAV), `speaker` (`ClassLabel` of the voices), `text`, `phonemes`
-    and `phoneme_ends` (flite's phone labels and their end times in seconds), `duration` (s). Splits `train` and
-    `validation`, stratified by speaker.
-    """
-    flite = flite_executable()
-    if not 0 < validation_fraction < 1:
-        raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
-    unknown = sorted(set(voices) - set(FLITE_VOICES))
-    if unknown:
-        raise ValueError(f"unknown flite voices {unknown}; the 16 kHz voices are {list(FLITE_VOICES)}")
-    # A sentence lasts about 2.7 s; ask for enough, then keep each voice's first ones up to its minutes.
-    per_voice = max(4, int(minutes_per_speaker * 60 / 2.0) + 2)
-    jobs = [(voice, text) for index, voice in enumerate(voices) for text in sentences(per_voice, seed * 1000 + index)]
-    with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(max(1, num_workers)) as pool:
-        utterances = list(pool.map(lambda job: synthesize(job[1], job[0], folder, flite), jobs))
-    rows = {"audio": [], "speaker": [], "text": [], "phonemes": [], "phoneme_ends": [], "duration": []}
-    spoken = dict.fromkeys(voices, 0.0)
-    for (voice, text), utterance in zip(jobs, utterances):
-        if spoken[voice] >= minutes_per_speaker * 60:
-            continue
-        spoken[voice] += utterance["duration"]
-        rows["speaker"].append(voices.index(voice))
-        rows["text"].append(text)
-        for key in ("audio", "phonemes", "phoneme_ends", "duration"):
-            rows[key].append(utterance[key])
-    # Built with the Audio column's storage type and cast afterwards: `datasets` encodes Audio values through
-    # torchcodec even when they are already WAV bytes.
-    features = Features({
-        "audio": {"bytes": Value("binary"), "path": Value("string")},
-        "speaker": ClassLabel(names=list(voices)),
-        "text": Value("string"),
-        "phonemes": Sequence(Value("string")),
-        "phoneme_ends": Sequence(Value("float32")),
-        "duration": Value("float32"),
-    })
-    speech = Dataset.from_dict(rows, features=features).cast_column(
-        "audio", Audio(sampling_rate=SAMPLING_RATE, decode=False)
-    )
-    # At least one held-out utterance per speaker, so conversion can be measured on every voice.
-    held_out = max(len(voices), round(validation_fraction * len(speech)))
-    split = speech.train_test_split(test_size=held_out, seed=seed, stratify_by_column="speaker")
-    return DatasetDict(train=split["train"], validation=split["test"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding
-
-
-def decode_audio(value, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
-    """A float32 mono waveform at `sampling_rate` from what a data set stores: `Audio(decode=False)`'s
-    `{"bytes", "path"}`, `{"array", "sampling_rate"}`, raw bytes or a file path. Several channels are averaged;
-    other rates are resampled. Raises `UnreadableAudioError` on anything that does not decode."""
-    try:
-        if isinstance(value, dict) and value.get("array") is not None:
-            waveform, rate = np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
-        else:
-            if isinstance(value, dict):
-                source = value.get("bytes") or value.get("path")
-            else:
-                source = value
-            if source is None:
-                raise ValueError("neither bytes nor a path")
-            waveform, rate = _read_audio_file(io.BytesIO(source) if isinstance(source, bytes) else source)
-        if waveform.ndim == 2:
-            waveform = waveform.mean(axis=1)
-        if waveform.size == 0:
-            raise ValueError("the clip is empty")
-        if rate != sampling_rate:
-            waveform = resample(waveform, rate, sampling_rate)
-        return np.clip(waveform.astype(np.float32), -1.0, 1.0)
-    except (OSError, ValueError, RuntimeError, TypeError, EOFError, wave.Error) as error:
-        raise UnreadableAudioError(f"cannot decode audio {_describe(value)}: {error}") from error
-
-
-def _read_audio_file(source) -> tuple[np.ndarray, int]:
-    """(samples, channels-last if several) and the rate, with soundfile, else WAV with the standard library."""
-    try:
-        import soundfile
-    except ImportError:
-        soundfile = None
-    if soundfile is not None:
-        waveform, rate = soundfile.read(source, dtype="float32", always_2d=False)
-        return waveform, rate
-    try:
-        with wave.open(source if not isinstance(source, os.PathLike) else str(source)) as reader:
-            width, channels, rate = reader.getsampwidth(), reader.getnchannels(), reader.getframerate()
-            frames = reader.readframes(reader.getnframes())
-    except wave.Error as error:
-        raise ValueError(f"{error}; only WAV decodes without soundfile: pip install 'hf-vqvae[audio]'") from error
-    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
-    if dtype is None:
-        raise ValueError(f"{8 * width}-bit WAV needs soundfile: pip install 'hf-vqvae[audio]'")
-    samples = np.frombuffer(frames, dtype=dtype).astype(np.float32)
-    samples = (samples - 128) / 128 if width == 1 else samples / float(2 ** (8 * width - 1))
-    return samples.reshape(-1, channels) if channels > 1 else samples, rate
-
-
-def _describe(value) -> str:
-    if isinstance(value, dict) and value.get("path"):
-        return repr(value["path"])
-    if isinstance(value, (str, os.PathLike)):
-        return repr(str(value))
-    return f"of type {type(value).__name__}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
 
 
 @dataclass
@@ -455,10 +226,6 @@ def load_speech_datasets(args: SpeechDataArguments, seed: int = 0) -> SpeechData
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Training examples
-
-
 def random_crop(waveform: np.ndarray, length: int, rng: np.random.Generator | None) -> np.ndarray:
     """`length` samples of the clip: a random window with `rng`, else the middle one; shorter clips are padded
     with silence at the end."""
@@ -484,7 +251,7 @@ class TrainingSpeech(SeededExamples):
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
 
-    def unreadable_counter(self, max_fraction: float) -> UnreadableImageCounter:
+    def unreadable_counter(self, max_fraction: float) -> UnreadableCounter:
         return audio_counter(max_fraction)
 
     def decode(self, row: dict) -> np.ndarray:
@@ -514,20 +281,13 @@ def speech_example(crop: np.ndarray, speaker_id: int | None) -> dict:
     return example
 
 
-def collate_speech(examples: list[dict]) -> dict:
-    batch = {"input_values": torch.stack([example["input_values"] for example in examples])}
-    if "speaker_ids" in examples[0]:
-        batch["speaker_ids"] = torch.tensor([example["speaker_ids"] for example in examples])
-    return batch
-
-
-def audio_counter(max_fraction: float) -> UnreadableImageCounter:
-    """The unreadable-file counter of the image data, counting audio clips."""
-    return UnreadableImageCounter(max_fraction, kind="audio clip", column_flag="--audio_column")
+def audio_counter(max_fraction: float) -> UnreadableCounter:
+    """The count of the audio clips that do not decode."""
+    return UnreadableCounter(max_fraction, kind="audio clip", column_flag="--audio_column")
 
 
 def drop_unreadable_audio(dataset: Dataset, audio_column: str, max_fraction: float, sampling_rate: int) -> Dataset:
-    """The clips of `dataset` that decode (`data.images.drop_unreadable`)."""
+    """The clips of `dataset` that decode (`examples.drop_unreadable`)."""
     return drop_unreadable(
         dataset, audio_column, lambda value: decode_audio(value, sampling_rate), UnreadableAudioError, audio_counter(max_fraction)
     )
@@ -565,7 +325,7 @@ def speech_dataloader(
         examples,
         batch_size=batch_size,
         sampler=sampler,
-        collate_fn=collate_speech,
+        collate_fn=collate_examples,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
     )
@@ -595,53 +355,3 @@ def validation_clips(
     if not crops:
         raise ValueError("the validation split holds no readable audio clip")
     return torch.stack(crops), (torch.tensor(speakers) if speakers[0] is not None else None)
-
-
-# ---------------------------------------------------------------------------------------------
-# scripts/make_speech_data.py
-
-
-def parse_make_speech_data_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Synthesise the default multi-speaker speech data set with flite.")
-    parser.add_argument("--output_dir", default="data/flite-speech", help="Where the `save_to_disk` folder goes.")
-    parser.add_argument("--minutes_per_speaker", type=float, default=3.0, help="Speech per voice, in minutes.")
-    parser.add_argument(
-        "--voices", nargs="+", default=list(FLITE_VOICES), choices=FLITE_VOICES, help="The flite voices (speakers)."
-    )
-    parser.add_argument("--validation_fraction", type=float, default=0.1, help="Share of utterances held out.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the sentences and of the split.")
-    parser.add_argument("--num_workers", type=int, default=2, help="flite processes run at once.")
-    parser.add_argument("--push_to_hub", action="store_true", help="Also upload the data set to the Hub.")
-    parser.add_argument("--hub_dataset_id", default=None, help="The Hub data set repository (org/name).")
-    parser.add_argument("--hub_token", default=None, help="A Hub token; by default the logged-in one.")
-    args = parser.parse_args(argv)
-    if args.minutes_per_speaker <= 0:
-        parser.error(f"--minutes_per_speaker must be > 0, got {args.minutes_per_speaker}")
-    if args.push_to_hub and not args.hub_dataset_id:
-        parser.error("--push_to_hub needs --hub_dataset_id")
-    return args
-
-
-def make_speech_data(args: argparse.Namespace) -> DatasetDict:
-    """The data set `parse_make_speech_data_args` describes, saved to --output_dir (and pushed when asked)."""
-    speech = make_default_speech_dataset(
-        args.minutes_per_speaker, tuple(args.voices), args.validation_fraction, args.seed, args.num_workers
-    )
-    speech.save_to_disk(args.output_dir)
-    minutes = {split: round(sum(data["duration"]) / 60, 2) for split, data in speech.items()}
-    logger.info("saved %s to %s (minutes per split: %s)", DEFAULT_SPEECH_DATASET_NAME, args.output_dir, minutes)
-    if args.push_to_hub:
-        speech.push_to_hub(args.hub_dataset_id, token=args.hub_token)
-    return speech
-
-
-def wav_bytes(waveform: np.ndarray | torch.Tensor, sampling_rate: int = SAMPLING_RATE) -> bytes:
-    """A mono waveform (floats in [-1, 1]) as the bytes of a 16-bit PCM WAV file."""
-    samples = np.clip(np.asarray(waveform, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(sampling_rate)
-        writer.writeframes(np.round(samples * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()

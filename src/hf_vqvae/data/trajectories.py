@@ -11,7 +11,7 @@ A trajectories data set has one row per episode with the columns
 
 A trajectory codes data set (`encode_trajectories`, `scripts/extract_trajectory_codes.py`) has the same rows with
 `codes`, the (T, h, w) code grids of a trajectory's T frames, in place of the frames, and the `actions` column as it
-was. The frames are encoded by the machinery of `data.codes` (`encode_images`: each process encodes its share of the
+was. The frames are encoded by the machinery of `data.encoding` (`encode_images`: each process encodes its share of the
 batches, all get every code), and `codes_info.json` names the VQ-VAE as for image codes.
 
 For training, `TrajectoryWindows` cuts the trajectories into windows of `context_frames + 1` frames: the context, the
@@ -28,15 +28,18 @@ from accelerate import Accelerator
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value
 
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from ..training.loop import create_accelerator, end_training
-from .codes import CODES_COLUMN, codes_features, encode_images, load_vqvae, publish_codes
-from .images import ImageTransform, decode_image, load_named_dataset, training_and_validation_splits
+from .codes import CODES_COLUMN, codes_features
+from .encoding import encode_images
+from .images import ImageTransform, decode_image
+from .splits import load_named_dataset, training_and_validation_splits
 
 
 logger = logging.getLogger(__name__)
 
 FRAMES_COLUMN = "frames"
+
 ACTIONS_COLUMN = "actions"
+
 # The column of single frames that the frames of all trajectories are flattened into for encoding.
 _FRAME_COLUMN = "image"
 
@@ -124,6 +127,65 @@ def check_frame_size(trajectories: Dataset, frames_column: str, sample_size: int
 
 
 # ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclasses.dataclass
+class TrajectoryDataArguments:
+    """Where the trajectories come from and how they are split."""
+
+    _argument_group_name = "trajectories"
+
+    dataset_name: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "The trajectories (frames + actions): a Hub data set or a `save_to_disk` folder "
+                          "(scripts/make_world_data.py --kind trajectories writes one)."},
+    )
+    dataset_config_name: str | None = dataclasses.field(default=None, metadata={"help": "The configuration of --dataset_name."})
+    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "Where `datasets` caches downloads."})
+    frames_column: str = dataclasses.field(default=FRAMES_COLUMN, metadata={"help": "The column of frame sequences."})
+    actions_column: str = dataclasses.field(
+        default=ACTIONS_COLUMN, metadata={"help": "The column of action sequences (the codes keep the name `actions`)."}
+    )
+    validation_split: str | None = dataclasses.field(
+        default=None, metadata={"help": "The split to validate on; by default the first of validation/valid/val/test."}
+    )
+    validation_fraction: float = dataclasses.field(
+        default=0.1, metadata={"help": "Share of the trajectories held out when the data set has no validation split."}
+    )
+    max_train_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep only this many training trajectories."}
+    )
+    max_validation_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep only this many validation trajectories."}
+    )
+    dataloader_num_workers: int = dataclasses.field(default=0, metadata={"help": "Worker processes loading data."})
+
+    def __post_init__(self):
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must lie in (0, 1), got {self.validation_fraction}")
+        for name in ("max_train_samples", "max_validation_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"--dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
+
+
+def load_trajectories(data: TrajectoryDataArguments, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The training and validation trajectories of --dataset_name (validation held out by --validation_fraction,
+    drawn with `seed`, when the data set has no validation split), cut to --max_train_samples /
+    --max_validation_samples."""
+    if not data.dataset_name:
+        raise ValueError("--dataset_name is required: a trajectories data set (frames + actions), Hub id or folder")
+    splits = load_named_dataset(data.dataset_name, data.dataset_config_name, cache_dir=data.cache_dir)
+    train, validation = training_and_validation_splits(splits, data, data.dataset_name, seed)
+    if data.max_validation_samples is not None:
+        validation = validation.select(range(min(data.max_validation_samples, len(validation))))
+    return train, validation
+
+
+# ---------------------------------------------------------------------------------------------
 # Encoding
 
 
@@ -176,8 +238,24 @@ def encode_trajectories(
     return Dataset.from_dict({CODES_COLUMN: codes, ACTIONS_COLUMN: trajectories[actions_column]}, features=features)
 
 
+def encode_trajectory_splits(
+    vqvae: VQVAEModel, processor, train: Dataset, validation: Dataset, data: TrajectoryDataArguments,
+    accelerator: Accelerator, *, batch_size: int,
+) -> DatasetDict:
+    """The trajectory codes of both splits (see `encode_trajectories`)."""
+    transform = ImageTransform(processor, center_crop=True)
+    return DatasetDict({
+        name: encode_trajectories(
+            vqvae, split, transform, accelerator, batch_size=batch_size, frames_column=data.frames_column,
+            actions_column=data.actions_column, num_workers=data.dataloader_num_workers,
+            description=f"encoding {name} frames",
+        )
+        for name, split in (("train", train), ("validation", validation))
+    })
+
+
 # ---------------------------------------------------------------------------------------------
-# Training windows
+# The windows a video prior trains on
 
 
 class TrajectoryWindows(torch.utils.data.Dataset):
@@ -206,121 +284,3 @@ class TrajectoryWindows(torch.utils.data.Dataset):
             "input_ids": torch.from_numpy(self.codes[trajectory][start : end + 1]),
             "actions": torch.from_numpy(self.actions[trajectory][end - 1 : end]),
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# scripts/extract_trajectory_codes.py
-
-
-@dataclasses.dataclass
-class TrajectoryDataArguments:
-    """Where the trajectories come from and how they are split."""
-
-    _argument_group_name = "trajectories"
-
-    dataset_name: str | None = dataclasses.field(
-        default=None,
-        metadata={"help": "The trajectories (frames + actions): a Hub data set or a `save_to_disk` folder "
-                          "(scripts/make_world_data.py --kind trajectories writes one)."},
-    )
-    dataset_config_name: str | None = dataclasses.field(default=None, metadata={"help": "The configuration of --dataset_name."})
-    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "Where `datasets` caches downloads."})
-    frames_column: str = dataclasses.field(default=FRAMES_COLUMN, metadata={"help": "The column of frame sequences."})
-    actions_column: str = dataclasses.field(
-        default=ACTIONS_COLUMN, metadata={"help": "The column of action sequences (the codes keep the name `actions`)."}
-    )
-    validation_split: str | None = dataclasses.field(
-        default=None, metadata={"help": "The split to validate on; by default the first of validation/valid/val/test."}
-    )
-    validation_fraction: float = dataclasses.field(
-        default=0.1, metadata={"help": "Share of the trajectories held out when the data set has no validation split."}
-    )
-    max_train_samples: int | None = dataclasses.field(
-        default=None, metadata={"help": "Keep only this many training trajectories."}
-    )
-    max_validation_samples: int | None = dataclasses.field(
-        default=None, metadata={"help": "Keep only this many validation trajectories."}
-    )
-    dataloader_num_workers: int = dataclasses.field(default=0, metadata={"help": "Worker processes loading data."})
-
-    def __post_init__(self):
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"--validation_fraction must lie in (0, 1), got {self.validation_fraction}")
-        for name in ("max_train_samples", "max_validation_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}")
-        if self.dataloader_num_workers < 0:
-            raise ValueError(f"--dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
-
-
-@dataclasses.dataclass
-class TrajectoryCodesArguments:
-    """The encoder and the output of scripts/extract_trajectory_codes.py."""
-
-    _argument_group_name = "codes"
-
-    vqvae: str | None = dataclasses.field(
-        default=None, metadata={"help": "The trained image VQ-VAE: a folder (as scripts/train.py writes) or a Hub id."}
-    )
-    output_dir: str = dataclasses.field(
-        default="outputs/trajectory-codes", metadata={"help": "Where `save_to_disk` writes the trajectory codes."}
-    )
-    batch_size: int = dataclasses.field(default=64, metadata={"help": "Frames encoded at once, per process."})
-    seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the validation trajectories held out."})
-    push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "Also upload the codes data set to the Hub."})
-    hub_dataset_id: str | None = dataclasses.field(
-        default=None, metadata={"help": "org/name; by default the name of --output_dir."}
-    )
-    hub_token: str | None = dataclasses.field(
-        default=None, metadata={"help": "A Hub token; by default the one `hf auth login` stored."}
-    )
-    hub_private_repo: bool = dataclasses.field(default=False, metadata={"help": "Make a new Hub repository private."})
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
-
-
-def load_trajectories(data: TrajectoryDataArguments, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """The training and validation trajectories of --dataset_name (validation held out by --validation_fraction,
-    drawn with `seed`, when the data set has no validation split), cut to --max_train_samples /
-    --max_validation_samples."""
-    if not data.dataset_name:
-        raise ValueError("--dataset_name is required: a trajectories data set (frames + actions), Hub id or folder")
-    splits = load_named_dataset(data.dataset_name, data.dataset_config_name, cache_dir=data.cache_dir)
-    train, validation = training_and_validation_splits(splits, data, data.dataset_name, seed)
-    if data.max_validation_samples is not None:
-        validation = validation.select(range(min(data.max_validation_samples, len(validation))))
-    return train, validation
-
-
-def encode_trajectory_splits(
-    vqvae: VQVAEModel, processor, train: Dataset, validation: Dataset, data: TrajectoryDataArguments,
-    accelerator: Accelerator, *, batch_size: int,
-) -> DatasetDict:
-    """The trajectory codes of both splits (see `encode_trajectories`)."""
-    transform = ImageTransform(processor, center_crop=True)
-    return DatasetDict({
-        name: encode_trajectories(
-            vqvae, split, transform, accelerator, batch_size=batch_size, frames_column=data.frames_column,
-            actions_column=data.actions_column, num_workers=data.dataloader_num_workers,
-            description=f"encoding {name} frames",
-        )
-        for name, split in (("train", train), ("validation", validation))
-    })
-
-
-def extract_trajectory_codes(data: TrajectoryDataArguments, extraction: TrajectoryCodesArguments) -> DatasetDict:
-    """Encode the frames of the trajectories with the VQ-VAE, save the trajectory codes (`train` and `validation`)
-    with `codes_info.json` to --output_dir (main process) and push them when asked; returns them on every process."""
-    if not extraction.vqvae:
-        raise ValueError("--vqvae is required: the trained image VQ-VAE (a folder or a Hub id) that encodes the frames")
-    accelerator = create_accelerator()
-    vqvae, processor = load_vqvae(extraction.vqvae, cache_dir=data.cache_dir)
-    with accelerator.main_process_first():
-        train, validation = load_trajectories(data, extraction.seed)
-    codes = encode_trajectory_splits(vqvae, processor, train, validation, data, accelerator, batch_size=extraction.batch_size)
-    publish_codes(codes, vqvae.config, extraction.vqvae, data.dataset_name, extraction, accelerator)
-    end_training(accelerator)
-    return codes

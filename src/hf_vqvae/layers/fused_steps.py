@@ -13,21 +13,34 @@ working C++ compiler, runs the eager step, which draws the same codes (`HF_VQVAE
 The library is built with the first C++ compiler found (`$CXX`, `c++`, `g++`, `clang++`), for this machine's
 processor (`-march=native`, then without it if that fails), into `$HF_VQVAE_CACHE/fused_steps/` (default
 `~/.cache/hf_vqvae`, or under `$XDG_CACHE_HOME`), named by a hash of the source, the compiler, the flags and the
-processor, and moved into place whole, so concurrent processes never load half a file. It takes about a second.
+processor. It takes about a second. Loading a library runs its code, and its name is a hash anyone can compute, so
+the cache is guarded:
+- folders are created 0700 and files 0600; a folder or file that another user owns or that group or others can
+  write, or a symbolic link, is refused with a warning (the eager step runs), since another user could have planted
+  a library there;
+- a library is loaded only where its bytes match the SHA-256 written beside it after the build that made it; a
+  truncated or foreign file is built again (with a warning where a checksum was there and does not match);
+- one process builds at a time (a lock on the folder), in a private temporary folder, and moves the library into
+  place whole, so concurrent processes never load half a file.
 """
 
+import contextlib
 import ctypes
+import errno
 import functools
 import hashlib
 import logging
 import os
 import platform
+import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -36,6 +49,19 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("fused_steps.cpp")
 FLAGS = ["-O3", "-std=c++17", "-pthread", "-shared", "-fPIC"]
 DISABLE_VARIABLE = "HF_VQVAE_FUSED_STEPS"
+CHECKSUM_SUFFIX = ".sha256"
+EAGER = "the cached samplers run their eager step, several times slower at small batches"
+
+
+class UnsafeCacheError(Exception):
+    """A cache folder or file that another user owns or could write, or a symbolic link: never loaded from."""
+
+    def __init__(self, path: Path, kind: str, problem: str):
+        remedy = (
+            "make the folder private (`chmod 700`, owned by you, not a link) or set HF_VQVAE_CACHE to a folder only "
+            "you can write" if kind == "folder" else "remove it, and the next sample builds the library again"
+        )
+        super().__init__(f"the {kind} {path} {problem}, so another user could have planted a library there: {remedy}")
 
 
 def cache_directory() -> Path:
@@ -55,55 +81,186 @@ def _processor() -> str:
     return platform.machine() + "".join(sorted({line for line in lines if line.split(":")[0].strip() in keys}))
 
 
-def _compile(compiler: str, flags: list[str], target: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".building-", suffix=".so", delete=False) as staged:
-        staged_path = Path(staged.name)
+def _check_private(descriptor: int, path: Path, kind: str) -> None:
+    """Refuse a `kind` ("folder" or "file") that another user owns or could have written."""
+    status = os.fstat(descriptor)
+    if not (stat.S_ISDIR if kind == "folder" else stat.S_ISREG)(status.st_mode):
+        raise UnsafeCacheError(path, kind, f"is not a {'folder' if kind == 'folder' else 'regular file'}")
+    if status.st_uid != os.geteuid():
+        raise UnsafeCacheError(path, kind, f"is owned by uid {status.st_uid}, not by this user (uid {os.geteuid()})")
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeCacheError(path, kind, f"is writable by group or others (mode {stat.S_IMODE(status.st_mode):o})")
+
+
+def _open_not_following_links(path: Path, kind: str, flags: int, directory: int | None = None) -> int:
+    """`os.open` that refuses a symbolic link; `path` in the folder `directory` where one is given."""
     try:
-        subprocess.run(
-            [compiler, *flags, str(SOURCE), "-o", str(staged_path)], check=True, capture_output=True, text=True
-        )
-        os.replace(staged_path, target)
+        return os.open(path.name if directory is not None else path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=directory)  # fmt: skip
+    except OSError as error:
+        if error.errno == errno.ELOOP or (error.errno == errno.ENOTDIR and os.path.islink(path)):
+            raise UnsafeCacheError(path, kind, "is a symbolic link") from None
+        raise
+
+
+def _open_cache_directory(folder: Path) -> int:
+    """A descriptor of the cache folder, created (with its missing parents) as 0700. Refused where it is a symbolic
+    link, another user's, or writable by group or others; every file below is opened through the descriptor, so the
+    folder cannot be swapped for another between the check and the use."""
+    for missing in reversed([folder, *folder.parents]):
+        if not os.path.lexists(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(missing, 0o700)
+    directory = _open_not_following_links(folder, "folder", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _check_private(directory, folder, "folder")
+    except BaseException:
+        os.close(directory)
+        raise
+    return directory
+
+
+def _open_private(directory: int, path: Path) -> BinaryIO | None:
+    """The cache file `path` (in the folder `directory`) open for reading, None where there is none; refused where it
+    is a symbolic link, another user's, or writable by group or others."""
+    try:
+        file = os.fdopen(_open_not_following_links(path, "file", os.O_RDONLY, directory), "rb")
+    except FileNotFoundError:
+        return None
+    try:
+        _check_private(file.fileno(), path, "file")
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _unverified(directory: int, path: Path) -> str | None:
+    """Why the library `path` cannot be loaded as it is ("is missing", or its bytes do not match the checksum written
+    beside it when it was built); None where it can."""
+    library = _open_private(directory, path)
+    if library is None:
+        return "is missing"
+    with library:
+        checksum = _open_private(directory, path.with_name(path.name + CHECKSUM_SUFFIX))
+        if checksum is None:
+            return "has no checksum beside it"
+        with checksum:
+            expected = checksum.read(256).decode(errors="replace").strip()
+        if hashlib.sha256(library.read()).hexdigest() != expected:
+            return "does not match the checksum written when it was built (truncated or replaced since)"
+    return None
+
+
+def _write_atomically(directory: int, name: str, data: bytes) -> None:
+    """`data` into the cache file `name`, private (0600), synced, then renamed into place whole."""
+    staged = f".building-{secrets.token_hex(8)}-{name}"
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=directory)  # fmt: skip
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staged, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staged, dir_fd=directory)
+        raise
+
+
+def _build(compiler: str, flags: list[str], directory: int, path: Path) -> None:
+    """Compile into a private temporary folder, then write the library into the cache and its checksum beside it."""
+    with tempfile.TemporaryDirectory(prefix="hf_vqvae-fused-steps-") as private:
+        built = Path(private) / path.name
+        subprocess.run([compiler, *flags, str(SOURCE), "-o", str(built)], check=True, capture_output=True, text=True)
+        library = built.read_bytes()
+    _write_atomically(directory, path.name, library)
+    _write_atomically(directory, path.name + CHECKSUM_SUFFIX, hashlib.sha256(library).hexdigest().encode())
+
+
+@contextlib.contextmanager
+def _building(directory: int):
+    """Held while one process checks and builds a library (a lock on the cache folder): the others wait, then find it
+    built and verified."""
+    import fcntl  # POSIX only, like the rest of the cache
+
+    fcntl.flock(directory, fcntl.LOCK_EX)
+    try:
+        yield
     finally:
-        staged_path.unlink(missing_ok=True)
+        fcntl.flock(directory, fcntl.LOCK_UN)
+
+
+def _load(directory: int, path: Path) -> ctypes.CDLL:
+    """Load the verified library through the folder's descriptor where the system allows it (Linux's /proc), so that
+    the folder cannot be swapped for another between the check and the load."""
+    through_descriptor = f"/proc/self/fd/{directory}/{path.name}"
+    return ctypes.CDLL(through_descriptor if os.path.exists(through_descriptor) else str(path))
+
+
+def _load_or_build(compiler: str, flags: list[str], directory: int, path: Path) -> ctypes.CDLL:
+    """The library `path`, verified, built first where it is missing or fails verification (one process at a time)."""
+    if _unverified(directory, path) is not None:
+        with _building(directory):
+            why_not = _unverified(directory, path)
+            if why_not is not None:
+                if why_not.startswith("does not match"):
+                    logger.warning("The cached library of the fused sampler steps %s %s: building it again.", path, why_not)
+                _build(compiler, flags, directory, path)
+                why_not = _unverified(directory, path)
+                if why_not is not None:
+                    raise OSError(f"{path} {why_not} right after it was built")
+    return _load(directory, path)
+
+
+def _load_any(compiler: str, directory: int, folder: Path) -> ctypes.CDLL:
+    """The library of the first flags that build and load (`-march=native`, then without it), its functions declared;
+    an OSError that says why each failed where none does."""
+    source = SOURCE.read_bytes()
+    errors = []
+    for flags in ([*FLAGS, "-march=native"], FLAGS):
+        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(), _processor().encode()]))
+        try:
+            library = _load_or_build(compiler, flags, directory, folder / f"fused_steps-{key.hexdigest()[:16]}.so")
+            for name, structure in (("pixelcnn_row", PixelCNNStep), ("pixelcnn_step", PixelCNNStep),
+                                    ("wavenet_step", WaveNetStep)):  # fmt: skip
+                function = getattr(library, name)
+                function.argtypes, function.restype = [ctypes.POINTER(structure), ctypes.c_int64], None
+            return library
+        except (OSError, subprocess.CalledProcessError, AttributeError) as error:
+            errors.append(f"{' '.join(flags)}: {getattr(error, 'stderr', None) or error}")
+    raise OSError("\n".join(errors))
 
 
 @functools.cache
 def load_library() -> ctypes.CDLL | None:
-    """The compiled steps, building them if this machine has none yet; None (with one warning) where that fails."""
+    """The compiled steps, building them if this machine has none yet; None (with one warning) where that fails or
+    the cache is not safe to load from."""
+    if os.name != "posix":
+        logger.warning("The fused sampler steps are built on POSIX systems only: %s.", EAGER)
+        return None
     compiler = next(
         (found for name in (os.environ.get("CXX"), "c++", "g++", "clang++") if name and (found := shutil.which(name))),
         None,
     )
     if compiler is None:
         logger.warning(
-            "No C++ compiler found ($CXX, c++, g++, clang++): the cached samplers run their eager step, several times "
-            "slower at small batches. Install one (e.g. `apt-get install g++`) for the fused step."
+            "No C++ compiler found ($CXX, c++, g++, clang++): %s. Install one (e.g. `apt-get install g++`) for the "
+            "fused step.", EAGER,
         )
         return None
-    source = SOURCE.read_bytes()
-    errors = []
-    for flags in ([*FLAGS, "-march=native"], FLAGS):
-        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(), _processor().encode()]))
-        target = cache_directory() / f"fused_steps-{key.hexdigest()[:16]}.so"
+    folder = cache_directory()
+    try:
+        directory = _open_cache_directory(folder)
         try:
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _compile(compiler, flags, target)
-            library = ctypes.CDLL(str(target))
-        except (OSError, subprocess.CalledProcessError) as error:
-            errors.append(f"{' '.join(flags)}: {getattr(error, 'stderr', None) or error}")
-            continue
-        for name, structure in (("pixelcnn_row", PixelCNNStep), ("pixelcnn_step", PixelCNNStep),
-                                ("wavenet_step", WaveNetStep)):
-            function = getattr(library, name)
-            function.argtypes, function.restype = [ctypes.POINTER(structure), ctypes.c_int64], None
-        return library
-    logger.warning(
-        "Compiling the fused sampler steps (%s) failed, so the cached samplers run their eager step, several times "
-        "slower at small batches:\n%s",
-        SOURCE.name,
-        "\n".join(errors),
-    )
+            return _load_any(compiler, directory, folder)
+        finally:
+            os.close(directory)
+    except UnsafeCacheError as refusal:
+        logger.warning("Not loading the fused sampler steps: %s. %s.", refusal, EAGER.capitalize())
+    except OSError as error:
+        logger.warning("Building the fused sampler steps (%s) into %s failed, so %s:\n%s", SOURCE.name, folder, EAGER, error)
     return None
 
 

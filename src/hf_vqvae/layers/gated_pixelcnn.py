@@ -16,13 +16,8 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .gated_pixelcnn_sampler import CachedGatedPixelCNNSampler
+from .gates import gate
 from .sampling import draw_from_logits
-
-
-def gate(pre_activation: torch.Tensor) -> torch.Tensor:
-    """tanh(content) * sigmoid(gate), the two halves split along the channels."""
-    content, gate = pre_activation.chunk(2, dim=1)
-    return torch.tanh(content) * torch.sigmoid(gate)
 
 
 def down_shift(grid: torch.Tensor) -> torch.Tensor:

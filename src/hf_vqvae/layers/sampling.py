@@ -6,7 +6,26 @@ operations. Drawing by inverse CDF from one uniform number per row, taken from t
 both, makes them pick the same category unless a uniform number lands within rounding distance of a CDF boundary.
 """
 
+import math
+import numbers
+
 import torch
+
+
+# Below this the logits / temperature overflow fp32 for ordinary logits: sampling becomes argmax in all but name,
+# with ties broken differently by the cached and the plain samplers (all of one code against all of another).
+MIN_TEMPERATURE = 1e-3
+
+
+def check_temperature(temperature) -> None:
+    """Raise ValueError unless `temperature` is a finite number >= `MIN_TEMPERATURE`: the one check of every
+    sampler in the package (the models call it before sampling; `draw_from_logits` trusts it)."""
+    is_number = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    if not is_number or not MIN_TEMPERATURE <= temperature < math.inf:
+        raise ValueError(
+            f"temperature must be a finite number >= {MIN_TEMPERATURE} (smaller ones overflow the logits, and "
+            f"sampling degenerates to one value everywhere), got {temperature!r}"
+        )
 
 
 def draw_from_logits(

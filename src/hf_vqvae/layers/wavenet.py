@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fused_steps
-from .gated_pixelcnn import gate
-from .gated_pixelcnn_sampler import SINGLE_THREAD_FUSED_STEP_MACS, SINGLE_THREAD_STEP_MACS, ThreadPolicy, glu
+from .gates import gate, glu
+from .sampler_threads import SINGLE_THREAD_FUSED_STEP_MACS, SINGLE_THREAD_STEP_MACS, ThreadPolicy
 from .sampling import draw_from_logits, uniform_numbers
 
 
@@ -141,19 +141,25 @@ class WaveNet(nn.Module):
         conditioning: torch.Tensor | None = None,
         global_conditioning: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        hidden_states: list | None = None,
     ) -> torch.Tensor:
         """Logits (batch, num_classes, time) of unchecked samples (batch, time): the logits at t see samples < t
         only. `inputs_embeds` (batch, residual_channels, time) replaces `embed(samples)` (e.g. to take gradients
         through the input). `conditioning` (batch, conditioning_channels, frames) must cover the time at
-        `conditioning_hop` samples per frame."""
+        `conditioning_hop` samples per frame. When a list is given as `hidden_states`, the input and each block's
+        residual output (batch, residual_channels, time) are appended to it."""
         hidden = self.embed(samples) if inputs_embeds is None else inputs_embeds
         length = hidden.shape[-1]
+        if hidden_states is not None:
+            hidden_states.append(hidden)
         skips = 0
         for block, bias in zip(self.blocks, self.gate_biases(conditioning, global_conditioning)):
             if bias is not None and bias.shape[-1] > 1:
                 bias = bias.repeat_interleave(self.conditioning_hop, dim=-1)[..., :length]
             hidden, skip = block(hidden, bias)
             skips = skips + skip
+            if hidden_states is not None:
+                hidden_states.append(hidden)
         return self.output_logits(F.relu(self.output_hidden(F.relu(skips))))
 
     @torch.no_grad()

@@ -4,14 +4,37 @@ its code sequence)."""
 import torch
 from diffusers import AudioPipelineOutput
 
-from ..hub import audio_pipeline_model_card
+from .pipeline_cards import audio_pipeline_model_card
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
-from .pipeline_utils import HubDiffusionPipeline
+from .pipeline_utils import HubDiffusionPipeline, batch_size_of
 
 
 AUDIO_OUTPUT_TYPES = ("np", "pt")
+
+
+def check_feature_extractor_fits(feature_extractor: AudioVQVAEFeatureExtractor, config) -> None:
+    """Raise ValueError unless the feature extractor prepares audio at the rate and in the hops of the model of
+    `config` (an `AudioVQVAEConfig`): otherwise audio at one rate would run through a model trained at another."""
+    expected = (config.sampling_rate, config.hop_length)
+    found = (feature_extractor.sampling_rate, feature_extractor.hop_length)
+    if found != expected:
+        raise ValueError(
+            f"the feature extractor prepares audio at {found[0]} Hz in hops of {found[1]} samples but the audio VQ-VAE "
+            f"takes {expected[0]} Hz in hops of {expected[1]} (sampling_rate and hop_length must be equal; in a saved "
+            "pipeline they are in feature_extractor/preprocessor_config.json and vqvae/config.json). Use "
+            "AudioVQVAEFeatureExtractor.for_model(vqvae.config), or feature_extractor=None for a matching one"
+        )
+
+
+def _count(speaker) -> int | None:
+    """How many speakers `speaker` names: None for none, one for an id or a name, else one per entry."""
+    if speaker is None:
+        return None
+    if isinstance(speaker, torch.Tensor):
+        return speaker.numel()
+    return len(speaker) if isinstance(speaker, (list, tuple)) else 1
 
 
 class AudioVQVAEPipeline(HubDiffusionPipeline):
@@ -32,8 +55,10 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         prior ([`PixelCNNPriorModel`], *optional*): a prior over the code sequence with `grid_height=1` and the
             VQ-VAE's codebook size; with `num_classes` equal to the number of speakers it is conditioned on the
             speaker. Needed only for unconditional generation.
-        feature_extractor ([`AudioVQVAEFeatureExtractor`], *optional*): prepares `audio=` inputs; one matching the
-            VQ-VAE is made if omitted.
+        feature_extractor ([`AudioVQVAEFeatureExtractor`], *optional*): prepares `audio=` inputs; its sampling rate
+            and hop length must be the VQ-VAE's (checked here, so also when a saved pipeline loads). Without one
+            (None, as diffusers' optional components are), one matching the VQ-VAE is used; None is what
+            `save_pretrained` records and `from_pretrained` gives back.
     """
 
     model_cpu_offload_seq = "prior->vqvae"
@@ -59,12 +84,12 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
                     f"a speaker-conditioned prior needs num_classes equal to the VQ-VAE's num_speakers "
                     f"({vqvae.config.num_speakers}), got {prior.config.num_classes}"
                 )
-        if feature_extractor is None:
-            feature_extractor = AudioVQVAEFeatureExtractor.for_model(vqvae.config)
+        if feature_extractor is not None:
+            check_feature_extractor_fits(feature_extractor, vqvae.config)
         self.register_modules(vqvae=vqvae, prior=prior, feature_extractor=feature_extractor)
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.audio_pipeline_model_card`; `dataset_name`, `metrics`, `image_path`)."""
+        """The card `push_to_hub` uploads (`pipeline_cards.audio_pipeline_model_card`; `dataset_name`, `metrics`, `image_path`)."""
         prior_config = self.prior.config if self.prior is not None else None
         return audio_pipeline_model_card(self.vqvae.config, prior_config, repo_id, **card_fields)
 
@@ -75,7 +100,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         sampling_rate: int | None = None,
         codes: torch.LongTensor | None = None,
         speaker: int | str | list[int | str] | torch.Tensor | None = None,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
@@ -90,7 +115,8 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
                 extractor resamples only if built with `do_resample=True`).
             codes (`torch.LongTensor`, *optional*): (batch, latents) codes to decode instead.
             speaker (*optional*): the voice of the output: an id or a name, one for all or one per clip.
-            batch_size (`int`, defaults to 1): clips to generate from the prior (neither `audio` nor `codes`).
+            batch_size (`int`, *optional*): clips to generate from the prior (neither `audio` nor `codes`); defaults
+                to one per speaker (`speaker=["ann", "bob"]` gives two clips), or 1.
             temperature (`float`, defaults to 1.0): divides the decoder's (and the prior's) logits.
             generator (`torch.Generator`, *optional*): makes sampling reproducible.
             use_cache (`bool`, defaults to `True`): cached sample-by-sample generation (False: the plain reference).
@@ -125,7 +151,10 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         else:
             if isinstance(audio, torch.Tensor):
                 audio = audio.cpu().numpy()
-            input_values = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")["input_values"]
+            feature_extractor = self.feature_extractor
+            if feature_extractor is None:
+                feature_extractor = AudioVQVAEFeatureExtractor.for_model(self.vqvae.config)
+            input_values = feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")["input_values"]
         return input_values.to(device=self.vqvae.device, dtype=self.vqvae.dtype)
 
     def _sample_codes(self, batch_size, speaker, temperature, generator) -> torch.LongTensor:
@@ -135,8 +164,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
                 "(extract the VQ-VAE's codes with scripts/extract_speech_codes.py and train one on them with "
                 "scripts/train_prior.py, or pass codes=)"
             )
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = batch_size_of(batch_size, _count(speaker), "speaker", "clip")
         class_labels = None
         if self.prior.config.num_classes:
             class_labels = self.vqvae.speaker_ids(speaker, batch_size)

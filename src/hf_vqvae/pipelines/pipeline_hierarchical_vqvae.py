@@ -9,13 +9,13 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import hierarchical_pipeline_model_card
+from .pipeline_cards import hierarchical_pipeline_model_card
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
 from .pipeline_utils import HubDiffusionPipeline
-from .pipeline_vqvae import PIPELINE_OUTPUT_TYPES, pixel_values_for_vqvae
+from .pipeline_vqvae import PIPELINE_OUTPUT_TYPES, image_processor_of, pixel_values_for_vqvae
 
 
 @dataclass
@@ -46,8 +46,9 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
             must be the stage-1 VQ-VAE's (checked here).
         prior ([`PixelCNNPriorModel`]): a PixelCNN over the stage-2 code grid; its K and grid must be the stage-2
             model's (checked here).
-        image_processor ([`VQVAEImageProcessor`], *optional*): for `image=` inputs and decoded pixels; one matching
-            the VQ-VAE is made if omitted.
+        image_processor ([`VQVAEImageProcessor`], *optional*): for `image=` inputs and decoded pixels. Without one
+            (None, as diffusers' optional components are), one matching the VQ-VAE is used; None is what
+            `save_pretrained` records and `from_pretrained` gives back.
     """
 
     model_cpu_offload_seq = "prior->stage2->vqvae"
@@ -67,14 +68,12 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
             prior.check_compatible_with_vqvae(*stage2.config.prior_code_grid(*stage2.config.latent_grid))
         except ValueError as error:
             raise ValueError(f"the top prior does not fit the stage-2 model: {error}") from error
-        if image_processor is None:
-            image_processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
         self.register_modules(vqvae=vqvae, stage2=stage2, prior=prior, image_processor=image_processor)
 
     push_commit_message = "Upload hierarchical VQ-VAE pipeline with hf-vqvae"
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.hierarchical_pipeline_model_card`: `dataset_name`, `metrics`,
+        """The card `push_to_hub` uploads (`pipeline_cards.hierarchical_pipeline_model_card`: `dataset_name`, `metrics`,
         `image_path`)."""
         return hierarchical_pipeline_model_card(self.vqvae.config, self.stage2.config, self.prior.config, repo_id, **card_fields)
 
@@ -121,7 +120,7 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
             images = codes
         else:
             reconstruction = self.vqvae.decode(codes).reconstruction
-            images = self.image_processor.postprocess(reconstruction, output_type=output_type)
+            images = image_processor_of(self).postprocess(reconstruction, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, codes, latent_codes)
@@ -136,7 +135,7 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
         return make_image_grid(images, rows=num_rows, cols=images_per_row)
 
     def _pixel_values(self, image) -> torch.Tensor:
-        pixel_values = pixel_values_for_vqvae(self.vqvae, self.image_processor, image)
+        pixel_values = pixel_values_for_vqvae(self.vqvae, image_processor_of(self), image)
         size = self.vqvae.config.sample_size
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[-2:]) != (size, size):
             raise ValueError(

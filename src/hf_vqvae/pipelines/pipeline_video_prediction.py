@@ -10,12 +10,12 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput, export_to_gif, make_image_grid
 
-from ..hub import video_pipeline_model_card
+from .pipeline_cards import video_pipeline_model_card
 from ..models.video_prior.modeling_video_prior import VideoPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
 from .pipeline_utils import HubDiffusionPipeline
-from .pipeline_vqvae import PIPELINE_OUTPUT_TYPES
+from .pipeline_vqvae import PIPELINE_OUTPUT_TYPES, image_processor_of
 
 
 @dataclass
@@ -49,7 +49,8 @@ class VideoPredictionPipeline(HubDiffusionPipeline):
         video_prior ([`VideoPriorModel`]): the action-conditioned prior over the VQ-VAE's code grids; its codebook
             size and grid must match the VQ-VAE's (checked here).
         image_processor ([`VQVAEImageProcessor`], *optional*): turns frames into pixel values and decoded pixels into
-            PIL / numpy; one matching the VQ-VAE is made if omitted.
+            PIL / numpy. Without one (None, as diffusers' optional components are), one matching the VQ-VAE is used;
+            None is what `save_pretrained` records and `from_pretrained` gives back.
     """
 
     model_cpu_offload_seq = "video_prior->vqvae"
@@ -62,12 +63,10 @@ class VideoPredictionPipeline(HubDiffusionPipeline):
         super().__init__()
         latent_size = vqvae.config.latent_size
         video_prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
-        if image_processor is None:
-            image_processor = VQVAEImageProcessor.for_vqvae(vqvae.config)
         self.register_modules(vqvae=vqvae, video_prior=video_prior, image_processor=image_processor)
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.video_pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
+        """The card `push_to_hub` uploads (`pipeline_cards.video_pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
         return video_pipeline_model_card(self.vqvae.config, self.video_prior.config, repo_id, **card_fields)
 
     # ----------------------------------------------------------------------------------------------- inputs
@@ -149,7 +148,7 @@ class VideoPredictionPipeline(HubDiffusionPipeline):
                             "(its sample_size); frames are not rescaled"
                         )
             flat = [frame for sequence in sequences for frame in sequence]
-            pixel_values = self.image_processor(flat, return_tensors="pt")["pixel_values"]
+            pixel_values = image_processor_of(self)(flat, return_tensors="pt")["pixel_values"]
             pixel_values = pixel_values.reshape(len(sequences), -1, *pixel_values.shape[1:])
         if tuple(pixel_values.shape[2:]) != (channels, size, size):
             raise ValueError(
@@ -174,9 +173,9 @@ class VideoPredictionPipeline(HubDiffusionPipeline):
         batch, length = codes.shape[:2]
         pixels = self.vqvae.decode(codes.flatten(0, 1)).reconstruction
         if output_type == "pil":
-            images = self.image_processor.postprocess(pixels, output_type="pil")
+            images = image_processor_of(self).postprocess(pixels, output_type="pil")
             return [images[index * length : (index + 1) * length] for index in range(batch)]
-        frames = self.image_processor.postprocess(pixels, output_type=output_type)
+        frames = image_processor_of(self).postprocess(pixels, output_type=output_type)
         return frames.reshape(batch, length, *frames.shape[1:])
 
     # ----------------------------------------------------------------------------------------------- generation

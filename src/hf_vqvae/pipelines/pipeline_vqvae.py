@@ -9,11 +9,11 @@ import PIL.ImageFont
 import torch
 from diffusers.utils import BaseOutput, make_image_grid
 
-from ..hub import pipeline_model_card
+from .pipeline_cards import pipeline_model_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .pipeline_utils import HubDiffusionPipeline
+from .pipeline_utils import HubDiffusionPipeline, batch_size_of
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
@@ -60,9 +60,9 @@ class VQVAEPipeline(HubDiffusionPipeline):
             components are), one matching the VQ-VAE's resolution and channels is used; None is
             what `save_pretrained` records and `from_pretrained` gives back.
 
-    `DiffusionPipeline.from_pretrained(folder)` cannot load this pipeline: diffusers looks its class
-    up on the `diffusers` module itself (third-party pipelines only through `custom_pipeline` code,
-    which needs `trust_remote_code`). Load it with `VQVAEPipeline.from_pretrained(folder or Hub id)`.
+    Load it with `VQVAEPipeline.from_pretrained(folder or Hub id)`. diffusers' generic
+    `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` loads it too, through the custom
+    pipeline entry every saved folder carries (`HubDiffusionPipeline`).
     """
 
     model_cpu_offload_seq = "prior->vqvae"
@@ -78,7 +78,7 @@ class VQVAEPipeline(HubDiffusionPipeline):
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
     def model_card(self, repo_id: str, **card_fields):
-        """The card `push_to_hub` uploads (`hub.pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
+        """The card `push_to_hub` uploads (`pipeline_cards.pipeline_model_card`: `dataset_name`, `metrics`, `image_path`)."""
         return pipeline_model_card(self.vqvae.config, self.prior.config, repo_id, **card_fields)
 
     def class_label_ids(self, labels: int | str | list[int | str] | torch.Tensor) -> torch.LongTensor:
@@ -99,7 +99,7 @@ class VQVAEPipeline(HubDiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels: int | str | list[int | str] | torch.Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -109,8 +109,9 @@ class VQVAEPipeline(HubDiffusionPipeline):
     ) -> VQVAEPipelineOutput | tuple:
         r"""
         Args:
-            batch_size (`int`, defaults to 1): images to generate; with a single class label, that
-                label is used for every image.
+            batch_size (`int`, *optional*): images to generate; defaults to one per class label
+                (`class_labels=["dots", "stripes"]` gives two images), or 1. With a single class label,
+                that label is used for every image.
             class_labels (*optional*): one class id or name per image (or one for all) for a
                 class-conditional prior; must be omitted for an unconditional one.
             temperature (`float`, defaults to 1.0): divides the prior's logits.
@@ -134,7 +135,7 @@ class VQVAEPipeline(HubDiffusionPipeline):
             images = codes
         else:
             reconstruction = self.vqvae.decode(codes).reconstruction
-            images = self._image_processor().postprocess(reconstruction, output_type=output_type)
+            images = image_processor_of(self).postprocess(reconstruction, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, codes)
@@ -164,19 +165,14 @@ class VQVAEPipeline(HubDiffusionPipeline):
         names = [str((self.prior.config.id2label or {}).get(index, index)) for index in range(num_classes)]
         return with_row_labels(grid, names)
 
-    def _image_processor(self) -> VQVAEImageProcessor:
-        """The pipeline's image processor, or one matching the VQ-VAE when it has none."""
-        if self.image_processor is not None:
-            return self.image_processor
-        return VQVAEImageProcessor.for_vqvae(self.vqvae.config)
-
     def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        num_labels = None
         if class_labels is not None:
             class_labels = self.class_label_ids(class_labels)
-            if class_labels.numel() == 1:
-                class_labels = class_labels.expand(batch_size)
+            num_labels = class_labels.numel()
+        batch_size = batch_size_of(batch_size, num_labels, "class label", "image")
+        if num_labels == 1:
+            class_labels = class_labels.expand(batch_size)
         with self.progress_bar(total=self.prior.config.grid_height) as progress_bar:
             return self.prior.sample(
                 batch_size=batch_size,
@@ -187,7 +183,15 @@ class VQVAEPipeline(HubDiffusionPipeline):
             )
 
     def _pixel_values(self, image) -> torch.Tensor:
-        return pixel_values_for_vqvae(self.vqvae, self._image_processor(), image)
+        return pixel_values_for_vqvae(self.vqvae, image_processor_of(self), image)
+
+
+def image_processor_of(pipeline) -> VQVAEImageProcessor:
+    """The image processor of a pipeline over a `vqvae`: its optional `image_processor` component, or one matching
+    the VQ-VAE when that is None (which `save_pretrained` records and `from_pretrained` gives back)."""
+    if pipeline.image_processor is not None:
+        return pipeline.image_processor
+    return VQVAEImageProcessor.for_vqvae(pipeline.vqvae.config)
 
 
 def pixel_values_for_vqvae(vqvae: VQVAEModel, image_processor: VQVAEImageProcessor, image) -> torch.Tensor:

@@ -2,7 +2,7 @@
 (optimisation; checkpoints and logging; the Hub), and the parsing of a recipe's settings from a command
 line or a JSON / YAML file with transformers' `HfArgumentParser`.
 
-A recipe's settings are one dataclass whose fields are groups (see `training.vqvae.VQVAETrainingArguments`):
+A recipe's settings are one dataclass whose fields are groups (see `recipes.vqvae.VQVAETrainingArguments`):
 the data set's (`data.images.ImageDataArguments`), the model's, and the shared groups below. Each group
 checks its own values in `__post_init__`, so a value from the command line, a file or Python fails the same
 way. The flags keep diffusers' names (`--learning_rate`, `--output_dir`, ...).
@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from diffusers.optimization import SchedulerType
 from transformers import HfArgumentParser
 
+from ..argument_checks import check_at_least, check_choice, check_in_range
+
 
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
@@ -26,25 +28,6 @@ LR_SCHEDULER_CHOICES = tuple(kind.value for kind in SchedulerType)
 ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # Settings that never go into a saved arguments file or a tracker.
 SECRET_FIELDS = ("hub_token",)
-
-
-def check_at_least(group, name: str, minimum: float, *, optional: bool = False) -> None:
-    """Raise a `ValueError` naming the flag unless `group.<name>` >= `minimum` (None allowed when `optional`)."""
-    value = getattr(group, name)
-    if optional and value is None:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
-        raise ValueError(f"--{name} must be >= {minimum}, got {value!r}")
-
-
-def check_in_range(group, name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-    """Raise a `ValueError` naming the flag unless `group.<name>` lies in the interval from `low` to `high`."""
-    value = getattr(group, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"--{name} must lie in {interval}, got {value!r}")
 
 
 @dataclass
@@ -129,13 +112,7 @@ class HubArguments:
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository private."})
 
 
-def check_choice(group, name: str, choices: tuple) -> None:
-    value = getattr(group, name)
-    if value not in choices:
-        raise ValueError(f"--{name} must be one of {list(choices)}, got {value!r}")
-
-
-Recipe = TypeVar("Recipe")
+Settings = TypeVar("Settings")
 
 
 def recipe_groups(recipe_class: type) -> dict[str, Any]:
@@ -152,7 +129,7 @@ def argument_parser(recipe_class: type, description: str | None = None) -> HfArg
     return parser
 
 
-def parse_arguments(recipe_class: type[Recipe], argv: list[str] | None = None, description: str | None = None) -> Recipe:
+def parse_arguments(recipe_class: type[Settings], argv: list[str] | None = None, description: str | None = None) -> Settings:
     """A recipe's settings from command-line flags, or from a JSON / YAML file of them passed as the only
     argument (`scripts/train.py args.yaml`). A file is read as the flags it names, so a wrong type or value
     in it fails with the message the same flag would give on the command line."""

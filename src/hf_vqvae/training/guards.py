@@ -6,7 +6,6 @@ import ctypes
 import errno
 import fcntl
 import logging
-import math
 import os
 import signal
 import sys
@@ -109,28 +108,6 @@ def stop_with_launcher() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class IgnoreStopSignals:
-    """A data loader's `worker_init_fn` that makes its workers ignore SIGINT and SIGTERM, then runs the loader's
-    own `worker_init_fn`. Ctrl-C in a terminal, `timeout` and job schedulers signal the whole process group; a
-    worker killed by that signal makes the main process fail ("DataLoader worker exited unexpectedly") before
-    it can save the checkpoint `StopRequests` asks for. The main process shuts its workers down itself."""
-
-    def __init__(self, worker_init_fn=None):
-        self.worker_init_fn = worker_init_fn
-
-    def __call__(self, worker_id: int) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        if self.worker_init_fn is not None:
-            self.worker_init_fn(worker_id)
-
-
-def shield_loader_workers(dataloader: torch.utils.data.DataLoader) -> None:
-    """Let `dataloader`'s worker processes (if any) outlive a stop signal sent to the process group."""
-    if dataloader.num_workers > 0 and not isinstance(dataloader.worker_init_fn, IgnoreStopSignals):
-        dataloader.worker_init_fn = IgnoreStopSignals(dataloader.worker_init_fn)
-
-
 class StopRequests:
     """Ctrl-C (SIGINT) and SIGTERM, caught while a run trains: the first asks the loop to stop after the
     current update (it saves a checkpoint and says how to resume); a second Ctrl-C stops at once."""
@@ -162,7 +139,3 @@ def check_finite_weights(model: torch.nn.Module, what: str) -> None:
     if bad:
         listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise NonFiniteTrainingError(f"not writing {what}: these tensors hold NaN or infinity: {listed}")
-
-
-def is_finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

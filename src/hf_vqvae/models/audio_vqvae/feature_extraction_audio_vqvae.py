@@ -7,11 +7,46 @@ import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers import FeatureExtractionMixin  # noqa: F401  diffusers finds a pipeline component's base class on its module
 
+from ...input_checks import check_signal_values, is_integer
+
 
 logger = logging.getLogger(__name__)
 
 # Full scale of integer PCM, so int16 / int32 / uint8 arrays become floats in [-1, 1].
 PCM_FULL_SCALE = {np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31, np.dtype(np.int8): 2**7}
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+
+
+def checked_positive_integer(name: str, value) -> int:
+    """`value` as an int; ValueError naming `name` unless it is a positive whole number (a Python or numpy integer,
+    or a float such as 16000.0; not a string or a bool)."""
+    whole = is_integer(value) or (isinstance(value, float) and value.is_integer())
+    if not whole or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def checked_sampling_rate(sampling_rate) -> int:
+    """The rate a caller gives with its audio, as an int; ValueError naming it unless it is a positive number of
+    samples per second."""
+    return checked_positive_integer("sampling_rate (samples per second, in Hz)", sampling_rate)
+
+
+def check_float_samples(waveform: np.ndarray) -> None:
+    """Refuse float audio holding NaN or Inf, or samples far outside [-1, 1] (16-bit PCM stored as floats); warn
+    when samples a little beyond [-1, 1] are about to be clipped."""
+    check_signal_values(
+        "the audio's samples", waveform, kind="audio samples", likely_cause="16-bit PCM stored as floats",
+        fix="divide 16-bit PCM by 32768, or pass the int16 array itself",
+    )
+    peak = float(np.abs(waveform).max())
+    if peak > 1:
+        logger.warning(
+            "the audio's samples reach %.4g in magnitude: %d samples beyond [-1, 1] are clipped",
+            peak, int((np.abs(waveform) > 1).sum()),
+        )
 
 
 def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -27,7 +62,8 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
     Turns mono waveforms into the `input_values` of an [`AudioVQVAEModel`]: floats in [-1, 1] (integer PCM is
     scaled), at the model's sampling rate (other rates are refused unless `do_resample`), each clip cropped to
     `max_length` with `truncation=True` and padded with silence to the longest clip, rounded up to a whole number of
-    latents (`hop_length` samples).
+    latents (`hop_length` samples). Float samples holding NaN or Inf, or far beyond [-1, 1] (16-bit PCM stored as
+    floats), are refused; samples a little beyond it are clipped with a warning.
 
     Args:
         sampling_rate (`int`, defaults to 16000): the rate the model was trained at.
@@ -52,6 +88,9 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
     ):
         # Saved with the extractor, but fixed: one channel of raw samples.
         kwargs.pop("feature_size", None)
+        sampling_rate = checked_positive_integer("AudioVQVAEFeatureExtractor.sampling_rate", sampling_rate)
+        hop_length = checked_positive_integer("AudioVQVAEFeatureExtractor.hop_length", hop_length)
+        segment_length = checked_positive_integer("AudioVQVAEFeatureExtractor.segment_length", segment_length)
         super().__init__(
             feature_size=1, sampling_rate=sampling_rate, padding_value=padding_value,
             return_attention_mask=return_attention_mask, **kwargs,
@@ -86,7 +125,9 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
             waveform = waveform.astype(np.float32) / PCM_FULL_SCALE[waveform.dtype]
         elif waveform.dtype == np.uint8:
             waveform = (waveform.astype(np.float32) - 128) / 128
-        elif not np.issubdtype(waveform.dtype, np.floating):
+        elif np.issubdtype(waveform.dtype, np.floating):
+            check_float_samples(waveform)
+        else:
             raise ValueError(f"audio must hold floats in [-1, 1] or integer PCM, got dtype {waveform.dtype}")
         waveform = waveform.astype(np.float32)
         if sampling_rate is None:
@@ -95,13 +136,15 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
                 "it checked", self.sampling_rate,
             )
             sampling_rate = self.sampling_rate
+        sampling_rate = checked_sampling_rate(sampling_rate)
         if sampling_rate != self.sampling_rate:
             if not (self.do_resample if do_resample is None else do_resample):
                 raise ValueError(
                     f"the audio's sampling rate is {sampling_rate} Hz but the model expects {self.sampling_rate} Hz; "
                     "resample it, or pass do_resample=True to let the feature extractor do it"
                 )
-            waveform = resample(waveform, int(sampling_rate), self.sampling_rate)
+            waveform = resample(waveform, sampling_rate, self.sampling_rate)
+        # Resampling rings a little beyond [-1, 1] near full-scale samples.
         return np.clip(waveform, -1.0, 1.0)
 
     def __call__(

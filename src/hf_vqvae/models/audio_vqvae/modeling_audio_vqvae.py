@@ -4,17 +4,19 @@ WaveNet (`layers.wavenet`) conditioned on the upsampled latents and a speaker em
 mu-law categorical. The latents carry the content and the decoder the voice: decoding speaker A's codes with
 speaker B's id converts the voice."""
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import audio_vqvae_model_card
+from .model_card_audio_vqvae import audio_vqvae_model_card
+from ...input_checks import check_ids_in_range, check_not_empty, check_signal_values, is_integer, is_integer_tensor
+from ...layers.sampling import check_temperature
 from ...layers.wavenet import WaveNet
 from ...modeling_utils import HubPreTrainedModel
 from ...quantization.factory import build_quantizer
@@ -33,6 +35,10 @@ class AudioVQVAEOutput(ModelOutput):
         commitment_loss: ||z_e - sg[e]||^2, before multiplying by beta.
         perplexity: exp(entropy) of the codes used in this batch.
         indices: the codes, (B, T / hop_length).
+        encoder_hidden_states: with `output_hidden_states`, the encoder's activations: after each strided
+            convolution, and z_e last.
+        decoder_hidden_states: with `output_hidden_states`, the WaveNet's: its input (the embedded previous samples)
+            and each block's residual output, (B, residual_channels, T).
     """
 
     loss: torch.FloatTensor | None = None
@@ -42,6 +48,8 @@ class AudioVQVAEOutput(ModelOutput):
     commitment_loss: torch.FloatTensor | None = None
     perplexity: torch.FloatTensor | None = None
     indices: torch.LongTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -70,10 +78,6 @@ class AudioVQVAEDecoderOutput(ModelOutput):
     mu_law_samples: torch.LongTensor | None = None
 
 
-def _is_integer_tensor(tensor: torch.Tensor) -> bool:
-    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
-
-
 class AudioEncoder(nn.Module):
     """One strided convolution (window twice the stride, so stride 2 has the paper's window 4) and a ReLU per
     stride, then a 1x1 projection to D: (B, 1, T) -> (B, D, T / hop_length)."""
@@ -88,12 +92,18 @@ class AudioEncoder(nn.Module):
         )
         self.project_to_codes = nn.Conv1d(config.hidden_channels, config.embedding_dim, 1)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
+        """z_e; each activation is appended to `hidden_states` when a list is given."""
         hidden = waveform
         for conv, stride in zip(self.convs, self.strides):
             # stride // 2 samples on the left and the rest on the right: exactly length / stride outputs.
             hidden = F.relu(conv(F.pad(hidden, (stride // 2, stride - stride // 2))))
-        return self.project_to_codes(hidden)
+            if hidden_states is not None:
+                hidden_states.append(hidden)
+        latents = self.project_to_codes(hidden)
+        if hidden_states is not None:
+            hidden_states.append(latents)
+        return latents
 
 
 class AudioDecoder(nn.Module):
@@ -130,9 +140,10 @@ class AudioDecoder(nn.Module):
         quantized: torch.Tensor,
         speaker_ids: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None = None,
+        hidden_states: list | None = None,
     ) -> torch.Tensor:
         local, speaker = self.conditioning(quantized, speaker_ids)
-        return self.wavenet(mu_law_samples, local, speaker, inputs_embeds=inputs_embeds)
+        return self.wavenet(mu_law_samples, local, speaker, inputs_embeds=inputs_embeds, hidden_states=hidden_states)
 
 
 class AudioVQVAEPreTrainedModel(HubPreTrainedModel):
@@ -194,6 +205,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
             raise ValueError(
                 f"input_values must have shape (batch, samples) of mono audio, got {tuple(input_values.shape)}{hint}"
             )
+        check_not_empty("input_values", input_values, "clips")
         length = input_values.shape[-1]
         if length < hop:
             raise ValueError(
@@ -204,20 +216,21 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
                 f"the audio length ({length} samples) must be a multiple of hop_length={hop}; pad it with "
                 "AudioVQVAEFeatureExtractor"
             )
+        # NaN/Inf samples would get arbitrary codes and a NaN loss; 16-bit PCM as floats would be clipped to +-1.
+        check_signal_values(
+            "input_values", input_values, kind="audio samples", likely_cause="16-bit PCM stored as floats",
+            fix="use AudioVQVAEFeatureExtractor, or divide 16-bit PCM by 32768", training=self.training,
+        )
 
     def _check_codes(self, codes) -> None:
         axes = self.quantizer.code_layout.code_axes("latents")
-        if not isinstance(codes, torch.Tensor) or not _is_integer_tensor(codes) or codes.ndim != 1 + len(axes):
+        if not is_integer_tensor(codes) or codes.ndim != 1 + len(axes):
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
             raise ValueError(f"codes must be an integer tensor of shape (batch, {', '.join(axes)}), got {shape}")
+        check_not_empty("codes", codes, "sequences of codes")
         if codes.shape[-1] == 0:
             raise ValueError("codes must hold at least one latent, got an empty sequence")
-        num_embeddings = self.config.num_embeddings
-        if codes.min() < 0 or codes.max() >= num_embeddings:
-            raise ValueError(
-                f"codes must lie in [0, {num_embeddings}) (num_embeddings), got values in "
-                f"[{codes.min().item()}, {codes.max().item()}]"
-            )
+        check_ids_in_range("codes must lie", codes, self.config.num_embeddings, "num_embeddings")
 
     def speaker_ids(
         self, speakers: int | str | Sequence[int | str] | torch.Tensor | None, batch_size: int
@@ -234,8 +247,10 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
                 f"this model is conditioned on {config.num_speakers} speakers: pass a speaker id in "
                 f"[0, {config.num_speakers}){self._speaker_names_hint()}"
             )
+        if isinstance(speakers, np.ndarray):
+            speakers = torch.from_numpy(speakers)
         if isinstance(speakers, torch.Tensor):
-            if not _is_integer_tensor(speakers):
+            if not is_integer_tensor(speakers):
                 raise ValueError(f"speaker ids must be integers, got {speakers.dtype}")
             ids = speakers.reshape(-1).long()
         else:
@@ -245,11 +260,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
             ids = ids.expand(batch_size)
         if ids.numel() != batch_size:
             raise ValueError(f"pass one speaker for all clips or one per clip ({batch_size}), got {ids.numel()}")
-        if ids.min() < 0 or ids.max() >= config.num_speakers:
-            raise ValueError(
-                f"unknown speaker id: ids must lie in [0, {config.num_speakers}) (num_speakers), got values in "
-                f"[{ids.min().item()}, {ids.max().item()}]"
-            )
+        check_ids_in_range("unknown speaker id: ids must lie", ids, config.num_speakers, "num_speakers")
         return ids.to(self.device)
 
     def _speaker_id(self, speaker) -> int:
@@ -258,9 +269,9 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
             if speaker not in names:
                 raise ValueError(f"unknown speaker name {speaker!r}; the model knows {names}")
             return names.index(speaker)
-        if isinstance(speaker, bool) or not isinstance(speaker, int):
+        if not is_integer(speaker):
             raise ValueError(f"a speaker is an integer id or a name, got {speaker!r}")
-        return speaker
+        return int(speaker)
 
     def _speaker_names_hint(self) -> str:
         names = self.config.speaker_names
@@ -280,16 +291,24 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         self,
         input_values: torch.Tensor,
         speaker_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> AudioVQVAEOutput | tuple:
         """Encode, quantize, and score the input's own mu-law samples with the teacher-forced decoder; the loss is
-        eq. 3 with the decoder's cross-entropy as the reconstruction term."""
+        eq. 3 with the decoder's cross-entropy as the reconstruction term. With `output_hidden_states` (default:
+        `config.output_hidden_states`) the output also holds the encoder's and the decoder's activations."""
         self._check_input_values(input_values)
         speaker_ids = self.speaker_ids(speaker_ids, input_values.shape[0])
-        latents = self.encoder(input_values.unsqueeze(1).to(self.encoder.project_to_codes.weight.dtype))
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        encoder_hidden_states = [] if output_hidden_states else None
+        decoder_hidden_states = [] if output_hidden_states else None
+        latents = self.encoder(
+            input_values.unsqueeze(1).to(self.encoder.project_to_codes.weight.dtype), encoder_hidden_states
+        )
         quantized = self.quantizer(latents)
         targets = mu_law_encode(input_values, self.config.mu_law_channels)
-        logits = self.decoder(targets, quantized.quantized, speaker_ids)
+        logits = self.decoder(targets, quantized.quantized, speaker_ids, hidden_states=decoder_hidden_states)
         reconstruction_loss = F.cross_entropy(logits.float(), targets)
         output = AudioVQVAEOutput(
             loss=reconstruction_loss + quantized.loss,
@@ -299,6 +318,8 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
             commitment_loss=quantized.commitment_loss,
             perplexity=quantized.perplexity,
             indices=quantized.indices,
+            encoder_hidden_states=tuple(encoder_hidden_states) if output_hidden_states else None,
+            decoder_hidden_states=tuple(decoder_hidden_states) if output_hidden_states else None,
         )
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
@@ -320,14 +341,13 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
             speaker_ids: the voice: one id or name for all, or one per sequence (None without speakers).
             generator: the source of randomness; the cached and plain generators draw the same numbers in the same
                 order, so a seeded generator gives the same waveform with either.
-            temperature: divides the logits.
+            temperature: divides the logits; at least 1e-3.
             use_cache: per-block queues of past activations (one position per block per sample); False runs the
                 decoder over its receptive field for every sample (the reference, hundreds of times slower).
             progress_callback: called as `progress_callback(samples_done, samples)`.
         """
         self._check_codes(codes)
-        if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        check_temperature(temperature)
         speaker_ids = self.speaker_ids(speaker_ids, codes.shape[0])
         quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
         local, speaker = self.decoder.conditioning(quantized, speaker_ids)

@@ -18,9 +18,11 @@ from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import hierarchical_vqvae_model_card
+from .model_card_hierarchical_vqvae import hierarchical_vqvae_model_card
+from ...input_checks import check_ids_in_range, check_not_empty, check_same_batch, describe, is_integer_tensor
 from ...layers.gated_pixelcnn import GatedPixelCNN
-from ...modeling_utils import HubPreTrainedModel
+from ...layers.sampling import check_temperature
+from ...modeling_utils import HubPreTrainedModel, fixed_codebook_error
 from ...quantization.factory import build_quantizer
 from .configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 
@@ -37,6 +39,10 @@ class HierarchicalVQVAEOutput(ModelOutput):
         logits: (B, input_num_embeddings, input_grid_height, input_grid_width), the decoder's logits of each
             stage-1 code given the codes before it in raster order and the stage-2 latents.
         latent_indices: the stage-2 code grid, (B, latent_grid_height, latent_grid_width).
+        encoder_hidden_states: with `output_hidden_states`, the encoder's activations: the embedded stage-1 codes,
+            after the 3x3 convolution and each downsampling, and z_e last.
+        decoder_hidden_states: with `output_hidden_states`, the decoder's: the embedded stage-1 codes and each gated
+            layer's horizontal-stack output, (B, decoder_hidden_channels, input_grid_height, input_grid_width).
     """
 
     loss: torch.FloatTensor | None = None
@@ -46,6 +52,8 @@ class HierarchicalVQVAEOutput(ModelOutput):
     perplexity: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     latent_indices: torch.LongTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -62,10 +70,6 @@ class HierarchicalVQVAEEncoderOutput(ModelOutput):
     indices: torch.LongTensor | None = None
 
 
-def _is_integer_tensor(tensor) -> bool:
-    return isinstance(tensor, torch.Tensor) and not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
-
-
 class CodeGridEncoder(nn.Module):
     """Stage-1 codes -> stage-2 latents: an embedding of each code, a 3x3 convolution, stride-2 4x4
     convolutions, then one linear map from the whole downsampled grid to every latent position."""
@@ -79,11 +83,17 @@ class CodeGridEncoder(nn.Module):
         self.downsamples = nn.ModuleList(nn.Conv2d(hidden, hidden, 4, stride=2, padding=1) for _ in range(config.encoder_num_downsamples))
         self.to_latents = nn.Linear(hidden * math.prod(config.downsampled_grid), math.prod(self.latent_shape))
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        hidden = F.relu(self.conv_in(self.code_embedding(codes).permute(0, 3, 1, 2)))
-        for downsample in self.downsamples:
-            hidden = F.relu(downsample(hidden))
-        return self.to_latents(hidden.flatten(1)).view(codes.shape[0], *self.latent_shape)
+    def forward(self, codes: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
+        """z_e; each activation is appended to `hidden_states` when a list is given."""
+        hidden = self.code_embedding(codes).permute(0, 3, 1, 2)
+        activations = [hidden]
+        for stage in (self.conv_in, *self.downsamples):
+            hidden = F.relu(stage(hidden))
+            activations.append(hidden)
+        latents = self.to_latents(hidden.flatten(1)).view(codes.shape[0], *self.latent_shape)
+        if hidden_states is not None:
+            hidden_states.extend([*activations, latents])
+        return latents
 
 
 class HierarchicalVQVAEModel(HubPreTrainedModel):
@@ -132,6 +142,18 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
         return hierarchical_vqvae_model_card(self.config, repo_id, **card_fields)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The decoder's embedding of the stage-1 codes it predicts, what transformers and PEFT call the input
+        embeddings (as the prior's; the encoder embeds the same codes with its own `encoder.code_embedding`)."""
+        return self.decoder.code_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.decoder.code_embedding = value
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Refused: the input codes are a stage-1 VQ-VAE's codebook, and the decoder has one logit per code."""
+        raise fixed_codebook_error("the stage-2 model", "input_num_embeddings", "HierarchicalVQVAEConfig")
+
     # ----------------------------------------------------------------------------------------------- checks
 
     def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
@@ -150,28 +172,25 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
                 f"{latent_height}x{latent_width}; they must be equal"
             )
 
-    def _check_codes(self, name: str, codes, num_embeddings: int, grid: tuple[int, int], fields: str) -> None:
-        if not _is_integer_tensor(codes):
-            kind = codes.dtype if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {kind}")
+    def _check_codes(self, name: str, codes, field: str, grid: tuple[int, int], grid_name: str) -> None:
+        """`codes`: integers in [0, config.<field>), shape (batch_size >= 1, *grid)."""
+        if not is_integer_tensor(codes):
+            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
         if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
-            raise ValueError(f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}) ({fields}), got {tuple(codes.shape)}")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= num_embeddings):
-            raise ValueError(
-                f"`{name}` must hold codes in [0, {num_embeddings}), got values in [{codes.min().item()}, {codes.max().item()}]"
-            )
+            raise ValueError(f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}) ({grid_name}), got {tuple(codes.shape)}")
+        check_not_empty(f"`{name}`", codes, "code grids")
+        check_ids_in_range(f"`{name}` must hold codes", codes, getattr(self.config, field), field)
 
-    def _check_input_ids(self, input_ids) -> None:
-        config = self.config
-        self._check_codes("input_ids", input_ids, config.input_num_embeddings, config.input_grid, "the stage-1 grid")
+    def _check_input_ids(self, input_ids, name: str = "input_ids") -> None:
+        self._check_codes(name, input_ids, "input_num_embeddings", self.config.input_grid, "the stage-1 grid")
 
     def _check_latent_indices(self, latent_indices) -> None:
-        config = self.config
         layout = self.quantizer.code_layout
         if layout.num_stages is not None:
-            layout.check_codes("latent_indices", latent_indices, ("latent_grid_height", "latent_grid_width"), config.latent_grid)
+            grid = self.config.latent_grid
+            layout.check_codes("latent_indices", latent_indices, ("latent_grid_height", "latent_grid_width"), grid)
             return
-        self._check_codes("latent_indices", latent_indices, config.num_embeddings, config.latent_grid, "the stage-2 grid")
+        self._check_codes("latent_indices", latent_indices, "num_embeddings", self.config.latent_grid, "the stage-2 grid")
 
     # ----------------------------------------------------------------------------------------------- stages
 
@@ -190,22 +209,35 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         return self.conditioning_network(upsampled.to(self.conditioning_network.weight.dtype))
 
     def forward(
-        self, input_ids: torch.LongTensor, labels: torch.LongTensor | None = None, return_dict: bool | None = None
+        self,
+        input_ids: torch.LongTensor,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
     ) -> HierarchicalVQVAEOutput | tuple:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(batch_size, input_grid_height, input_grid_width)`):
                 Stage-1 code grids, values in `[0, input_num_embeddings)`; encoded, and predicted by the decoder.
             labels (*optional*): the codes to score, by default `input_ids` (the model reconstructs its input).
+            output_hidden_states (`bool`, *optional*): also return the encoder's and the decoder's activations
+                (default: `config.output_hidden_states`).
             return_dict (`bool`, *optional*): return a [`HierarchicalVQVAEOutput`] or a tuple.
         """
         self._check_input_ids(input_ids)
         if labels is None:
             labels = input_ids
         else:
-            self._check_codes("labels", labels, self.config.input_num_embeddings, self.config.input_grid, "the stage-1 grid")
-        quantized = self.quantizer(self.encoder(input_ids.long()))
-        logits, _ = self.decoder(input_ids.long(), conditioning=self.conditioning_map(quantized.quantized))
+            self._check_input_ids(labels, name="labels")
+            check_same_batch("`labels`", labels, "`input_ids`", input_ids)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        encoder_hidden_states = [] if output_hidden_states else None
+        quantized = self.quantizer(self.encoder(input_ids.long(), encoder_hidden_states))
+        logits, decoder_hidden_states = self.decoder(
+            input_ids.long(), conditioning=self.conditioning_map(quantized.quantized),
+            output_hidden_states=bool(output_hidden_states),
+        )
         nll_loss = F.cross_entropy(logits.float(), labels.long())
         output = HierarchicalVQVAEOutput(
             loss=nll_loss + quantized.loss,
@@ -215,6 +247,8 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
             perplexity=quantized.perplexity,
             logits=logits,
             latent_indices=quantized.indices,
+            encoder_hidden_states=tuple(encoder_hidden_states) if output_hidden_states else None,
+            decoder_hidden_states=decoder_hidden_states,
         )
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
@@ -223,6 +257,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         in raster order and the stage-2 codes `latent_indices` (teacher forcing)."""
         self._check_input_ids(input_ids)
         self._check_latent_indices(latent_indices)
+        check_same_batch("`latent_indices`", latent_indices, "`input_ids`", input_ids)
         conditioning = self.conditioning_map(self.quantizer.lookup(latent_indices))
         return self.decoder(input_ids.long(), conditioning=conditioning)[0]
 
@@ -251,14 +286,13 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
 
         Args:
             latent_indices: (batch_size, latent_grid_height, latent_grid_width) stage-2 codes.
-            temperature: divides the logits; below 1 sharpens, above 1 flattens.
+            temperature: divides the logits; below 1 sharpens, above 1 flattens; at least 1e-3.
             generator: the source of randomness; cached and plain sampling draw the same codes for the same seed.
             use_cache: the gated PixelCNN's cached incremental sampler; False runs the whole decoder per position.
             progress_callback: called after each row as `progress_callback(rows_done, input_grid_height)`.
         """
         self._check_latent_indices(latent_indices)
-        if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        check_temperature(temperature)
         conditioning = self.conditioning_map(self.quantizer.lookup(latent_indices.to(self.device)))
         return self.decoder.sample(
             latent_indices.shape[0], *self.config.input_grid, conditioning=conditioning, temperature=temperature,

@@ -14,17 +14,11 @@ from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeli
 from transformers.utils import ModelOutput
 
 from ...layers.gated_pixelcnn import GatedPixelCNN
+from ...layers.sampling import check_temperature
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
-from ...hub import prior_model_card
-from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, is_tracing
-
-
-# Below this the logits / temperature overflow fp32 for ordinary logits and sampling is argmax in all but name.
-MIN_TEMPERATURE = 1e-3
-
-
-def _is_integer_tensor(tensor: torch.Tensor) -> bool:
-    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+from .model_card_pixelcnn_prior import prior_model_card
+from ...input_checks import check_ids_in_range, check_not_empty, describe, is_integer_tensor
+from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
 
 
 def _check_generator(generator, batch_size: int) -> None:
@@ -96,10 +90,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
 
     def resize_token_embeddings(self, *args, **kwargs):
         """Refused: the prior's codes are a VQ-VAE's codebook, and its output layer has one logit per code."""
-        raise ValueError(
-            "a PixelCNN prior's codes are its VQ-VAE's codebook (num_embeddings, also the number of logits): to "
-            "model another codebook, train a prior from a PixelCNNPriorConfig with that num_embeddings"
-        )
+        raise fixed_codebook_error("a PixelCNN prior", "num_embeddings", "PixelCNNPriorConfig")
 
     def model_card(self, repo_id: str, **card_fields):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
@@ -113,22 +104,16 @@ class PixelCNNPriorModel(HubPreTrainedModel):
 
     def _check_codes(self, name: str, codes: torch.Tensor) -> None:
         config = self.config
-        if not isinstance(codes, torch.Tensor) or not _is_integer_tensor(codes):
-            dtype = codes.dtype if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {dtype}")
+        if not is_integer_tensor(codes):
+            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
         grid = (config.grid_height, config.grid_width)
         if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
             raise ValueError(
                 f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}), the prior's (grid_height, grid_width), "
                 f"got {tuple(codes.shape)}"
             )
-        if is_tracing():
-            return
-        if codes.numel() and (codes.min() < 0 or codes.max() >= config.num_embeddings):
-            raise ValueError(
-                f"`{name}` must hold codes in [0, {config.num_embeddings}) (num_embeddings), got values in "
-                f"[{codes.min().item()}, {codes.max().item()}]"
-            )
+        check_not_empty(f"`{name}`", codes, "code grids")
+        check_ids_in_range(f"`{name}` must hold codes", codes, config.num_embeddings, "num_embeddings")
 
     def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
         """`class_labels` as a (batch_size,) long tensor on the model's device, or None for an unconditional prior."""
@@ -143,17 +128,13 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                 f"[0, {num_classes}) per grid"
             )
         class_labels = torch.as_tensor(class_labels, device=self.device)
-        if not _is_integer_tensor(class_labels):
+        if not is_integer_tensor(class_labels):
             raise ValueError(f"class_labels must be integers, got {class_labels.dtype}")
         if tuple(class_labels.shape) != (batch_size,):
             raise ValueError(
                 f"class_labels must have shape ({batch_size},), one label per grid, got {tuple(class_labels.shape)}"
             )
-        if not is_tracing() and (class_labels.min() < 0 or class_labels.max() >= num_classes):
-            raise ValueError(
-                f"class_labels must lie in [0, {num_classes}) (num_classes), got values in "
-                f"[{class_labels.min().item()}, {class_labels.max().item()}]"
-            )
+        check_ids_in_range("class_labels must lie", class_labels, num_classes, "num_classes")
         return class_labels.long()
 
     # ----------------------------------------------------------------------------------------------- forward
@@ -215,7 +196,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
     @torch.no_grad()
     def sample(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels: torch.LongTensor | Sequence[int] | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
@@ -226,9 +207,10 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         Draw `batch_size` code grids in raster order; returns a (batch_size, grid_height, grid_width) long tensor.
 
         Args:
-            batch_size: number of grids.
+            batch_size: number of grids; defaults to one per class label, or 1.
             class_labels: one label per grid for a class-conditional prior (None otherwise).
-            temperature: divides the logits; below 1 sharpens, above 1 flattens; at least `MIN_TEMPERATURE`.
+            temperature: divides the logits; below 1 sharpens, above 1 flattens; at least 1e-3
+                (`layers.sampling.MIN_TEMPERATURE`).
             generator: the source of randomness, or a list of `batch_size` generators, one per grid (grid i is then
                 the grid a batch of one draws with generator i). Both samplers draw one uniform number per grid and
                 position in the same order, so a seeded generator gives the same codes with and without the cache.
@@ -236,14 +218,11 @@ class PixelCNNPriorModel(HubPreTrainedModel):
                 stack once per position); False runs the whole network once per position (the reference).
             progress_callback: called after each row as `progress_callback(rows_done, grid_height)`.
         """
+        if batch_size is None:
+            batch_size = 1 if class_labels is None else max(1, torch.as_tensor(class_labels).numel())
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-        if not is_number or not MIN_TEMPERATURE <= temperature < math.inf:
-            raise ValueError(
-                f"temperature must be a finite number >= {MIN_TEMPERATURE} (smaller ones overflow the logits and pick "
-                f"the last code everywhere), got {temperature!r}"
-            )
+        check_temperature(temperature)
         _check_generator(generator, batch_size)
         class_labels = self._checked_class_labels(class_labels, batch_size)
         config = self.config

@@ -17,18 +17,12 @@ from torch import nn
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
-from ...hub import video_prior_model_card
+from .model_card_video_prior import video_prior_model_card
+from ...input_checks import check_ids_in_range, check_not_empty, describe, is_integer_tensor
 from ...layers.gated_pixelcnn import GatedPixelCNN
-from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae
+from ...layers.sampling import check_temperature
+from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
 from .configuration_video_prior import VideoPriorConfig
-
-
-def _is_integer_tensor(tensor) -> bool:
-    return isinstance(tensor, torch.Tensor) and not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
-
-
-def _describe(value) -> str:
-    return str(value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 @dataclass
@@ -42,10 +36,16 @@ class VideoPriorOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, num_predicted_frames, num_embeddings, grid_height, grid_width)`):
             Unnormalised log-probabilities of each code of each frame after the first `context_frames`, given the
             `context_frames` grids before it, the action leading to it and the codes before it in raster order.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states`):
+            The PixelCNN's embedded input codes and each gated layer's horizontal-stack output, each of shape
+            `(batch_size * num_predicted_frames, hidden_channels, grid_height, grid_width)`: the PixelCNN's own
+            layout, every predicted frame folded into the batch (`.unflatten(0, (batch_size, -1))` separates them),
+            so that the tensors are those the logits are computed from and gradients reach them.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 class ResidualConvBlock(nn.Module):
@@ -93,6 +93,18 @@ class VideoPriorModel(HubPreTrainedModel):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
         return video_prior_model_card(self.config, repo_id, **card_fields)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The PixelCNN's embedding of the codes it predicts, what transformers and PEFT call the input embeddings
+        (as the prior's; the context frames' codes are embedded by `context_embedding`)."""
+        return self.pixelcnn.code_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.pixelcnn.code_embedding = value
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Refused: the codes are a VQ-VAE's codebook, and the PixelCNN has one logit per code."""
+        raise fixed_codebook_error("the video prior", "num_embeddings", "VideoPriorConfig")
+
     # ----------------------------------------------------------------------------------------------- checks
 
     def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
@@ -104,8 +116,8 @@ class VideoPriorModel(HubPreTrainedModel):
         tensor of values in [0, K)."""
         config = self.config
         grid = (config.grid_height, config.grid_width)
-        if not _is_integer_tensor(codes):
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {_describe(codes)}")
+        if not is_integer_tensor(codes):
+            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
         if codes.ndim != 4 or tuple(codes.shape[2:]) != grid:
             raise ValueError(
                 f"`{name}` must have shape (batch_size, frames, {grid[0]}, {grid[1]}): frames of the prior's "
@@ -116,11 +128,8 @@ class VideoPriorModel(HubPreTrainedModel):
                 f"`{name}` holds {codes.shape[1]} frames but the video prior needs at least {min_frames} "
                 f"(context_frames={config.context_frames}{' + 1 to predict' if min_frames > config.context_frames else ''})"
             )
-        if codes.numel() and (codes.min() < 0 or codes.max() >= config.num_embeddings):
-            raise ValueError(
-                f"`{name}` must hold codes in [0, {config.num_embeddings}) (num_embeddings), got values in "
-                f"[{codes.min().item()}, {codes.max().item()}]"
-            )
+        check_not_empty(f"`{name}`", codes, "sequences of code grids")
+        check_ids_in_range(f"`{name}` must hold codes", codes, config.num_embeddings, "num_embeddings")
 
     def check_actions(self, actions, batch_size: int, num_frames: int | None = None) -> torch.LongTensor:
         """`actions` as a (batch_size, num_frames) long tensor on the model's device, one action per predicted
@@ -132,8 +141,8 @@ class VideoPriorModel(HubPreTrainedModel):
                 actions = torch.as_tensor(actions)
             except (TypeError, ValueError, RuntimeError) as error:
                 raise ValueError(f"`actions` must be integer action ids, got {type(actions).__name__}: {error}") from error
-        if not _is_integer_tensor(actions):
-            raise ValueError(f"`actions` must be integer action ids in [0, {num_actions}), got {_describe(actions)}")
+        if not is_integer_tensor(actions):
+            raise ValueError(f"`actions` must be integer action ids in [0, {num_actions}), got {describe(actions)}")
         expected = (batch_size, num_frames if num_frames is not None else max(actions.shape[-1:], default=1))
         if actions.ndim != 2 or tuple(actions.shape) != expected or expected[1] < 1:
             frames = num_frames if num_frames is not None else "num_frames >= 1"
@@ -141,11 +150,7 @@ class VideoPriorModel(HubPreTrainedModel):
                 f"`actions` must have shape ({batch_size}, {frames}): one action per frame to predict "
                 f"(the action taken after the frame before it), got {tuple(actions.shape)}"
             )
-        if actions.numel() and (actions.min() < 0 or actions.max() >= num_actions):
-            raise ValueError(
-                f"`actions` must be action ids in [0, {num_actions}) (num_actions), got values in "
-                f"[{actions.min().item()}, {actions.max().item()}]"
-            )
+        check_ids_in_range("`actions` must be action ids", actions, num_actions, "num_actions")
         return actions.to(self.device, torch.long)
 
     # ----------------------------------------------------------------------------------------------- forward
@@ -163,8 +168,11 @@ class VideoPriorModel(HubPreTrainedModel):
             hidden = block(hidden)
         return hidden
 
-    def _logits(self, input_ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, frames - context_frames, K, height, width) for unchecked codes and actions."""
+    def _logits(
+        self, input_ids: torch.Tensor, actions: torch.Tensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Logits (batch, frames - context_frames, K, height, width) for unchecked codes and actions, and with
+        `output_hidden_states` the PixelCNN's activations (every predicted frame folded into the batch)."""
         context_frames = self.config.context_frames
         batch, frames, height, width = input_ids.shape
         predicted = frames - context_frames
@@ -173,14 +181,15 @@ class VideoPriorModel(HubPreTrainedModel):
         context = input_ids[:, window].reshape(batch * predicted, context_frames, height, width)
         targets = input_ids[:, context_frames:].reshape(batch * predicted, height, width)
         conditioning = self.conditioning_map(context, actions.reshape(-1))
-        logits, _ = self.pixelcnn(targets, conditioning=conditioning)
-        return logits.reshape(batch, predicted, *logits.shape[1:])
+        logits, hidden_states = self.pixelcnn(targets, conditioning=conditioning, output_hidden_states=output_hidden_states)
+        return logits.reshape(batch, predicted, *logits.shape[1:]), hidden_states
 
     def forward(
         self,
         input_ids: torch.LongTensor,
         actions: torch.LongTensor,
         labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> VideoPriorOutput | tuple:
         r"""
@@ -193,13 +202,18 @@ class VideoPriorModel(HubPreTrainedModel):
             labels (`torch.LongTensor` of shape `(batch_size, frames, grid_height, grid_width)`, *optional*):
                 Codes to score, the inputs themselves: `model(input_ids=codes, actions=actions, labels=codes)`; the
                 first `context_frames` frames are context and not scored.
+            output_hidden_states (`bool`, *optional*):
+                Also return the PixelCNN's embedded input and each layer's output (default:
+                `config.output_hidden_states`).
             return_dict (`bool`, *optional*):
                 Return a [`VideoPriorOutput`] (default: `config.return_dict`) or a tuple.
         """
         self.check_codes("input_ids", input_ids, self.config.context_frames + 1)
         batch, frames = input_ids.shape[:2]
         actions = self.check_actions(actions, batch, frames - self.config.context_frames)
-        logits = self._logits(input_ids, actions)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        logits, hidden_states = self._logits(input_ids, actions, bool(output_hidden_states))
         loss = None
         if labels is not None:
             self.check_codes("labels", labels, self.config.context_frames + 1)
@@ -209,7 +223,7 @@ class VideoPriorModel(HubPreTrainedModel):
                 )
             targets = labels[:, self.config.context_frames :].long()
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(0, 1))
-        output = VideoPriorOutput(loss=loss, logits=logits)
+        output = VideoPriorOutput(loss=loss, logits=logits, hidden_states=hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
@@ -219,7 +233,7 @@ class VideoPriorModel(HubPreTrainedModel):
         self.check_codes("input_ids", input_ids, self.config.context_frames + 1)
         batch, frames = input_ids.shape[:2]
         actions = self.check_actions(actions, batch, frames - self.config.context_frames)
-        logits = self._logits(input_ids, actions).float()
+        logits = self._logits(input_ids, actions)[0].float()
         targets = input_ids[:, self.config.context_frames :].long()
         nats = F.cross_entropy(logits.flatten(0, 1), targets.flatten(0, 1), reduction="none")
         return nats.flatten(1).mean(1).reshape(batch, -1) / math.log(2)
@@ -245,15 +259,14 @@ class VideoPriorModel(HubPreTrainedModel):
             context_ids: (batch_size, frames >= context_frames, grid_height, grid_width) codes of the observed frames.
             actions: (batch_size, num_frames) action ids; `actions[:, i]` is taken after the i-th frame before the
                 one it leads to (the first after the last context frame).
-            temperature: divides the logits; below 1 sharpens, above 1 flattens.
+            temperature: divides the logits; below 1 sharpens, above 1 flattens; at least 1e-3.
             generator: the source of randomness; both samplers draw the same numbers in the same order.
             use_cache: the PixelCNN's cached incremental sampler; False runs the whole network per position.
             progress_callback: called after each row as `progress_callback(rows_done, num_frames * grid_height)`.
         """
         config = self.config
         self.check_codes("context_ids", context_ids, config.context_frames)
-        if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        check_temperature(temperature)
         batch = context_ids.shape[0]
         actions = self.check_actions(actions, batch)
         num_frames = actions.shape[1]

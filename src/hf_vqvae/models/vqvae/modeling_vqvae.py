@@ -1,6 +1,5 @@
 """The VQ-VAE of van den Oord et al. 2017 (section 4.1) as a transformers model."""
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -11,8 +10,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_vqvae import VQVAEConfig
-from ...hub import vqvae_model_card
-from ...modeling_utils import HubPreTrainedModel, is_tracing
+from .model_card_vqvae import vqvae_model_card
+from ...input_checks import check_not_empty, check_signal_values
+from ...modeling_utils import HubPreTrainedModel
 from ...quantization.factory import build_quantizer
 
 
@@ -68,10 +68,6 @@ class VQVAEDecoderOutput(ModelOutput):
     """
 
     reconstruction: torch.FloatTensor | None = None
-
-
-# Pixel values beyond this magnitude are not images scaled to [-1, 1] (0..255 floats, say).
-PIXEL_VALUE_LIMIT = 2.0
 
 
 def run_stages(stages: nn.Sequential | list[nn.Module], hidden: torch.Tensor, hidden_states: list | None) -> torch.Tensor:
@@ -202,8 +198,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
             raise ValueError(
                 f"pixel_values must have 4 dimensions (batch, channels, height, width), got shape {tuple(pixel_values.shape)}"
             )
-        if pixel_values.shape[0] == 0:
-            raise ValueError("pixel_values hold no images (batch size 0)")
+        check_not_empty("pixel_values", pixel_values, "images")
         if pixel_values.shape[1] != config.in_channels:
             raise ValueError(
                 f"pixel_values has {pixel_values.shape[1]} channels but the model expects in_channels="
@@ -216,35 +211,19 @@ class VQVAEModel(VQVAEPreTrainedModel):
                 f"image height and width must be divisible by the downsampling factor {factor} "
                 f"(2**num_downsamples), got {height}x{width}"
             )
-        self._check_pixel_range(pixel_values)
+        # NaN/Inf pixels would get arbitrary codes and a NaN loss.
+        check_signal_values(
+            "pixel_values", pixel_values, kind="images", likely_cause="0..255 pixels",
+            fix="use VQVAEImageProcessor, or `images / 127.5 - 1` for 0..255 values", training=self.training,
+        )
         return pixel_values.to(self.encoder.conv_in.weight.dtype)
-
-    def _check_pixel_range(self, pixel_values: torch.Tensor) -> None:
-        """Refuse NaN/Inf pixels (they would get arbitrary codes and a NaN loss) and values far outside [-1, 1].
-
-        Looking at the values waits for the device, so it is skipped while tracing (`torch.export`,
-        `torch.compile`) and in training on an accelerator, where the quantizer keeps non-finite statistics
-        out of its EMA state without looking and the training loop stops on a non-finite loss."""
-        if is_tracing() or (self.training and pixel_values.device.type != "cpu"):
-            return
-        peak = float(pixel_values.detach().abs().amax())
-        if not math.isfinite(peak):
-            bad = int((~torch.isfinite(pixel_values)).sum())
-            raise ValueError(
-                f"pixel_values hold {bad} NaN or Inf values (of {pixel_values.numel()}); images must be finite "
-                "floats in [-1, 1]"
-            )
-        if peak > PIXEL_VALUE_LIMIT:
-            raise ValueError(
-                f"pixel_values must lie in [-1, 1], got values up to {peak:.4g} in magnitude (0..255 pixels?): "
-                "use VQVAEImageProcessor, or `images / 127.5 - 1` for 0..255 values"
-            )
 
     def _check_indices(self, indices: torch.Tensor) -> None:
         axes = self.quantizer.code_layout.code_axes("height", "width")
         if not isinstance(indices, torch.Tensor) or indices.ndim != 1 + len(axes):
             shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
             raise ValueError(f"indices must be a tensor of shape (batch, {', '.join(axes)}), got {shape}")
+        check_not_empty("indices", indices, "code grids")
 
     def encode(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VQVAEEncoderOutput | tuple:
         """Images -> continuous latents z_e, their quantized z_q and the code grid."""
@@ -266,6 +245,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
             raise ValueError(
                 f"latents must have shape (batch, {self.config.embedding_dim}, height, width), got {tuple(quantized.shape)}"
             )
+        check_not_empty("latents", quantized, "latent grids")
         reconstruction = self.decoder(quantized.to(self.decoder.conv_in.weight.dtype))
         output = VQVAEDecoderOutput(reconstruction=reconstruction)
         return output if self._use_return_dict(return_dict) else output.to_tuple()

@@ -2,8 +2,8 @@
 
 Stage 2 (`HierarchicalVQVAEModel`) learns the code grids of a trained stage-1 VQ-VAE: a codes data set written by
 `scripts/extract_codes.py` (`--codes_dataset`), or images encoded once at the start (`--vqvae` with the image data
-flags), loaded and checked exactly as for the PixelCNN prior (`training.prior.load_training_codes`). Optimisation,
-checkpoints, exact resume, tracking and pushing are the shared loop's. Validation reports the bits per stage-1 grid
+flags), loaded and checked exactly as for the PixelCNN prior (`training.training_codes`). Optimisation, checkpoints,
+exact resume, tracking and pushing are the shared loop's (`training.loop`). Validation reports the bits per stage-1 grid
 given the stage-2 codes, the stage-2 codes used, and frames decoded through the stage-1 codes and through the
 stage-2 codes. The run ends with the model in `--output_dir` and the stage-2 codes of both splits in
 `--output_dir/latent_codes`, a codes data set `scripts/train_prior.py --codes_dataset` trains the top prior on.
@@ -11,7 +11,6 @@ stage-2 codes. The run ends with the model in `--output_dir` and the stage-2 cod
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,23 +21,19 @@ from accelerate import Accelerator
 from datasets import DatasetDict
 from diffusers.utils import make_image_grid
 
-from ..data.codes import CodesInfo, encode_code_grids, save_codes
-from ..data.images import ImageDataArguments
-from ..hub import hierarchical_vqvae_model_card
-from ..models.hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
-from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
-from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments
-from .checkpoints import CheckpointManager, model_fields
-from .loop import (
-    TrainingRun,
-    end_training,
-    four_figures,
-    log_image,
-    publish_model,
-    run_training_loop,
-    setup_accelerator,
-)
-from .prior import TrainingCodes, codes_dataloader, load_training_codes
+from ...argument_checks import check_at_least
+from ...data.codes import CodesInfo, save_codes
+from ...data.encoding import encode_code_grids
+from ...data.images import ImageDataArguments
+from ...models.hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
+from ...models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
+from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
+from ..checkpoints import model_fields
+from ..loop import train
+from ..publishing import four_figures, publish_model
+from ..recipe import Recipe, TrainingRun
+from ..tracking import log_image
+from ..training_codes import TrainingCodes, codes_dataloader, load_training_codes
 
 
 logger = logging.getLogger(__name__)
@@ -51,7 +46,9 @@ DEFAULT_ARCHITECTURE = dict(
     encoder_hidden_channels=64, conditioning_channels=64, decoder_hidden_channels=64, decoder_num_layers=8,
     decoder_kernel_size=5, decoder_skip_channels=128,
 )
+
 ARCHITECTURE_FLAGS = ("latent_grid_height", "latent_grid_width", "num_embeddings", "embedding_dim", *DEFAULT_ARCHITECTURE)
+
 ARCHITECTURE_HELP = "HierarchicalVQVAEConfig.{0} (default: the config's given by --stage2_config, else the script's default)."
 
 
@@ -196,16 +193,7 @@ def validate_and_log(
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
-
-
-def stage2_train_logs(output) -> dict:
-    return {
-        "train/loss": output.loss.item(),
-        "train/bits_per_code": output.nll_loss.item() / math.log(2),
-        "train/commitment_loss": output.commitment_loss.item(),
-        "train/stage2_perplexity": output.perplexity.item(),
-    }
+# The recipe
 
 
 def stage1_vqvae_name(source: StageOneCodesArguments, cache_dir: str | None) -> str:
@@ -214,78 +202,92 @@ def stage1_vqvae_name(source: StageOneCodesArguments, cache_dir: str | None) -> 
     return str(Path(name).resolve()) if Path(name).is_dir() else name
 
 
+class HierarchyRecipe(Recipe):
+    """The second stage of the hierarchy, a `HierarchicalVQVAEModel` over the stage-1 code grids (`training_codes`):
+    bits per stage-1 code given the stage-2 codes, and the commitment term."""
+
+    project_name = "hf-vqvae-stage2"
+    examples = "code grids"
+
+    def build_model(self, accelerator: Accelerator) -> HierarchicalVQVAEModel:
+        data, optimization = self.arguments.data, self.arguments.optimization
+        self.codes = load_training_codes(
+            self.arguments.codes, data, accelerator, batch_size=optimization.train_batch_size, seed=optimization.seed
+        )
+        self.config = build_stage2_config(self.arguments.model, self.codes.vqvae.config, cache_dir=data.cache_dir)
+        return HierarchicalVQVAEModel(self.config)
+
+    def build_train_dataloader(self, accelerator: Accelerator) -> torch.utils.data.DataLoader:
+        codes, optimization = self.codes, self.arguments.optimization
+        codes.vqvae.to(accelerator.device)  # decodes the validation frames
+        train_loader = codes_dataloader(
+            codes.train, None, batch_size=optimization.train_batch_size, seed=optimization.seed, shuffle=True,
+            num_workers=self.arguments.data.dataloader_num_workers,
+        )
+        self.validation_loader = codes_dataloader(
+            codes.validation, None, batch_size=optimization.train_batch_size, seed=optimization.seed, shuffle=False
+        )
+        return train_loader
+
+    def forward(self, model: HierarchicalVQVAEModel, batch: dict):
+        return model(batch["input_ids"])
+
+    def train_logs(self, output) -> dict[str, float]:
+        return {
+            "train/loss": output.loss.item(),
+            "train/bits_per_code": output.nll_loss.item() / math.log(2),
+            "train/commitment_loss": output.commitment_loss.item(),
+            "train/stage2_perplexity": output.perplexity.item(),
+        }
+
+    def log_validation(self, accelerator: Accelerator, model: HierarchicalVQVAEModel, step: int):
+        return validate_and_log(
+            accelerator, model, self.codes, self.validation_loader, self.arguments.model.num_reconstructions,
+            self.arguments.optimization.seed, step,
+        )
+
+    def validate(self, accelerator: Accelerator, model: HierarchicalVQVAEModel, step: int) -> None:
+        if accelerator.is_main_process:
+            model.eval()
+            self.log_validation(accelerator, model, step)
+            model.train()
+
+    def publish(self, accelerator: Accelerator, run: TrainingRun, training: dict) -> dict:
+        """Validate, then write the model, `metrics.json`, `reconstructions.png` and a model card into --output_dir;
+        push them when asked."""
+        measures, grid = self.log_validation(accelerator, run.model.eval(), run.position.step)
+        metrics = {
+            **{f"validation_{name}": four_figures(value) for name, value in measures.items()},
+            "train_steps": run.position.step,
+            "validation_grids": len(self.codes.validation),
+        }
+        publish_model(
+            run, self.arguments.output, self.arguments.hub, training, metrics=metrics, image=grid,
+            image_name="reconstructions.png", dataset_name=self.codes.dataset_name, description="Stage-2 VQ-VAE",
+        )
+        return metrics
+
+    def after_training(self, accelerator: Accelerator, model: HierarchicalVQVAEModel) -> None:
+        """Every process encodes its share of the stage-2 codes of both splits; the main process writes them to
+        --output_dir/latent_codes."""
+        stage2, output = model.eval(), self.arguments.output
+        latent_codes = DatasetDict({
+            name: encode_code_grids(
+                stage2, split, accelerator, batch_size=self.arguments.optimization.train_batch_size,
+                description=f"stage-2 codes of {name}",
+            )
+            for name, split in (("train", self.codes.train), ("validation", self.codes.validation))
+        })
+        if accelerator.is_main_process:
+            info = CodesInfo.of_stage2(
+                self.config, str(Path(output.output_dir).resolve()),
+                stage1_vqvae_name(self.arguments.codes, self.arguments.data.cache_dir), self.codes.dataset_name,
+            )
+            save_codes(latent_codes, info, Path(output.output_dir) / LATENT_CODES_FOLDER)
+            logger.info("wrote the stage-2 codes to %s", Path(output.output_dir) / LATENT_CODES_FOLDER)
+
+
 def train_hierarchy(arguments: HierarchyTrainingArguments) -> dict:
     """Train a `HierarchicalVQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns
     the final validation metrics (also written to `<output_dir>/metrics.json`)."""
-    started = time.perf_counter()
-    optimization, output, data = arguments.optimization, arguments.output, arguments.data
-    accelerator = setup_accelerator(optimization, output)
-    codes = load_training_codes(
-        arguments.codes, data, accelerator, batch_size=optimization.train_batch_size, seed=optimization.seed
-    )
-    config = build_stage2_config(arguments.model, codes.vqvae.config, cache_dir=data.cache_dir)
-    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
-    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
-
-    stage2 = HierarchicalVQVAEModel(config)
-    codes.vqvae.to(accelerator.device)  # decodes the validation frames
-    train_loader = codes_dataloader(
-        codes.train, None, batch_size=optimization.train_batch_size, seed=optimization.seed, shuffle=True,
-        num_workers=data.dataloader_num_workers,
-    )
-    validation_loader = codes_dataloader(
-        codes.validation, None, batch_size=optimization.train_batch_size, seed=optimization.seed, shuffle=False
-    )
-    count = arguments.model.num_reconstructions
-
-    def validate(step: int, model: HierarchicalVQVAEModel) -> None:
-        if accelerator.is_main_process:
-            model.eval()
-            validate_and_log(accelerator, model, codes, validation_loader, count, optimization.seed, step)
-            model.train()
-
-    run = run_training_loop(
-        accelerator, optimization, output, stage2, train_loader, checkpoints=checkpoints, resume=resume,
-        model_config=model_fields(config), run_arguments=arguments_dict(arguments), project_name="hf-vqvae-stage2",
-        examples="code grids", forward=lambda model, batch: model(batch["input_ids"]), train_logs=stage2_train_logs,
-        validate=validate,
-    )
-    stage2 = run.model.eval()
-    metrics = {}
-    if accelerator.is_main_process:
-        metrics = save_final_stage2(arguments, accelerator, run, codes, validation_loader, time.perf_counter() - started)
-    # Every process encodes its share of the stage-2 codes; the main process writes them.
-    latent_codes = DatasetDict({
-        name: encode_code_grids(stage2, split, accelerator, batch_size=optimization.train_batch_size, description=f"stage-2 codes of {name}")
-        for name, split in (("train", codes.train), ("validation", codes.validation))
-    })
-    if accelerator.is_main_process:
-        info = CodesInfo.of_stage2(
-            config, str(Path(output.output_dir).resolve()), stage1_vqvae_name(arguments.codes, data.cache_dir), codes.dataset_name
-        )
-        save_codes(latent_codes, info, Path(output.output_dir) / LATENT_CODES_FOLDER)
-        logger.info("wrote the stage-2 codes to %s", Path(output.output_dir) / LATENT_CODES_FOLDER)
-    end_training(accelerator)
-    return metrics
-
-
-def save_final_stage2(
-    arguments: HierarchyTrainingArguments, accelerator, run: TrainingRun, codes: TrainingCodes, validation_loader, wall_time_s
-) -> dict:
-    """Validate, then write the model, `metrics.json`, `reconstructions.png` and a model card into --output_dir;
-    push them when asked."""
-    stage2 = run.model
-    measures, grid = validate_and_log(
-        accelerator, stage2, codes, validation_loader, arguments.model.num_reconstructions,
-        arguments.optimization.seed, run.position.step,
-    )
-    metrics = {
-        **{f"validation_{name}": four_figures(value) for name, value in measures.items()},
-        "train_steps": run.position.step,
-        "validation_grids": len(codes.validation),
-    }
-    publish_model(
-        arguments, accelerator, run, wall_time_s, metrics=metrics, image=grid, image_name="reconstructions.png",
-        model_card=hierarchical_vqvae_model_card, dataset_name=codes.dataset_name, description="Stage-2 VQ-VAE",
-    )
-    return metrics
+    return train(HierarchyRecipe(arguments))

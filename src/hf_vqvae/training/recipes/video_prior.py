@@ -12,9 +12,7 @@ example, decoded by the VQ-VAE: context, true next frames, predicted frames. The
 `--output_dir/pipeline`.
 """
 
-import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +23,11 @@ from accelerate import Accelerator
 from datasets import Dataset, DatasetDict
 from diffusers.utils import make_image_grid
 
-from ..data.codes import CODES_COLUMN, check_codes, load_codes, load_vqvae
-from ..data.images import EpochShuffleSampler, training_and_validation_splits
-from ..data.trajectories import (
+from ...argument_checks import check_at_least, check_in_range
+from ...data.codes import CODES_COLUMN, check_codes, load_codes
+from ...data.examples import EpochShuffleSampler
+from ...data.splits import training_and_validation_splits
+from ...data.trajectories import (
     ACTIONS_COLUMN,
     TrajectoryDataArguments,
     TrajectoryWindows,
@@ -38,40 +38,27 @@ from ..data.trajectories import (
     encode_trajectory_splits,
     load_trajectories,
 )
-from ..hub import video_prior_model_card
-from ..models.video_prior.configuration_video_prior import VideoPriorConfig
-from ..models.video_prior.modeling_video_prior import VideoPriorModel
-from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
-from ..models.vqvae.modeling_vqvae import VQVAEModel
-from ..pipelines.pipeline_video_prediction import VideoPredictionPipeline, prediction_strip
-from .arguments import (
-    HubArguments,
-    OptimizationArguments,
-    OutputArguments,
-    arguments_dict,
-    check_at_least,
-    check_in_range,
-    parse_arguments,
-)
-from .checkpoints import CheckpointManager, model_fields
-from .loop import (
-    TrainingRun,
-    end_training,
-    four_figures,
-    log_image,
-    publish_model,
-    run_training_loop,
-    setup_accelerator,
-)
+from ...layers.sampling import MIN_TEMPERATURE
+from ...models.auto import load_vqvae
+from ...models.video_prior.configuration_video_prior import VideoPriorConfig
+from ...models.video_prior.modeling_video_prior import VideoPriorModel
+from ...models.vqvae.image_processing_vqvae import VQVAEImageProcessor
+from ...models.vqvae.modeling_vqvae import VQVAEModel
+from ...pipelines.pipeline_video_prediction import VideoPredictionPipeline, prediction_strip
+from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
+from ..checkpoints import model_fields
+from ..loop import train
+from ..publishing import four_figures, publish_model
+from ..recipe import Recipe, TrainingRun
+from ..tracking import log_image
 
-
-logger = logging.getLogger(__name__)
 
 # The script's default prior: small enough to learn 16x16 grids of 64x64 frames in minutes on a few CPU cores.
 DEFAULT_ARCHITECTURE = dict(
     context_frames=6, hidden_channels=64, num_layers=8, kernel_size=5, skip_channels=128, context_embedding_dim=16,
     conditioning_channels=64, conditioning_layers=3,
 )
+
 ARCHITECTURE_HELP = "VideoPriorConfig.{0} (default: --video_prior_config's, else {1})."
 
 
@@ -140,7 +127,7 @@ class PredictionArguments:
     def __post_init__(self):
         check_at_least(self, "prediction_examples", 1)
         check_at_least(self, "prediction_frames", 1)
-        check_in_range(self, "prediction_temperature", 0, math.inf, low_open=True, high_open=True)
+        check_in_range(self, "prediction_temperature", MIN_TEMPERATURE, math.inf, high_open=True)
 
 
 @dataclass
@@ -333,88 +320,83 @@ def validate_and_log(
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
+# The recipe
 
 
-def video_prior_train_logs(output) -> dict:
-    nats = output.loss.item()
-    return {"train/loss": nats, "train/bits_per_code": nats / math.log(2)}
+class VideoPriorRecipe(Recipe):
+    """A `VideoPriorModel` over windows of trajectory codes (`data.trajectories`): the negative log-likelihood of the
+    next frame's codes given the context frames and the action."""
+
+    project_name = "hf-vqvae-video-prior"
+    examples = "windows of trajectory codes"
+
+    def build_model(self, accelerator: Accelerator) -> VideoPriorModel:
+        data, optimization = self.arguments.data, self.arguments.optimization
+        self.trajectories = trajectories = load_training_trajectories(
+            self.arguments.codes, data, accelerator, batch_size=optimization.train_batch_size, seed=optimization.seed
+        )
+        self.config = config = build_video_prior_config(
+            self.arguments.model, trajectories.vqvae.config, trajectories.num_actions, trajectories.action_names,
+            cache_dir=data.cache_dir,
+        )
+        vqvae_config = trajectories.vqvae.config
+        prior = VideoPriorModel(config)
+        prior.check_compatible_with_vqvae(vqvae_config.num_embeddings, vqvae_config.latent_size, vqvae_config.latent_size)
+        for name, split in (("the training split", trajectories.train), ("the validation split", trajectories.validation)):
+            check_trajectory_lengths(split, CODES_COLUMN, config.context_frames + 1, name)
+        return prior
+
+    def build_train_dataloader(self, accelerator: Accelerator) -> torch.utils.data.DataLoader:
+        trajectories, optimization, context_frames = self.trajectories, self.arguments.optimization, self.config.context_frames
+        trajectories.vqvae.to(accelerator.device)  # decodes the prediction strips
+        train_loader = windows_dataloader(
+            trajectories.train, context_frames, batch_size=optimization.train_batch_size, seed=optimization.seed,
+            shuffle=True, num_workers=self.arguments.data.dataloader_num_workers,
+        )
+        self.validation_loader = windows_dataloader(
+            trajectories.validation, context_frames, batch_size=optimization.train_batch_size,
+            seed=optimization.seed, shuffle=False,
+        )
+        return train_loader
+
+    def forward(self, model: VideoPriorModel, batch: dict):
+        return model(batch["input_ids"], batch["actions"], labels=batch["input_ids"])
+
+    def train_logs(self, output) -> dict[str, float]:
+        nats = output.loss.item()
+        return {"train/loss": nats, "train/bits_per_code": nats / math.log(2)}
+
+    def log_validation(self, accelerator: Accelerator, model: VideoPriorModel, step: int):
+        return validate_and_log(
+            accelerator, model, self.trajectories, self.validation_loader, self.arguments.predictions,
+            self.arguments.optimization.seed, step,
+        )
+
+    def validate(self, accelerator: Accelerator, model: VideoPriorModel, step: int) -> None:
+        if accelerator.is_main_process:
+            self.log_validation(accelerator, model, step)
+
+    def publish(self, accelerator: Accelerator, run: TrainingRun, training: dict) -> dict:
+        """Validate, then write the prior, `metrics.json`, `predictions.png`, a model card and the pipeline folder
+        (`pipeline/`: VQ-VAE, video prior, image processor) into --output_dir; push the prior when asked."""
+        prior, trajectories = run.model, self.trajectories
+        bits, shuffled_bits, strips = self.log_validation(accelerator, prior, run.position.step)
+        metrics = {
+            "validation_bits_per_code": four_figures(bits),
+            "validation_bits_per_code_shuffled_actions": four_figures(shuffled_bits),
+            "train_steps": run.position.step,
+            "validation_windows": len(self.validation_loader.dataset),
+        }
+        publish_model(
+            run, self.arguments.output, self.arguments.hub, training, metrics=metrics, image=strips,
+            image_name="predictions.png", dataset_name=trajectories.dataset_name, description="Video prior",
+        )
+        pipeline = VideoPredictionPipeline(vqvae=trajectories.vqvae, video_prior=prior, image_processor=trajectories.processor)
+        pipeline.save_pretrained(Path(self.arguments.output.output_dir) / "pipeline")
+        return metrics
 
 
 def train_video_prior(arguments: VideoPriorTrainingArguments) -> dict:
     """Train a `VideoPriorModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
     final validation metrics (also written to `<output_dir>/metrics.json`)."""
-    started = time.perf_counter()
-    optimization, output, data = arguments.optimization, arguments.output, arguments.data
-    accelerator = setup_accelerator(optimization, output)
-    trajectories = load_training_trajectories(
-        arguments.codes, data, accelerator, batch_size=optimization.train_batch_size, seed=optimization.seed
-    )
-    config = build_video_prior_config(
-        arguments.model, trajectories.vqvae.config, trajectories.num_actions, trajectories.action_names,
-        cache_dir=data.cache_dir,
-    )
-    vqvae_config = trajectories.vqvae.config
-    prior = VideoPriorModel(config)
-    prior.check_compatible_with_vqvae(vqvae_config.num_embeddings, vqvae_config.latent_size, vqvae_config.latent_size)
-    for name, split in (("the training split", trajectories.train), ("the validation split", trajectories.validation)):
-        check_trajectory_lengths(split, CODES_COLUMN, config.context_frames + 1, name)
-    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
-    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
-
-    trajectories.vqvae.to(accelerator.device)  # decodes the prediction strips
-    train_loader = windows_dataloader(
-        trajectories.train, config.context_frames, batch_size=optimization.train_batch_size, seed=optimization.seed,
-        shuffle=True, num_workers=data.dataloader_num_workers,
-    )
-    validation_loader = windows_dataloader(
-        trajectories.validation, config.context_frames, batch_size=optimization.train_batch_size,
-        seed=optimization.seed, shuffle=False,
-    )
-
-    def validate(step: int, model: VideoPriorModel) -> None:
-        if accelerator.is_main_process:
-            validate_and_log(
-                accelerator, model, trajectories, validation_loader, arguments.predictions, optimization.seed, step
-            )
-
-    run = run_training_loop(
-        accelerator, optimization, output, prior, train_loader, checkpoints=checkpoints, resume=resume,
-        model_config=model_fields(config), run_arguments=arguments_dict(arguments), project_name="hf-vqvae-video-prior",
-        examples="windows of trajectory codes",
-        forward=lambda model, batch: model(batch["input_ids"], batch["actions"], labels=batch["input_ids"]),
-        train_logs=video_prior_train_logs, validate=validate,
-    )
-    metrics = {}
-    if accelerator.is_main_process:
-        metrics = save_final_video_prior(
-            arguments, accelerator, run, trajectories, validation_loader, wall_time_s=time.perf_counter() - started
-        )
-    end_training(accelerator)
-    return metrics
-
-
-def save_final_video_prior(
-    arguments: VideoPriorTrainingArguments, accelerator, run: TrainingRun, trajectories: TrainingTrajectories,
-    validation_loader, wall_time_s: float,
-) -> dict:
-    """Validate, then write the prior, `metrics.json`, `predictions.png`, a model card and the pipeline folder
-    (`pipeline/`: VQ-VAE, video prior, image processor) into --output_dir; push the prior when asked."""
-    prior = run.model
-    bits, shuffled_bits, strips = validate_and_log(
-        accelerator, prior, trajectories, validation_loader, arguments.predictions, arguments.optimization.seed,
-        run.position.step,
-    )
-    metrics = {
-        "validation_bits_per_code": four_figures(bits),
-        "validation_bits_per_code_shuffled_actions": four_figures(shuffled_bits),
-        "train_steps": run.position.step,
-        "validation_windows": len(validation_loader.dataset),
-    }
-    publish_model(
-        arguments, accelerator, run, wall_time_s, metrics=metrics, image=strips, image_name="predictions.png",
-        model_card=video_prior_model_card, dataset_name=trajectories.dataset_name, description="Video prior",
-    )
-    pipeline = VideoPredictionPipeline(vqvae=trajectories.vqvae, video_prior=prior, image_processor=trajectories.processor)
-    pipeline.save_pretrained(Path(arguments.output.output_dir) / "pipeline")
-    return metrics
+    return train(VideoPriorRecipe(arguments))

@@ -2,44 +2,27 @@
 speech data, validation (teacher-forced bits per sample, code usage, a reconstruction and a speaker conversion as
 audio and spectrograms) and final files."""
 
-import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import PIL.Image
-import PIL.ImageDraw
 import torch
 from accelerate import Accelerator
 
-from ..data.speech import (
-    SpeechDataArguments,
-    load_speech_datasets,
-    speech_dataloader,
-    validation_clips,
-    wav_bytes,
-)
-from ..hub import audio_vqvae_model_card
-from ..models.audio_vqvae.configuration_audio_vqvae import AUDIO_PRESETS, AudioVQVAEConfig
-from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
-from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
-from .arguments import HubArguments, OptimizationArguments, OutputArguments, arguments_dict, check_at_least, parse_arguments
-from .checkpoints import CheckpointManager, model_fields
-from .loop import (
-    TrainingRun,
-    end_training,
-    four_figures,
-    log_audio,
-    log_image,
-    publish_model,
-    run_training_loop,
-    setup_accelerator,
-)
-from .vqvae import parse_config_overrides, vqvae_train_logs
-
-
-logger = logging.getLogger(__name__)
+from ...argument_checks import check_at_least
+from ...data.audio_files import wav_bytes
+from ...data.speech import SpeechDataArguments, load_speech_datasets, speech_dataloader, validation_clips
+from ...models.audio_vqvae.configuration_audio_vqvae import AUDIO_PRESETS, AudioVQVAEConfig
+from ...models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
+from ...models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
+from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
+from ..autoencoders import base_config_fields, parse_config_overrides, vqvae_train_logs
+from ..loop import train
+from ..publishing import four_figures, publish_model
+from ..recipe import Recipe, TrainingRun
+from ..spectrograms import spectrogram_figure
+from ..tracking import log_audio, log_image
 
 
 @dataclass
@@ -122,13 +105,9 @@ def build_audio_config(
 ) -> AudioVQVAEConfig:
     """The model config from --preset or --model_config_name_or_path (else the defaults), the strides and
     overrides, and the data's speakers; checks that --segment_length fits the model."""
-    if model.preset:
-        base = AudioVQVAEConfig.from_preset(model.preset)
-    elif model.model_config_name_or_path:
-        base = AudioVQVAEConfig.from_pretrained(model.model_config_name_or_path, cache_dir=cache_dir)
-    else:
-        base = AudioVQVAEConfig()
-    fields = {**model_fields(base), **parse_config_overrides(model.config_overrides, AudioVQVAEConfig)}
+    fields = base_config_fields(
+        AudioVQVAEConfig, model.preset, model.model_config_name_or_path, model.config_overrides, cache_dir=cache_dir
+    )
     if model.downsampling_strides:
         fields["downsampling_strides"] = list(model.downsampling_strides)
     fields["num_speakers"] = len(speaker_names) if speaker_names else 0
@@ -198,45 +177,6 @@ def audio_samples(
     return samples
 
 
-def spectrogram(waveform: torch.Tensor, n_fft: int = 512, hop_length: int = 128) -> torch.Tensor:
-    """Log-magnitude STFT, (frequencies, frames); a shorter window for clips shorter than `n_fft`."""
-    n_fft = min(n_fft, 2 ** int(math.log2(waveform.shape[-1])))
-    hop_length = min(hop_length, n_fft // 4)
-    window = torch.hann_window(n_fft, device=waveform.device)
-    stft = torch.stft(waveform.float(), n_fft, hop_length, window=window, return_complex=True)
-    return (stft.abs() + 1e-5).log()
-
-
-def spectrogram_figure(samples: dict[str, torch.Tensor], title: str = "") -> PIL.Image.Image:
-    """The samples' spectrograms stacked, labelled, low frequencies at the bottom, on one colour scale."""
-    spectrograms = {name: spectrogram(waveform.cpu()) for name, waveform in samples.items()}
-    low = min(float(s.min()) for s in spectrograms.values())
-    high = max(float(s.max()) for s in spectrograms.values())
-    label_height, gap = 14, 4
-    # Frames are stretched so that a short clip still gives a figure about 512 pixels wide.
-    frames = max(s.shape[1] for s in spectrograms.values())
-    stretch = max(2, 512 // frames)
-    width = frames * stretch
-    rows = []
-    for name, values in spectrograms.items():
-        levels = ((values.flip(0) - low) / max(high - low, 1e-6) * 255).clamp(0, 255).to(torch.uint8).numpy()
-        image = PIL.Image.fromarray(levels).resize((values.shape[1] * stretch, values.shape[0]), PIL.Image.NEAREST)
-        rows.append((name, image))
-    height = sum(image.height + label_height + gap for _, image in rows) + (label_height if title else 0)
-    figure = PIL.Image.new("RGB", (width, height), "white")
-    draw = PIL.ImageDraw.Draw(figure)
-    top = 0
-    if title:
-        draw.text((2, top), title, fill="black")
-        top += label_height
-    for name, image in rows:
-        draw.text((2, top), name, fill="black")
-        top += label_height
-        figure.paste(PIL.Image.merge("RGB", (image, image, image)), (0, top))
-        top += image.height + gap
-    return figure
-
-
 def validate_and_log(
     accelerator: Accelerator, model: AudioVQVAEModel, clips, speakers, step: int, batch_size: int,
     samples: AudioSampleArguments, seed: int,
@@ -257,94 +197,95 @@ def validate_and_log(
 # ------------------------------------------------------------------------------------------------- the recipe
 
 
-def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
-    """Train an `AudioVQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
-    final validation metrics (also written to `<output_dir>/metrics.json`)."""
-    started = time.perf_counter()
-    data, optimization, output = arguments.data, arguments.optimization, arguments.output
-    accelerator = setup_accelerator(optimization, output)
-    # The main process synthesises or loads the data first; the others then read the caches.
-    with accelerator.main_process_first():
-        datasets = load_speech_datasets(data, seed=optimization.seed)
-    config = build_audio_config(arguments.model, datasets.speaker_names, data.segment_length, cache_dir=data.cache_dir)
-    checkpoints = CheckpointManager(output.output_dir, output.checkpoints_total_limit)
-    resume = checkpoints.resolve(output.resume_from_checkpoint, model_fields(config))
-    feature_extractor = AudioVQVAEFeatureExtractor.for_model(config, segment_length=data.segment_length)
+class AudioVQVAERecipe(Recipe):
+    """An `AudioVQVAEModel` on speech (`data.speech`): teacher-forced WaveNet loss, codebook and commitment terms."""
 
-    with accelerator.main_process_first():
-        train_dataloader = speech_dataloader(
-            datasets,
-            segment_length=data.segment_length,
-            batch_size=optimization.train_batch_size,
-            seed=optimization.seed,
-            sampling_rate=config.sampling_rate,
-            num_workers=data.dataloader_num_workers,
-            max_unreadable_fraction=data.max_unreadable_fraction,
-            process_index=accelerator.process_index,
-            num_processes=accelerator.num_processes,
-        )
-        clips, speakers = validation_clips(
-            datasets, data.segment_length, data.max_validation_samples, config.sampling_rate, data.max_unreadable_fraction
-        )
+    project_name = "hf-vqvae-audio"
+    examples = "audio clips"
 
-    def validate(step: int, model: AudioVQVAEModel) -> None:
-        if accelerator.is_main_process:
-            validate_and_log(
-                accelerator, model, clips, speakers, step, optimization.train_batch_size, arguments.samples,
-                optimization.seed,
+    def build_model(self, accelerator: Accelerator) -> AudioVQVAEModel:
+        data = self.arguments.data
+        # The main process synthesises or loads the data first; the others then read the caches.
+        with accelerator.main_process_first():
+            self.datasets = load_speech_datasets(data, seed=self.arguments.optimization.seed)
+        self.config = build_audio_config(
+            self.arguments.model, self.datasets.speaker_names, data.segment_length, cache_dir=data.cache_dir
+        )
+        return AudioVQVAEModel(self.config)
+
+    def build_train_dataloader(self, accelerator: Accelerator) -> torch.utils.data.DataLoader:
+        data, optimization = self.arguments.data, self.arguments.optimization
+        self.feature_extractor = AudioVQVAEFeatureExtractor.for_model(self.config, segment_length=data.segment_length)
+        with accelerator.main_process_first():
+            train_dataloader = speech_dataloader(
+                self.datasets,
+                segment_length=data.segment_length,
+                batch_size=optimization.train_batch_size,
+                seed=optimization.seed,
+                sampling_rate=self.config.sampling_rate,
+                num_workers=data.dataloader_num_workers,
+                max_unreadable_fraction=data.max_unreadable_fraction,
+                process_index=accelerator.process_index,
+                num_processes=accelerator.num_processes,
             )
+            self.clips, self.speakers = validation_clips(
+                self.datasets, data.segment_length, data.max_validation_samples, self.config.sampling_rate,
+                data.max_unreadable_fraction,
+            )
+        return train_dataloader
+
+    def forward(self, model: AudioVQVAEModel, batch: dict):
+        return model(batch["input_values"], batch.get("speaker_ids"))
+
+    def train_logs(self, output) -> dict[str, float]:
+        return vqvae_train_logs(output)
+
+    def log_validation(self, accelerator: Accelerator, model: AudioVQVAEModel, step: int):
+        optimization = self.arguments.optimization
+        return validate_and_log(
+            accelerator, model, self.clips, self.speakers, step, optimization.train_batch_size, self.arguments.samples,
+            optimization.seed,
+        )
+
+    def validate(self, accelerator: Accelerator, model: AudioVQVAEModel, step: int) -> None:
+        if accelerator.is_main_process:
+            self.log_validation(accelerator, model, step)
         # Every process starts a new usage window, so the buffers stay identical.
         model.quantizer.reset_usage()
 
-    run = run_training_loop(
-        accelerator, optimization, output, AudioVQVAEModel(config), train_dataloader, checkpoints=checkpoints,
-        resume=resume, model_config=model_fields(config), run_arguments=arguments_dict(arguments),
-        project_name="hf-vqvae-audio", forward=lambda model, batch: model(batch["input_values"], batch.get("speaker_ids")),
-        train_logs=vqvae_train_logs, validate=validate, examples="audio clips",
-    )
-    metrics = {}
-    if accelerator.is_main_process:
-        metrics = save_final_audio_vqvae(
-            arguments, accelerator, run, feature_extractor, clips, speakers, datasets.name,
-            wall_time_s=time.perf_counter() - started,
+    def publish(self, accelerator: Accelerator, run: TrainingRun, training: dict) -> dict:
+        """Validate, then write the model, the feature extractor, `metrics.json`, the audio samples (`samples/*.wav`)
+        and their spectrograms (`spectrograms.png`) and a model card embedding them into --output_dir; push them when
+        asked."""
+        model, step = run.model, run.position.step
+        results, waveforms, figure = self.log_validation(accelerator, model, step)
+        metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
+        metrics |= {
+            "bits_per_second_of_codes": four_figures(model.config.bits_per_second),
+            "train_steps": step,
+            "validation_clips": len(self.clips),
+        }
+        rate = model.config.sampling_rate
+
+        def save_extra(folder: Path) -> None:
+            self.feature_extractor.save_pretrained(folder)
+            (folder / "samples").mkdir(exist_ok=True)
+            for name, waveform in waveforms.items():
+                (folder / "samples" / f"{name}.wav").write_bytes(wav_bytes(waveform.cpu().numpy(), rate))
+
+        audio_path = "samples/conversion.wav" if "conversion" in waveforms else "samples/reconstruction.wav"
+        publish_model(
+            run, self.arguments.output, self.arguments.hub, training, metrics=metrics, image=figure,
+            image_name="spectrograms.png", dataset_name=self.datasets.name, description="Audio VQ-VAE",
+            save_extra=save_extra, card_fields={"audio_path": audio_path},
         )
-    end_training(accelerator)
-    return metrics
+        return metrics
 
 
-def save_final_audio_vqvae(
-    arguments: AudioVQVAETrainingArguments, accelerator, run: TrainingRun, feature_extractor, clips, speakers,
-    dataset_name: str, wall_time_s: float,
-) -> dict:
-    """Validate, then write the model, the feature extractor, `metrics.json`, the audio samples (`samples/*.wav`)
-    and their spectrograms (`spectrograms.png`) and a model card embedding them into --output_dir; push them when
-    asked."""
-    model, step = run.model, run.position.step
-    results, waveforms, figure = validate_and_log(
-        accelerator, model, clips, speakers, step, arguments.optimization.train_batch_size, arguments.samples,
-        arguments.optimization.seed,
-    )
-    metrics = {f"validation_{name}": four_figures(value) for name, value in results.items()}
-    metrics |= {
-        "bits_per_second_of_codes": four_figures(model.config.bits_per_second),
-        "train_steps": step,
-        "validation_clips": len(clips),
-    }
-    rate = model.config.sampling_rate
-
-    def save_extra(folder: Path) -> None:
-        feature_extractor.save_pretrained(folder)
-        (folder / "samples").mkdir(exist_ok=True)
-        for name, waveform in waveforms.items():
-            (folder / "samples" / f"{name}.wav").write_bytes(wav_bytes(waveform.cpu().numpy(), rate))
-
-    audio_path = "samples/conversion.wav" if "conversion" in waveforms else "samples/reconstruction.wav"
-    publish_model(
-        arguments, accelerator, run, wall_time_s, metrics=metrics, image=figure, image_name="spectrograms.png",
-        model_card=audio_vqvae_model_card, dataset_name=dataset_name, description="Audio VQ-VAE",
-        save_extra=save_extra, card_fields={"audio_path": audio_path},
-    )
-    return metrics
+def train_audio_vqvae(arguments: AudioVQVAETrainingArguments) -> dict:
+    """Train an `AudioVQVAEModel` as `arguments` say (`parse_args` reads them from flags or a file); returns the
+    final validation metrics (also written to `<output_dir>/metrics.json`)."""
+    return train(AudioVQVAERecipe(arguments))
 
 
 __all__ = [
