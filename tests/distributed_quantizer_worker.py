@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_vqvae.quantization import vector_quantizer
+from hf_vqvae.quantization import distributed, vector_quantizer
 from hf_vqvae.quantization.vector_quantizer import VectorQuantizer
 
 
@@ -139,7 +139,8 @@ def main(out_dir: str, mismatched: bool = False) -> None:
     torch.set_num_threads(1)
     rank = accelerator.process_index
     if mismatched and rank == 1:
-        vector_quantizer._all_reduce_sum = lambda *tensors: list(tensors)
+        # Every all-reduce of the quantizer: its own and those of the shared helpers (`take_global_rows`).
+        vector_quantizer.all_reduce_sum = distributed.all_reduce_sum = lambda *tensors: list(tensors)
     records = {"kmeans/codebook": kmeans_codebook(batches(PLAIN_SHARES, rank)[0])}
     records.update({f"plain/{key}": value for key, value in plain_run(batches(PLAIN_SHARES, rank)).items()})
     records.update({f"ddp/{key}": value for key, value in ddp_run(batches(DDP_SHARES, rank), accelerator.prepare).items()})
