@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, PreTrainedModel
 
 from hf_vqvae import (
     AudioVQVAEConfig,
@@ -114,6 +114,53 @@ def test_every_model_with_every_variant_survives_a_hub_round_trip(name, offline_
         model.train(), loaded.train()
         torch.testing.assert_close(model(*inputs).loss, loaded(*inputs).loss)
         assert torch.equal(model.quantizer.usage_histogram, loaded.quantizer.usage_histogram), kind
+
+
+@pytest.mark.parametrize("name", [*VARIANTS, "vq_kmeans"])
+def test_init_weights_rebuilds_every_buffer_of_a_model_made_on_the_meta_device(name, monkeypatch):
+    # transformers' contract (ModelTesterMixin.test_init_weights_can_init_buffers): from_pretrained makes a model on
+    # the meta device and `_init_weights` fills what the checkpoint does not hold, so a buffer must come out of
+    # `_init_weights` as it comes out of `__init__`: a constant, not a copy of a random codebook.
+    fields = {"kmeans_init": True} if name == "vq_kmeans" else variant_fields(name)
+    configs = {
+        "image": (VQVAEModel, VQVAEConfig(**{**TINY_VQVAE, **fields})),
+        "audio": (AudioVQVAEModel, AudioVQVAEConfig(**{**TINY_AUDIO, **fields})),
+        "hierarchy": (HierarchicalVQVAEModel, HierarchicalVQVAEConfig(**{**TINY_STAGE2, **fields})),
+    }
+    for kind, (model_class, config) in configs.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(PreTrainedModel, "_initialize_weights", lambda *args, **kwargs: None)
+            from_init = model_class(config)
+        with torch.device("meta"):
+            from_meta = model_class(config)
+        from_meta.to_empty(device="cpu")
+        from_meta.init_weights()
+        buffers, rebuilt = dict(from_init.named_buffers()), dict(from_meta.named_buffers())
+        assert buffers.keys() == rebuilt.keys(), kind
+        assert any(key.startswith("quantizer.") for key in buffers), kind
+        for key, buffer in buffers.items():
+            assert torch.equal(buffer, rebuilt[key]), (kind, key)
+
+
+def test_ema_state_saved_before_buffers_were_constants_loads_and_trains_as_saved(tmp_path):
+    # 0.2.0 saved a fresh model's EMA state seeded (m = e, initialized), a trained one's as it stood: loaded buffers are
+    # the stored ones, and training goes on from them instead of seeding again (m = 2e with N = 3 tells them apart).
+    model = VQVAEModel(VQVAEConfig(**TINY_VQVAE))
+    with torch.no_grad():
+        model.quantizer.embed_sum.copy_(model.quantizer.embedding * 2.0)
+        model.quantizer.cluster_size.fill_(3.0)
+        model.quantizer.initialized.fill_(True)
+    model.save_pretrained(tmp_path)
+    loaded = VQVAEModel.from_pretrained(tmp_path)
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    for key in state:
+        assert torch.equal(state[key], loaded_state[key]), key
+    stored = loaded.quantizer.embed_sum.clone()
+    indices = loaded.train()(*model_inputs("image")).indices
+    unused = torch.bincount(indices.flatten(), minlength=loaded.config.num_embeddings) == 0
+    assert unused.any()
+    decay = loaded.config.decay
+    torch.testing.assert_close(loaded.quantizer.embed_sum[unused], decay * stored[unused])
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -17,6 +17,13 @@ from .code_layout import CodeLayout
 from .vector_quantizer import _StraightThroughQuantize, codebook_rows, nearest_codes_channels_first
 
 
+def frozen_random_codebook(num_embeddings: int, embedding_dim: int) -> torch.Tensor:
+    """C: (K, D) draws from N(0, 1/D), the same for every model of this size (a seed of its own, on the CPU even while
+    a model is built on the meta device), whatever the global random state."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(num_embeddings, embedding_dim, generator=generator, device="cpu") * embedding_dim**-0.5
+
+
 class SimVectorQuantizer(Quantizer):
     """SimVQ over (B, D, *spatial) latents.
 
@@ -27,7 +34,8 @@ class SimVectorQuantizer(Quantizer):
         rotation_trick: pass the gradient to z_e by the rotation trick instead of straight through.
         distance_chunk_size: as for `VectorQuantizer`.
 
-    Tensors: ``frozen_codebook`` (C, a persistent buffer drawn from N(0, 1/D), never trained),
+    Tensors: ``frozen_codebook`` (C, a persistent buffer drawn from N(0, 1/D) with a fixed seed, never trained: a
+    constant, as transformers expects of a buffer, and W makes any C a codebook),
     ``codebook_transform.weight`` (W) and ``codes_used``.
     """
 
@@ -47,13 +55,15 @@ class SimVectorQuantizer(Quantizer):
         self.distance_chunk_size = distance_chunk_size
         self.layout = CodeLayout(num_embeddings)
         fp32 = dict(dtype=torch.float32)
-        self.register_buffer("frozen_codebook", torch.randn(num_embeddings, embedding_dim, **fp32) * embedding_dim**-0.5)
+        self.register_buffer("frozen_codebook", torch.empty(num_embeddings, embedding_dim, **fp32))
+        with torch.no_grad():
+            self.frozen_codebook.copy_(frozen_random_codebook(num_embeddings, embedding_dim))
         self.codebook_transform = nn.Linear(embedding_dim, embedding_dim, bias=False, **fp32)
         self._register_usage()
 
     def initialize_state(self) -> None:
         super().initialize_state()
-        init.normal_(self.frozen_codebook, std=self.embedding_dim**-0.5)
+        init.copy_(self.frozen_codebook, frozen_random_codebook(self.num_embeddings, self.embedding_dim))
 
     def codebook_vectors(self) -> torch.Tensor:
         """The codes C W^T in fp32, (K, D), differentiable in W."""

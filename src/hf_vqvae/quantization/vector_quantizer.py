@@ -325,7 +325,7 @@ class VectorQuantizer(Quantizer):
             decides which codes are dead, under both rules.
         epsilon: Laplace smoothing of the EMA cluster sizes, so an unused code never divides by 0.
         kmeans_init: initialise the codebook by k-means on the first training batch (pooled from
-            every process).
+            every process); without it the EMA state is seeded from the random codebook at that batch.
         kmeans_iters: Lloyd iterations for that initialisation.
         dead_code_threshold: restarts, as a fraction of the mean usage (latents per training
             batch over all processes / K): a code whose usage average (assignments per batch, EMA)
@@ -344,8 +344,11 @@ class VectorQuantizer(Quantizer):
 
     Buffers (persistent, so a checkpoint resumes exactly): ``cluster_size`` (usage average N,
     the EMA counts of eq. 6), ``embed_sum`` (m of eq. 7, used by the EMA rule), ``initialized``
-    (whether k-means already ran), ``restart_step`` (seeds restart draws identically on every
-    rank) and ``codes_used`` (assignments per code since the last `reset_usage`).
+    (whether the EMA state is seeded: by k-means, or from the codebook), ``restart_step`` (seeds
+    restart draws identically on every rank) and ``codes_used`` (assignments per code since the
+    last `reset_usage`). A fresh quantizer's buffers are constants (N = 1, m = 0, not seeded), as
+    transformers expects of buffers (`_init_weights` rebuilds them on a model made on the meta
+    device): the first training batch seeds m from the random codebook (m = N e), or runs k-means.
 
     In training mode every process must call forward together: the statistics are reduced
     across processes. Evaluation mode changes no state and communicates nothing.
@@ -393,15 +396,16 @@ class VectorQuantizer(Quantizer):
         self.project_in, self.project_out = channel_projections(embedding_dim, self.codebook_dim)
         self.embedding = nn.Parameter(torch.empty(num_embeddings, self.codebook_dim, **fp32), requires_grad=update_rule == "loss")
         self.register_buffer("cluster_size", torch.ones(num_embeddings, **fp32))
-        self.register_buffer("embed_sum", torch.empty(num_embeddings, self.codebook_dim, **fp32))
-        self.register_buffer("initialized", torch.tensor(not kmeans_init, dtype=torch.bool))
+        self.register_buffer("embed_sum", torch.zeros(num_embeddings, self.codebook_dim, **fp32))
+        self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("restart_step", torch.zeros((), dtype=torch.long))
         self._register_usage()
         # Reading `initialized` would stall an accelerator every step; once seen true it stays
         # true until new state is loaded.
         self._known_initialized = False
         self.register_load_state_dict_post_hook(VectorQuantizer._forget_initialized)
-        self.reset_codebook()
+        with torch.no_grad():
+            self.embedding.uniform_(-1.0 / num_embeddings, 1.0 / num_embeddings)
 
     @classmethod
     def from_config(cls, config) -> "VectorQuantizer":
@@ -420,14 +424,15 @@ class VectorQuantizer(Quantizer):
         module._known_initialized = False
 
     def initialize_state(self) -> None:
-        """The state `reset_codebook` gives, written through transformers' initialization helpers, which leave
-        tensors loaded from a checkpoint alone: what a model's `_init_weights` does for its quantizer."""
+        """A fresh quantizer's state, written through transformers' initialization helpers, which leave tensors
+        loaded from a checkpoint alone: what a model's `_init_weights` does for its quantizer. The codebook is
+        uniform in +-1/K; every buffer is a constant (the first training batch seeds the EMA state)."""
         super().initialize_state()
         bound = 1.0 / self.num_embeddings
         init.uniform_(self.embedding, -bound, bound)
         init.ones_(self.cluster_size)
-        init.copy_(self.embed_sum, self.embedding)
-        init.constant_(self.initialized, not self.kmeans_init)
+        init.zeros_(self.embed_sum)
+        init.constant_(self.initialized, False)
         init.zeros_(self.restart_step)
 
     @torch.no_grad()
@@ -436,8 +441,14 @@ class VectorQuantizer(Quantizer):
         until it is used (N = 1, m = e)."""
         bound = 1.0 / self.num_embeddings
         self.embedding.uniform_(-bound, bound)
-        self.cluster_size.fill_(1.0)
-        self.embed_sum.copy_(self.embedding)
+        self._seed_ema_state()
+
+    @torch.no_grad()
+    def _seed_ema_state(self) -> None:
+        """EMA state that keeps each code where it is until it is used (m = N e: the EMA's codebook is the codebook),
+        marked seeded. Every rank holds the same codebook (DDP broadcasts it), so every rank seeds alike."""
+        self.embed_sum.copy_(self.embedding * self.cluster_size.unsqueeze(1))
+        self.initialized.fill_(True)
 
     def codebook_vectors(self) -> torch.Tensor:
         """The codes in fp32, (K, codebook_dim), l2-normalised for cosine-similarity codes."""
@@ -480,7 +491,10 @@ class VectorQuantizer(Quantizer):
         (zero under the EMA rule), code counts (K,) of every process in training). Residual VQ calls it per stage."""
         if self.training and not self._known_initialized:
             if not bool(self.initialized):
-                self._kmeans_initialize(latents.detach())
+                if self.kmeans_init:
+                    self._kmeans_initialize(latents.detach())
+                else:
+                    self._seed_ema_state()
             self._known_initialized = bool(self.initialized)
         codebook = self.codebook_vectors()
         indices = nearest_codes_channels_first(latents.detach(), codebook, self.distance_chunk_size)
