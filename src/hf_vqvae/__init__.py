@@ -43,7 +43,11 @@ _PUBLIC_NAMES = {
     ),
     "models.video_prior": ("VideoPriorConfig", "VideoPriorModel", "VideoPriorOutput"),
     "modeling_utils": ("CheckpointMismatchError",),
-    "quantization": ("QuantizerOutput", "VectorQuantizer"),
+    "configuration_utils": ("QuantizerConfigMixin",),
+    "quantization": (
+        "FiniteScalarQuantizer", "LookupFreeQuantizer", "Quantizer", "QuantizerOutput", "ResidualVectorQuantizer",
+        "SimVectorQuantizer", "VectorQuantizer", "build_quantizer",
+    ),
     "pipelines": (
         "AudioVQVAEPipeline", "HierarchicalVQVAEPipeline", "HierarchicalVQVAEPipelineOutput", "VQVAEPipeline",
         "VQVAEPipelineOutput", "VideoPredictionPipeline", "VideoPredictionPipelineOutput", "prediction_strip", "save_gif",

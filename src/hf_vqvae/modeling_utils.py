@@ -17,7 +17,7 @@ from transformers.utils import logging
 from .hub import push_with_card
 from .input_checks import check_code_grids, checked_class_labels
 from .input_checks import is_tracing  # noqa: F401  imported from here by code written before input_checks
-from .quantization.vector_quantizer import VectorQuantizer
+from .quantization.base import Quantizer
 from .loading import check_local_path_exists, damaged_weights_error, missing_folder_error, non_finite_tensors
 
 
@@ -110,7 +110,7 @@ class HubPreTrainedModel(PreTrainedModel):
                 init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
-        elif isinstance(module, VectorQuantizer):
+        elif isinstance(module, Quantizer):
             module.initialize_state()
 
     def _get_dtype_plan(self, dtype) -> dict:

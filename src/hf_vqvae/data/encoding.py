@@ -57,9 +57,10 @@ def encode_images(
     # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
     examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
     vqvae = vqvae.to(accelerator.device).eval()
-    features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
+    layout = vqvae.config.code_layout
+    features = codes_features(layout.prior_num_embeddings, readable.features[label_column] if label_column else None)
     return encode_in_processes(
-        examples, collate_examples, lambda batch: vqvae.encode(batch["pixel_values"]).indices,
+        examples, collate_examples, lambda batch: layout.to_prior_grid(vqvae.encode(batch["pixel_values"]).indices),
         "labels" if label_column else None, accelerator, features=features, items="images", batch_size=batch_size,
         num_workers=num_workers, description=description,
     )
@@ -157,9 +158,11 @@ def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch
         return batch
 
     stage2 = stage2.to(accelerator.device).eval()
-    features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
+    layout = stage2.config.code_layout
+    features = codes_features(layout.prior_num_embeddings, codes.features[label_column] if label_column else None)
     return encode_in_processes(
-        codes.with_format("numpy", columns=columns), collate, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices,
+        codes.with_format("numpy", columns=columns), collate,
+        lambda batch: layout.to_prior_grid(stage2.encode(batch[CODES_COLUMN]).indices),
         label_column, accelerator, features=features, items="code grids", batch_size=batch_size,
         description=description,
     )
@@ -287,9 +290,10 @@ def encode_speech(
     if len(segments) == 0:
         raise ValueError("no readable audio clip to encode")
     vqvae = vqvae.to(accelerator.device).eval()
-    features = codes_features(config.num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
+    layout = config.code_layout
+    features = codes_features(layout.prior_num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
     return encode_in_processes(
-        segments, collate_examples, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
+        segments, collate_examples, lambda batch: layout.to_prior_grid(vqvae.encode(batch["input_values"]).indices)[:, None, :],
         "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, features=features, items="segments",
         batch_size=batch_size, num_workers=num_workers, description=description,
     )

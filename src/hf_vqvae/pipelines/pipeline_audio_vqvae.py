@@ -77,7 +77,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
                     f"the prior of an audio pipeline models a sequence of codes: it needs grid_height=1, got "
                     f"{prior.config.grid_height}"
                 )
-            prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, 1, prior.config.grid_width)
+            prior.check_compatible_with_vqvae(vqvae.config.code_layout.prior_num_embeddings, 1, prior.config.grid_width)
             if prior.config.num_classes not in (0, vqvae.config.num_speakers):
                 raise ValueError(
                     f"a speaker-conditioned prior needs num_classes equal to the VQ-VAE's num_speakers "
@@ -138,7 +138,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
                 batch_size, speaker, temperature, generator, guidance_scale=guidance_scale, top_k=top_k, top_p=top_p
             )
 
-        with self.progress_bar(total=codes.shape[-1] * self.vqvae.config.hop_length if codes.ndim == 2 else 0) as bar:
+        with self.progress_bar(total=codes.shape[-1] * self.vqvae.config.hop_length if codes.ndim in (2, 3) else 0) as bar:
             audios = self.vqvae.decode(
                 codes, speaker, generator=generator, temperature=temperature, use_cache=use_cache,
                 progress_callback=lambda done, total: bar.update(done - bar.n),
@@ -174,9 +174,10 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         class_labels = None
         if self.prior.config.num_classes:
             class_labels = self.vqvae.speaker_ids(speaker, batch_size)
-        return sample_prior(
+        tokens = sample_prior(
             self.prior, batch_size, class_labels=class_labels, temperature=temperature, generator=generator, **options
-        )[:, 0]
+        )
+        return self.vqvae.config.code_layout.from_prior_grid(tokens[:, 0])
 
 
 __all__ = ["AudioVQVAEPipeline"]

@@ -62,9 +62,9 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
     ):
         super().__init__()
         latent_size = vqvae.config.latent_size
-        stage2.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
+        stage2.check_compatible_with_vqvae(*vqvae.config.prior_code_grid(latent_size, latent_size))
         try:
-            prior.check_compatible_with_vqvae(stage2.config.num_embeddings, *stage2.config.latent_grid)
+            prior.check_compatible_with_vqvae(*stage2.config.prior_code_grid(*stage2.config.latent_grid))
         except ValueError as error:
             raise ValueError(f"the top prior does not fit the stage-2 model: {error}") from error
         self.register_modules(vqvae=vqvae, stage2=stage2, prior=prior, image_processor=image_processor)
@@ -105,18 +105,20 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
             raise ValueError(f"output_type must be one of {PIPELINE_OUTPUT_TYPES}, got {output_type!r}")
         if image is not None:
             stage1_codes = self.vqvae.encode(self._pixel_values(image)).indices
-            latent_codes = self.stage2.encode(stage1_codes).indices
+            latent_codes = self.stage2.encode(self.vqvae.config.code_layout.to_prior_grid(stage1_codes)).indices
         else:
             if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
                 raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-            latent_codes = sample_prior(
+            tokens = sample_prior(
                 self.prior, batch_size, temperature=temperature, generator=generator, top_k=top_k, top_p=top_p
             )
+            latent_codes = self.stage2.config.code_layout.from_prior_grid(tokens)
         with self.progress_bar(total=self.stage2.config.input_grid_height) as progress_bar:
-            codes = self.stage2.sample(
+            tokens = self.stage2.sample(
                 latent_codes, temperature=temperature, generator=generator,
                 progress_callback=lambda rows_done, rows: progress_bar.update(),
             )
+        codes = self.vqvae.config.code_layout.from_prior_grid(tokens)
 
         if output_type == "latent":
             images = codes

@@ -38,7 +38,7 @@ class VQVAEPipelineOutput(BaseOutput):
     Args:
         images: a list of PIL images, a (B, H, W, C) array in [0, 1] ("np"), a (B, C, H, W) tensor
             in [0, 1] ("pt"), or the code grids themselves ("latent").
-        codes: the code grids, (B, h, w) integers in [0, K).
+        codes: the code grids, (B, h, w) integers in [0, K) ((B, N, h, w) for residual VQ).
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
@@ -73,7 +73,7 @@ class VQVAEPipeline(HubDiffusionPipeline):
     ):
         super().__init__()
         latent_size = vqvae.config.latent_size
-        prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
+        prior.check_compatible_with_vqvae(*vqvae.config.prior_code_grid(latent_size, latent_size))
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
     def model_card(self, repo_id: str, **card_fields):
@@ -133,9 +133,10 @@ class VQVAEPipeline(HubDiffusionPipeline):
         if image is not None:
             codes = self.vqvae.encode(self._pixel_values(image)).indices
         else:
-            codes = self._sample_codes(
+            tokens = self._sample_codes(
                 batch_size, class_labels, temperature, generator, guidance_scale=guidance_scale, top_k=top_k, top_p=top_p
             )
+            codes = self.vqvae.config.code_layout.from_prior_grid(tokens)
 
         if output_type == "latent":
             images = codes

@@ -44,8 +44,8 @@ class TrainingCodes:
     def code_grid(self) -> tuple[int, int, int]:
         """(K, grid height, grid width) of the codes."""
         if self.stage2 is not None:
-            return (self.stage2.config.num_embeddings, *self.stage2.config.latent_grid)
-        return (self.vqvae.config.num_embeddings, self.vqvae.config.latent_size, self.vqvae.config.latent_size)
+            return self.stage2.config.prior_code_grid(*self.stage2.config.latent_grid)
+        return self.vqvae.config.prior_code_grid(self.vqvae.config.latent_size, self.vqvae.config.latent_size)
 
     def pipeline(self, prior: PixelCNNPriorModel) -> VQVAEPipeline | HierarchicalVQVAEPipeline:
         """The generator a prior over these codes completes."""
@@ -65,7 +65,7 @@ class SpeechTrainingCodes(TrainingCodes):
 
     @property
     def code_grid(self) -> tuple[int, int, int]:
-        return (self.vqvae.config.num_embeddings, 1, self.sequence_length)
+        return (self.vqvae.config.code_layout.prior_num_embeddings, 1, self.sequence_length)
 
     def pipeline(self, prior: PixelCNNPriorModel) -> AudioVQVAEPipeline:
         return AudioVQVAEPipeline(vqvae=self.vqvae, prior=prior, feature_extractor=self.processor)
@@ -93,7 +93,7 @@ def load_training_codes(
         speech = is_audio_vqvae(vqvae_name, cache_dir=data.cache_dir)
         vqvae, processor = (load_audio_vqvae if speech else load_vqvae)(vqvae_name, cache_dir=data.cache_dir)
         if stage2 is not None:
-            stage2.check_compatible_with_vqvae(vqvae.config.num_embeddings, vqvae.config.latent_size, vqvae.config.latent_size)
+            stage2.check_compatible_with_vqvae(*vqvae.config.prior_code_grid(vqvae.config.latent_size, vqvae.config.latent_size))
         elif info is not None:
             info.check_vqvae(vqvae.config, vqvae_name)
         dataset_name = info.image_dataset if info is not None else source.codes_dataset

@@ -5,7 +5,7 @@ import math
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_integer_field, check_quantizer_fields
+from ...configuration_utils import QuantizerConfigMixin, check_integer_field, check_quantizer_fields
 from ...layers.wavenet import receptive_field
 from .loudness import check_loudness_settings
 
@@ -21,7 +21,7 @@ AUDIO_PRESETS = {
 }
 
 
-class AudioVQVAEConfig(PreTrainedConfig):
+class AudioVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     r"""
     Configuration of an [`AudioVQVAEModel`].
 
@@ -32,11 +32,13 @@ class AudioVQVAEConfig(PreTrainedConfig):
             the stride) per entry; one latent covers their product in samples (64, the paper's).
         num_embeddings (`int`, defaults to 512): codebook size K.
         embedding_dim (`int`, defaults to 64): code dimension D.
-        commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters, dead_code_threshold: the
-            quantizer's settings, as in [`VQVAEConfig`], except `decay` (defaults to 0.9, the paper's 0.99 for
-            images): early in training the encoder's outputs move faster than a 100-update average follows, every
-            latent lands on one or two codes, and a code is only found dead ~70 updates later; at 0.9 the codebook
-            follows within ~10 updates and dead codes restart after ~7 (docs/audio.md).
+        quantizer_type, commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters,
+            dead_code_threshold, and the variants' fields: the quantizer's settings, as in [`QuantizerConfigMixin`]
+            (`quantizer_type="residual_vq"` makes a neural codec whose bitrate is chosen by the stages decoded),
+            except `decay` (defaults to 0.9, the paper's 0.99 for images): early in training the encoder's outputs
+            move faster than a 100-update average follows, every latent lands on one or two codes, and a code is
+            only found dead ~70 updates later; at 0.9 the codebook follows within ~10 updates and dead codes
+            restart after ~7 (docs/audio.md).
         mu_law_channels (`int`, defaults to 256): levels of the mu-law categorical the decoder predicts.
         residual_channels (`int`, defaults to 64): channels of the WaveNet's residual stream.
         gate_channels (`int`, defaults to 64): channels after each gate.
@@ -62,15 +64,7 @@ class AudioVQVAEConfig(PreTrainedConfig):
     sampling_rate: int = 16000
     hidden_channels: int = 128
     downsampling_strides: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2, 2)
-    num_embeddings: int = 512
-    embedding_dim: int = 64
-    commitment_cost: float = 0.25
-    update_rule: str = "ema"
-    decay: float = 0.9
-    epsilon: float = 1e-5
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.5
+    decay: float = 0.9  # not QuantizerConfigMixin's 0.99: see the docstring
     mu_law_channels: int = 256
     residual_channels: int = 64
     gate_channels: int = 64
@@ -135,8 +129,8 @@ class AudioVQVAEConfig(PreTrainedConfig):
 
     @property
     def bits_per_second(self) -> float:
-        """Information rate of the codes: log2(K) bits per latent."""
-        return self.sampling_rate / self.hop_length * math.log2(self.num_embeddings)
+        """Information rate of the codes: log2(K) bits per latent and residual stage."""
+        return self.sampling_rate / self.hop_length * self.code_layout.bits_per_position
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "AudioVQVAEConfig":

@@ -21,7 +21,7 @@ from ...input_checks import check_ids_in_range, check_not_empty, check_signal_va
 from ...layers.sampling import check_temperature
 from ...layers.wavenet import WaveNet
 from ...modeling_utils import HubPreTrainedModel
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 from .configuration_audio_vqvae import AudioVQVAEConfig
 from .mu_law import mu_law_decode, mu_law_encode
 
@@ -200,7 +200,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
     def __init__(self, config: AudioVQVAEConfig):
         super().__init__(config)
         self.encoder = AudioEncoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
+        self.quantizer = build_quantizer(config)
         self.decoder = AudioDecoder(config)
         self.post_init()
 
@@ -238,11 +238,12 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         )
 
     def _check_codes(self, codes) -> None:
-        if not is_integer_tensor(codes) or codes.ndim != 2:
+        axes = self.quantizer.code_layout.code_axes("latents")
+        if not is_integer_tensor(codes) or codes.ndim != 1 + len(axes):
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise ValueError(f"codes must be an integer tensor of shape (batch, latents), got {shape}")
+            raise ValueError(f"codes must be an integer tensor of shape (batch, {', '.join(axes)}), got {shape}")
         check_not_empty("codes", codes, "sequences of codes")
-        if codes.shape[1] == 0:
+        if codes.shape[-1] == 0:
             raise ValueError("codes must hold at least one latent, got an empty sequence")
         check_ids_in_range("codes must lie", codes, self.config.num_embeddings, "num_embeddings")
 
@@ -377,7 +378,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         """Codes (B, L) -> waveforms (B, L * hop_length), drawn sample by sample from the decoder.
 
         Args:
-            codes: integers in [0, num_embeddings).
+            codes: integers in [0, num_embeddings); for residual VQ (B, k, L), the first k <= N stages (the bitrate).
             speaker_ids: the voice: one id or name for all, or one per sequence (None without speakers).
             generator: the source of randomness; the cached and plain generators draw the same numbers in the same
                 order, so a seeded generator gives the same waveform with either.
@@ -392,7 +393,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
         local, speaker = self.decoder.conditioning(quantized, speaker_ids)
         samples = self.decoder.wavenet.generate(
-            codes.shape[0], codes.shape[1] * self.config.hop_length, local, speaker, temperature=temperature,
+            codes.shape[0], codes.shape[-1] * self.config.hop_length, local, speaker, temperature=temperature,
             generator=generator, use_cache=use_cache, progress_callback=progress_callback,
         )
         output = AudioVQVAEDecoderOutput(

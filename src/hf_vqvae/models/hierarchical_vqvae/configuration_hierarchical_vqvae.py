@@ -3,7 +3,9 @@ the code grids of a first VQ-VAE, whose decoder is a conditional gated PixelCNN.
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_choice_field, check_float_field, check_integer_field, check_quantizer_fields
+from ...configuration_utils import (
+    QuantizerConfigMixin, check_choice_field, check_float_field, check_integer_field, check_quantizer_fields,
+)
 
 
 CONDITIONING_KINDS = ("decoded", "upsampled")
@@ -12,7 +14,7 @@ CONDITIONING_KINDS = ("decoded", "upsampled")
 FIELDS_OF_EARLIER_CONFIGS = dict(conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0)
 
 
-class HierarchicalVQVAEConfig(PreTrainedConfig):
+class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     r"""
     Configuration of [`HierarchicalVQVAEModel`]. The defaults are the paper's DeepMind Lab setting: the 21x21
     grids of a stage-1 VQ-VAE with K = 512 (the `dmlab84` preset) compressed to 3x1 codes with K = 512 (27 bits).
@@ -30,8 +32,8 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
         latent_grid_width (`int`, defaults to 1): width of the stage-2 latent grid.
         num_embeddings (`int`, defaults to 512): the stage-2 codebook size K.
         embedding_dim (`int`, defaults to 64): the stage-2 code dimension D.
-        commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters, dead_code_threshold: the
-            stage-2 `VectorQuantizer`, as in [`VQVAEConfig`].
+        quantizer_type, commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters,
+            dead_code_threshold, and the variants' fields: the stage-2 quantizer, as in [`QuantizerConfigMixin`].
         conditioning (`str`, defaults to `"decoded"`): how the stage-2 latents become the decoder's conditioning
             map over the stage-1 grid, which every gated layer projects into its gates. `"decoded"`: a small
             non-autoregressive decoder, one linear map from all the latents to a grid a third of the stage-1 grid's
@@ -60,15 +62,6 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
     encoder_num_downsamples: int = 2
     latent_grid_height: int = 3
     latent_grid_width: int = 1
-    num_embeddings: int = 512
-    embedding_dim: int = 64
-    commitment_cost: float = 0.25
-    update_rule: str = "ema"
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.5
     conditioning: str = "decoded"
     conditioning_channels: int = 64
     conditioning_num_layers: int = 2

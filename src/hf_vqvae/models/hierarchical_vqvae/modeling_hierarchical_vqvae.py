@@ -25,7 +25,7 @@ from ...input_checks import check_code_grids, check_same_batch
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from ...modeling_utils import HubPreTrainedModel, fixed_codebook_error
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 from .configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 
 
@@ -135,7 +135,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
     def __init__(self, config: HierarchicalVQVAEConfig):
         super().__init__(config)
         self.encoder = CodeGridEncoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
+        self.quantizer = build_quantizer(config)
         # The conditioning network (see `conditioning_map`). Its first convolution keeps the name it had when it was the
         # only layer, so folders saved then still load.
         channels = config.conditioning_channels
@@ -205,6 +205,11 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         self._check_codes(name, input_ids, "input_num_embeddings", self.config.input_grid, "the stage-1 grid")
 
     def _check_latent_indices(self, latent_indices) -> None:
+        layout = self.quantizer.code_layout
+        if layout.num_stages is not None:
+            grid = self.config.latent_grid
+            layout.check_codes("latent_indices", latent_indices, ("latent_grid_height", "latent_grid_width"), grid)
+            return
         self._check_codes("latent_indices", latent_indices, "num_embeddings", self.config.latent_grid, "the stage-2 grid")
 
     # ----------------------------------------------------------------------------------------------- stages

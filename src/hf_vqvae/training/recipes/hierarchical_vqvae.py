@@ -160,8 +160,8 @@ def build_stage2_config(args: StageTwoModelArguments, vqvae_config, cache_dir: s
     else:
         base = DEFAULT_ARCHITECTURE
     architecture = {name: getattr(args, name) for name in ARCHITECTURE_FLAGS if getattr(args, name) is not None}
-    latent_size = vqvae_config.latent_size
-    stage1 = dict(input_num_embeddings=vqvae_config.num_embeddings, input_grid_height=latent_size, input_grid_width=latent_size)
+    input_num_embeddings, input_grid_height, input_grid_width = vqvae_config.prior_code_grid(vqvae_config.latent_size, vqvae_config.latent_size)
+    stage1 = dict(input_num_embeddings=input_num_embeddings, input_grid_height=input_grid_height, input_grid_width=input_grid_width)
     return HierarchicalVQVAEConfig(**{**base, **architecture, **stage1})
 
 
@@ -208,7 +208,10 @@ def reconstruction_grid(stage2: HierarchicalVQVAEModel, codes: TrainingCodes, co
     generator = torch.Generator(device=stage2.device).manual_seed(seed)
     through_stage2 = stage2.sample(stage2.encode(stage1_codes).indices, generator=generator)
     decoded = [
-        codes.processor.postprocess(codes.vqvae.decode(grids.to(codes.vqvae.device)).reconstruction, output_type="pil")
+        codes.processor.postprocess(
+            codes.vqvae.decode(codes.vqvae.config.code_layout.from_prior_grid(grids.to(codes.vqvae.device))).reconstruction,
+            output_type="pil",
+        )
         for grids in (stage1_codes, through_stage2)
     ]
     return make_image_grid([*decoded[0], *decoded[1]], rows=2, cols=len(decoded[0]))
