@@ -35,12 +35,32 @@ def flat(arguments) -> dict:
     return values
 
 
+# What changed on purpose since 0.1.0: flags added (absent from its table) and defaults changed, with the reason.
+ADDED_SINCE_0_1_0 = {
+    # the transformer prior (docs/prior.md, "A transformer prior")
+    "train_prior.py": {"prior_type", "decoder_hidden_size", "decoder_num_layers", "decoder_num_heads", "class_dropout_prob"},
+}
+DEFAULTS_CHANGED_SINCE_0_1_0 = {
+    # a constant rate left the last weights one draw of Adam's noise: one class's samples 41 levels too dark
+    # (docs/prior.md); `--lr_scheduler constant` gives 0.1.0's run
+    "train_prior.py": {"lr_scheduler": ("constant", "cosine")},
+}
+
+
 @pytest.mark.parametrize(
     "script_name, case", [(name, case) for name, cases in TABLE.items() for case in cases],
     ids=lambda value: value if isinstance(value, str) else str(len(value["argv"])),
 )
 def test_every_flag_parses_to_the_value_it_had_before(script_name, case):
-    assert flat(PARSERS[script_name](case["argv"])) == case["parsed"]
+    parsed = flat(PARSERS[script_name](case["argv"]))
+    for flag in ADDED_SINCE_0_1_0.get(script_name, ()):
+        assert flag not in case["parsed"], flag
+        parsed.pop(flag)
+    for flag, (before, now) in DEFAULTS_CHANGED_SINCE_0_1_0.get(script_name, {}).items():
+        if f"--{flag}" not in case["argv"]:
+            assert (case["parsed"][flag], parsed[flag]) == (before, now), flag
+            parsed[flag] = before
+    assert parsed == case["parsed"]
 
 
 def test_the_table_covers_every_flag_of_every_script():

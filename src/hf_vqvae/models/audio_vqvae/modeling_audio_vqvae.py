@@ -353,10 +353,11 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         if codes is None:
             codes = self.encode(input_values).indices
         self._check_codes(codes)
-        if codes.shape != (input_values.shape[0], input_values.shape[1] // self.config.hop_length):
+        batch, latents = input_values.shape[0], input_values.shape[1] // self.config.hop_length
+        if codes.shape[0] != batch or codes.shape[-1] != latents:  # residual codes have a stage axis between
             raise ValueError(
                 f"codes of shape {tuple(codes.shape)} do not match audio of shape {tuple(input_values.shape)}: expected "
-                f"{(input_values.shape[0], input_values.shape[1] // self.config.hop_length)}"
+                f"{batch} clips of {latents} latents (one per {self.config.hop_length} samples)"
             )
         speaker_ids = self.speaker_ids(speaker_ids, input_values.shape[0])
         quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
