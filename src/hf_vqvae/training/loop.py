@@ -211,7 +211,7 @@ def run_training_loop(
     its gloo process group hangs its process at exit.
     """
     optimization, output = recipe.arguments.optimization, recipe.arguments.output
-    run_arguments, model_config = arguments_dict(recipe.arguments), model_fields(model.config)
+    run_arguments, config = arguments_dict(recipe.arguments), model.config
     optimizer = create_optimizer(model, optimization)
     model, optimizer = accelerator.prepare(model, optimizer)
     streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
@@ -283,16 +283,17 @@ def run_training_loop(
             progress.set_postfix({name.rsplit("/", 1)[-1]: f"{value:.4g}" for name, value in logs.items()})
             accelerator.log({**logs, "train/lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=position.step)
             if problems[1]:
-                checkpoint = checkpoints.save(accelerator, position, model_config, run_arguments)
+                checkpoint = checkpoints.save(accelerator, position, config, run_arguments)
                 progress.close()
                 raise TrainingInterrupted(
                     f"stopped at update {position.step} by {stop_requests.requested or 'another process'}; saved "
-                    f"{checkpoint}. Resume with the same command and --resume_from_checkpoint latest"
+                    f"{checkpoint}. Resume with the same command and --resume_from_checkpoint latest, or make a "
+                    f"loadable model of it: python scripts/export_checkpoint.py --checkpoint {checkpoint}"
                 )
             if position.step % output.validation_steps == 0 and position.step < schedule.max_train_steps:
                 recipe.validate(accelerator, unwrapped, position.step)
             if position.step % output.checkpointing_steps == 0:
-                checkpoints.save(accelerator, position, model_config, run_arguments)
+                checkpoints.save(accelerator, position, config, run_arguments)
             if position.step >= schedule.max_train_steps:
                 break
     progress.close()
