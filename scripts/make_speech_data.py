@@ -8,7 +8,8 @@ Train on it with `accelerate launch scripts/train_audio.py --dataset_name data/f
 """
 
 from hf_vqvae.commands.make_speech_data import make_speech_data, parse_args
+from hf_vqvae.training.loop import run_command
 
 
 if __name__ == "__main__":
-    make_speech_data(parse_args())
+    run_command(make_speech_data, parse_args)

@@ -12,8 +12,8 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 
 from .arguments import OptimizationArguments, OutputArguments
-from .cpu_threads import available_cpu_cores, launcher_process, use_available_cores
-from .guards import OutputDirectoryLock, launched_by_a_launcher, prepare_output_dir, stop_with_launcher
+from .cpu_threads import available_cpu_cores, use_available_cores
+from .guards import OutputDirectoryLock, launched_by_a_launcher, launcher_process, prepare_output_dir, stop_with_launcher
 
 
 logger = logging.getLogger(__name__)

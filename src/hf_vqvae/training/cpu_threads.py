@@ -7,17 +7,13 @@ however many it has. A worker therefore reads the choice from its launcher's own
 variable the launcher inherited is the user's, one it added is its default.
 """
 
-import logging
 import math
 import os
 from pathlib import Path
 
 import torch
 
-from .guards import launched_by_a_launcher
-
-
-logger = logging.getLogger(__name__)
+from .guards import launched_by_a_launcher, launcher_process
 
 THREADS_VARIABLE = "OMP_NUM_THREADS"
 LAUNCHER_THREADS_FLAGS = ("--num_cpu_threads_per_process", "--num-cpu-threads-per-process")
@@ -61,17 +57,6 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"), membership: Path = Pat
             return None
         return int(quota) / int(period)
     return None
-
-
-def launcher_process() -> tuple[dict[str, str], list[str]] | None:
-    """The environment the launcher of this worker started with and its command line; None when unreadable."""
-    try:
-        environ = Path(f"/proc/{os.getppid()}/environ").read_bytes().split(b"\0")
-        command = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    pairs = (item.decode(errors="replace").partition("=") for item in environ if b"=" in item)
-    return {name: value for name, _, value in pairs}, [part.decode(errors="replace") for part in command]
 
 
 def user_chose_threads() -> bool:
