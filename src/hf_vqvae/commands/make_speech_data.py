@@ -6,6 +6,7 @@ import logging
 
 from datasets import DatasetDict
 
+from ..argument_checks import HelpWithDefaults
 from ..data.flite_speech import DEFAULT_SPEECH_DATASET_NAME, FLITE_VOICES, make_default_speech_dataset
 
 
@@ -13,8 +14,10 @@ logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Synthesise the default multi-speaker speech data set with flite.")
-    parser.add_argument("--output_dir", default="data/flite-speech", help="Where the `save_to_disk` folder goes.")
+    parser = argparse.ArgumentParser(
+        description="Synthesise the default multi-speaker speech data set with flite.", formatter_class=HelpWithDefaults
+    )
+    parser.add_argument("--output_dir", default="outputs/flite-speech", help="Where the `save_to_disk` folder goes.")
     parser.add_argument("--minutes_per_speaker", type=float, default=3.0, help="Speech per voice, in minutes.")
     parser.add_argument(
         "--voices", nargs="+", default=list(FLITE_VOICES), choices=FLITE_VOICES, help="The flite voices (speakers)."
