@@ -76,7 +76,7 @@ class AudioVQVAETrainingArguments:
     Example (a notebook, no command line):
 
         train_audio_vqvae(AudioVQVAETrainingArguments(
-            data=SpeechDataArguments(dataset_name="data/flite-speech"),
+            data=SpeechDataArguments(dataset_name="outputs/flite-speech"),
             optimization=OptimizationArguments(max_train_steps=2000, learning_rate=1e-3, train_batch_size=8),
         ))
     """
