@@ -7,10 +7,13 @@ import wave
 import numpy as np
 import pytest
 import torch
+from datasets import load_from_disk
 
 from hf_vqvae.data.audio_files import UnreadableAudioError, decode_audio
 from hf_vqvae.data.examples import TooManyUnreadableImagesError
-from hf_vqvae.data.flite_speech import SpeechSynthesizerMissingError, make_default_speech_dataset
+from hf_vqvae.commands.make_speech_data import make_speech_data
+from hf_vqvae.commands.make_speech_data import parse_args as parse_make_speech_args
+from hf_vqvae.data.flite_speech import DEFAULT_SPEECH_DATASET_NAME, SpeechSynthesizerMissingError, make_default_speech_dataset
 from hf_vqvae.data.speech import (
     SpeechDatasets,
     load_speech_splits,
@@ -69,6 +72,19 @@ def test_default_set_has_four_real_voices_with_text_and_phoneme_timings():
     durations = np.array(list(train["duration"]) + list(validation["duration"]))
     speakers = np.array(list(train["speaker"]) + list(validation["speaker"]))
     assert all(durations[speakers == s].sum() >= 6 for s in range(4))
+
+
+@needs_flite
+def test_the_data_maker_shows_progress_and_says_what_it_wrote(tmp_path, capsys):
+    output_dir = tmp_path / "speech"
+    make_speech_data(parse_make_speech_args(["--output_dir", str(output_dir), "--minutes_per_speaker", "0.1",
+                                             "--voices", "awb", "slt"]))
+    output = capsys.readouterr()
+    assert "synthesising with flite (2 voices)" in output.err and "sentence" in output.err  # a progress bar
+    saved = load_from_disk(str(output_dir))
+    rows = ", ".join(f"{split} {len(data)} rows ({sum(data['duration']) / 60:.1f} min)" for split, data in saved.items())
+    assert output.out.endswith(f"wrote {DEFAULT_SPEECH_DATASET_NAME} to {output_dir}: {rows}\n")
+    assert len(saved["train"]) > 0 and len(saved["validation"]) >= 2
 
 
 def test_missing_flite_says_what_to_install(monkeypatch):
