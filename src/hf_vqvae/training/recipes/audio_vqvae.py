@@ -61,7 +61,9 @@ class AudioSampleArguments:
     _argument_group_name = "audio samples"
 
     audio_sample_seconds: float = field(
-        default=0.5, metadata={"help": "Length of the generated validation samples (cached sample-by-sample decoding)."}
+        default=0.5,
+        metadata={"help": "Length of the generated validation samples (cached sample-by-sample decoding), at most one "
+                          "validation clip's: --segment_length samples (0.256 s at the default 4096 and 16 kHz)."},
     )
 
     def __post_init__(self):
