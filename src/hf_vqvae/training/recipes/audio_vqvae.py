@@ -191,7 +191,7 @@ def validate_and_log(
     rate = model.config.sampling_rate
     for name, waveform in waveforms.items():
         log_audio(accelerator, f"validation/{name}", waveform, rate, step)
-    figure = spectrogram_figure(waveforms, title=f"step {step}")
+    figure = spectrogram_figure(waveforms, rate, title=f"step {step}")
     log_image(accelerator, "validation/spectrograms", figure, step)
     return metrics, waveforms, figure
 
