@@ -103,6 +103,31 @@ def test_decoding_averages_channels_resamples_and_rejects_garbage():
             decode_audio(garbage)
 
 
+def test_a_clip_with_nan_samples_is_unreadable_and_counted_as_such(tmp_path, caplog):
+    soundfile = pytest.importorskip("soundfile")
+    samples = tone(300, 0.5).astype(np.float32)
+    samples[100:103] = np.nan
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, 16000, format="WAV", subtype="FLOAT")
+    with pytest.raises(UnreadableAudioError, match="3 of its 8000 samples are NaN or infinite"):
+        decode_audio({"bytes": buffer.getvalue(), "path": None})
+    with pytest.raises(UnreadableAudioError, match="1 of its 1600 samples are NaN or infinite"):
+        decode_audio({"array": np.concatenate([tone(300, 0.1)[:-1], [np.inf]]), "sampling_rate": 16000})
+    for speaker in ("alice", "bert"):
+        (tmp_path / speaker).mkdir()
+        for index in range(3):
+            (tmp_path / speaker / f"{index}.wav").write_bytes(wav_bytes(tone(200 + 100 * index, 0.5)))
+    (tmp_path / "bert" / "nan.wav").write_bytes(buffer.getvalue())
+    splits, name = load_speech_splits(train_data_dir=str(tmp_path))
+    train = undecoded_audio(splits["train"], "audio")
+    names = speaker_names_of(train, "label")
+    datasets = SpeechDatasets(train, train, "audio", "label", names, name)
+    batches = list(speech_dataloader(datasets, segment_length=4096, batch_size=2, seed=0, max_unreadable_fraction=0.2))
+    assert sum(len(batch["input_values"]) for batch in batches) == 6
+    assert "skipped 1 unreadable audio clips of 7" in caplog.text
+    assert all(torch.isfinite(batch["input_values"]).all() for batch in batches)
+
+
 def test_audiofolder_skips_and_counts_unreadable_clips(speech_folder, caplog):
     splits, name = load_speech_splits(train_data_dir=str(speech_folder))
     train = undecoded_audio(splits["train"], "audio")
