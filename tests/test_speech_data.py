@@ -16,6 +16,7 @@ from hf_vqvae.commands.make_speech_data import parse_args as parse_make_speech_a
 from hf_vqvae.data.flite_speech import DEFAULT_SPEECH_DATASET_NAME, SpeechSynthesizerMissingError, make_default_speech_dataset
 from hf_vqvae.data.speech import (
     SpeechDatasets,
+    check_speech_columns,
     load_speech_splits,
     speaker_names_of,
     speech_dataloader,
@@ -126,6 +127,22 @@ def test_a_clip_with_nan_samples_is_unreadable_and_counted_as_such(tmp_path, cap
     assert sum(len(batch["input_values"]) for batch in batches) == 6
     assert "skipped 1 unreadable audio clips of 7" in caplog.text
     assert all(torch.isfinite(batch["input_values"]).all() for batch in batches)
+
+
+def test_a_flat_audio_folder_takes_its_speakers_from_metadata_csv(tmp_path):
+    speakers = ["alice", "bert", "alice", "bert"]
+    for index in range(4):
+        (tmp_path / f"{index}.wav").write_bytes(wav_bytes(tone(200 + 100 * index, 0.5)))
+    (tmp_path / "metadata.csv").write_text("file_name,speaker\n" + "".join(f"{i}.wav,{s}\n" for i, s in enumerate(speakers)))
+    splits, name = load_speech_splits(train_data_dir=str(tmp_path))
+    train = undecoded_audio(splits["train"], "audio")
+    check_speech_columns(train, "audio", "speaker")
+    assert train["speaker"] == speakers and speaker_names_of(train, "speaker") == ["alice", "bert"]
+    waveform = decode_audio(train[2]["audio"])
+    assert np.allclose(waveform, tone(400, 0.5), atol=1e-4)  # the file metadata.csv names on row 2
+    (tmp_path / "metadata.csv").write_text("path,speaker\n0.wav,alice\n")
+    with pytest.raises(ValueError, match="metadata.csv needs a file_name column.*'path', 'speaker'"):
+        load_speech_splits(train_data_dir=str(tmp_path))
 
 
 def test_audiofolder_skips_and_counts_unreadable_clips(speech_folder, caplog):
