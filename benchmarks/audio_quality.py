@@ -14,8 +14,18 @@ reconstruction quality, code usage, speaker conversion and phonemes from codes, 
      the source codes (vs the agreement of unrelated code sequences with the same code frequencies);
    - phonemes: each latent's phoneme (flite's timings) predicted from its code by a code -> phoneme table fitted on
      the training utterances, vs always guessing the most frequent phoneme.
+3. Robustness, on held-out utterances under each of `speech_metrics.held_out_conditions` (gain 1, gain 0.05, white
+   noise at 20 dB SNR, a 0.5 s synthetic room, both at gain 0.05), and on speech of other kinds
+   (`held_out_speech`: a real two-speaker telephone call and a real recorded voice shipped inside packages, espeak-ng
+   and festival voices), each utterance passed whole through the model's feature extractor as a user would:
+   - codes used (share of K) and their perplexity;
+   - does the decoder read its codes: teacher-forced bits of each crop given its own codes vs given another crop's
+     codes (same decoder, same speaker id), and the share of crops whose own codes cost fewer bits;
+   - conversion: the speaker classifier's probability of the target speaker for clips decoded as the target vs the
+     same codes decoded as their own speaker (flite voices) or as the other speakers (unknown voices).
 
     python benchmarks/audio_quality.py [--max_train_steps 300] [--model outputs/audio-bench] [--num_threads 1]
+        [--config_overrides normalize_loudness=false ...] [--sections quality robustness]
 """
 
 import argparse
@@ -23,10 +33,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import load_from_disk
 
-from hf_vqvae import AudioVQVAEModel
+from hf_vqvae import AudioVQVAEFeatureExtractor, AudioVQVAEModel
 from hf_vqvae.data.audio_files import decode_audio
 from hf_vqvae.data.flite_speech import make_default_speech_dataset
 from hf_vqvae.data.speech import SpeechDataArguments
@@ -34,12 +45,15 @@ from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
 from hf_vqvae.training.recipes.audio_vqvae import AudioModelArguments, AudioSampleArguments, AudioVQVAETrainingArguments, train_audio_vqvae
 
+from held_out_speech import HELD_OUT_SPEECH, crops_of
 from machine import describe_machine
 from speech_metrics import (
     SpeakerClassifier,
     agreement_by_chance,
     entropy_bits,
+    held_out_conditions,
     log_mel_distance,
+    own_versus_other_codes,
     phoneme_prediction,
     phonemes_at_latents,
 )
@@ -59,6 +73,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="a trained AudioVQVAEModel folder; trains one if omitted")
     parser.add_argument("--output_dir", default="outputs/audio-bench")
     parser.add_argument("--max_train_steps", type=int, default=300)
+    parser.add_argument("--segment_length", type=int, default=2048, help="training crop in samples")
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument(
+        "--config_overrides", nargs="*", default=[],
+        help="more model fields for the trained model, e.g. normalize_loudness=false (the control without normalisation)",
+    )
+    parser.add_argument(
+        "--sections", nargs="+", default=["quality", "robustness"], choices=["quality", "robustness"],
+        help="what to measure: reconstruction, codes, conversion and phonemes on clean held-out clips; robustness to "
+        "level, noise, reverberation and other kinds of speech",
+    )
+    parser.add_argument("--max_crops", type=int, default=24, help="held-out crops per condition in the robustness section")
     parser.add_argument("--seconds", type=float, default=0.5, help="length of the evaluated held-out crops")
     parser.add_argument("--num_clips", type=int, default=12, help="held-out utterances evaluated")
     parser.add_argument("--temperature", type=float, default=1.0, help="divides the decoder's logits when decoding")
@@ -66,22 +92,39 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def crops(rows, length: int, offset: int = 4000) -> torch.Tensor:
-    """`length` samples from `offset` (past the leading pause) of each utterance, padded with silence if short."""
-    clips = []
-    for row in rows:
-        waveform = torch.from_numpy(decode_audio(row["audio"]))[offset : offset + length]
-        clips.append(torch.nn.functional.pad(waveform, (0, length - len(waveform))))
-    return torch.stack(clips)
+class ModelInputs:
+    """Whole utterances through the model's feature extractor (its loudness normalisation included), as a user's
+    audio goes into the model, then cropped."""
+
+    def __init__(self, feature_extractor: AudioVQVAEFeatureExtractor):
+        self.feature_extractor = feature_extractor
+
+    def __call__(self, waveform) -> torch.Tensor:
+        rate = self.feature_extractor.sampling_rate
+        return self.feature_extractor(waveform, sampling_rate=rate, return_tensors="pt")["input_values"][0]
+
+    def crops(self, rows, length: int, offset: int = 4000, condition=None) -> torch.Tensor:
+        """`length` samples from `offset` (past the leading pause) of each utterance (after `condition`, a function
+        of the waveform and rate), padded with silence if short."""
+        clips = []
+        for row in rows:
+            waveform = decode_audio(row["audio"])
+            if condition is not None:
+                waveform = condition(waveform, self.feature_extractor.sampling_rate)
+            waveform = self(waveform)[offset : offset + length]
+            clips.append(torch.nn.functional.pad(waveform, (0, length - len(waveform))))
+        return torch.stack(clips)
 
 
 def train(args) -> Path:
     output = Path(args.output_dir)
     arguments = AudioVQVAETrainingArguments(
-        data=SpeechDataArguments(dataset_name=args.data, speaker_column="speaker", segment_length=2048),
-        model=AudioModelArguments(config_overrides=SMALL_MODEL),
+        data=SpeechDataArguments(dataset_name=args.data, speaker_column="speaker", segment_length=args.segment_length),
+        model=AudioModelArguments(config_overrides=SMALL_MODEL + args.config_overrides),
         samples=AudioSampleArguments(audio_sample_seconds=0.25),
-        optimization=OptimizationArguments(max_train_steps=args.max_train_steps, train_batch_size=8, learning_rate=2e-3),
+        optimization=OptimizationArguments(
+            max_train_steps=args.max_train_steps, train_batch_size=8, learning_rate=args.learning_rate
+        ),
         output=OutputArguments(output_dir=str(output), report_to="none", validation_steps=10**9, checkpointing_steps=10**9),
         hub=HubArguments(),
     )
@@ -100,12 +143,25 @@ def main() -> None:
         make_default_speech_dataset(args.minutes_per_speaker).save_to_disk(args.data)
         print(f"synthesised the default set in {time.perf_counter() - start:.0f} s -> {args.data}")
     speech = load_from_disk(args.data)
-    model = AudioVQVAEModel.from_pretrained(args.model or train(args)).eval()
-    evaluate(args, speech, model)
+    folder = args.model or train(args)
+    model = AudioVQVAEModel.from_pretrained(folder).eval()
+    if (Path(folder) / "preprocessor_config.json").exists():
+        feature_extractor = AudioVQVAEFeatureExtractor.from_pretrained(folder)
+    else:
+        feature_extractor = AudioVQVAEFeatureExtractor.for_model(model.config)
+    print(f"feature extractor: loudness normalisation {'to %g dBFS' % feature_extractor.loudness_target_db if feature_extractor.do_normalize_loudness else 'off'}")
+    inputs = ModelInputs(feature_extractor)
+    train_rows = speech["train"]
+    train_clips = torch.cat([inputs.crops(train_rows, 8000, offset) for offset in (2000, 10000, 18000)])
+    classifier = SpeakerClassifier(model.config.num_speakers).fit(train_clips, torch.tensor(list(train_rows["speaker"]) * 3))
+    if "quality" in args.sections:
+        evaluate(args, speech, model, inputs, classifier)
+    if "robustness" in args.sections:
+        robustness(args, speech, model, inputs, classifier)
 
 
 @torch.no_grad()
-def evaluate(args, speech, model: AudioVQVAEModel) -> None:
+def evaluate(args, speech, model: AudioVQVAEModel, inputs: ModelInputs, classifier: SpeakerClassifier) -> None:
     config = model.config
     rate, hop, speakers = config.sampling_rate, config.hop_length, config.num_speakers
     length = round(args.seconds * rate) // hop * hop
@@ -113,7 +169,7 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
           f"evaluating {args.num_clips} held-out clips of {length / rate:.2f} s, decoding at temperature {args.temperature}")
 
     validation = speech["validation"].select(range(min(args.num_clips, len(speech["validation"]))))
-    originals, sources = crops(validation, length), torch.tensor(validation["speaker"])
+    originals, sources = inputs.crops(validation, length), torch.tensor(validation["speaker"])
     codes = model.encode(originals).indices
     generator = torch.Generator().manual_seed(0)
 
@@ -130,7 +186,7 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     print(f"  8-bit mu-law coding    {log_mel_distance(mu_law, originals):6.2f}  (128000 bits/s, the decoder's alphabet)")
     print(f"  another utterance      {log_mel_distance(others, originals):6.2f}  (same speaker, other words)")
 
-    all_codes = torch.cat([codes, model.encode(crops(speech["train"].select(range(64)), length)).indices])
+    all_codes = torch.cat([codes, model.encode(inputs.crops(speech["train"].select(range(64)), length)).indices])
     entropy = entropy_bits(all_codes, config.num_embeddings)
     print(f"\ncodes: {len(all_codes.unique())} of {config.num_embeddings} used, perplexity {2 ** entropy:.1f}, "
           f"{config.bits_per_second:.0f} bits/s at log2 K, {rate / hop * entropy:.0f} bits/s at their entropy")
@@ -141,16 +197,12 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     start = time.perf_counter()
     converted = model.decode(codes[clip_index], targets, generator=generator, temperature=args.temperature).audio_values
     print(f"\nconverted {len(pairs)} clips in {time.perf_counter() - start:.1f} s")
-    train_rows = speech["train"]
-    train_clips = torch.cat([crops(train_rows, length, offset) for offset in (2000, 10000, 18000)])
-    train_speakers = torch.tensor(list(train_rows["speaker"]) * 3)
-    classifier = SpeakerClassifier(speakers).fit(train_clips, train_speakers)
     held_out = float((classifier.predict(originals) == sources).float().mean())
     recognised = float((classifier.predict(reconstructions) == sources).float().mean())
     predicted = classifier.predict(converted)
     to_target = float((predicted == targets).float().mean())
     to_source = float((predicted == sources[clip_index]).float().mean())
-    print(f"speaker classifier (trained on {len(train_clips)} real clips): held-out real clips {held_out:.1%} correct, "
+    print(f"speaker classifier (trained on training clips): held-out real clips {held_out:.1%} correct, "
           f"reconstructions {recognised:.1%} as their speaker")
     print(f"converted clips classified as the TARGET speaker {to_target:.1%}, as the source {to_source:.1%} "
           f"(chance {1 / speakers:.1%})")
@@ -164,7 +216,7 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     def utterance_codes_and_phonemes(rows):
         all_codes, all_phonemes = [], []
         for row in rows:
-            waveform = torch.from_numpy(decode_audio(row["audio"]))
+            waveform = inputs(decode_audio(row["audio"]))
             waveform = waveform[: len(waveform) // hop * hop]
             utterance_codes = model.encode(waveform[None]).indices[0]
             all_codes += utterance_codes.tolist()
@@ -176,6 +228,68 @@ def evaluate(args, speech, model: AudioVQVAEModel) -> None:
     accuracy, majority, classes = phoneme_prediction(train_codes, train_phonemes, test_codes, test_phonemes)
     print(f"\nphonemes from codes (held-out utterances, {classes} classes): {accuracy:.1%} correct, "
           f"most-frequent-phoneme guess {majority:.1%}")
+
+
+@torch.no_grad()
+def conversion_toward_targets(model, classifier, codes: torch.Tensor, sources: torch.Tensor | None, seed: int = 0) -> tuple:
+    """P(target) from the speaker classifier for codes decoded as a target speaker, against the same codes decoded
+    as their own speaker (`sources` given) or as each other speaker (unknown voices); returns (mean P(target)
+    converted, mean P(target) control, share of clips moved toward their target)."""
+    speakers = model.config.num_speakers
+    generator = torch.Generator().manual_seed(seed)
+    if sources is not None:
+        targets = (sources + 1 + torch.arange(len(codes)) % (speakers - 1)) % speakers
+        decoded = model.decode(torch.cat([codes, codes]), torch.cat([targets, sources]), generator=generator).audio_values
+        probabilities = classifier.probabilities(decoded)
+        index = torch.arange(len(codes))
+        converted, control = probabilities[: len(codes)][index, targets], probabilities[len(codes) :][index, targets]
+    else:
+        ids = torch.arange(speakers).repeat_interleave(len(codes))
+        decoded = model.decode(codes.repeat(speakers, 1), ids, generator=generator).audio_values
+        probabilities = classifier.probabilities(decoded).view(speakers, len(codes), speakers)
+        # probabilities[decoded as a, clip, P(speaker b)]: target b, converted a = b, control a != b.
+        eye = torch.eye(speakers, dtype=torch.bool)
+        converted = probabilities.diagonal(dim1=0, dim2=2).T.reshape(-1)
+        control = torch.stack([probabilities[~eye[:, b], :, b].mean(0) for b in range(speakers)]).reshape(-1)
+    return float(converted.mean()), float(control.mean()), float((converted > control).float().mean())
+
+
+def robustness_row(name: str, model, classifier, clips: torch.Tensor, speaker_ids, sources) -> None:
+    result = own_versus_other_codes(model, clips, speaker_ids)
+    codes = result["codes"]
+    converted, control, moved = conversion_toward_targets(model, classifier, codes, sources)
+    used = len(codes.unique()) / model.config.num_embeddings
+    print(f"| {name} | {len(clips)} | {used:.0%} | {2 ** entropy_bits(codes, model.config.num_embeddings):.1f} | "
+          f"{result['own_bits_per_sample']:.3f} / {result['other_bits_per_sample']:.3f} | {result['own_codes_win']:.0%} | "
+          f"{converted:.3f} / {control:.3f} | {moved:.0%} |", flush=True)
+
+
+@torch.no_grad()
+def robustness(args, speech, model: AudioVQVAEModel, inputs: ModelInputs, classifier: SpeakerClassifier) -> None:
+    """The robustness table: held-out flite utterances under each condition, then speech of other kinds."""
+    config = model.config
+    length = round(args.seconds * config.sampling_rate) // config.hop_length * config.hop_length
+    print(f"\nrobustness: held-out crops of {length / config.sampling_rate:.2f} s through the feature extractor; "
+          "bits per sample teacher-forced; P(target): converted / control (own speaker for flite voices, the other "
+          "speakers for unknown voices)")
+    print("| held-out speech | crops | codes used | perplexity | bits own / other codes | own codes win | "
+          "P(target) converted / control | moved toward target |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    validation = speech["validation"].select(range(min(args.max_crops, len(speech["validation"]))))
+    sources = torch.tensor(validation["speaker"])
+    for name, condition in held_out_conditions().items():
+        clips = inputs.crops(validation, length, condition=condition)
+        robustness_row(f"flite, {name}", model, classifier, clips, sources, sources)
+    for name, source in HELD_OUT_SPEECH.items():
+        utterances, reason = source()
+        if utterances is None:
+            print(f"| {name} | skipped: {reason} | | | | | | |")
+            continue
+        crops, _ = crops_of([(inputs(waveform).numpy(), speaker) for waveform, speaker in utterances], length)
+        step = max(1, len(crops) // args.max_crops)
+        clips = torch.from_numpy(np.stack(crops[::step][: args.max_crops]))
+        # An unknown voice: teacher-forced with speaker 0 for both its own and the other codes.
+        robustness_row(name, model, classifier, clips, torch.zeros(len(clips), dtype=torch.long), None)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
-"""The paper's two-stage hierarchy (section 4.2) on ViZDoom frames: does the stage-2 PixelCNN decoder use its 3x1 latents?
+"""The paper's two-stage hierarchy (section 4.2): do the 3x1 codes carry their frame?
 
-On held-out frames (episodes of another seed) it measures
-- bits per 21x21 grid of stage-1 codes under the stage-2 decoder given the grid's 3x1 stage-2 codes, against an
-  unconditional gated PixelCNN of the same size trained on the same batches for the same steps: the difference is
-  the information the 3x1 codes carry (at most 3 x log2(K) = 27 bits for K = 512), the paper's "no posterior
-  collapse" as a number;
-- stage-2 code usage (distinct codes and perplexity on the held-out grids);
-- the stage-1 PSNR;
-- the time to sample a batch of frames through the whole pipeline (top prior -> cached stage-2 decoder -> stage-1
-  decoder) and of the cached stage-2 decoder alone (tests/test_hierarchy.py checks that it draws the codes the plain
-  sampler draws);
-- a grid image: frames, their reconstructions through the 21x21 codes, through the 3x1 codes.
+It evaluates the models the README's hierarchy commands train (stage-1 VQ-VAE, stage 2, top prior: the
+`HierarchicalVQVAEPipeline` that `train_prior.py` writes) next to a same-size PixelCNN trained on the same stage-1 codes
+for the same steps without latents (`--baseline`), on held-out frames of several kinds: the validation episodes of
+the training data set, and frames of other ViZDoom scenarios (other maps, textures, monsters) rendered here. For each:
 
-Everything is trained here with plain PyTorch loops (the training scripts add checkpoints, processes and tracking,
-not different updates), on models far smaller than the paper's so it runs in minutes on two busy CPU cores.
+- bits per 21x21 grid of stage-1 codes under the stage-2 decoder given each grid's own 3x1 codes, and given another
+  grid's (a random derangement of the set: every grid gets codes that are not its own). The difference is what the
+  decoder gets from a grid's own codes over any frame's codes;
+- the codes' held-out entropy, estimated by the top prior's cross-entropy on the set (bits per 3x1 tuple). A
+  cross-entropy is at least the entropy of the distribution it is measured on, so "difference >= half of it" is a
+  conservative test; the plug-in entropy of the tuples (their empirical frequencies) is printed beside it: it is
+  biased low (it cannot exceed log2 of the number of grids, and unseen tuples count for nothing);
+- bits per frame of the whole two-stage model (top prior + decoder) against the same-size PixelCNN without latents:
+  the latents pay for themselves only if the first is lower;
+- the pipeline's round trip (`pipeline(image=frames)`: stage-1 codes, 3x1 codes, 21x21 codes sampled back by the
+  decoder, pixels): PSNR of each result against its own source frame and against another frame of the set (the same
+  derangement), and the stage-1 PSNR (frames through the 21x21 codes) for scale.
 
-    python benchmarks/hierarchy.py [--quick] [--output_dir outputs/benchmarks/hierarchy]
+    python benchmarks/hierarchy.py --pipeline outputs/world-prior/pipeline --baseline outputs/world-plain \
+        --dataset_name outputs/world-frames [--scenarios defend_the_center health_gathering ...]
+
+docs/hierarchy.md gives the commands that train the models, and docs/benchmarks.md the figures.
 """
 
 import argparse
@@ -25,171 +31,178 @@ import time
 
 import numpy as np
 import torch
+from datasets import load_from_disk
 from diffusers.utils import make_image_grid
 
-from hf_vqvae import (
-    HierarchicalVQVAEConfig,
-    HierarchicalVQVAEModel,
-    HierarchicalVQVAEPipeline,
-    PixelCNNPriorConfig,
-    PixelCNNPriorModel,
-    VQVAEConfig,
-    VQVAEModel,
-    render_frames,
-)
+from hf_vqvae import HierarchicalVQVAEPipeline, PixelCNNPriorModel, render_frames
 
 from machine import describe_machine
 
 
-def parse_args() -> argparse.Namespace:
+# Other maps, textures and lighting than the training scenario (my_way_home); the steps per episode each one allows
+# before its episodes end (a monster or the goal).
+DEFAULT_SCENARIOS = {
+    "defend_the_center": 100, "health_gathering": 100, "freedoom2": 30, "defend_the_line": 30, "take_cover": 30,
+    "predict_position": 20, "basic": 20,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer frames and steps (a smoke run, figures are rougher)")
-    parser.add_argument("--train_frames", type=int, default=1200)
-    parser.add_argument("--heldout_frames", type=int, default=128)
-    parser.add_argument("--stage1_steps", type=int, default=200)
-    parser.add_argument("--stage2_steps", type=int, default=150)
-    parser.add_argument("--prior_steps", type=int, default=100)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--sample_batch_size", type=int, default=8)
-    parser.add_argument("--output_dir", default="outputs/benchmarks/hierarchy")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.quick:
-        args.train_frames, args.heldout_frames = 400, 64
-        args.stage1_steps, args.stage2_steps, args.prior_steps = 60, 60, 40
-    return args
+    parser.add_argument("--pipeline", required=True, help="A HierarchicalVQVAEPipeline folder (train_prior.py writes <output_dir>/pipeline).")
+    parser.add_argument("--baseline", required=True, help="A PixelCNNPriorModel folder trained on the same stage-1 codes without latents.")
+    parser.add_argument("--dataset_name", help="The frames data set the models were trained on; its validation split is held out.")
+    parser.add_argument("--validation_split", default="validation")
+    parser.add_argument("--scenarios", nargs="*", default=list(DEFAULT_SCENARIOS), help="Other ViZDoom scenarios to render and test on (default: %(default)s).")
+    parser.add_argument("--frames_per_set", type=int, default=256, help="Held-out frames per set (default: %(default)s).")
+    parser.add_argument("--round_trip_frames", type=int, default=64, help="Frames per set sent through the pipeline's round trip (default: %(default)s).")
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the derangements, the round trips' sampling and the rendering (default: %(default)s).")
+    parser.add_argument("--num_threads", type=int, default=None, help="torch threads (default: torch's).")
+    parser.add_argument("--output_dir", default="outputs/benchmarks/hierarchy", help="Where the round-trip image goes (default: %(default)s).")
+    return parser.parse_args(argv)
 
 
-def pixel_values(frames) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.asarray(frame) for frame in frames])).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def batches(num_examples: int, batch_size: int, steps: int, seed: int):
-    """`steps` batches of indices, reshuffled each epoch from `seed`: the same for every model given the seed."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.empty(0, dtype=torch.long)
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order = torch.cat([order, torch.randperm(num_examples, generator=generator)])
-        batch, order = order[:batch_size], order[batch_size:]
-        yield batch
-
-
-def train(model, inputs_of, loss_of, steps: int, batch_size: int, num_examples: int, learning_rate: float, seed: int, name: str) -> float:
-    optimizer = torch.optim.Adam([parameter for parameter in model.parameters() if parameter.requires_grad], lr=learning_rate)
-    model.train()
-    started = time.perf_counter()
-    for step, indices in enumerate(batches(num_examples, batch_size, steps, seed)):
-        loss = loss_of(model, inputs_of(indices))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if (step + 1) % max(1, steps // 4) == 0:
-            print(f"  {name} step {step + 1}/{steps}: loss {loss.item():.4f}", flush=True)
-    model.eval()
-    return time.perf_counter() - started
+def derangement(count: int, seed: int) -> torch.Tensor:
+    """A random permutation with no fixed point: grid i gets the codes of grid other[i], the next one in a random
+    cycle through the set."""
+    if count < 2:
+        raise ValueError(f"shuffling needs at least 2 grids, got {count}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    other = torch.empty_like(order)
+    other[order] = order.roll(1)
+    return other
 
 
 @torch.no_grad()
-def in_batches(function, tensor: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    return torch.cat([function(tensor[start : start + batch_size]) for start in range(0, len(tensor), batch_size)])
+def in_batches(function, *tensors: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    return torch.cat([function(*(tensor[start : start + batch_size] for tensor in tensors)) for start in range(0, len(tensors[0]), batch_size)])
 
 
-def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
-    mse = ((reconstruction.clamp(-1, 1) - target) / 2).pow(2).mean().item()
+def plug_in_entropy(tuples: torch.Tensor) -> float:
+    """Entropy in bits of the empirical distribution of the rows of `tuples` (N, ...)."""
+    _, counts = torch.unique(tuples.flatten(1), dim=0, return_counts=True)
+    probabilities = counts.double() / counts.sum()
+    return float(-(probabilities * probabilities.log2()).sum()) + 0.0  # + 0.0: one tuple gives 0, not -0
+
+
+def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
+    """PSNR in dB of images in [0, 1] against targets in [0, 1], over the whole set."""
+    mse = (images.float() - targets.float()).pow(2).mean().item()
     return 10 * math.log10(1 / mse)
 
 
-def main() -> None:
-    args = parse_args()
+@torch.no_grad()
+def latent_information(stage2, prior, baseline, stage1_codes: torch.Tensor, seed: int) -> dict:
+    """What a set of stage-1 grids' own 3x1 codes carry: bits per grid with own and another grid's codes, the codes'
+    entropy (top prior cross-entropy and plug-in), and bits per frame of the two-stage model and of the baseline."""
+    latents = in_batches(lambda codes: stage2.encode(codes).indices, stage1_codes)
+    other = derangement(len(stage1_codes), seed)
+    own = in_batches(stage2.bits_per_grid, stage1_codes, latents).mean().item()
+    shuffled = in_batches(stage2.bits_per_grid, stage1_codes, latents[other]).mean().item()
+    latent_cross_entropy = (in_batches(prior.bits_per_code, latents) * latents[0].numel()).mean().item()
+    plain = (in_batches(baseline.bits_per_code, stage1_codes) * stage1_codes[0].numel()).mean().item()
+    return {
+        "grids": len(stage1_codes),
+        "own": own,
+        "shuffled": shuffled,
+        "difference": shuffled - own,
+        "latent_cross_entropy": latent_cross_entropy,
+        "latent_plug_in_entropy": plug_in_entropy(latents),
+        "distinct_tuples": len(torch.unique(latents.flatten(1), dim=0)),
+        "two_stage": latent_cross_entropy + own,
+        "plain": plain,
+    }
+
+
+@torch.no_grad()
+def round_trip(pipeline: HierarchicalVQVAEPipeline, pixel_values: torch.Tensor, seed: int) -> tuple[dict, torch.Tensor]:
+    """PSNR of frames sent through both stages against their own source and against another frame, and the stage-1
+    PSNR; returns the figures and the round-tripped frames in [0, 1]."""
+    sources = (pixel_values / 2 + 0.5).clamp(0, 1)
+    through_stage1 = in_batches(lambda frames: pipeline.vqvae(frames).reconstruction, pixel_values)
+    through_both = pipeline(image=pixel_values, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    other = derangement(len(pixel_values), seed + 1)
+    figures = {
+        "psnr_own": psnr(through_both, sources),
+        "psnr_other": psnr(through_both, sources[other]),
+        "psnr_stage1": psnr((through_stage1 / 2 + 0.5).clamp(0, 1), sources),
+    }
+    return figures, through_both
+
+
+def pixel_values_of(pipeline: HierarchicalVQVAEPipeline, images) -> torch.Tensor:
+    return pipeline.image_processor(list(images), return_tensors="pt")["pixel_values"]
+
+
+def held_out_sets(args, pipeline) -> dict:
+    """name -> (pixel values, description)."""
+    sets = {}
+    resolution = pipeline.vqvae.config.sample_size
+    if args.dataset_name:
+        split = load_from_disk(args.dataset_name)[args.validation_split]
+        split = split.select(range(min(args.frames_per_set, len(split))))
+        sets["validation episodes"] = pixel_values_of(pipeline, split["image"])
+    for scenario in args.scenarios:
+        frames = render_frames(
+            args.frames_per_set, resolution=resolution, seed=args.seed + 2, scenario=scenario,
+            steps_per_episode=DEFAULT_SCENARIOS.get(scenario, 30),
+        )
+        sets[scenario] = pixel_values_of(pipeline, frames["image"])
+    return sets
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     print(describe_machine())
-    torch.manual_seed(args.seed)
-    os.makedirs(args.output_dir, exist_ok=True)
-
-    started = time.perf_counter()
-    train_frames = pixel_values(render_frames(args.train_frames, resolution=84, seed=args.seed)["image"])
-    heldout_frames = pixel_values(render_frames(args.heldout_frames, resolution=84, seed=args.seed + 1)["image"])
-    print(f"rendered {len(train_frames)} training and {len(heldout_frames)} held-out 84x84 frames in {time.perf_counter() - started:.1f} s")
-
-    # Stage 1: the dmlab84 preset (84 -> 21x21, K = 512) with narrower convolutions.
-    vqvae = VQVAEModel(VQVAEConfig.from_preset("dmlab84", hidden_channels=32, residual_channels=16))
-    seconds = train(
-        vqvae, lambda indices: train_frames[indices], lambda model, frames: model(frames).loss,
-        args.stage1_steps, args.batch_size, len(train_frames), 1e-3, args.seed, "stage 1",
-    )
-    stage1_psnr = psnr(in_batches(lambda frames: vqvae(frames).reconstruction, heldout_frames), heldout_frames)
-    train_codes = in_batches(lambda frames: vqvae.encode(frames).indices, train_frames)
-    heldout_codes = in_batches(lambda frames: vqvae.encode(frames).indices, heldout_frames)
-    print(f"stage 1: {args.stage1_steps} steps in {seconds:.0f} s, held-out PSNR {stage1_psnr:.2f} dB, "
-          f"{len(heldout_codes.unique())} of 512 codes used")
-
-    # Stage 2 and its unconditional twin: the same gated PixelCNN (size, seed of the batches, steps, learning rate).
-    decoder = dict(hidden_channels=32, num_layers=4, kernel_size=5, skip_channels=64)
-    stage2 = HierarchicalVQVAEModel(HierarchicalVQVAEConfig(
-        encoder_hidden_channels=32, conditioning_channels=32, decoder_hidden_channels=decoder["hidden_channels"],
-        decoder_num_layers=decoder["num_layers"], decoder_kernel_size=decoder["kernel_size"],
-        decoder_skip_channels=decoder["skip_channels"],
-    ))
-    unconditional = PixelCNNPriorModel(PixelCNNPriorConfig(num_embeddings=512, grid_height=21, grid_width=21, **decoder))
-    stage2_seconds = train(
-        stage2, lambda indices: train_codes[indices], lambda model, codes: model(codes).loss,
-        args.stage2_steps, args.batch_size, len(train_codes), 1e-3, args.seed, "stage 2",
-    )
-    unconditional_seconds = train(
-        unconditional, lambda indices: train_codes[indices], lambda model, codes: model(codes, labels=codes).loss,
-        args.stage2_steps, args.batch_size, len(train_codes), 1e-3, args.seed, "unconditional PixelCNN",
-    )
-    conditional_bits = in_batches(stage2.bits_per_grid, heldout_codes).mean().item()
-    unconditional_bits = (in_batches(unconditional.bits_per_code, heldout_codes) * 441).mean().item()
-    heldout_latents = in_batches(lambda codes: stage2.encode(codes).indices, heldout_codes)
-    counts = torch.bincount(heldout_latents.flatten(), minlength=512).double()
-    probabilities = counts[counts > 0] / counts.sum()
-    perplexity = math.exp(-(probabilities * probabilities.log()).sum().item())
-    latent_bits = 3 * math.log2(512)
-
-    # The top prior over the 3x1 codes, then sampling through the whole hierarchy.
-    train_latents = in_batches(lambda codes: stage2.encode(codes).indices, train_codes)
-    prior = PixelCNNPriorModel(PixelCNNPriorConfig(num_embeddings=512, grid_height=3, grid_width=1, **decoder))
-    train(
-        prior, lambda indices: train_latents[indices], lambda model, codes: model(codes, labels=codes).loss,
-        args.prior_steps, args.batch_size, len(train_latents), 1e-3, args.seed, "top prior",
-    )
-    top_prior_bits = (in_batches(prior.bits_per_code, heldout_latents) * 3).mean().item()
-    pipeline = HierarchicalVQVAEPipeline(vqvae=vqvae, stage2=stage2, prior=prior)
+    pipeline = HierarchicalVQVAEPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
-    pipeline(batch_size=1, generator=torch.Generator().manual_seed(0))  # warm-up
-    started = time.perf_counter()
-    samples = pipeline(batch_size=args.sample_batch_size, generator=torch.Generator().manual_seed(0)).images
-    pipeline_seconds = time.perf_counter() - started
-    latents = heldout_latents[: args.sample_batch_size]
-    started = time.perf_counter()
-    stage2.sample(latents, generator=torch.Generator().manual_seed(0))
-    cached_seconds = time.perf_counter() - started
+    baseline = PixelCNNPriorModel.from_pretrained(args.baseline).eval()
+    stage2, prior = pipeline.stage2, pipeline.prior
+    decoder = {name: getattr(stage2.config, f"decoder_{name}") for name in ("hidden_channels", "num_layers", "kernel_size", "skip_channels")}
+    peer = {name: getattr(baseline.config, name) for name in decoder}
+    print(f"stage-2 decoder {decoder}; baseline PixelCNN {peer}{'' if decoder == peer else '  (NOT the same size)'}")
 
-    # Frames, through the 21x21 codes, through the 3x1 codes.
-    shown = heldout_frames[:8]
-    through_stage1 = pipeline.image_processor.postprocess(vqvae.decode(heldout_codes[:8]).reconstruction)
-    through_stage2 = pipeline(image=shown, generator=torch.Generator().manual_seed(0)).images
-    originals = pipeline.image_processor.postprocess(shown)
-    grid_path = os.path.join(args.output_dir, "hierarchy_reconstructions.png")
-    make_image_grid([*originals, *through_stage1, *through_stage2], rows=3, cols=8).save(grid_path)
-    make_image_grid(samples, rows=1, cols=len(samples)).save(os.path.join(args.output_dir, "hierarchy_samples.png"))
+    started = time.perf_counter()
+    sets = held_out_sets(args, pipeline)
+    print(f"{sum(len(frames) for frames in sets.values())} held-out frames in {len(sets)} sets ({time.perf_counter() - started:.0f} s)")
+
+    rows, strips = [], []
+    for name, pixel_values in sets.items():
+        stage1_codes = in_batches(lambda frames: pipeline.vqvae.encode(frames).indices, pixel_values)
+        figures = latent_information(stage2, prior, baseline, stage1_codes, args.seed)
+        shown = pixel_values[: args.round_trip_frames]
+        round_trip_figures, through_both = round_trip(pipeline, shown, args.seed)
+        rows.append((name, {**figures, **round_trip_figures}))
+        strips.append((pixel_values[:6] / 2 + 0.5).clamp(0, 1))
+        strips.append(through_both[:6])
+        print(f"  {name}: done", flush=True)
 
     print()
-    print(f"| measure (held-out frames, seed {args.seed + 1}) | value |")
-    print("| --- | --- |")
-    print(f"| stage-1 PSNR (84x84 -> 21x21 codes, K=512) | {stage1_psnr:.2f} dB |")
-    print(f"| bits per 21x21 grid, unconditional PixelCNN | {unconditional_bits:.1f} |")
-    print(f"| bits per 21x21 grid, stage-2 decoder given the 3x1 codes | {conditional_bits:.1f} |")
-    print(f"| gain from the 3x1 codes: unconditional - conditional (0 = posterior collapse) | {unconditional_bits - conditional_bits:.1f} bits |")
-    print(f"| entropy of the 3x1 codes on held-out grids, 3 x log2(perplexity) (at most {latent_bits:.0f}) | {3 * math.log2(perplexity):.1f} bits |")
-    print(f"| bits of the 3x1 codes under the top prior | {top_prior_bits:.1f} |")
-    print(f"| two-stage bits per frame (top prior + decoder) / unconditional | {(top_prior_bits + conditional_bits) / unconditional_bits:.3f} |")
-    print(f"| stage-2 codes used on {len(heldout_latents)} held-out grids | {int((counts > 0).sum())} of 512 (perplexity per position {perplexity:.1f}) |")
-    print(f"| training time stage 2 / unconditional ({args.stage2_steps} steps each) | {stage2_seconds:.0f} s / {unconditional_seconds:.0f} s |")
-    print(f"| sampling {args.sample_batch_size} frames through the pipeline (cached) | {pipeline_seconds:.2f} s |")
-    print(f"| stage-2 decoder alone, {args.sample_batch_size} grids of 21x21 (cached) | {cached_seconds:.2f} s |")
-    print(f"\ngrid image (frames / through 21x21 / through 3x1): {grid_path}")
+    print("| held-out set | grids | bits/grid, own 3x1 codes | another grid's | difference | codes' entropy: top prior CE (plug-in) "
+          "| difference / entropy | bits/frame: two-stage | same-size PixelCNN | two-stage - PixelCNN | round-trip PSNR vs own / other frame | stage-1 PSNR |")
+    print("| --- |" + " --- |" * 11)
+    for name, row in rows:
+        print(
+            f"| {name} | {row['grids']} | {row['own']:.1f} | {row['shuffled']:.1f} | {row['difference']:.1f} "
+            f"| {row['latent_cross_entropy']:.1f} ({row['latent_plug_in_entropy']:.1f}) | {row['difference'] / row['latent_cross_entropy']:.2f} "
+            f"| {row['two_stage']:.1f} | {row['plain']:.1f} | {row['two_stage'] - row['plain']:+.1f} "
+            f"| {row['psnr_own']:.2f} / {row['psnr_other']:.2f} dB | {row['psnr_stage1']:.2f} dB |"
+        )
+    print()
+    for name, row in rows:
+        half = row["difference"] >= 0.5 * row["latent_cross_entropy"]
+        cheaper = row["two_stage"] < row["plain"]
+        closer = row["psnr_own"] > row["psnr_other"]
+        print(f"{name}: difference >= half the entropy: {half}; two-stage cheaper than the PixelCNN: {cheaper}; "
+              f"round trip closer to its own frame: {closer}")
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    path = os.path.join(args.output_dir, "hierarchy_round_trips.png")
+    images = pipeline.image_processor.postprocess(torch.cat(strips) * 2 - 1)
+    make_image_grid(images, rows=len(strips), cols=6).save(path)
+    print(f"\nframes and their round trips through the 3x1 codes, one pair of rows per set: {path}")
 
 
 if __name__ == "__main__":

@@ -19,25 +19,19 @@ the same GEMM in cache-sized row chunks): 2 N D K flops / best flops per second.
 Times are per step, best (min) and median over `--repeats` steps taken in interleaved rounds, so
 that load from other processes hits every implementation alike; ratios use the best times.
 
-Peak memory: each implementation runs in a fresh subprocess, with glibc's mmap threshold fixed at
-64 KiB so that every tensor above that size is mapped on allocation and unmapped on release; after
-warm-up steps the peak-RSS mark is reset (/proc/self/clear_refs), a few steps run, and the peak
-resident set above the resident set before them is reported: the most memory a step holds beyond
-its inputs. (Python-level tracers such as tracemalloc do not see torch's allocations.)
+Peak memory: each implementation runs in a fresh subprocess (`peak_memory.py` says how): the most
+memory a step holds beyond its inputs.
 
     python benchmarks/quantizer.py [--threads N] [--repeats R]
 """
 
 import argparse
-import gc
-import os
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
 from machine import describe_machine
+from peak_memory import measure_in_subprocess, peak_step_memory
 
 
 EMBEDDING_DIM = 64
@@ -149,35 +143,8 @@ def gemm_floor(rows: int, repeats: int) -> tuple[float, float]:
     return flops / throughput, throughput
 
 
-def peak_step_memory(name: str, batch_size: int) -> int:
-    """Bytes: peak resident memory of a training step above its inputs (run in this process)."""
-    step = make_training_step(name, batch_size)
-    for _ in range(3):
-        step()
-    gc.collect()
-    resident = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets the peak-RSS mark (VmHWM) to the current RSS
-    for _ in range(3):
-        step()
-    return (_status_kib("VmHWM") - resident) * 1024
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def measure_memory_in_subprocess(name: str, batch_size: int, threads: int) -> int | None:
-    if not (sys.platform.startswith("linux") and os.path.exists("/proc/self/clear_refs")):
-        return None
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
-    command = [sys.executable, __file__, "--threads", str(threads), "--memory_of", name, str(batch_size)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return int(result.stdout.split()[-1])
+    return measure_in_subprocess([__file__, "--threads", str(threads), "--memory_of", name, str(batch_size)])
 
 
 def report(batch_size: int, repeats: int, threads: int) -> None:
@@ -217,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_of:
-        print(peak_step_memory(args.memory_of[0], int(args.memory_of[1])))
+        print(peak_step_memory(make_training_step(args.memory_of[0], int(args.memory_of[1]))))
         return
     print(describe_machine())
     for batch_size in BATCH_SIZES:

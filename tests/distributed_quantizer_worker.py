@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_vqvae.quantization import vector_quantizer
+from hf_vqvae.quantization import distributed, vector_quantizer
 from hf_vqvae.quantization.vector_quantizer import VectorQuantizer
 
 
@@ -92,25 +92,30 @@ def plain_run(step_batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class TinyAutoencoder(nn.Module):
-    def __init__(self):
+    """A 1x1-conv encoder and a quantizer (by default `make_quantizer()`'s) on (B, D, side, side) images."""
+
+    def __init__(self, quantizer: nn.Module | None = None, embedding_dim: int = EMBEDDING_DIM):
         super().__init__()
-        self.encoder = nn.Conv2d(EMBEDDING_DIM, EMBEDDING_DIM, kernel_size=1)
-        self.quantizer = make_quantizer()
+        self.encoder = nn.Conv2d(embedding_dim, embedding_dim, kernel_size=1)
+        self.quantizer = make_quantizer() if quantizer is None else quantizer
 
     def forward(self, images: torch.Tensor):
         out = self.quantizer(self.encoder(images))
         return out.loss + F.mse_loss(out.quantized, images), out.indices
 
 
-def ddp_run(step_batches: list[torch.Tensor], prepare=lambda model, optimizer: (model, optimizer)) -> dict[str, torch.Tensor]:
-    """SGD on a TinyAutoencoder; `prepare` wraps it (accelerator.prepare in the worker).
+def ddp_run(
+    step_batches: list[torch.Tensor], prepare=lambda model, optimizer: (model, optimizer), make_model=TinyAutoencoder,
+    learning_rate: float = 1e-3,
+) -> dict[str, torch.Tensor]:
+    """SGD on `make_model()` (a TinyAutoencoder); `prepare` wraps it (accelerator.prepare in the worker).
 
     Every rank's loss is the mean over an equal share, so DDP's averaged gradient is the
     gradient of the mean over the whole batch: one process on the whole batch takes the same steps.
     """
     torch.manual_seed(0)
-    model = TinyAutoencoder().train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model = make_model().train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     model, optimizer = prepare(model, optimizer)
     records = {}
     for step, batch in enumerate(step_batches):
@@ -134,7 +139,8 @@ def main(out_dir: str, mismatched: bool = False) -> None:
     torch.set_num_threads(1)
     rank = accelerator.process_index
     if mismatched and rank == 1:
-        vector_quantizer._all_reduce_sum = lambda *tensors: list(tensors)
+        # Every all-reduce of the quantizer: its own and those of the shared helpers (`take_global_rows`).
+        vector_quantizer.all_reduce_sum = distributed.all_reduce_sum = lambda *tensors: list(tensors)
     records = {"kmeans/codebook": kmeans_codebook(batches(PLAIN_SHARES, rank)[0])}
     records.update({f"plain/{key}": value for key, value in plain_run(batches(PLAIN_SHARES, rank)).items()})
     records.update({f"ddp/{key}": value for key, value in ddp_run(batches(DDP_SHARES, rank), accelerator.prepare).items()})

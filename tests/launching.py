@@ -58,6 +58,10 @@ class Run(subprocess.Popen):
         if self.poll() is None:  # not reaped: the number is still this run's
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
+            self.kill()  # in case it left its group
+            # Reap the run's own process here, before psutil sees it: psutil.wait_procs would reap it instead, and
+            # Popen.wait then finds no child and reports exit code 0 for a killed run.
+            self.wait(timeout=60)
         for _ in range(10):
             marked = []
             for process in psutil.process_iter():
@@ -96,4 +100,5 @@ def kill_when_exists(command: list[str], path: Path, timeout: float = 120) -> No
             time.sleep(0.01)
     finally:
         process.kill_all()
-    assert process.wait() == -signal.SIGKILL
+    code = process.wait()
+    assert code == -signal.SIGKILL, f"the run ended with {code} instead of being killed; {path.parent} holds {sorted(p.name for p in path.parent.iterdir())}"

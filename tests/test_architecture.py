@@ -212,7 +212,7 @@ def test_import_hf_vqvae_registers_the_models_and_loads_the_rest_when_used():
     assert report["loaded_by_import"] == []
     assert report["auto_model"] == "VQVAEModel"
     assert report["pipeline_is_the_class"]
-    assert report["public_names"] == report["all"] and len(report["all"]) == 39
+    assert report["public_names"] == report["all"] and len(report["all"]) == 49
     assert report["in_dir"] == []
 
 

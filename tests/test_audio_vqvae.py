@@ -16,8 +16,9 @@ from hf_vqvae import (
 )
 from hf_vqvae.layers.wavenet import WaveNet, receptive_field
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
+from hf_vqvae.models.audio_vqvae.loudness import gated_level_db, normalize_loudness
 from conftest import record_drawn_logits
-from test_contracts import assert_export_matches_eager, assert_gradients_reach, assert_onnx_export_matches_eager
+from model_contracts import assert_export_matches_eager, assert_gradients_reach, assert_onnx_export_matches_eager
 
 
 TINY_AUDIO = dict(
@@ -209,7 +210,7 @@ def test_quantizer_stays_fp32_in_half_precision(tmp_path, tiny_audio_model):
 
 
 def test_feature_extractor_pads_to_whole_latents_and_crops_segments():
-    extractor = AudioVQVAEFeatureExtractor(hop_length=64, segment_length=256)
+    extractor = AudioVQVAEFeatureExtractor(hop_length=64, segment_length=256, do_normalize_loudness=False)
     batch = extractor([np.full(100, 0.5, np.float32), np.full(300, -0.5)], sampling_rate=16000, return_tensors="pt")
     assert batch["input_values"].shape == (2, 320)
     assert batch["input_values"][0, 100:].abs().sum() == 0 and batch["input_values"][0, :100].eq(0.5).all()
@@ -231,6 +232,83 @@ def test_feature_extractor_resamples_only_when_allowed(tmp_path):
     assert abs(np.argmax(spectrum) * 16000 / len(resampled) - 440) < 2
     AudioVQVAEFeatureExtractor(do_resample=True).save_pretrained(tmp_path)
     assert AudioVQVAEFeatureExtractor.from_pretrained(tmp_path).do_resample is True
+
+
+# ------------------------------------------------------------------------------------------------ loudness
+
+
+def test_gated_level_is_the_level_of_the_speech_not_of_its_pauses():
+    sine = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
+    assert gated_level_db(sine, 16000) == pytest.approx(20 * np.log10(0.1 / np.sqrt(2)), abs=0.05)
+    # A second of a faint hiss on each side changes little (the blocks that straddle an edge count): the gates
+    # leave the hiss out.
+    hiss = 1e-3 * np.random.default_rng(0).standard_normal(48000)
+    hiss[16000:32000] += sine
+    assert gated_level_db(hiss, 16000) == pytest.approx(gated_level_db(sine, 16000), abs=0.5)
+    assert 20 * np.log10(np.sqrt((hiss**2).mean())) < gated_level_db(sine, 16000) - 4
+    assert gated_level_db(np.zeros(1000), 16000) == -np.inf
+    # A clip shorter than one 100 ms block is measured as one block.
+    assert gated_level_db(sine[:400], 16000) == pytest.approx(-23.0, abs=0.3)
+
+
+def test_normalize_loudness_reaches_the_target_without_clipping():
+    speech = speech_like(1, 16000)[0].numpy()
+    for gain in (0.01, 1.0):
+        scaled, applied = normalize_loudness(gain * speech, 16000, -20.0)
+        assert gated_level_db(scaled, 16000) == pytest.approx(-20.0, abs=0.01)
+        assert applied == pytest.approx(10 ** ((-20.0 - gated_level_db(gain * speech, 16000)) / 20))
+    # A target the peaks cannot reach stops at full scale instead of clipping.
+    loud, _ = normalize_loudness(speech, 16000, -3.0)
+    assert np.abs(loud).max() == pytest.approx(1.0, abs=1e-6) and gated_level_db(loud, 16000) < -3.0
+    # Silence is left alone rather than amplified.
+    silent, applied = normalize_loudness(np.zeros(800, np.float32), 16000, -20.0)
+    assert applied == 1.0 and not silent.any()
+
+
+def test_feature_extractor_gives_a_quiet_and_a_loud_recording_the_same_input_values():
+    extractor = AudioVQVAEFeatureExtractor(hop_length=4)
+    speech = speech_like(1, 8000)[0].numpy()
+    quiet, loud = extractor([0.02 * speech, 0.8 * speech], sampling_rate=16000, return_tensors="pt")["input_values"]
+    assert torch.allclose(quiet, loud, atol=1e-6)
+    assert gated_level_db(quiet.numpy(), 16000) == pytest.approx(-20.0, abs=0.01)
+    as_recorded = AudioVQVAEFeatureExtractor(hop_length=4, do_normalize_loudness=False)(
+        0.02 * speech, sampling_rate=16000, return_tensors="pt")["input_values"][0]
+    assert torch.allclose(as_recorded, torch.from_numpy(0.02 * speech))
+
+
+def test_models_and_extractors_saved_before_loudness_normalisation_keep_their_behaviour(tmp_path):
+    """A config / preprocessor_config.json without the new fields (written by 0.2.0) loads with normalisation off;
+    new ones default to on, and `for_model` follows the model."""
+    model = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO))
+    model.save_pretrained(tmp_path)
+    AudioVQVAEFeatureExtractor.for_model(model.config).save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).normalize_loudness is True
+    assert AutoFeatureExtractor.from_pretrained(tmp_path).do_normalize_loudness is True
+    for name, field in (("config.json", "normalize_loudness"), ("preprocessor_config.json", "do_normalize_loudness")):
+        saved = json.loads((tmp_path / name).read_text())
+        del saved[field], saved["loudness_target_db"]
+        (tmp_path / name).write_text(json.dumps(saved))
+    old_config = AutoConfig.from_pretrained(tmp_path)
+    assert old_config.normalize_loudness is False
+    assert AudioVQVAEModel.from_pretrained(tmp_path).config.normalize_loudness is False
+    assert AudioVQVAEFeatureExtractor.from_pretrained(tmp_path).do_normalize_loudness is False
+    assert AudioVQVAEFeatureExtractor.for_model(old_config).do_normalize_loudness is False
+    assert AudioVQVAEFeatureExtractor.from_pretrained(tmp_path, do_normalize_loudness=True).do_normalize_loudness is True
+
+
+# ------------------------------------------------------------------------------------------------ codes as a control
+
+
+def test_teacher_forced_bits_are_the_training_loss_and_depend_on_the_codes(tiny_audio_model):
+    audio, speakers = speech_like(3, 64, seed=4), torch.tensor([0, 1, 2])
+    output = tiny_audio_model(audio, speakers)
+    own = tiny_audio_model.teacher_forced_bits(audio, speakers)
+    assert own.shape == (3,)
+    assert own.mean() * np.log(2) == pytest.approx(output.reconstruction_loss.item(), rel=1e-5)
+    other = tiny_audio_model.teacher_forced_bits(audio, speakers, (output.indices + 5) % 16)
+    assert not torch.allclose(own, other)
+    with pytest.raises(ValueError, match=r"codes of shape \(3, 8\) do not match audio of shape \(3, 64\)"):
+        tiny_audio_model.teacher_forced_bits(audio, speakers, output.indices[:, :8])
 
 
 @pytest.mark.parametrize(
@@ -306,6 +384,8 @@ def test_codes_out_of_range(tiny_audio_model, codes, message):
         (dict(kernel_size=1), "kernel_size must be an integer >= 2"),
         (dict(num_speakers=-1), "num_speakers must be an integer >= 0"),
         (dict(update_rule="adam"), "update_rule must be one of"),
+        (dict(loudness_target_db=0), "loudness_target_db must be a level in dBFS between -60 and -3, got 0"),
+        (dict(normalize_loudness="yes"), "normalize_loudness must be true or false, got 'yes'"),
     ],
 )
 def test_config_validation(fields, message):
@@ -337,7 +417,8 @@ def test_audio_far_outside_minus_one_one_is_refused_and_a_little_overshoot_is_cl
         tiny_audio_model(audio * 32767, speaker_ids=0)
     tiny_audio_model(audio * 1.5, speaker_ids=0)  # a little overshoot is the mu-law encoder's to clip
 
-    extractor = AudioVQVAEFeatureExtractor(hop_length=4)
+    # At the clip's own level, so that the clipped samples are what comes out.
+    extractor = AudioVQVAEFeatureExtractor(hop_length=4, do_normalize_loudness=False)
     with pytest.raises(ValueError, match=r"the audio's samples must lie in \[-1, 1\], got values up to 2e\+04 .*divide 16-bit PCM by 32768"):
         extractor(np.full(64, 20000.0, np.float32), sampling_rate=16000)
     loud = np.linspace(-1.25, 1.25, 64, dtype=np.float32)
@@ -399,6 +480,27 @@ def test_feature_extractor_settings_are_checked_when_built_and_when_loaded(tmp_p
     saved.write_text(json.dumps({**json.loads(saved.read_text()), field: value}))
     with pytest.raises(ValueError, match=message):
         AudioVQVAEFeatureExtractor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("loudness_target_db", 0.0, "must be a level in dBFS between -60 and -3, got 0.0"),
+        ("loudness_target_db", "-20", "must be a level in dBFS between -60 and -3, got '-20'"),
+        ("do_normalize_loudness", "yes", "must be true or false, got 'yes'"),
+    ],
+)
+def test_the_loudness_settings_are_checked_by_the_config_and_the_feature_extractor(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=rf"AudioVQVAEFeatureExtractor.{field} {message}"):
+        AudioVQVAEFeatureExtractor(**{field: value})
+    AudioVQVAEFeatureExtractor(hop_length=4, segment_length=64).save_pretrained(tmp_path)
+    saved = tmp_path / "preprocessor_config.json"
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), field: value}))
+    with pytest.raises(ValueError, match=rf"AudioVQVAEFeatureExtractor.{field} {message}"):
+        AudioVQVAEFeatureExtractor.from_pretrained(tmp_path)
+    config_field = field.removeprefix("do_")
+    with pytest.raises(ValueError, match=rf"AudioVQVAEConfig.{config_field} {message}"):
+        AudioVQVAEConfig(**{config_field: value})
 
 
 # ------------------------------------------------------------------------------------------------ contracts

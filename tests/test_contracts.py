@@ -1,6 +1,8 @@
-"""The contracts transformers' and diffusers' own models and pipelines meet (dtypes, loading escape hatches,
-hidden states, embeddings, gradient checkpointing, export, per-image generators, optional components), and
-bad input, damaged files and missing folders met with errors that say what is wrong."""
+"""The image models' and pipeline's contracts beyond the ones every model and pipeline meets (those are in
+tests/model_contracts.py and tests/pipeline_contracts.py, run per model under tests/models/ and tests/pipelines/):
+the quantizer's state under every dtype, loading escape hatches, gradient checkpointing recomputing layers, ONNX
+export, per-image generators; and bad input, damaged files and missing folders met with errors that say what is
+wrong."""
 
 import io
 import json
@@ -14,22 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffusers import DiffusionPipeline
 from hf_vqvae import (
-    AudioVQVAEConfig,
-    AudioVQVAEFeatureExtractor,
-    AudioVQVAEModel,
-    AudioVQVAEPipeline,
     CheckpointMismatchError,
-    HierarchicalVQVAEConfig,
-    HierarchicalVQVAEModel,
-    HierarchicalVQVAEPipeline,
     PixelCNNPriorConfig,
     PixelCNNPriorModel,
     VectorQuantizer,
-    VideoPredictionPipeline,
-    VideoPriorConfig,
-    VideoPriorModel,
     VQVAEConfig,
     VQVAEImageProcessor,
     VQVAEModel,
@@ -38,8 +29,10 @@ from hf_vqvae import (
 from hf_vqvae.data.codes import CodesInfo
 from hf_vqvae.data.images import decode_image
 from hf_vqvae.models.auto import load_vqvae
+from hf_vqvae.version import INSTALL_COMMAND
 
-from conftest import TINY_VQVAE, put_in_hub_cache
+from conftest import TINY_VQVAE
+from model_contracts import assert_onnx_export_matches_eager
 
 
 def tiny_prior(**overrides) -> PixelCNNPriorModel:
@@ -114,67 +107,7 @@ def test_loading_info_and_ignore_mismatched_sizes_keep_their_transformers_meanin
     torch.testing.assert_close(resized.encoder.conv_in.weight, model.encoder.conv_in.weight)
 
 
-# ------------------------------------------------------------------------------------------------ outputs
-
-
-def test_vqvae_returns_encoder_and_decoder_hidden_states_by_argument_or_config(tiny_model):
-    pixel_values = images()
-    tiny_model.eval()
-    assert tiny_model(pixel_values).encoder_hidden_states is None
-    out = tiny_model(pixel_values, output_hidden_states=True)
-    # 2 downsamplings, conv_in, 1 residual block + the stack's ReLU, z_e; conv_in, block, ReLU, 2 upsamplings.
-    assert len(out.encoder_hidden_states) == 6 and len(out.decoder_hidden_states) == 5
-    assert out.encoder_hidden_states[0].shape == (2, 16, 8, 8)
-    torch.testing.assert_close(out.encoder_hidden_states[-1], tiny_model.encode(pixel_values).latents)
-    torch.testing.assert_close(out.decoder_hidden_states[-1], out.reconstruction)
-
-    flagged = VQVAEModel(VQVAEConfig(**TINY_VQVAE, output_hidden_states=True)).eval()
-    as_tuple = flagged(pixel_values, return_dict=False)
-    assert len(flagged(pixel_values).encoder_hidden_states) == 6 and len(as_tuple) == 9
-
-
-def assert_gradients_reach(hidden_states: tuple, output: torch.Tensor) -> None:
-    """Every hidden state is a tensor `output` is computed from, not a copy: after a backward pass from it each has
-    a gradient (transformers' contract, which `retain_grad` on returned hidden states relies on)."""
-    for state in hidden_states:
-        state.retain_grad()
-    output.backward()
-    assert all(state.grad is not None for state in hidden_states)
-
-
-def test_prior_returns_the_embedding_and_every_layer_output_by_argument_or_config():
-    prior = tiny_prior()
-    codes = torch.randint(0, 16, (2, 4, 4))
-    assert prior(codes).hidden_states is None
-    out = prior(codes, output_hidden_states=True)
-    assert len(out.hidden_states) == 3 and all(state.shape == (2, 8, 4, 4) for state in out.hidden_states)
-    torch.testing.assert_close(out.hidden_states[0], prior.get_input_embeddings()(codes).permute(0, 3, 1, 2))
-    flagged = tiny_prior(output_hidden_states=True)
-    assert len(flagged(codes).hidden_states) == 3
-
-
-# ------------------------------------------------------------------------------------------------ embeddings, checkpointing
-
-
-def assert_input_embeddings_are(model, embedding: torch.nn.Embedding, inputs: dict) -> None:
-    """`model.get_input_embeddings()` is `embedding`, the one its logits are computed from: with every weight frozen,
-    `enable_input_require_grads()` (PEFT's hook) makes the logits require gradients, and `set_input_embeddings`
-    puts a replacement in its place. Shared by every model's embedding test."""
-    assert model.get_input_embeddings() is embedding
-    model.requires_grad_(False)
-    assert not model(**inputs).logits.requires_grad
-    model.enable_input_require_grads()
-    assert model(**inputs).logits.requires_grad
-
-    replacement = torch.nn.Embedding(*embedding.weight.shape)
-    before = model(**inputs).logits
-    model.set_input_embeddings(replacement)
-    assert model.get_input_embeddings() is replacement and not torch.allclose(model(**inputs).logits, before)
-
-
-def test_prior_input_embeddings_feed_peft_style_input_gradients():
-    prior = tiny_prior()
-    assert_input_embeddings_are(prior, prior.pixelcnn.code_embedding, dict(input_ids=torch.randint(0, 16, (2, 4, 4))))
+# ------------------------------------------------------------------------------------------------ gradient checkpointing
 
 
 def counted_forwards(module: torch.nn.Module) -> list:
@@ -214,40 +147,6 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(k
 
 
 # ------------------------------------------------------------------------------------------------ export
-
-
-def assert_export_matches_eager(model, example_inputs: dict, inputs: dict) -> None:
-    """torch.export traces `model` on `example_inputs` (keyword arguments); the exported program gives the eager
-    outputs on other `inputs` of the same shapes. Shared by every model's export test."""
-    exported = torch.export.export(model, (), {**example_inputs, "return_dict": False}).module()
-    actual, expected = exported(**inputs, return_dict=False), model(**inputs, return_dict=False)
-    assert len(actual) == len(expected)
-    for exported_output, eager_output in zip(actual, expected):
-        torch.testing.assert_close(exported_output, eager_output)
-
-
-def assert_onnx_export_matches_eager(path, model, inputs: dict) -> None:
-    """ONNX export (dynamo) of `model` on `inputs` (keyword arguments): onnxruntime gives the eager outputs."""
-    pytest.importorskip("onnxscript")
-    onnxruntime = pytest.importorskip("onnxruntime")
-    torch.onnx.export(model, (), kwargs={**inputs, "return_dict": False}, dynamo=True).save(path)
-    session = onnxruntime.InferenceSession(path)
-    outputs = session.run(None, {given.name: inputs[given.name].numpy() for given in session.get_inputs()})
-    expected = model(**inputs, return_dict=False)
-    assert len(outputs) == len(expected)
-    for actual, eager_output in zip(outputs, expected):
-        np.testing.assert_allclose(actual, eager_output.detach().numpy(), atol=1e-5, rtol=0)
-
-
-def test_prior_and_vqvae_export_with_torch_export_and_match_eager():
-    prior = tiny_prior(num_classes=2)
-    assert_export_matches_eager(
-        prior, dict(input_ids=torch.randint(0, 16, (2, 4, 4)), class_labels=torch.tensor([0, 1])),
-        dict(input_ids=torch.randint(0, 16, (2, 4, 4)), class_labels=torch.tensor([1, 1])),
-    )
-    with pytest.raises(ValueError, match=r"must hold codes in \[0, 16\)"):
-        prior(torch.randint(16, 32, (2, 4, 4)))  # eager keeps its value checks
-    assert_export_matches_eager(VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval(), dict(pixel_values=images()), dict(pixel_values=images()))
 
 
 @pytest.mark.slow
@@ -305,7 +204,7 @@ def test_the_pipeline_works_and_saves_without_an_image_processor(tmp_path, pipel
 
 def test_the_card_says_how_each_entry_point_loads_the_pipeline():
     card = pipeline_card_text()
-    assert 'VQVAEPipeline.from_pretrained("org/name")' in card and "pip install hf-vqvae" in card
+    assert 'VQVAEPipeline.from_pretrained("org/name")' in card and INSTALL_COMMAND in card
     assert 'DiffusionPipeline.from_pretrained("org/name", trust_remote_code=True)' in card and "hf_vqvae_entry.py" in card
 
 
@@ -496,162 +395,3 @@ def test_a_pipeline_folder_missing_a_component_names_it(tmp_path, pipeline):
     with pytest.raises(FileNotFoundError, match=r"has no prior/ subfolder: model_index.json lists the component 'prior' \(PixelCNNPriorModel\)"):
         VQVAEPipeline.from_pretrained(tmp_path)
     assert VQVAEPipeline.from_pretrained(tmp_path, prior=pipeline.prior).prior is pipeline.prior
-
-
-# ------------------------------------------------------------------------------------------------ every pipeline
-
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def photos() -> list:
-    return [PIL.Image.fromarray(np.full((20, 20, 3), value, dtype=np.uint8)) for value in (30, 200)]
-
-
-def build_pipeline(kind: str, with_optional_components: bool = True):
-    """A tiny pipeline of each kind; its optional components given (matching the models) or None."""
-    # Imported here: those test modules import this one's shared checks.
-    from test_audio_vqvae import TINY_AUDIO
-    from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
-    from test_video_prior import TINY_VIDEO_PRIOR
-
-    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
-    processor = VQVAEImageProcessor.for_vqvae(vqvae.config) if with_optional_components else None
-    if kind == "vqvae":
-        return VQVAEPipeline(vqvae=vqvae, prior=tiny_prior(num_classes=2), image_processor=processor)
-    if kind == "hierarchical":
-        stage2 = HierarchicalVQVAEModel(HierarchicalVQVAEConfig(**TINY_STAGE2)).eval()
-        top_prior = PixelCNNPriorModel(PixelCNNPriorConfig(**TINY_TOP_PRIOR)).eval()
-        return HierarchicalVQVAEPipeline(vqvae=vqvae, stage2=stage2, prior=top_prior, image_processor=processor)
-    if kind == "video":
-        video_prior = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR)).eval()
-        return VideoPredictionPipeline(vqvae=vqvae, video_prior=video_prior, image_processor=processor)
-    audio_vqvae = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval()
-    if not with_optional_components:
-        return AudioVQVAEPipeline(vqvae=audio_vqvae, prior=None, feature_extractor=None)
-    return AudioVQVAEPipeline(
-        vqvae=audio_vqvae, prior=tiny_prior(num_classes=3, grid_height=1, grid_width=6),
-        feature_extractor=AudioVQVAEFeatureExtractor.for_model(audio_vqvae.config),
-    )
-
-
-def outputs(pipeline) -> list[np.ndarray]:
-    """Seeded outputs of a pipeline, through every path its optional components serve."""
-    if isinstance(pipeline, VQVAEPipeline):
-        return [
-            pipeline(batch_size=2, class_labels=[0, 1], generator=seeded(), output_type="np").images,
-            pipeline(image=photos(), output_type="np").images,
-        ]
-    if isinstance(pipeline, HierarchicalVQVAEPipeline):
-        return [
-            pipeline(batch_size=2, generator=seeded(), output_type="np").images,
-            pipeline(image=photos(), generator=seeded(), output_type="np").images,
-        ]
-    if isinstance(pipeline, VideoPredictionPipeline):
-        return [pipeline(frames=[photo.resize((16, 16)) for photo in photos()], actions=[0, 2], generator=seeded(), output_type="np").frames]
-    from test_audio_vqvae import speech_like
-
-    waveform = speech_like(1, 64)[0].numpy()
-    results = [pipeline(audio=waveform, sampling_rate=16000, speaker="ann", generator=seeded()).audios]
-    if pipeline.prior is not None:
-        results.append(pipeline(speaker="bob", generator=seeded()).audios)
-    return results
-
-
-def assert_same_outputs(left: list[np.ndarray], right: list[np.ndarray]) -> None:
-    assert len(left) == len(right)
-    for expected, actual in zip(left, right):
-        np.testing.assert_array_equal(actual, expected)
-
-
-PIPELINE_KINDS = ["vqvae", "hierarchical", "video", "audio"]
-OPTIONAL_COMPONENTS = {"vqvae": ["image_processor"], "hierarchical": ["image_processor"], "video": ["image_processor"], "audio": ["prior", "feature_extractor"]}
-
-
-@pytest.fixture
-def modules_cache(tmp_path, monkeypatch):
-    """diffusers copies custom pipeline code into its module cache: a fresh one per test, off the user's."""
-    import diffusers.utils.dynamic_modules_utils as dynamic_modules
-
-    monkeypatch.setattr(dynamic_modules, "HF_MODULES_CACHE", str(tmp_path / "modules"))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    return tmp_path / "modules"
-
-
-@pytest.mark.parametrize("kind", PIPELINE_KINDS)
-def test_every_pipeline_saves_and_loads_a_variant_as_diffusers_does(tmp_path, kind):
-    pipeline = build_pipeline(kind)
-    pipeline.save_pretrained(tmp_path, variant="fp16")
-    model_folders = [name for name, component in pipeline.components.items() if isinstance(component, torch.nn.Module)]
-    for name in model_folders:
-        assert sorted(path.name for path in (tmp_path / name).glob("*.safetensors")) == ["model.fp16.safetensors"], name
-    loaded = type(pipeline).from_pretrained(tmp_path, variant="fp16")
-    assert_same_outputs(outputs(pipeline), outputs(loaded))
-    with pytest.raises(OSError):
-        type(pipeline).from_pretrained(tmp_path)  # no plain weights: the variant must be asked for, as in diffusers
-
-
-@pytest.mark.parametrize("kind", PIPELINE_KINDS)
-def test_every_pipeline_runs_without_its_optional_components_and_keeps_them_none(tmp_path, kind):
-    given, left_out = build_pipeline(kind), build_pipeline(kind, with_optional_components=False)
-    for name, component in given.components.items():  # the same weights in both
-        if isinstance(component, torch.nn.Module) and left_out.components[name] is not None:
-            left_out.components[name].load_state_dict(component.state_dict())
-    assert all(getattr(left_out, name) is None for name in OPTIONAL_COMPONENTS[kind])
-    given_outputs = outputs(given)
-    expected = given_outputs[: len(outputs(left_out))]
-    assert_same_outputs(expected, outputs(left_out))  # the matching processor is made when it is None
-
-    left_out.save_pretrained(tmp_path)
-    index = json.loads((tmp_path / "model_index.json").read_text())
-    for name in OPTIONAL_COMPONENTS[kind]:
-        assert index[name] == [None, None] and not (tmp_path / name).exists()
-    reloaded = type(left_out).from_pretrained(tmp_path)
-    assert all(getattr(reloaded, name) is None for name in OPTIONAL_COMPONENTS[kind])
-    assert_same_outputs(expected, outputs(reloaded))
-
-
-@pytest.mark.parametrize("kind", PIPELINE_KINDS)
-def test_diffusers_generic_entry_point_loads_every_pipeline_from_a_folder_and_a_hub_id(
-    tmp_path, offline_hub, modules_cache, monkeypatch, kind
-):
-    pipeline = build_pipeline(kind)
-    folder = tmp_path / "saved"
-    pipeline.save_pretrained(folder)
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
-        DiffusionPipeline.from_pretrained(folder)  # diffusers runs no custom code unless told to
-    expected = outputs(pipeline)
-    loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
-    assert type(loaded) is type(pipeline)
-    assert_same_outputs(expected, outputs(loaded))
-
-    # A Hub id, offline, from the cache.
-    put_in_hub_cache(offline_hub, f"org/{kind}", folder)
-    assert_same_outputs(expected, outputs(DiffusionPipeline.from_pretrained(f"org/{kind}", trust_remote_code=True)))
-
-    # A Hub id with the Hub answering (model_info lists the repository's files; the files come from the cache):
-    # diffusers then checks each component's module against the listing, as it does online.
-    import diffusers.pipelines.pipeline_utils as diffusers_pipelines
-    import diffusers.utils.dynamic_modules_utils as dynamic_modules
-    from types import SimpleNamespace
-
-    snapshot = next((offline_hub / f"models--org--{kind}" / "snapshots").iterdir())
-    files = [str(path.relative_to(snapshot)) for path in snapshot.rglob("*") if path.is_file()]
-    info = SimpleNamespace(sha=snapshot.name, siblings=[SimpleNamespace(rfilename=name) for name in files])
-    for module in (diffusers_pipelines, dynamic_modules):
-        monkeypatch.setattr(module, "model_info", lambda *args, **kwargs: info)
-    assert_same_outputs(expected, outputs(DiffusionPipeline.from_pretrained(f"org/{kind}", trust_remote_code=True)))
-
-
-def test_the_package_never_runs_the_entry_module_that_diffusers_runs(tmp_path, modules_cache, pipeline):
-    pipeline.save_pretrained(tmp_path)
-    entries = sorted(tmp_path.rglob("hf_vqvae_entry.py"))
-    assert [path.parent.name for path in entries] == [tmp_path.name, "prior", "vqvae"]
-    for path in entries:
-        path.write_text("raise RuntimeError('the entry module ran')\n")
-    loaded = VQVAEPipeline.from_pretrained(tmp_path)  # the package's own loading: no file of the folder runs
-    assert torch.equal(loaded(batch_size=2, class_labels=0, generator=seeded(), output_type="latent").codes,
-                       pipeline(batch_size=2, class_labels=0, generator=seeded(), output_type="latent").codes)
-    with pytest.raises(RuntimeError, match="the entry module ran"):
-        DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)  # the generic loader runs it: trust it first

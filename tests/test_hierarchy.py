@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 
 import numpy as np
 import PIL.Image
@@ -20,7 +21,8 @@ from hf_vqvae import (
 )
 
 from conftest import put_in_hub_cache
-from test_contracts import (
+from launching import ROOT
+from model_contracts import (
     assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
 )
 
@@ -67,23 +69,64 @@ def test_decoder_is_causal_over_the_stage1_codes():
             assert not torch.allclose(changed_logits[..., ~before], logits[..., ~before])
 
 
-def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder():
-    model = tiny_stage2()
+@pytest.mark.parametrize("conditioning", ["decoded", "upsampled"])
+def test_decoder_depends_on_the_latents_and_gradients_reach_the_encoder(conditioning):
+    model = tiny_stage2(conditioning=conditioning)
     codes = torch.randint(0, 16, (6, 4, 4))
     latents = model.encode(codes).indices
     other = (latents + 1) % 8
     assert not torch.allclose(model.decode_logits(codes, latents), model.decode_logits(codes, other))
-    # Changing the bottom latent only moves the logits of the rows it is laid over (and a 3x3 blend above).
     bottom = latents.clone()
     bottom[:, 2] = (bottom[:, 2] + 1) % 8
     difference = (model.decode_logits(codes, bottom) - model.decode_logits(codes, latents)).abs().amax(dim=(0, 1, 3))
-    assert difference[0] == 0 and difference[-1] > 0
+    if conditioning == "upsampled":
+        # The bottom latent only moves the logits of the rows it is laid over (and a 3x3 blend above).
+        assert difference[0] == 0 and difference[-1] > 0
+    else:
+        # Decoded, every latent speaks to the whole grid.
+        assert (difference > 0).all()
 
     output = model.train()(codes)
-    assert output.loss.shape == () and torch.isclose(output.loss, output.nll_loss + model.config.commitment_cost * output.commitment_loss)
+    expected = output.nll_loss + model.config.auxiliary_loss_weight * output.auxiliary_loss + model.config.commitment_cost * output.commitment_loss
+    assert output.loss.shape == () and torch.isclose(output.loss, expected)
     output.loss.backward()
     for name in ("encoder.to_latents.weight", "encoder.conv_in.weight", "encoder.code_embedding.weight", "conditioning_network.weight"):
         assert model.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_the_auxiliary_loss_alone_trains_the_encoder():
+    """The auxiliary head reads the conditioning map alone: with the decoder's loss left out, its gradient still
+    reaches the encoder, and without the head there is no auxiliary loss."""
+    model = tiny_stage2()
+    codes = torch.randint(0, 16, (6, 4, 4))
+    output = model.eval()(codes)
+    torch.testing.assert_close(output.auxiliary_loss, torch.nn.functional.cross_entropy(
+        model.auxiliary_head(model.conditioning_map(model.quantizer.lookup(output.latent_indices))), codes
+    ))
+    model.train()(codes).auxiliary_loss.backward()
+    assert model.encoder.to_latents.weight.grad.abs().sum() > 0
+    assert all(parameter.grad is None for parameter in model.decoder.parameters())
+    without = tiny_stage2(auxiliary_loss_weight=0.0)
+    assert without.auxiliary_head is None and without(codes).auxiliary_loss is None
+
+
+def test_a_folder_saved_before_the_decoded_conditioning_loads_as_it_was(tmp_path):
+    """Configs saved before `conditioning`, `conditioning_num_layers` and `auxiliary_loss_weight` existed mean a
+    conditioning map upsampled from the latents through one 3x3 convolution, and no auxiliary head."""
+    earlier = tiny_stage2(conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0).eval()
+    earlier.save_pretrained(tmp_path / "stage2")
+    config_path = tmp_path / "stage2" / "config.json"
+    saved = json.loads(config_path.read_text())
+    for name in ("conditioning", "conditioning_num_layers", "auxiliary_loss_weight"):
+        del saved[name]
+    config_path.write_text(json.dumps(saved))
+    loaded = HierarchicalVQVAEModel.from_pretrained(tmp_path / "stage2")
+    assert (loaded.config.conditioning, loaded.config.conditioning_num_layers, loaded.config.auxiliary_loss_weight) == ("upsampled", 1, 0.0)
+    assert set(loaded.state_dict()) == set(earlier.state_dict())
+    codes = torch.randint(0, 16, (2, 4, 4))
+    torch.testing.assert_close(loaded.bits_per_grid(codes), earlier.bits_per_grid(codes))
+    # A config made today gets today's defaults.
+    assert HierarchicalVQVAEConfig().conditioning == "decoded" and HierarchicalVQVAEConfig().auxiliary_loss_weight > 0
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
@@ -96,7 +139,8 @@ def test_cached_sampling_equals_plain_sampling_and_follows_the_latents(batch_siz
     # An untrained decoder barely listens to its latents: amplify the conditioning map so that other latents
     # move the logits by more than the gap between CDF boundaries.
     with torch.no_grad():
-        model.conditioning_network.weight.mul_(50)
+        for layer in model.decoder.layers:
+            layer.conditioning_projection.weight.mul_(50)
     cached = model.sample(latents, generator=seeded(3))
     assert torch.equal(cached, model.sample(latents, generator=seeded(3), use_cache=False))
     assert not torch.equal(model.sample((latents + 1) % 8, generator=seeded(3)), cached)
@@ -288,3 +332,47 @@ def test_exports_with_torch_export_and_the_exported_program_matches_eager():
 @pytest.mark.slow
 def test_exports_to_onnx_and_onnxruntime_matches_eager(tmp_path):
     assert_onnx_export_matches_eager(tmp_path / "stage2.onnx", tiny_stage2().eval(), dict(input_ids=torch.randint(0, 16, (2, 4, 4))))
+
+
+def template_grids(templates: torch.Tensor, count: int, generator: torch.Generator, noise: float = 0.1) -> torch.Tensor:
+    """`count` grids, each one of `templates` with a share `noise` of its codes redrawn at random."""
+    grids = templates[torch.randint(0, len(templates), (count,), generator=generator)].clone()
+    redrawn = torch.rand(grids.shape, generator=generator) < noise
+    grids[redrawn] = torch.randint(0, 16, (int(redrawn.sum()),), generator=generator)
+    return grids
+
+
+def test_a_trained_stage2_needs_its_own_latents_the_benchmarks_measure():
+    """Grids made from 8 templates: once trained, the decoder predicts a held-out grid better with its own 3x1 codes
+    than with another grid's, by more than half the codes' entropy (what benchmarks/hierarchy.py reports)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from hierarchy import derangement, latent_information, plug_in_entropy
+
+    generator = seeded(0)
+    torch.manual_seed(0)
+    templates = torch.randint(0, 16, (8, 6, 6), generator=generator)
+    model = tiny_stage2(
+        input_grid_height=6, input_grid_width=6, input_embedding_dim=8, encoder_hidden_channels=16, embedding_dim=8,
+        conditioning_channels=8, decoder_hidden_channels=16, decoder_num_layers=2, decoder_skip_channels=16,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model(template_grids(templates, 32, generator)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+    held_out = template_grids(templates, 128, generator)
+    other = derangement(len(held_out), seed=1)
+    assert not bool((other == torch.arange(len(held_out))).any()) and sorted(other.tolist()) == list(range(len(held_out)))
+    top_prior = PixelCNNPriorModel(PixelCNNPriorConfig(**TINY_TOP_PRIOR)).eval()
+    baseline = PixelCNNPriorModel(PixelCNNPriorConfig(**{**TINY_TOP_PRIOR, "num_embeddings": 16, "grid_height": 6, "grid_width": 6})).eval()
+    figures = latent_information(model, top_prior, baseline, held_out, seed=1)
+    latents = model.encode(held_out).indices
+    assert figures["own"] == pytest.approx(model.bits_per_grid(held_out, latents).mean().item(), rel=1e-5)
+    assert figures["shuffled"] == pytest.approx(model.bits_per_grid(held_out, latents[other]).mean().item(), rel=1e-5)
+    assert figures["latent_plug_in_entropy"] == pytest.approx(plug_in_entropy(latents)) and 1 < figures["latent_plug_in_entropy"] <= 3 * np.log2(8)
+    assert figures["two_stage"] == pytest.approx(figures["own"] + figures["latent_cross_entropy"])
+    assert figures["plain"] == pytest.approx(baseline.bits_per_code(held_out).mean().item() * 36, rel=1e-5)
+    assert figures["difference"] > 0.5 * figures["latent_plug_in_entropy"], figures

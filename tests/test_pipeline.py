@@ -131,7 +131,7 @@ def test_push_to_hub_uploads_the_pipeline_folder_and_card(recorded_uploads, pipe
     }
     card = upload["files"]["README.md"].decode()
     assert "library_name: hf-vqvae" in card and "- class-conditional-image-generation" in card
-    assert "pipeline_tag: unconditional-image-generation" not in card  # the prior is class-conditional
+    assert "pipeline_tag: unconditional-image-generation" in card  # the Hub has no class-conditional task
     assert 'VQVAEPipeline.from_pretrained("org/vqvae-pipeline")' in card and "| bits_per_code | 3.2 |" in card
 
 

@@ -142,6 +142,7 @@ def test_ema_update_matches_equations_6_to_8_by_hand():
         quantizer.embedding.copy_(torch.tensor([[0.0], [10.0], [100.0]]))
         quantizer.cluster_size.copy_(torch.tensor([2.0, 1.0, 1.0]))
         quantizer.embed_sum.copy_(torch.tensor([[0.0], [10.0], [100.0]]))
+        quantizer.initialized.fill_(True)  # EMA state set by hand: not to be seeded from the codebook
     # Latents 1, 2 -> code 0; 9 -> code 1; code 2 unused.
     out = quantizer(torch.tensor([1.0, 2.0, 9.0]).view(1, 1, 3))
     assert out.indices.tolist() == [[0, 0, 1]]
@@ -156,6 +157,27 @@ def test_ema_update_matches_equations_6_to_8_by_hand():
     torch.testing.assert_close(quantizer.embedding.squeeze(1), torch.tensor([0.3, 9.9, 90.0]) / smoothed)
     # The unused code keeps its place (m and N decay together).
     assert math.isclose(float(quantizer.embedding[2]), 100.0, rel_tol=1e-4)
+
+
+def test_the_first_training_batch_seeds_the_ema_state_from_the_codebook():
+    quantizer = make_quantizer(num_embeddings=3, embedding_dim=1, decay=0.9, epsilon=1e-5)
+    # A fresh quantizer's buffers are constants (transformers rebuilds buffers with `_init_weights`).
+    assert not bool(quantizer.initialized) and torch.equal(quantizer.embed_sum, torch.zeros(3, 1))
+    with torch.no_grad():
+        quantizer.embedding.copy_(torch.tensor([[0.0], [10.0], [100.0]]))
+    quantizer.eval()(torch.tensor([1.0]).view(1, 1, 1))
+    assert not bool(quantizer.initialized)  # evaluation changes no state
+    quantizer.train()(torch.tensor([1.0, 2.0, 9.0]).view(1, 1, 3))
+    assert bool(quantizer.initialized)
+    # Seeded with m = N e (N = 1) before the step: the unused code 2 keeps its place (unseeded, m = 0 would pull it
+    # to 0), and the used ones move as eq. 7 says from that m: [0.9 * 0 + 0.3, 0.9 * 10 + 0.9, 0.9 * 100].
+    torch.testing.assert_close(quantizer.embed_sum, torch.tensor([[0.3], [9.9], [90.0]]))
+    assert math.isclose(float(quantizer.embedding[2]), 100.0, rel_tol=1e-4)
+    # Seeding happens once: state set afterwards is the state the next step starts from.
+    with torch.no_grad():
+        quantizer.embed_sum.copy_(torch.tensor([[5.0], [5.0], [5.0]]))
+    quantizer(torch.tensor([1.0]).view(1, 1, 1))
+    torch.testing.assert_close(quantizer.embed_sum[2], torch.tensor([4.5]))
 
 
 def test_eval_mode_changes_no_state():
@@ -221,6 +243,7 @@ def test_dead_codes_restart_with_fresh_ema_state():
         quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
         quantizer.embed_sum.copy_(quantizer.embedding * 8.0)
         quantizer.cluster_size.copy_(torch.tensor([8.0, 4.0, 8.0, 8.0]))
+        quantizer.initialized.fill_(True)
     latents = torch.randn(1, 2, 64) * 0.1
     quantizer(latents)
     # Codes 1-3 got no assignments; code 1 fell below 4 (3.6) and was restarted onto a latent.

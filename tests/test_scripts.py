@@ -86,10 +86,12 @@ def test_cards_name_what_exists_and_tag_conditioning():
     conditional, unconditional = tiny_pipeline(2), tiny_pipeline(0)
     card = str(prior_model_card(conditional.prior.config, "outputs/prior", dataset_name="scikit-image photographs"))
     assert 'PixelCNNPriorModel.from_pretrained("outputs/prior")' in card
-    assert "pipeline_tag: unconditional-image-generation" not in card and "class-conditional-image-generation" in card
+    # The Hub has no task for generation conditioned on a class: the generation task, and a tag that says so.
+    assert "pipeline_tag: unconditional-image-generation" in card and "- class-conditional-image-generation" in card
     assert "datasets:" not in card  # a description, not a Hub id
     card = str(pipeline_model_card(unconditional.vqvae.config, unconditional.prior.config, "org/p", dataset_name="uoft-cs/cifar10"))
     assert "pipeline_tag: unconditional-image-generation" in card and "datasets:\n- uoft-cs/cifar10" in card
+    assert "class-conditional-image-generation" not in card
     assert is_hub_dataset_id("cifar10") and is_hub_dataset_id("org/name") and not is_hub_dataset_id("/tmp")
     assert not is_hub_dataset_id("a folder/with spaces")
 

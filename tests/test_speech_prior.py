@@ -13,7 +13,7 @@ from datasets import load_from_disk
 from hf_vqvae import AudioVQVAEConfig, AudioVQVAEModel, AudioVQVAEPipeline, PixelCNNPriorConfig, VQVAEConfig, VQVAEModel
 from hf_vqvae.commands.extract_speech_codes import extract_speech_codes
 from hf_vqvae.commands.extract_speech_codes import parse_args as parse_extract_speech_args
-from hf_vqvae.data.audio_files import decode_audio
+from hf_vqvae.data.audio_files import decode_audio, decode_for_model
 from hf_vqvae.data.speech import SpeechDataArguments, load_speech_datasets
 from hf_vqvae.training.recipes.prior import parse_args, train_prior
 
@@ -61,14 +61,17 @@ def test_extracted_codes_are_the_model_codes_of_each_segment_with_its_speaker(sp
     codes = load_from_disk(str(speech_codes))
     assert codes["train"].features["label"].names == SPEAKERS
 
-    # The same clips, split as the extraction split them, cut into segments and encoded by the model directly.
+    # The same clips, split as the extraction split them, each scaled to the model's loudness target as in training,
+    # cut into segments and encoded by the model directly.
     model = AudioVQVAEModel.from_pretrained(speech_vqvae_folder).eval()
+    assert model.config.normalize_loudness
+    target_db = model.config.loudness_target_db
     speech = load_speech_datasets(SpeechDataArguments(train_data_dir=str(speech_folder), validation_fraction=0.25))
     for name in ("train", "validation"):
         segments, speakers = [], []
         for row in getattr(speech, name):
             try:
-                waveform = decode_audio(row["audio"])
+                waveform = decode_for_model(row["audio"], 16000, target_db)
             except ValueError:
                 continue  # the file that is not audio: skipped and counted
             count = max(1, len(waveform) // SEGMENT)

@@ -1,18 +1,21 @@
 """The audio VQ-VAE's training recipe: a run from Python and from the script, kill-and-resume exactness, TensorBoard
-audio, the pushed card, bad settings; slow: a small model learns real (synthesised) speech and converts voices."""
+audio, the pushed card, bad settings; slow: a small model learns real (synthesised) speech and reads its codes, and
+converts voices (not met at that size: an expected failure)."""
 
 import json
 import re
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_vqvae import AudioVQVAEModel
+from hf_vqvae import AudioVQVAEFeatureExtractor, AudioVQVAEModel
 from hf_vqvae.data.speech import SpeechDataArguments
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
+from hf_vqvae.training.code_usage import CodeUsageWatch
 from hf_vqvae.training.recipes.audio_vqvae import (
     AudioModelArguments,
     AudioSampleArguments,
@@ -22,8 +25,9 @@ from hf_vqvae.training.recipes.audio_vqvae import (
     train_audio_vqvae,
 )
 
+from conftest import reset_accelerate_state
 from launching import ROOT, accelerate_launch, kill_when_exists, run, script
-from test_speech_data import speech_folder  # noqa: F401  (fixture)
+from test_speech_data import speech_folder, wav_bytes  # noqa: F401  (fixture)
 
 
 TRAIN_AUDIO = script("train_audio.py")
@@ -151,23 +155,111 @@ def test_the_recipe_is_callable_with_dataclasses(tmp_path, speech_folder):  # no
     assert saved["model"]["downsampling_strides"] == [2, 2] and saved["data"]["segment_length"] == 256
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (apt-get install -y flite)")
-def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
-    """On the synthesised default set (4 voices): the teacher-forced loss falls well below its start, and a tiny
-    speaker classifier trained on real clips assigns converted clips to the target speaker above chance."""
+def babble(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
+    """Speech-like sound at about -20 dBFS: 20-100 ms stretches of voiced harmonics (random pitch and timbre), hiss
+    and pauses, one after another."""
+    rng = np.random.default_rng(seed)
+    pieces = []
+    while sum(map(len, pieces)) < seconds * rate:
+        time = np.arange(int(rng.uniform(0.02, 0.1) * rate)) / rate
+        kind = rng.choice(["voiced", "hiss", "pause"], p=[0.6, 0.25, 0.15])
+        if kind == "voiced":
+            pitch = rng.uniform(90, 250)
+            piece = sum(rng.uniform(0, 1) / k * np.sin(2 * np.pi * k * pitch * time) for k in range(1, 6))
+        elif kind == "hiss":
+            piece = 0.5 * rng.standard_normal(len(time))
+        else:
+            piece = 0.01 * rng.standard_normal(len(time))
+        pieces.append(0.1 * piece * np.hanning(len(time)))
+    return np.concatenate(pieces)[: int(seconds * rate)].astype(np.float32)
+
+
+def test_a_quiet_recording_still_uses_many_codes(tmp_path, caplog):
+    """Two speakers recorded 34 dB below the loudness target (-54 dBFS): the recipe scales each clip to the target
+    and the encoder starts with latents spread by their input, so the codes do not collapse: a held-out quiet clip
+    uses most of the codebook, and the run logs no collapse."""
+    root = tmp_path / "quiet"
+    for speaker, seed in (("ann", 0), ("bob", 100)):
+        (root / speaker).mkdir(parents=True)
+        for index in range(4):
+            (root / speaker / f"{index}.wav").write_bytes(wav_bytes(0.02 * babble(1.0, seed + index)))
+    flags = tiny_flags(tmp_path / "run", root, "--max_train_steps", "30", "--learning_rate", "3e-3")
+    with caplog.at_level("WARNING"):
+        train_audio_vqvae(parse_args(flags))
+    assert "code usage collapsed" not in caplog.text
+    model = AudioVQVAEModel.from_pretrained(tmp_path / "run").eval()
+    extractor = AudioVQVAEFeatureExtractor.from_pretrained(tmp_path / "run")
+    held_out = extractor(0.02 * babble(1.0, 999), sampling_rate=16000, return_tensors="pt")["input_values"]
+    codes = model.encode(held_out).indices
+    assert len(codes.unique()) >= 0.5 * model.config.num_embeddings, codes.unique()
+
+
+def test_the_log_warns_when_code_usage_collapses_and_when_it_recovers(caplog):
+    watch = CodeUsageWatch(num_embeddings=64, hint="Check the level.")
+    with caplog.at_level("INFO", logger="hf_vqvae.training.code_usage"):
+        for perplexity in [40.0] * 5 + [2.0] * 9:
+            watch.update(perplexity, latents=256)
+        assert "collapsed" not in caplog.text  # nine low batches may be bad luck
+        watch.update(1.5, latents=256)
+        assert caplog.text.count("code usage collapsed") == 1 and "Check the level." in caplog.text
+        assert "perplexity below 6.4 (now 1.5, of K=64 codes and 256 latents per batch)" in caplog.text
+        for perplexity in [2.0] * 20:
+            watch.update(perplexity, latents=256)
+        assert caplog.text.count("code usage collapsed") == 1  # said once
+        watch.update(30.0, latents=256)
+        assert "code usage recovered at update 36" in caplog.text
+    # With fewer latents per batch than codes, the floor is set by the latents.
+    small = CodeUsageWatch(num_embeddings=512, enabled=False)
+    for _ in range(10):
+        small.update(5.0, latents=64)
+    assert small.collapsed
+
+
+NEEDS_FLITE = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (apt-get install -y flite)")
+
+
+@pytest.fixture(scope="module")
+def small_speech_run(tmp_path_factory):
+    """(data folder, run folder, final metrics) of a small model trained by the recipe on the synthesised default set
+    (4 voices, 1 minute each): 300 updates of 8 crops, K = 32. Trained once for the slow tests below."""
     from hf_vqvae.data.flite_speech import make_default_speech_dataset
 
-    make_default_speech_dataset(minutes_per_speaker=1.0).save_to_disk(tmp_path / "speech")
-    flags = ["--dataset_name", str(tmp_path / "speech"), "--speaker_column", "speaker", "--output_dir", str(tmp_path / "run"),
+    root = tmp_path_factory.mktemp("small-speech")
+    make_default_speech_dataset(minutes_per_speaker=1.0).save_to_disk(root / "speech")
+    flags = ["--dataset_name", str(root / "speech"), "--speaker_column", "speaker", "--output_dir", str(root / "run"),
              "--segment_length", "2048", "--config_overrides", "hidden_channels=32", "num_embeddings=32", "embedding_dim=16",
              "residual_channels=32", "gate_channels=32", "skip_channels=32", "num_layers=10", "dilation_cycle=10",
              "conditioning_channels=16", "--max_train_steps", "300", "--learning_rate", "2e-3", "--train_batch_size", "8",
              "--audio_sample_seconds", "0.01", "--report_to", "none", "--validation_steps", "1000"]
     metrics = train_audio_vqvae(parse_args(flags))
+    reset_accelerate_state()
+    return root / "speech", root / "run", metrics
+
+
+@pytest.mark.slow
+@NEEDS_FLITE
+def test_a_small_model_learns_speech_and_reads_its_codes(small_speech_run):
+    """On the synthesised default set the teacher-forced loss falls well below its start and held-out clips cost
+    fewer bits with their own codes than with another clip's."""
+    _, _, metrics = small_speech_run
     # An untrained decoder scores about log2(256) = 8 bits per sample.
     assert metrics["validation_bits_per_sample"] < 5.0
+    assert metrics["validation_own_codes_win"] >= 0.9
 
+
+@pytest.mark.slow
+@NEEDS_FLITE
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="not met at this size (docs/benchmarks.md): conversion does not raise the level-invariant classifier's "
+    "mean P(target) over the same codes decoded as their own speaker (0.127 vs 0.134; 5 of 8 clips move toward the "
+    "target)",
+)
+def test_a_small_model_converts_voices(small_speech_run):
+    """Decoding a clip's codes as another speaker raises a level-invariant speaker classifier's probability of that
+    speaker over decoding the same codes as their own speaker."""
+    speech_folder, run_folder, _ = small_speech_run
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from speech_metrics import SpeakerClassifier
 
@@ -175,19 +267,29 @@ def test_a_small_model_learns_speech_and_converts_voices(tmp_path):
 
     from hf_vqvae.data.audio_files import decode_audio
 
+    extractor = AudioVQVAEFeatureExtractor.from_pretrained(run_folder)
+
     def crops(rows, offset, length=4096):
-        clips = [torch.from_numpy(decode_audio(row["audio"]))[offset : offset + length] for row in rows]
+        # Whole utterances through the model's feature extractor (loudness normalisation), as a user's audio goes.
+        clips = [extractor(decode_audio(row["audio"]), sampling_rate=16000, return_tensors="pt")["input_values"][0]
+                 for row in rows]
+        clips = [clip[offset : offset + length] for clip in clips]
         return torch.stack([torch.nn.functional.pad(clip, (0, length - len(clip))) for clip in clips])
 
-    speech = load_from_disk(tmp_path / "speech")
+    speech = load_from_disk(speech_folder)
     train_clips = torch.cat([crops(speech["train"], offset) for offset in (2000, 8000, 14000)])
     classifier = SpeakerClassifier(4).fit(train_clips, torch.tensor(list(speech["train"]["speaker"]) * 3))
-    model = AudioVQVAEModel.from_pretrained(tmp_path / "run").eval()
+    model = AudioVQVAEModel.from_pretrained(run_folder).eval()
     validation = crops(speech["validation"], 4000)
     sources = torch.tensor(list(speech["validation"]["speaker"]))
     targets = (sources + 1 + torch.arange(len(sources)) % 3) % 4
+    # The control of the same model: the same codes decoded as their own speaker. The classifier is level-invariant,
+    # so a decoder that only learnt each speaker's level earns nothing.
     with torch.no_grad():
-        converted = model.convert(validation, targets, generator=torch.Generator().manual_seed(0)).audio_values
-    predicted = classifier.predict(converted)
-    to_target, to_source = (predicted == targets).float().mean(), (predicted == sources).float().mean()
-    assert to_target > 0.25 and to_target > to_source, (to_target, to_source)
+        codes = model.encode(validation).indices
+        decoded = model.decode(torch.cat([codes, codes]), torch.cat([targets, sources]),
+                               generator=torch.Generator().manual_seed(0)).audio_values
+    probabilities = classifier.probabilities(decoded)
+    index = torch.arange(len(sources))
+    converted, unconverted = probabilities[: len(sources)][index, targets], probabilities[len(sources) :][index, targets]
+    assert converted.mean() > unconverted.mean(), (converted, unconverted)

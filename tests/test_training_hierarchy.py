@@ -15,7 +15,7 @@ from hf_vqvae.commands.extract_codes import extract_codes
 from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
 from hf_vqvae.commands.make_world_data import WorldDataArguments, make_world_data
 from hf_vqvae.data.codes import CodesInfo
-from hf_vqvae.training.recipes.hierarchical_vqvae import parse_args, train_hierarchy
+from hf_vqvae.training.recipes.hierarchical_vqvae import build_stage2_config, parse_args, train_hierarchy
 from hf_vqvae.training.recipes.prior import parse_args as parse_prior_args
 from hf_vqvae.training.recipes.prior import train_prior
 from hf_vqvae.training.recipes.vqvae import parse_args as parse_vqvae_args
@@ -145,6 +145,25 @@ def test_two_processes_train_in_sync_and_write_every_stage2_code(tmp_path, stage
     for split in ("train", "validation"):
         expected = stage2.encode(torch.tensor(codes[split]["codes"])).indices
         assert torch.equal(torch.tensor(latent_codes[split]["codes"]).long(), expected), split
+
+
+def test_conditioning_and_auxiliary_loss_flags_reach_the_config(tmp_path):
+    stage1 = VQVAEConfig(**TINY_VQVAE)
+    default = build_stage2_config(parse_args([]).model, stage1)
+    flags = ["--conditioning", "upsampled", "--conditioning_num_layers", "3", "--auxiliary_loss_weight", "0.25"]
+    config = build_stage2_config(parse_args(flags).model, stage1)
+    assert (config.conditioning, config.conditioning_num_layers, config.auxiliary_loss_weight) == ("upsampled", 3, 0.25)
+    assert (default.conditioning, default.conditioning_num_layers) != ("upsampled", 3)
+    # Over --stage2_config, the flags win and the saved fields stay where no flag is given.
+    config.save_pretrained(tmp_path / "saved")
+    again = build_stage2_config(parse_args(["--stage2_config", str(tmp_path / "saved"), "--auxiliary_loss_weight", "0"]).model, stage1)
+    assert (again.conditioning, again.conditioning_num_layers, again.auxiliary_loss_weight) == ("upsampled", 3, 0.0)
+    with pytest.raises(ValueError, match=r"--auxiliary_loss_weight must be >= 0, got -1.0"):
+        parse_args(["--auxiliary_loss_weight", "-1"])
+    with pytest.raises(ValueError, match=r"--conditioning_num_layers must be >= 1, got 0"):
+        parse_args(["--conditioning_num_layers", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--conditioning", "sketched"])
 
 
 def test_bad_inputs_name_the_problem(tmp_path, stage1_codes, tiny_vqvae_folder):

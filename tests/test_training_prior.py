@@ -8,10 +8,11 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from safetensors.torch import load_file
 
-from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
+from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, TransformerPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline
 from hf_vqvae.commands.extract_codes import extract_codes
 from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
 from hf_vqvae.data.codes import CodesInfo, save_codes
+from hf_vqvae.training.checkpoints import IncompatibleCheckpointError
 from hf_vqvae.training.recipes.prior import parse_args, train_prior
 
 from conftest import TINY_VQVAE
@@ -52,6 +53,9 @@ def test_accelerate_launch_writes_prior_checkpoints_metrics_samples_and_pipeline
     assert (config.num_embeddings, config.grid_height, config.grid_width, config.num_layers) == (16, 4, 4, 2)
     assert config.num_classes == 2 and {int(key): value for key, value in config.id2label.items()} == {0: "a", 1: "b"}
     assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    # The recipe's learning rate decays to 0 by the last update, so the final weights are not one draw of Adam's noise
+    # at full step size (which made a class's samples tens of levels too dark or too bright; docs/benchmarks.md).
+    assert torch.load(output_dir / "checkpoint-4" / "scheduler.bin", weights_only=True)["_last_lr"] == [0.0]
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["train_steps"] == 4 and metrics["validation_grids"] == 10
     assert 0 < metrics["validation_bits_per_code"] < 8  # log2(16) = 4 bits is a uniform guess
@@ -70,6 +74,12 @@ def test_accelerate_launch_writes_prior_checkpoints_metrics_samples_and_pipeline
          "--images_per_row", "2"])
     grid = PIL.Image.open(tmp_path / "grid.png")
     assert grid.height == 2 * 16 and grid.width > 2 * 16  # two classes, labelled at the left
+
+
+def test_learning_rate_decays_by_default_and_a_flag_keeps_it_constant():
+    # As in diffusers' training scripts, --lr_scheduler picks the schedule; the prior's default decays (cosine).
+    assert parse_args(["--codes_dataset", "codes"]).optimization.lr_scheduler == "cosine"
+    assert parse_args(["--codes_dataset", "codes", "--lr_scheduler", "constant"]).optimization.lr_scheduler == "constant"
 
 
 def test_encoding_images_at_the_start_trains_as_the_codes_dataset_does(tmp_path, image_folder, tiny_vqvae_folder, codes_folder):
@@ -166,3 +176,86 @@ def test_bad_inputs_name_the_problem(tmp_path, tiny_vqvae_folder, codes_folder):
         train("--codes_dataset", missing_label)
     # Unconditional training ignores the labels.
     assert train("--codes_dataset", missing_label, "--unconditional")["train_steps"] == 1
+
+
+TINY_TRANSFORMER = ["--prior_type", "transformer", "--decoder_hidden_size", "16", "--decoder_num_layers", "2",
+                    "--decoder_num_heads", "2"]
+
+
+def transformer_prior_run(output_dir, *source: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """`prior_run`'s flags with a tiny transformer prior in place of the PixelCNN."""
+    return [*source, "--output_dir", str(output_dir), "--train_batch_size", "4", "--report_to", "none",
+            "--sample_images_per_row", "3", *TINY_TRANSFORMER, *extra]
+
+
+def test_a_transformer_prior_trains_resumes_pushes_and_its_pipeline_samples_it(tmp_path, codes_folder, recorded_uploads):
+    flags = ("--max_train_steps", "6", "--checkpointing_steps", "3", "--class_dropout_prob", "0.25",
+             "--push_to_hub", "--hub_model_id", "org/tiny-transformer-prior", "--hub_token", "hf_test")
+    metrics = train_prior(parse_args(transformer_prior_run(tmp_path / "run", "--codes_dataset", str(codes_folder), extra=flags)))
+    prior = TransformerPriorModel.from_pretrained(tmp_path / "run")
+    config = prior.config
+    assert (config.num_embeddings, config.grid_height, config.grid_width, config.num_classes) == (16, 4, 4, 2)
+    assert config.class_dropout_prob == 0.25 and {int(key): value for key, value in config.id2label.items()} == {0: "a", 1: "b"}
+    decoder = config.decoder_config
+    assert (decoder.model_type, decoder.hidden_size, decoder.num_hidden_layers, decoder.num_attention_heads) == ("llama", 16, 2, 2)
+    assert 0 < metrics["validation_bits_per_code"] < 8 and metrics["train_steps"] == 6
+    upload = recorded_uploads[-1]
+    assert upload["repo_id"] == "org/tiny-transformer-prior" and "Transformer prior" in upload["commit_message"]
+    assert "`llama` causal language model (2 layers of width 16)" in upload["files"]["README.md"].decode()
+
+    pipeline = VQVAEPipeline.from_pretrained(tmp_path / "run" / "pipeline")
+    assert isinstance(pipeline.prior, TransformerPriorModel)
+    assert torch.equal(pipeline.prior.get_input_embeddings().weight, prior.get_input_embeddings().weight)
+    codes = pipeline(class_labels="b", batch_size=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0), output_type="latent").images
+    assert codes.shape == (2, 4, 4)
+
+    # A run resumed from the mid-run checkpoint (its decoder config checked against this run's) ends with the
+    # weights of the run that went through, label dropout included.
+    train_prior(parse_args(transformer_prior_run(
+        tmp_path / "resumed", "--codes_dataset", str(codes_folder),
+        extra=("--max_train_steps", "6", "--class_dropout_prob", "0.25",
+               "--resume_from_checkpoint", str(tmp_path / "run" / "checkpoint-3")),
+    )))
+    final, expected = load_file(tmp_path / "resumed" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert final.keys() == expected.keys() and all(torch.equal(final[name], expected[name]) for name in expected)
+    with pytest.raises(IncompatibleCheckpointError, match=r"decoder_config: checkpoint .*'num_hidden_layers': 2"):
+        train_prior(parse_args(transformer_prior_run(
+            tmp_path / "other", "--codes_dataset", str(codes_folder),
+            extra=("--max_train_steps", "6", "--decoder_num_layers", "3",
+                   "--resume_from_checkpoint", str(tmp_path / "run" / "checkpoint-3")),
+        )))
+
+
+def test_transformer_prior_flags_are_checked(tmp_path, codes_folder):
+    with pytest.raises(ValueError, match=r"--hidden_channels sets the architecture of a pixelcnn prior; this run trains a transformer prior"):
+        parse_args(transformer_prior_run(tmp_path, "--codes_dataset", str(codes_folder), extra=("--hidden_channels", "8")))
+    with pytest.raises(ValueError, match=r"--decoder_num_layers, --class_dropout_prob set the architecture of a transformer prior"):
+        parse_args(prior_run(tmp_path, "--codes_dataset", str(codes_folder), extra=("--decoder_num_layers", "2", "--class_dropout_prob", "0.1")))
+    with pytest.raises(ValueError, match="class_dropout_prob"):
+        parse_args(transformer_prior_run(tmp_path, "--codes_dataset", str(codes_folder), extra=("--class_dropout_prob", "1")))
+    with pytest.raises(SystemExit):
+        parse_args(["--prior_type", "rnn", "--codes_dataset", str(codes_folder)])
+
+
+def test_transformer_prior_config_from_a_saved_config_a_preset_or_the_codes(tmp_path):
+    from hf_vqvae import TransformerPriorConfig
+    from hf_vqvae.training.recipes.prior import build_transformer_prior_config
+
+    saved = TransformerPriorConfig(
+        num_embeddings=16, grid_height=4, grid_width=4, class_dropout_prob=0.2,
+        decoder_config=dict(model_type="gpt2", n_embd=32, n_layer=3, n_head=4),
+    )
+    saved.save_pretrained(tmp_path / "config")
+    flags = parse_args(["--codes_dataset", "x", "--prior_type", "transformer", "--prior_config", str(tmp_path / "config"),
+                        "--decoder_num_layers", "2"]).model
+    config = build_transformer_prior_config(flags, (16, 4, 4), 2, {0: "a", 1: "b"})
+    decoder = config.decoder_config
+    assert (decoder.model_type, decoder.n_layer, decoder.n_embd, decoder.vocab_size) == ("gpt2", 2, 32, 19)
+    assert config.class_dropout_prob == 0.2 and config.num_classes == 2 and config.label2id == {"a": 0, "b": 1}
+
+    preset = parse_args(["--codes_dataset", "x", "--prior_type", "transformer", "--prior_preset", "cifar10"]).model
+    config = build_transformer_prior_config(preset, (16, 4, 4), 0, None)
+    assert (config.num_embeddings, config.grid_height, config.grid_width, config.decoder_config.num_hidden_layers) == (512, 8, 8, 6)
+    default = parse_args(["--codes_dataset", "x", "--prior_type", "transformer", "--decoder_hidden_size", "64"]).model
+    config = build_transformer_prior_config(default, (16, 4, 4), 0, None)
+    assert (config.num_embeddings, config.grid_height, config.decoder_config.hidden_size, config.decoder_config.intermediate_size) == (16, 4, 64, 192)

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModel
 
 from hf_vqvae import VideoPriorConfig, VideoPriorModel
-from test_contracts import (
+from model_contracts import (
     assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
 )
 
@@ -164,7 +164,7 @@ def test_empty_batches_are_errors_named_as_such(prior):
 
 @pytest.mark.parametrize("temperature", [1e-45, 1e-4, 0.0, math.inf])
 def test_sampling_and_the_training_flag_refuse_temperatures_below_the_shared_minimum(prior, temperature):
-    from hf_vqvae.training.video_prior import parse_args  # scripts/train_video_prior.py's flags
+    from hf_vqvae.training.recipes.video_prior import parse_args  # scripts/train_video_prior.py's flags
 
     codes, actions = random_sequence(frames=3)
     with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.001"):

@@ -33,6 +33,7 @@ _PUBLIC_NAMES = {
         "VQVAEOutput",
     ),
     "models.pixelcnn_prior": ("PixelCNNPriorConfig", "PixelCNNPriorModel", "PixelCNNPriorOutput"),
+    "models.transformer_prior": ("TransformerPriorConfig", "TransformerPriorModel", "TransformerPriorOutput"),
     "models.audio_vqvae": (
         "AUDIO_PRESETS", "AudioVQVAEConfig", "AudioVQVAEDecoderOutput", "AudioVQVAEEncoderOutput",
         "AudioVQVAEFeatureExtractor", "AudioVQVAEModel", "AudioVQVAEOutput",
@@ -42,7 +43,11 @@ _PUBLIC_NAMES = {
     ),
     "models.video_prior": ("VideoPriorConfig", "VideoPriorModel", "VideoPriorOutput"),
     "modeling_utils": ("CheckpointMismatchError",),
-    "quantization": ("QuantizerOutput", "VectorQuantizer"),
+    "configuration_utils": ("QuantizerConfigMixin",),
+    "quantization": (
+        "FiniteScalarQuantizer", "LookupFreeQuantizer", "Quantizer", "QuantizerOutput", "ResidualVectorQuantizer",
+        "SimVectorQuantizer", "VectorQuantizer", "build_quantizer",
+    ),
     "pipelines": (
         "AudioVQVAEPipeline", "HierarchicalVQVAEPipeline", "HierarchicalVQVAEPipelineOutput", "VQVAEPipeline",
         "VQVAEPipelineOutput", "VideoPredictionPipeline", "VideoPredictionPipelineOutput", "prediction_strip", "save_gif",

@@ -92,3 +92,58 @@ def check_signal_values(
         raise ValueError(
             f"{name} must lie in [-1, 1], got values up to {peak:.4g} in magnitude ({likely_cause}?): {fix}"
         )
+
+
+def check_code_grids(name: str, codes, num_embeddings: int, field: str, grid: tuple[int, int], grid_name: str) -> None:
+    """Raise ValueError unless `codes` is an integer tensor of shape (batch_size >= 1, *grid) holding codes in
+    [0, num_embeddings); `field` names the config field giving `num_embeddings`, `grid_name` the grid ("the
+    stage-1 grid")."""
+    if not is_integer_tensor(codes):
+        raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
+    if codes.ndim != 3 or tuple(codes.shape[1:]) != tuple(grid):
+        raise ValueError(f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}) ({grid_name}), got {tuple(codes.shape)}")
+    check_not_empty(f"`{name}`", codes, "code grids")
+    check_ids_in_range(f"`{name}` must hold codes", codes, num_embeddings, field)
+
+
+def checked_class_labels(class_labels, num_classes: int, batch_size: int, device) -> torch.LongTensor | None:
+    """`class_labels` of a model over code grids as a (batch_size,) long tensor on `device`, or None for an
+    unconditional model (num_classes=0), which refuses labels; a conditional one needs one label in
+    [0, num_classes) per grid."""
+    if num_classes == 0:
+        if class_labels is not None:
+            raise ValueError("class_labels were given to an unconditional prior (num_classes=0); pass None")
+        return None
+    if class_labels is None:
+        raise ValueError(
+            f"this prior is class-conditional (num_classes={num_classes}): pass class_labels, one label in "
+            f"[0, {num_classes}) per grid"
+        )
+    class_labels = torch.as_tensor(class_labels, device=device)
+    if not is_integer_tensor(class_labels):
+        raise ValueError(f"class_labels must be integers, got {class_labels.dtype}")
+    if tuple(class_labels.shape) != (batch_size,):
+        raise ValueError(
+            f"class_labels must have shape ({batch_size},), one label per grid, got {tuple(class_labels.shape)}"
+        )
+    check_ids_in_range("class_labels must lie", class_labels, num_classes, "num_classes")
+    return class_labels.long()
+
+
+def check_batch_size(batch_size) -> None:
+    """Raise ValueError unless `batch_size` is an integer >= 1 (not a bool)."""
+    if not is_integer(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def check_generator(generator, batch_size: int) -> None:
+    """Raise ValueError unless `generator` is None, a torch.Generator, or a list of one torch.Generator per grid."""
+    if isinstance(generator, (list, tuple)):
+        if not all(isinstance(item, torch.Generator) for item in generator):
+            raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
+        if len(generator) != batch_size:
+            raise ValueError(
+                f"a list of generators must hold one per grid: got {len(generator)} for batch_size={batch_size}"
+            )
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from huggingface_hub import ModelCard
 from safetensors import SafetensorError
 from torch import nn
@@ -14,8 +15,9 @@ from transformers import initialization as init
 from transformers.utils import logging
 
 from .hub import push_with_card
+from .input_checks import check_code_grids, checked_class_labels
 from .input_checks import is_tracing  # noqa: F401  imported from here by code written before input_checks
-from .quantization.vector_quantizer import VectorQuantizer
+from .quantization.base import Quantizer
 from .loading import check_local_path_exists, damaged_weights_error, missing_folder_error, non_finite_tensors
 
 
@@ -44,6 +46,36 @@ def fixed_codebook_error(what: str, field: str, config_class: str) -> ValueError
         f"{what}'s codes are a VQ-VAE's codebook ({field}, also the number of logits): to model another codebook, "
         f"train a model from a {config_class} with that {field}"
     )
+
+
+class CodeGridPriorMixin:
+    """What the priors over a VQ-VAE's code grids (`PixelCNNPriorModel`, `TransformerPriorModel`) check the same way:
+    the VQ-VAE they complete, code grids, class labels, and the scored `labels` of a forward. The model provides
+    `config` (`num_embeddings`, `grid_height`, `grid_width`, `num_classes`) and `device`."""
+
+    def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
+        """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
+        check_code_grid_of_vqvae("the prior", self.config, num_embeddings, latent_height, latent_width)
+
+    def _check_codes(self, name: str, codes: torch.Tensor) -> None:
+        config = self.config
+        check_code_grids(
+            name, codes, config.num_embeddings, "num_embeddings", (config.grid_height, config.grid_width),
+            "the prior's grid_height x grid_width",
+        )
+
+    def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
+        """`class_labels` as a (batch_size,) long tensor on the model's device, or None for an unconditional prior."""
+        return checked_class_labels(class_labels, self.config.num_classes, batch_size, self.device)
+
+    def _code_loss(self, logits: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean negative log-likelihood in nats of the codes `labels` under (batch, K, height, width) logits."""
+        self._check_codes("labels", labels)
+        if labels.shape != input_ids.shape:
+            raise ValueError(
+                f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+            )
+        return F.cross_entropy(logits.float(), labels.long())
 
 
 class CheckpointMismatchError(ValueError):
@@ -78,7 +110,7 @@ class HubPreTrainedModel(PreTrainedModel):
                 init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
-        elif isinstance(module, VectorQuantizer):
+        elif isinstance(module, Quantizer):
             module.initialize_state()
 
     def _get_dtype_plan(self, dtype) -> dict:

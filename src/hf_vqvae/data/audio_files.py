@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import resample
+from ..models.audio_vqvae.loudness import normalize_loudness
 
 
 SAMPLING_RATE = 16000
@@ -53,6 +54,15 @@ def decode_audio(value, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
         return np.clip(waveform.astype(np.float32), -1.0, 1.0)
     except (OSError, ValueError, RuntimeError, TypeError, EOFError, wave.Error) as error:
         raise UnreadableAudioError(f"cannot decode audio {_describe(value)}: {error}") from error
+
+
+def decode_for_model(value, sampling_rate: int, loudness_target_db: float | None) -> np.ndarray:
+    """`decode_audio`, then the whole clip scaled to the gated level `loudness_target_db` (dBFS) as the audio
+    VQ-VAE's feature extractor scales it (None: the clip's own level)."""
+    waveform = decode_audio(value, sampling_rate)
+    if loudness_target_db is None:
+        return waveform
+    return normalize_loudness(waveform, sampling_rate, loudness_target_db)[0]
 
 
 def _read_audio_file(source) -> tuple[np.ndarray, int]:

@@ -59,21 +59,21 @@ class CodesInfo:
         """The info of codes written by the VQ-VAE `vqvae` (its `config`); an audio VQ-VAE's codes are one-row grids
         of `sequence_length` codes (those of one segment)."""
         if isinstance(config, AudioVQVAEConfig):
-            return cls(vqvae, config.num_embeddings, 1, sequence_length, image_dataset)
-        return cls(vqvae, config.num_embeddings, config.latent_size, config.latent_size, image_dataset)
+            return cls(vqvae, *config.prior_code_grid(1, sequence_length), image_dataset)
+        return cls(vqvae, *config.prior_code_grid(config.latent_size, config.latent_size), image_dataset)
 
     @classmethod
     def of_stage2(cls, config, stage2: str, stage1_vqvae: str, image_dataset: str) -> "CodesInfo":
         """The info of stage-2 codes written by the `HierarchicalVQVAEModel` `stage2` (its `config`)."""
-        return cls(stage2, config.num_embeddings, config.latent_grid_height, config.latent_grid_width, image_dataset, stage1_vqvae)
+        return cls(stage2, *config.prior_code_grid(*config.latent_grid), image_dataset, stage1_vqvae)
 
     def check_vqvae(self, config: VQVAEConfig | AudioVQVAEConfig, vqvae: str) -> None:
         """Raise a `ValueError` unless the VQ-VAE `vqvae` has the codebook size and grid of these codes (an audio
         VQ-VAE encodes clips of any length into one row of codes)."""
         if isinstance(config, AudioVQVAEConfig):
-            theirs = (config.num_embeddings, 1, self.grid_width)
+            theirs = (config.code_layout.prior_num_embeddings, 1, self.grid_width)
         else:
-            theirs = (config.num_embeddings, config.latent_size, config.latent_size)
+            theirs = config.prior_code_grid(config.latent_size, config.latent_size)
         ours = (self.num_embeddings, self.grid_height, self.grid_width)
         if theirs != ours:
             raise ValueError(

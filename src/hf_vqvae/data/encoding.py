@@ -19,7 +19,7 @@ from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.vqvae.configuration_vqvae import VQVAEConfig
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .audio_files import UnreadableAudioError, decode_audio
+from .audio_files import UnreadableAudioError, decode_audio, decode_for_model
 from .codes import CODES_COLUMN, LABEL_COLUMN, check_label_feature, class_label_column, codes_features
 from .examples import collate_examples
 from .images import ImageDataArguments, ImageTransform, TrainingImages, check_columns, drop_unreadable_images, load_image_datasets
@@ -57,9 +57,10 @@ def encode_images(
     # Center crops and no flips: `TrainingImages` draws no random numbers, so the seed is unused.
     examples = TrainingImages(readable, image_column, transform, seed=0, label_column=label_column)
     vqvae = vqvae.to(accelerator.device).eval()
-    features = codes_features(vqvae.config.num_embeddings, readable.features[label_column] if label_column else None)
+    layout = vqvae.config.code_layout
+    features = codes_features(layout.prior_num_embeddings, readable.features[label_column] if label_column else None)
     return encode_in_processes(
-        examples, collate_examples, lambda batch: vqvae.encode(batch["pixel_values"]).indices,
+        examples, collate_examples, lambda batch: layout.to_prior_grid(vqvae.encode(batch["pixel_values"]).indices),
         "labels" if label_column else None, accelerator, features=features, items="images", batch_size=batch_size,
         num_workers=num_workers, description=description,
     )
@@ -157,9 +158,11 @@ def encode_code_grids(stage2, codes: Dataset, accelerator: Accelerator, *, batch
         return batch
 
     stage2 = stage2.to(accelerator.device).eval()
-    features = codes_features(stage2.config.num_embeddings, codes.features[label_column] if label_column else None)
+    layout = stage2.config.code_layout
+    features = codes_features(layout.prior_num_embeddings, codes.features[label_column] if label_column else None)
     return encode_in_processes(
-        codes.with_format("numpy", columns=columns), collate, lambda batch: stage2.encode(batch[CODES_COLUMN]).indices,
+        codes.with_format("numpy", columns=columns), collate,
+        lambda batch: layout.to_prior_grid(stage2.encode(batch[CODES_COLUMN]).indices),
         label_column, accelerator, features=features, items="code grids", batch_size=batch_size,
         description=description,
     )
@@ -193,11 +196,11 @@ class SpeechSegments(torch.utils.data.Dataset):
     """The segments of the clips of `clips` in order, clip by clip, as speech examples (`input_values` and, with
     `speaker_ids`, the speaker as the audio VQ-VAE's id, `speaker_to_vqvae[data's id]`). A clip shorter than one
     segment is padded with silence at its end; the samples after a clip's last whole segment are left out.
-    Successive segments of a clip decode it once."""
+    Successive segments of a clip decode it once, scaled to `loudness_target_db` (None: as recorded)."""
 
     def __init__(
         self, clips: Dataset, audio_column: str, speaker_ids: SpeakerIds | None, speaker_to_vqvae: list[int] | None,
-        segment_length: int, sampling_rate: int, counts: list[int],
+        segment_length: int, sampling_rate: int, counts: list[int], loudness_target_db: float | None = None,
     ):
         self.clips = clips
         self.audio_column = audio_column
@@ -206,6 +209,7 @@ class SpeechSegments(torch.utils.data.Dataset):
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
         self.segments = [(clip, segment) for clip, count in enumerate(counts) for segment in range(count)]
+        self.loudness_target_db = loudness_target_db
         self._decoded_clip = None
 
     def __len__(self) -> int:
@@ -217,7 +221,8 @@ class SpeechSegments(torch.utils.data.Dataset):
             row = self.clips[clip]
             speaker = self.speaker_ids(row) if self.speaker_ids is not None else None
             speaker = self.speaker_to_vqvae[speaker] if speaker is not None else None
-            self._decoded_clip = (clip, decode_audio(row[self.audio_column], self.sampling_rate), speaker)
+            waveform = decode_for_model(row[self.audio_column], self.sampling_rate, self.loudness_target_db)
+            self._decoded_clip = (clip, waveform, speaker)
         _, waveform, speaker = self._decoded_clip
         start = segment * self.segment_length
         crop = waveform[start : start + self.segment_length]
@@ -279,14 +284,16 @@ def encode_speech(
         )
     counts = segments_per_clip(clips, audio_column, segment_length, config.sampling_rate, max_unreadable_fraction)
     segments = SpeechSegments(
-        clips, audio_column, speaker_ids, speaker_to_vqvae, segment_length, config.sampling_rate, counts
+        clips, audio_column, speaker_ids, speaker_to_vqvae, segment_length, config.sampling_rate, counts,
+        config.loudness_target_db if config.normalize_loudness else None,
     )
     if len(segments) == 0:
         raise ValueError("no readable audio clip to encode")
     vqvae = vqvae.to(accelerator.device).eval()
-    features = codes_features(config.num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
+    layout = config.code_layout
+    features = codes_features(layout.prior_num_embeddings, speaker_label_feature(config) if speaker_to_vqvae else None)
     return encode_in_processes(
-        segments, collate_examples, lambda batch: vqvae.encode(batch["input_values"]).indices[:, None, :],
+        segments, collate_examples, lambda batch: layout.to_prior_grid(vqvae.encode(batch["input_values"]).indices)[:, None, :],
         "speaker_ids" if speaker_to_vqvae is not None else None, accelerator, features=features, items="segments",
         batch_size=batch_size, num_workers=num_workers, description=description,
     )

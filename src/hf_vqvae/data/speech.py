@@ -16,7 +16,7 @@ from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Iterable
 from datasets.distributed import split_dataset_by_node
 
 from ..argument_checks import check_at_least, check_in_range
-from .audio_files import AUDIO_EXTENSIONS, SAMPLING_RATE, UnreadableAudioError, decode_audio
+from .audio_files import AUDIO_EXTENSIONS, SAMPLING_RATE, UnreadableAudioError, decode_audio, decode_for_model
 from .examples import (
     EpochShuffleSampler,
     SeededExamples,
@@ -263,25 +263,26 @@ def random_crop(waveform: np.ndarray, length: int, rng: np.random.Generator | No
 
 class TrainingSpeech(SeededExamples):
     """Training crops (`input_values`, optional `speaker_ids`) of a speech data set; the crop of example `index`
-    is drawn from (seed, epoch, index)."""
+    is drawn from (seed, epoch, index), from the clip scaled to `loudness_target_db` (None: as recorded)."""
 
     unreadable_error = UnreadableAudioError
 
     def __init__(
         self, dataset: Dataset | IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int,
-        seed: int, sampling_rate: int,
+        seed: int, sampling_rate: int, loudness_target_db: float | None = None,
     ):
         super().__init__(dataset, seed)
         self.audio_column = audio_column
         self.speaker_ids = speaker_ids
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
+        self.loudness_target_db = loudness_target_db
 
     def unreadable_counter(self, max_fraction: float) -> UnreadableCounter:
         return audio_counter(max_fraction)
 
     def decode(self, row: dict) -> np.ndarray:
-        return decode_audio(row[self.audio_column], self.sampling_rate)
+        return decode_for_model(row[self.audio_column], self.sampling_rate, self.loudness_target_db)
 
     def example(self, waveform: np.ndarray, row: dict, rng: np.random.Generator) -> dict:
         return speech_example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
@@ -292,10 +293,11 @@ class StreamingTrainingSpeech(StreamingExamples):
 
     def __init__(
         self, dataset: IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int, seed: int,
-        sampling_rate: int, max_unreadable_fraction: float = 0.01,
+        sampling_rate: int, max_unreadable_fraction: float = 0.01, loudness_target_db: float | None = None,
     ):
         super().__init__(
-            TrainingSpeech(dataset, audio_column, speaker_ids, segment_length, seed, sampling_rate), max_unreadable_fraction
+            TrainingSpeech(dataset, audio_column, speaker_ids, segment_length, seed, sampling_rate, loudness_target_db),
+            max_unreadable_fraction,
         )
 
 
@@ -330,22 +332,26 @@ def speech_dataloader(
     max_unreadable_fraction: float = 0.01,
     process_index: int = 0,
     num_processes: int = 1,
+    loudness_target_db: float | None = None,
 ) -> torch.utils.data.DataLoader:
     """The training loader: a map-style data set is checked for unreadable clips up front and shuffled by
     `EpochShuffleSampler` (Accelerate's `prepare` shards its batches); a stream is split by shards across processes
-    here and checked as it streams."""
+    here and checked as it streams. Clips are scaled to `loudness_target_db` before cropping (None: as recorded)."""
     speaker_ids = speaker_ids_for(datasets)
     if isinstance(datasets.train, IterableDataset):
         stream = split_dataset_by_node(datasets.train.shuffle(seed=seed), rank=process_index, world_size=num_processes)
         examples = StreamingTrainingSpeech(
-            stream, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate, max_unreadable_fraction
+            stream, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate, max_unreadable_fraction,
+            loudness_target_db,
         )
         sampler = None
     else:
         readable = drop_unreadable_audio(datasets.train, datasets.audio_column, max_unreadable_fraction, sampling_rate)
         if len(readable) == 0:
             raise ValueError(f"the training split of {datasets.name!r} holds no readable audio clip")
-        examples = TrainingSpeech(readable, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate)
+        examples = TrainingSpeech(
+            readable, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate, loudness_target_db
+        )
         sampler = EpochShuffleSampler(len(examples), seed)
     return torch.utils.data.DataLoader(
         examples,
@@ -359,16 +365,17 @@ def speech_dataloader(
 
 def validation_clips(
     datasets: SpeechDatasets, segment_length: int, max_samples: int, sampling_rate: int = SAMPLING_RATE,
-    max_unreadable_fraction: float = 0.01,
+    max_unreadable_fraction: float = 0.01, loudness_target_db: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The middle `segment_length` samples of the first `max_samples` readable validation clips, (N, segment_length),
-    and their speaker ids (None without a speaker column)."""
+    each clip scaled to `loudness_target_db` first (None: as recorded), and their speaker ids (None without a speaker
+    column)."""
     speaker_ids = speaker_ids_for(datasets)
     counter = audio_counter(max_unreadable_fraction)
     crops, speakers = [], []
     for row in datasets.validation:
         try:
-            waveform = decode_audio(row[datasets.audio_column], sampling_rate)
+            waveform = decode_for_model(row[datasets.audio_column], sampling_rate, loudness_target_db)
         except UnreadableAudioError as error:
             counter.record(error)
             continue

@@ -13,6 +13,8 @@ from .hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQV
 from .hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from .pixelcnn_prior.configuration_pixelcnn_prior import PixelCNNPriorConfig
 from .pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from .transformer_prior.configuration_transformer_prior import TransformerPriorConfig
+from .transformer_prior.modeling_transformer_prior import TransformerPriorModel
 from .video_prior.configuration_video_prior import VideoPriorConfig
 from .video_prior.modeling_video_prior import VideoPriorModel
 from .vqvae.configuration_vqvae import VQVAEConfig
@@ -24,6 +26,7 @@ from .vqvae.modeling_vqvae import VQVAEModel
 MODELS = (
     (VQVAEConfig, VQVAEModel),
     (PixelCNNPriorConfig, PixelCNNPriorModel),
+    (TransformerPriorConfig, TransformerPriorModel),
     (AudioVQVAEConfig, AudioVQVAEModel),
     (HierarchicalVQVAEConfig, HierarchicalVQVAEModel),
     (VideoPriorConfig, VideoPriorModel),

@@ -7,8 +7,7 @@ from diffusers import AudioPipelineOutput
 from .pipeline_cards import audio_pipeline_model_card
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
-from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
-from .pipeline_utils import HubDiffusionPipeline, batch_size_of
+from .pipeline_utils import HubDiffusionPipeline, Prior, batch_size_of, sample_prior
 
 
 AUDIO_OUTPUT_TYPES = ("np", "pt")
@@ -45,14 +44,14 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
     - speaker conversion: the same with another `speaker` (the codes carry the content, the decoder the voice);
     - generation from codes: `pipeline(codes=codes, speaker=...)`;
     - unconditional generation: `pipeline(batch_size=2, speaker=...)`, the codes drawn from the prior (a gated
-      PixelCNN over a one-row grid of `grid_width` codes, so `grid_width * hop_length` samples), as
+      PixelCNN or a transformer over a one-row grid of `grid_width` codes, so `grid_width * hop_length` samples), as
       scripts/train_prior.py trains it on the codes of scripts/extract_speech_codes.py.
 
     Returns an `AudioPipelineOutput` whose `audios` is (batch, samples) at `vqvae.config.sampling_rate`.
 
     Args:
         vqvae ([`AudioVQVAEModel`]): encoder, codebook and WaveNet decoder.
-        prior ([`PixelCNNPriorModel`], *optional*): a prior over the code sequence with `grid_height=1` and the
+        prior ([`PixelCNNPriorModel`] or [`TransformerPriorModel`], *optional*): a prior over the code sequence with `grid_height=1` and the
             VQ-VAE's codebook size; with `num_classes` equal to the number of speakers it is conditioned on the
             speaker. Needed only for unconditional generation.
         feature_extractor ([`AudioVQVAEFeatureExtractor`], *optional*): prepares `audio=` inputs; its sampling rate
@@ -68,7 +67,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
     def __init__(
         self,
         vqvae: AudioVQVAEModel,
-        prior: PixelCNNPriorModel | None = None,
+        prior: Prior | None = None,
         feature_extractor: AudioVQVAEFeatureExtractor | None = None,
     ):
         super().__init__()
@@ -78,7 +77,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
                     f"the prior of an audio pipeline models a sequence of codes: it needs grid_height=1, got "
                     f"{prior.config.grid_height}"
                 )
-            prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, 1, prior.config.grid_width)
+            prior.check_compatible_with_vqvae(vqvae.config.code_layout.prior_num_embeddings, 1, prior.config.grid_width)
             if prior.config.num_classes not in (0, vqvae.config.num_speakers):
                 raise ValueError(
                     f"a speaker-conditioned prior needs num_classes equal to the VQ-VAE's num_speakers "
@@ -106,6 +105,9 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         use_cache: bool = True,
         output_type: str = "np",
         return_dict: bool = True,
+        guidance_scale: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
     ) -> AudioPipelineOutput | tuple:
         r"""
         Args:
@@ -122,6 +124,8 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
             use_cache (`bool`, defaults to `True`): cached sample-by-sample generation (False: the plain reference).
             output_type (`str`, defaults to `"np"`): `"np"` or `"pt"`.
             return_dict (`bool`, defaults to `True`): an `AudioPipelineOutput` or a tuple `(audios,)`.
+            guidance_scale, top_k, top_p (*optional*): a transformer prior's classifier-free guidance (towards the
+                speaker) and top-k / nucleus cuts (`TransformerPriorModel.sample`); a PixelCNN prior refuses them.
         """
         if output_type not in AUDIO_OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {AUDIO_OUTPUT_TYPES}, got {output_type!r}")
@@ -130,9 +134,11 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         if audio is not None:
             codes = self.vqvae.encode(self._input_values(audio, sampling_rate)).indices
         elif codes is None:
-            codes = self._sample_codes(batch_size, speaker, temperature, generator)
+            codes = self._sample_codes(
+                batch_size, speaker, temperature, generator, guidance_scale=guidance_scale, top_k=top_k, top_p=top_p
+            )
 
-        with self.progress_bar(total=codes.shape[-1] * self.vqvae.config.hop_length if codes.ndim == 2 else 0) as bar:
+        with self.progress_bar(total=codes.shape[-1] * self.vqvae.config.hop_length if codes.ndim in (2, 3) else 0) as bar:
             audios = self.vqvae.decode(
                 codes, speaker, generator=generator, temperature=temperature, use_cache=use_cache,
                 progress_callback=lambda done, total: bar.update(done - bar.n),
@@ -157,7 +163,7 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
             input_values = feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")["input_values"]
         return input_values.to(device=self.vqvae.device, dtype=self.vqvae.dtype)
 
-    def _sample_codes(self, batch_size, speaker, temperature, generator) -> torch.LongTensor:
+    def _sample_codes(self, batch_size, speaker, temperature, generator, **options) -> torch.LongTensor:
         if self.prior is None:
             raise ValueError(
                 "generating without audio= or codes= needs a prior over the codes; this pipeline has none "
@@ -168,9 +174,10 @@ class AudioVQVAEPipeline(HubDiffusionPipeline):
         class_labels = None
         if self.prior.config.num_classes:
             class_labels = self.vqvae.speaker_ids(speaker, batch_size)
-        return self.prior.sample(
-            batch_size=batch_size, class_labels=class_labels, temperature=temperature, generator=generator
-        )[:, 0]
+        tokens = sample_prior(
+            self.prior, batch_size, class_labels=class_labels, temperature=temperature, generator=generator, **options
+        )
+        return self.vqvae.config.code_layout.from_prior_grid(tokens[:, 0])
 
 
 __all__ = ["AudioVQVAEPipeline"]

@@ -1,5 +1,5 @@
 """HierarchicalVQVAEPipeline: the paper's two-stage hierarchy (section 4.2) as a generator. A PixelCNN prior
-samples the stage-2 codes (3x1), the stage-2 model's conditional PixelCNN samples the stage-1 codes (21x21)
+(or a transformer prior) samples the stage-2 codes (3x1), the stage-2 model's conditional PixelCNN samples the stage-1 codes (21x21)
 given them, the stage-1 VQ-VAE decodes pixels."""
 
 from dataclasses import dataclass
@@ -11,10 +11,9 @@ from diffusers.utils import BaseOutput, make_image_grid
 
 from .pipeline_cards import hierarchical_pipeline_model_card
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
-from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .pipeline_utils import HubDiffusionPipeline
+from .pipeline_utils import HubDiffusionPipeline, Prior, sample_prior
 from .pipeline_vqvae import PIPELINE_OUTPUT_TYPES, image_processor_of, pixel_values_for_vqvae
 
 
@@ -44,8 +43,8 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
         vqvae ([`VQVAEModel`]): the stage-1 VQ-VAE (pixels <-> stage-1 codes).
         stage2 ([`HierarchicalVQVAEModel`]): the stage-2 model over the stage-1 code grid; its input K and grid
             must be the stage-1 VQ-VAE's (checked here).
-        prior ([`PixelCNNPriorModel`]): a PixelCNN over the stage-2 code grid; its K and grid must be the stage-2
-            model's (checked here).
+        prior ([`PixelCNNPriorModel`] or [`TransformerPriorModel`]): a prior over the stage-2 code grid; its K and
+            grid must be the stage-2 model's (checked here).
         image_processor ([`VQVAEImageProcessor`], *optional*): for `image=` inputs and decoded pixels. Without one
             (None, as diffusers' optional components are), one matching the VQ-VAE is used; None is what
             `save_pretrained` records and `from_pretrained` gives back.
@@ -58,14 +57,14 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
         self,
         vqvae: VQVAEModel,
         stage2: HierarchicalVQVAEModel,
-        prior: PixelCNNPriorModel,
+        prior: Prior,
         image_processor: VQVAEImageProcessor | None = None,
     ):
         super().__init__()
         latent_size = vqvae.config.latent_size
-        stage2.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
+        stage2.check_compatible_with_vqvae(*vqvae.config.prior_code_grid(latent_size, latent_size))
         try:
-            prior.check_compatible_with_vqvae(stage2.config.num_embeddings, *stage2.config.latent_grid)
+            prior.check_compatible_with_vqvae(*stage2.config.prior_code_grid(*stage2.config.latent_grid))
         except ValueError as error:
             raise ValueError(f"the top prior does not fit the stage-2 model: {error}") from error
         self.register_modules(vqvae=vqvae, stage2=stage2, prior=prior, image_processor=image_processor)
@@ -86,6 +85,8 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         image=None,
+        top_k: int | None = None,
+        top_p: float | None = None,
     ) -> HierarchicalVQVAEPipelineOutput | tuple:
         r"""
         Args:
@@ -98,21 +99,26 @@ class HierarchicalVQVAEPipeline(HubDiffusionPipeline):
                 `(images, codes, latent_codes)`.
             image (*optional*): frames to reconstruct through both stages (PIL images, arrays, or pixel values
                 in [-1, 1] as a tensor of the VQ-VAE's size) instead of sampling.
+            top_k, top_p (*optional*): a transformer top prior's top-k and nucleus cuts; a PixelCNN prior refuses them.
         """
         if output_type not in PIPELINE_OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {PIPELINE_OUTPUT_TYPES}, got {output_type!r}")
         if image is not None:
             stage1_codes = self.vqvae.encode(self._pixel_values(image)).indices
-            latent_codes = self.stage2.encode(stage1_codes).indices
+            latent_codes = self.stage2.encode(self.vqvae.config.code_layout.to_prior_grid(stage1_codes)).indices
         else:
             if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
                 raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-            latent_codes = self.prior.sample(batch_size=batch_size, temperature=temperature, generator=generator)
+            tokens = sample_prior(
+                self.prior, batch_size, temperature=temperature, generator=generator, top_k=top_k, top_p=top_p
+            )
+            latent_codes = self.stage2.config.code_layout.from_prior_grid(tokens)
         with self.progress_bar(total=self.stage2.config.input_grid_height) as progress_bar:
-            codes = self.stage2.sample(
+            tokens = self.stage2.sample(
                 latent_codes, temperature=temperature, generator=generator,
                 progress_callback=lambda rows_done, rows: progress_bar.update(),
             )
+        codes = self.vqvae.config.code_layout.from_prior_grid(tokens)
 
         if output_type == "latent":
             images = codes

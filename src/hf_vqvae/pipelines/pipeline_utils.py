@@ -1,16 +1,22 @@
 """What every hf-vqvae pipeline shares: loading by Hub id, an entry for diffusers' generic `DiffusionPipeline`, and
 pushing with a model card."""
 
+import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
 
 from ..hub import push_with_card
 from ..loading import local_pipeline_folder
 from ..models.auto import MODELS, PROCESSORS
+from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from ..models.transformer_prior.modeling_transformer_prior import TransformerPriorModel
+from ..version import INSTALL_COMMAND
 
 
 # The module diffusers' generic `DiffusionPipeline.from_pretrained` imports, as custom code, to find the classes of a
@@ -19,10 +25,11 @@ from ..models.auto import MODELS, PROCESSORS
 # same text, so that diffusers' module cache (one file per name) never holds a copy for another class.
 ENTRY_MODULE = "hf_vqvae_entry"
 
-ENTRY_SOURCE = '''"""Written by hf-vqvae's save_pretrained, for diffusers' generic loader:
+ENTRY_SOURCE = f'''"""Written by hf-vqvae's save_pretrained, for diffusers' generic loader:
 `diffusers.DiffusionPipeline.from_pretrained(folder or Hub id, trust_remote_code=True)` runs this file to find the
-classes that model_index.json names. It only imports the installed hf-vqvae package (pip install hf-vqvae); the
-package's own `from_pretrained` (`hf_vqvae.VQVAEPipeline.from_pretrained(...)` and the others) never runs it and
+classes that model_index.json names. It only imports the installed hf-vqvae package, which installs with
+    {INSTALL_COMMAND}
+The package's own `from_pretrained` (`hf_vqvae.VQVAEPipeline.from_pretrained(...)` and the others) never runs it and
 needs no trust_remote_code."""
 
 from hf_vqvae import *  # noqa: F403  the pipelines and components of the installed package
@@ -33,6 +40,37 @@ COMPONENT_CLASSES = {
     component.__name__: component
     for component in (*(model for _, model in MODELS), *(processor for _, _, processor in PROCESSORS))
 }
+
+
+# The priors over code grids a pipeline samples: they share `sample`, `check_compatible_with_vqvae` and the config
+# fields num_embeddings, grid_height, grid_width, num_classes and id2label.
+Prior = PixelCNNPriorModel | TransformerPriorModel
+
+
+def sample_prior(
+    prior: Prior,
+    batch_size: int,
+    *,
+    class_labels: torch.LongTensor | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    progress_callback: Callable[[int, int], None] | None = None,
+    **options,
+) -> torch.LongTensor:
+    """Code grids drawn from a prior of either kind, the one place a pipeline samples its prior. `options` are the
+    sampling settings only some priors take (a transformer prior's `guidance_scale`, `top_k`, `top_p`): those given
+    (not None) go to the prior, and a prior whose `sample` does not take one refuses it by name."""
+    given = {name: value for name, value in options.items() if value is not None}
+    refused = sorted(set(given) - set(inspect.signature(prior.sample).parameters))
+    if refused:
+        raise ValueError(
+            f"the pipeline's prior, a {type(prior).__name__}, does not take {', '.join(refused)} (a "
+            f"{TransformerPriorModel.__name__} does); leave {'them' if len(refused) > 1 else 'it'} out"
+        )
+    return prior.sample(
+        batch_size=batch_size, class_labels=class_labels, temperature=temperature, generator=generator,
+        progress_callback=progress_callback, **given,
+    )
 
 
 def batch_size_of(batch_size: int | None, num_labels: int | None, label: str, item: str) -> int:
@@ -91,7 +129,7 @@ class HubDiffusionPipeline(DiffusionPipeline):
                 if component_class is None:
                     raise ValueError(
                         f"model_index.json names the component {name!r} as {entry[1]!r}, which the installed hf-vqvae "
-                        "does not define (saved by a later version? pip install -U hf-vqvae)"
+                        f"does not define (saved by a later version? {INSTALL_COMMAND} --upgrade)"
                     )
                 index[name] = [component_class.__module__, entry[1]]
         return loaded

@@ -1,4 +1,4 @@
-"""VQVAEPipeline: sample a code grid from the PixelCNN prior, decode it with the VQ-VAE."""
+"""VQVAEPipeline: sample a code grid from the prior (a gated PixelCNN or a transformer), decode it with the VQ-VAE."""
 
 from dataclasses import dataclass
 
@@ -11,9 +11,8 @@ from diffusers.utils import BaseOutput, make_image_grid
 
 from .pipeline_cards import pipeline_model_card
 from ..models.vqvae.image_processing_vqvae import OUTPUT_TYPES, VQVAEImageProcessor
-from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.modeling_vqvae import VQVAEModel
-from .pipeline_utils import HubDiffusionPipeline, batch_size_of
+from .pipeline_utils import HubDiffusionPipeline, Prior, batch_size_of, sample_prior
 
 
 PIPELINE_OUTPUT_TYPES = (*OUTPUT_TYPES, "latent")
@@ -39,7 +38,7 @@ class VQVAEPipelineOutput(BaseOutput):
     Args:
         images: a list of PIL images, a (B, H, W, C) array in [0, 1] ("np"), a (B, C, H, W) tensor
             in [0, 1] ("pt"), or the code grids themselves ("latent").
-        codes: the code grids, (B, h, w) integers in [0, K).
+        codes: the code grids, (B, h, w) integers in [0, K) ((B, N, h, w) for residual VQ).
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
@@ -53,8 +52,8 @@ class VQVAEPipeline(HubDiffusionPipeline):
 
     Args:
         vqvae ([`VQVAEModel`]): encoder, codebook and decoder.
-        prior ([`PixelCNNPriorModel`]): a gated PixelCNN over the VQ-VAE's code grid; its codebook
-            size and grid must match the VQ-VAE's (checked here).
+        prior ([`PixelCNNPriorModel`] or [`TransformerPriorModel`]): a gated PixelCNN or a transformer over
+            the VQ-VAE's code grid; its codebook size and grid must match the VQ-VAE's (checked here).
         image_processor ([`VQVAEImageProcessor`], *optional*): turns `image=` inputs into pixel
             values and decoded pixels into PIL / numpy. Without one (None, as diffusers' optional
             components are), one matching the VQ-VAE's resolution and channels is used; None is
@@ -70,11 +69,11 @@ class VQVAEPipeline(HubDiffusionPipeline):
     _optional_components = ["image_processor"]
 
     def __init__(
-        self, vqvae: VQVAEModel, prior: PixelCNNPriorModel, image_processor: VQVAEImageProcessor | None = None
+        self, vqvae: VQVAEModel, prior: Prior, image_processor: VQVAEImageProcessor | None = None
     ):
         super().__init__()
         latent_size = vqvae.config.latent_size
-        prior.check_compatible_with_vqvae(vqvae.config.num_embeddings, latent_size, latent_size)
+        prior.check_compatible_with_vqvae(*vqvae.config.prior_code_grid(latent_size, latent_size))
         self.register_modules(vqvae=vqvae, prior=prior, image_processor=image_processor)
 
     def model_card(self, repo_id: str, **card_fields):
@@ -106,6 +105,9 @@ class VQVAEPipeline(HubDiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         image=None,
+        guidance_scale: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
     ) -> VQVAEPipelineOutput | tuple:
         r"""
         Args:
@@ -123,13 +125,18 @@ class VQVAEPipeline(HubDiffusionPipeline):
                 `(images, codes)`.
             image (*optional*): images to reconstruct instead of sampling (PIL images, arrays, or
                 pixel values in [-1, 1] as a tensor).
+            guidance_scale, top_k, top_p (*optional*): a transformer prior's classifier-free guidance and top-k /
+                nucleus cuts (`TransformerPriorModel.sample`); a PixelCNN prior refuses them.
         """
         if output_type not in PIPELINE_OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {PIPELINE_OUTPUT_TYPES}, got {output_type!r}")
         if image is not None:
             codes = self.vqvae.encode(self._pixel_values(image)).indices
         else:
-            codes = self._sample_codes(batch_size, class_labels, temperature, generator)
+            tokens = self._sample_codes(
+                batch_size, class_labels, temperature, generator, guidance_scale=guidance_scale, top_k=top_k, top_p=top_p
+            )
+            codes = self.vqvae.config.code_layout.from_prior_grid(tokens)
 
         if output_type == "latent":
             images = codes
@@ -165,7 +172,7 @@ class VQVAEPipeline(HubDiffusionPipeline):
         names = [str((self.prior.config.id2label or {}).get(index, index)) for index in range(num_classes)]
         return with_row_labels(grid, names)
 
-    def _sample_codes(self, batch_size, class_labels, temperature, generator) -> torch.LongTensor:
+    def _sample_codes(self, batch_size, class_labels, temperature, generator, **options) -> torch.LongTensor:
         num_labels = None
         if class_labels is not None:
             class_labels = self.class_label_ids(class_labels)
@@ -174,12 +181,9 @@ class VQVAEPipeline(HubDiffusionPipeline):
         if num_labels == 1:
             class_labels = class_labels.expand(batch_size)
         with self.progress_bar(total=self.prior.config.grid_height) as progress_bar:
-            return self.prior.sample(
-                batch_size=batch_size,
-                class_labels=class_labels,
-                temperature=temperature,
-                generator=generator,
-                progress_callback=lambda rows_done, rows: progress_bar.update(),
+            return sample_prior(
+                self.prior, batch_size, class_labels=class_labels, temperature=temperature, generator=generator,
+                progress_callback=lambda rows_done, rows: progress_bar.update(), **options,
             )
 
     def _pixel_values(self, image) -> torch.Tensor:

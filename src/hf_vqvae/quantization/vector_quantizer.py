@@ -1,4 +1,4 @@
-"""Vector quantization (van den Oord et al. 2017, section 3 and appendix A.1).
+"""Vector quantization (van den Oord et al. 2017, section 3 and appendix A.1), with the options later work added.
 
 One module, `VectorQuantizer`, replaces each D-dimensional encoder output z_e by its nearest
 codebook vector e_k and passes gradients straight through. Two codebook-update rules:
@@ -16,7 +16,13 @@ paper). Beyond the paper, and off or on by argument:
 - multi-process correctness: counts, sums, k-means data and restart candidates are reduced
   across processes, so every rank holds the same codebook, and it is the codebook one process
   fed the concatenated batches would hold (up to the order of floating-point sums);
-- all distance and update arithmetic in fp32, also under autocast or with bf16 weights.
+- all distance and update arithmetic in fp32, also under autocast or with bf16 weights;
+- the rotation trick (Fifty et al. 2024): the gradient reaches z_e through the rotation and scaling that take z_e
+  onto e_k, instead of unchanged (straight through);
+- cosine-similarity codes (ViT-VQGAN, Yu et al. 2022): latents and codes l2-normalised, so the nearest code is the
+  one at the smallest angle;
+- factorised codes (ViT-VQGAN): a linear map takes z_e to a low-dimensional code space (`codebook_dim`) where the
+  lookup happens, another maps the code back to D.
 
 Speed: the latents stay in their (B, D, *spatial) layout throughout (no transposed copies),
 the (N x K) distances exist one cache-sized chunk at a time, the argmin over K is split in
@@ -25,13 +31,32 @@ first one, which checks whether k-means has run).
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+
+from .base import (
+    Quantizer,
+    QuantizerOutput,
+    channel_projections,
+    count_per_code,
+    flat_indices,
+    output_in_input_layout,
+    perplexity_of,
+    project_channels,
+    spatial_shape,
+)
+from .code_layout import CodeLayout
+from .distributed import (
+    all_reduce_sum,
+    batch_size_slots,
+    broadcast_from_first_rank,
+    global_row_range,
+    hashed_integers,
+    take_global_rows,
+)
 
 
 UPDATE_RULES = ("loss", "ema")
@@ -55,103 +80,6 @@ SUM_BLOCK_ROWS = 4096
 KMEANS_SAMPLES_PER_CODE = 16
 KMEANS_MIN_SAMPLES = 4096
 KMEANS_MAX_SAMPLES = 65536
-
-
-@dataclass
-class QuantizerOutput(ModelOutput):
-    """
-    Args:
-        quantized: z_q with the straight-through gradient, same shape and dtype as the input.
-        indices: nearest-code index per position, the input's shape without the channel axis.
-        loss: the quantizer's share of the training loss, codebook_loss + beta * commitment_loss.
-        commitment_loss: ||z_e - sg[e]||^2 (mean over elements), before multiplying by beta.
-        codebook_loss: ||sg[z_e] - e||^2 (mean over elements); zero under the EMA rule.
-        perplexity: exp(entropy) of the code distribution in this batch (all processes in
-            training, this process in evaluation).
-        code_counts: how often each code was chosen in this batch (all processes in training,
-            this process in evaluation), shape (K,).
-    """
-
-    quantized: torch.FloatTensor | None = None
-    indices: torch.LongTensor | None = None
-    loss: torch.FloatTensor | None = None
-    commitment_loss: torch.FloatTensor | None = None
-    codebook_loss: torch.FloatTensor | None = None
-    perplexity: torch.FloatTensor | None = None
-    code_counts: torch.FloatTensor | None = None
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _rank() -> int:
-    return dist.get_rank() if _world_size() > 1 else 0
-
-
-def _all_reduce_sum(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """Sums of `tensors` over all processes, in one collective (they are packed into one buffer)."""
-    if _world_size() == 1:
-        return list(tensors)
-    packed = torch.cat([tensor.reshape(-1) for tensor in tensors])
-    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
-    return [part.view_as(tensor) for part, tensor in zip(packed.split([t.numel() for t in tensors]), tensors)]
-
-
-def _broadcast_from_first_rank(tensor: torch.Tensor) -> torch.Tensor:
-    if _world_size() > 1:
-        dist.broadcast(tensor, src=0)
-    return tensor
-
-
-def _batch_size_slots(local_rows: int, device: torch.device) -> torch.Tensor:
-    """A (world size,) vector holding this process's row count in its own slot: summed over
-    processes it holds every process's count."""
-    sizes = torch.zeros(_world_size(), device=device)
-    sizes[_rank()] = local_rows
-    return sizes
-
-
-def _global_row_range(batch_sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows in the global batch, global index of this process's first row) from the summed
-    `_batch_size_slots`. The global batch is the processes' batches concatenated in rank order:
-    the batch a single process would see."""
-    batch_sizes = batch_sizes.long()
-    return batch_sizes.sum(), batch_sizes[: _rank()].sum()
-
-
-def _hashed_integers(seed: torch.Tensor, count: int) -> torch.Tensor:
-    """`count` pseudo-random integers in [0, 2**32), a pure function of the 0-dim `seed` tensor.
-
-    Computed on the seed's device with integer arithmetic (Mueller's 32-bit mixing function),
-    so every process draws the same numbers, a run resumed from a checkpoint draws them again,
-    and nothing waits for the host. Products stay below 2**59, so int64 never overflows.
-    """
-    mask = 0xFFFFFFFF
-    state = (seed * count + torch.arange(count, device=seed.device)) & mask
-    state = (((state >> 16) ^ state) * 0x45D9F3B) & mask
-    state = (((state >> 16) ^ state) * 0x45D9F3B) & mask
-    return (state >> 16) ^ state
-
-
-def _take_global_rows(latents: torch.Tensor, global_rows: torch.Tensor, first_row) -> torch.Tensor:
-    """Rows `global_rows` of the global batch, (len(global_rows), D), identical on every process.
-
-    `latents` is this process's (B, D, L) block, rows ordered (batch, position) and starting at
-    global row `first_row`. Each process fills the rows it holds, zeros elsewhere, and the
-    all-reduce assembles them: a sum with zeros is exact, so no rank differs in a single bit.
-    """
-    batch, dim, length = latents.shape
-    local = global_rows - first_row
-    held = (local >= 0) & (local < batch * length)
-    if batch * length == 0:
-        rows = latents.new_zeros(global_rows.shape[0], dim)
-    else:
-        local = local.clamp(0, batch * length - 1)
-        rows = torch.where(held[:, None], latents[local // length, :, local % length], 0.0)
-    if _world_size() > 1:
-        (rows,) = _all_reduce_sum(rows)
-    return rows
 
 
 def _argmin_codes(scores: torch.Tensor) -> torch.Tensor:
@@ -250,12 +178,6 @@ def _sum_per_code(latents: torch.Tensor, indices: torch.Tensor, num_codes: int) 
     return sums.t()
 
 
-def _count_per_code(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
-    # index_add_ rather than bincount, which waits on the device to learn the output size.
-    flat = indices.reshape(-1)
-    return torch.zeros(num_codes, device=indices.device).index_add_(0, flat, torch.ones((), device=flat.device).expand_as(flat))
-
-
 def kmeans_plus_plus_seeds(samples: torch.Tensor, num_clusters: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """k-means++ seeding: each next seed drawn with probability proportional to its squared
     distance from the seeds so far, so well-separated clusters each get a seed."""
@@ -278,14 +200,69 @@ def kmeans(
     """
     samples = samples.float()
     centroids = kmeans_plus_plus_seeds(samples, num_clusters, generator)
-    counts = _count_per_code(nearest_codes(samples, centroids), num_clusters)
+    counts = count_per_code(nearest_codes(samples, centroids), num_clusters)
     for _ in range(num_iters):
         assignment = nearest_codes(samples, centroids)
-        counts = _count_per_code(assignment, num_clusters)
+        counts = count_per_code(assignment, num_clusters)
         sums = torch.zeros_like(centroids).index_add_(0, assignment, samples)
         filled = counts > 0
         centroids[filled] = sums[filled] / counts[filled, None]
     return centroids, counts
+
+
+# Below this norm a vector has no direction: the rotation trick divides by norms clamped here (as
+# vector-quantize-pytorch does), and cosine-similarity codes are normalised with it.
+NORM_EPSILON = 1e-6
+
+
+def l2_normalized(vectors: torch.Tensor, dim: int) -> torch.Tensor:
+    return F.normalize(vectors, dim=dim, eps=NORM_EPSILON)
+
+
+def rotated_gradient(grad: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The gradient the rotation trick (Fifty et al. 2024, section 4.2) passes to `source` for the gradient `grad` of
+    `target`, vectors along axis 1.
+
+    The forward value is `target` = lambda R source, R the rotation taking source's direction u onto target's
+    direction q (in their common plane) and lambda = ||target|| / ||source||, both treated as constants. With
+    R = I - 2 w w^T + 2 q u^T, w = (u + q) / ||u + q||, the gradient is lambda R^T grad =
+    lambda (grad - 2 w (w . grad) + 2 u (q . grad)).
+    """
+    source_norm = torch.linalg.vector_norm(source, dim=1, keepdim=True).clamp(min=NORM_EPSILON)
+    target_norm = torch.linalg.vector_norm(target, dim=1, keepdim=True)
+    source_direction = source / source_norm
+    target_direction = target / target_norm.clamp(min=NORM_EPSILON)
+    bisector = l2_normalized(source_direction + target_direction, dim=1)
+    rotated = (
+        grad
+        - 2 * bisector * (bisector * grad).sum(dim=1, keepdim=True)
+        + 2 * source_direction * (target_direction * grad).sum(dim=1, keepdim=True)
+    )
+    return rotated * (target_norm / source_norm)
+
+
+class _OntoTarget(torch.autograd.Function):
+    """`target` in the forward pass; the gradient goes to `source` unchanged or, with `rotate`, by the rotation trick."""
+
+    @staticmethod
+    def forward(ctx, source, target, rotate: bool):
+        ctx.rotate = rotate
+        if rotate:
+            ctx.save_for_backward(source, target)
+        return target.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not ctx.rotate:
+            return grad, None, None
+        source, target = ctx.saved_tensors
+        return rotated_gradient(grad, source, target), None, None
+
+
+def onto_target(source: torch.Tensor, target: torch.Tensor, rotate: bool) -> torch.Tensor:
+    """Exactly the (detached) `target`, with the gradient passed to `source` straight through or, with `rotate`, by
+    the rotation trick: what residual VQ does with the sum of its stages' codes."""
+    return _OntoTarget.apply(source, target.detach(), rotate)
 
 
 class _StraightThroughQuantize(torch.autograd.Function):
@@ -293,40 +270,50 @@ class _StraightThroughQuantize(torch.autograd.Function):
 
     Returns (z_q, commitment distance, codebook distance): both distances are
     mean ||z_e - e_k||^2, but the first differentiates only into z_e (sg[e]) and the second
-    only into the codebook (sg[z_e]). z_q's gradient flows to z_e unchanged (straight-through).
-    Written as one Function because the autograd graph of z_e + sg[z_q - z_e] plus two MSE
-    terms makes several passes over the latents and their temporaries; here the error
-    z_e - z_q is formed once, in the forward pass, and the backward pass writes the latents'
+    only into the codebook (sg[z_e]). z_q's gradient flows to z_e unchanged (straight-through), or with `rotate` by
+    the rotation trick (`rotated_gradient`). Written as one Function because the autograd graph of
+    z_e + sg[z_q - z_e] plus two MSE terms makes several passes over the latents and their temporaries; here the
+    error z_e - z_q is formed once, in the forward pass, and the backward pass writes the latents'
     gradient in one pass from it. z_q is exactly the codebook rows.
     """
 
     @staticmethod
-    def forward(ctx, latents, codebook, indices):
+    def forward(ctx, latents, codebook, indices, rotate: bool = False):
         quantized = codebook_rows(codebook, indices)
         error = latents - quantized
-        distance = torch.linalg.vector_norm(error).square() / error.numel()
+        # An empty batch (a process whose examples all skipped a residual stage) has distance 0, not 0 / 0.
+        distance = torch.linalg.vector_norm(error).square() / max(error.numel(), 1)
         # Not the codebook itself: a training step updates it in place before backward runs.
-        ctx.save_for_backward(error, indices)
+        ctx.save_for_backward(error, indices, latents if rotate else None)
         ctx.num_codes = codebook.shape[0]
+        ctx.rotate = rotate
         ctx.set_materialize_grads(False)
         return quantized, distance, distance.clone()
 
     @staticmethod
     def backward(ctx, grad_quantized, grad_commitment, grad_codebook):
-        error, indices = ctx.saved_tensors
-        scale = 2.0 / error.numel()
+        error, indices, latents = ctx.saved_tensors
+        scale = 2.0 / max(error.numel(), 1)
         grad_codebook_rows = None
         if grad_codebook is not None and ctx.needs_input_grad[1]:
             # d/de_k of the sum over z assigned to k of ||z - e_k||^2 is -2 sum (z - e_k).
             grad_codebook_rows = _sum_per_code(error, indices, ctx.num_codes) * (-scale * grad_codebook)
         grad_latents = grad_quantized
+        if grad_quantized is not None and ctx.rotate:
+            grad_latents = rotated_gradient(grad_quantized, latents, latents - error)
         if grad_commitment is not None and ctx.needs_input_grad[0]:
             weight = scale * grad_commitment
-            grad_latents = error * weight if grad_quantized is None else torch.addcmul(grad_quantized, error, weight)
-        return grad_latents, grad_codebook_rows, None
+            grad_latents = error * weight if grad_latents is None else torch.addcmul(grad_latents, error, weight)
+        return grad_latents, grad_codebook_rows, None, None
 
 
-class VectorQuantizer(nn.Module):
+def paper_settings(config) -> dict:
+    """The `VectorQuantizer` arguments of the paper's quantizer a config carries (also every residual stage's)."""
+    names = ("commitment_cost", "update_rule", "decay", "epsilon", "kmeans_init", "kmeans_iters", "dead_code_threshold")
+    return {name: getattr(config, name) for name in names}
+
+
+class VectorQuantizer(Quantizer):
     """Nearest-neighbour vector quantizer with a straight-through gradient.
 
     Args:
@@ -338,7 +325,7 @@ class VectorQuantizer(nn.Module):
             decides which codes are dead, under both rules.
         epsilon: Laplace smoothing of the EMA cluster sizes, so an unused code never divides by 0.
         kmeans_init: initialise the codebook by k-means on the first training batch (pooled from
-            every process).
+            every process); without it the EMA state is seeded from the random codebook at that batch.
         kmeans_iters: Lloyd iterations for that initialisation.
         dead_code_threshold: restarts, as a fraction of the mean usage (latents per training
             batch over all processes / K): a code whose usage average (assignments per batch, EMA)
@@ -348,11 +335,20 @@ class VectorQuantizer(nn.Module):
             size and grid (0.5 reaches perplexity ~0.85 K in benchmarks/codebook_usage.py).
         distance_chunk_size: rows of the (N x K) distance matrix computed at a time; by default
             2**20 scores per thread on a CPU (cache-sized) and 2**24 on an accelerator.
+        rotation_trick: pass the gradient to z_e by the rotation trick instead of straight through.
+        cosine_similarity: l2-normalise the latents (after the projection, if any) and the codes: the loss terms
+            and the quantized output live on the unit sphere, and the EMA averages unit vectors.
+        codebook_dim: the dimension of the codes, when lower than D (factorised codes): z_e is mapped to it by a
+            learned linear layer (`project_in`) before the lookup and the code back to D by another (`project_out`).
+            None (or D) looks up D-dimensional codes directly.
 
     Buffers (persistent, so a checkpoint resumes exactly): ``cluster_size`` (usage average N,
     the EMA counts of eq. 6), ``embed_sum`` (m of eq. 7, used by the EMA rule), ``initialized``
-    (whether k-means already ran), ``restart_step`` (seeds restart draws identically on every
-    rank) and ``codes_used`` (assignments per code since the last `reset_usage`).
+    (whether the EMA state is seeded: by k-means, or from the codebook), ``restart_step`` (seeds
+    restart draws identically on every rank) and ``codes_used`` (assignments per code since the
+    last `reset_usage`). A fresh quantizer's buffers are constants (N = 1, m = 0, not seeded), as
+    transformers expects of buffers (`_init_weights` rebuilds them on a model made on the meta
+    device): the first training batch seeds m from the random codebook (m = N e), or runs k-means.
 
     In training mode every process must call forward together: the statistics are reduced
     across processes. Evaluation mode changes no state and communicates nothing.
@@ -370,10 +366,15 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
         dead_code_threshold: float = 0.0,
         distance_chunk_size: int | None = None,
+        rotation_trick: bool = False,
+        cosine_similarity: bool = False,
+        codebook_dim: int | None = None,
     ):
         super().__init__()
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
+        if codebook_dim is not None and (not isinstance(codebook_dim, int) or isinstance(codebook_dim, bool) or codebook_dim < 1):
+            raise ValueError(f"codebook_dim must be None or an integer >= 1, got {codebook_dim!r}")
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.commitment_cost = commitment_cost
@@ -384,21 +385,27 @@ class VectorQuantizer(nn.Module):
         self.kmeans_iters = kmeans_iters
         self.dead_code_threshold = dead_code_threshold
         self.distance_chunk_size = distance_chunk_size
+        self.rotation_trick = rotation_trick
+        self.cosine_similarity = cosine_similarity
+        self.codebook_dim = codebook_dim or embedding_dim
+        self.layout = CodeLayout(num_embeddings)
 
         # Explicit dtypes: a model built under another default dtype (`_from_config(config, dtype=torch.bfloat16)`)
         # still gets an fp32 codebook and EMA state, a bool flag and an integer step.
         fp32 = dict(dtype=torch.float32)
-        self.embedding = nn.Parameter(torch.empty(num_embeddings, embedding_dim, **fp32), requires_grad=update_rule == "loss")
+        self.project_in, self.project_out = channel_projections(embedding_dim, self.codebook_dim)
+        self.embedding = nn.Parameter(torch.empty(num_embeddings, self.codebook_dim, **fp32), requires_grad=update_rule == "loss")
         self.register_buffer("cluster_size", torch.ones(num_embeddings, **fp32))
-        self.register_buffer("embed_sum", torch.empty(num_embeddings, embedding_dim, **fp32))
-        self.register_buffer("initialized", torch.tensor(not kmeans_init, dtype=torch.bool))
+        self.register_buffer("embed_sum", torch.zeros(num_embeddings, self.codebook_dim, **fp32))
+        self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("restart_step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("codes_used", torch.zeros(num_embeddings, **fp32))
+        self._register_usage()
         # Reading `initialized` would stall an accelerator every step; once seen true it stays
         # true until new state is loaded.
         self._known_initialized = False
         self.register_load_state_dict_post_hook(VectorQuantizer._forget_initialized)
-        self.reset_codebook()
+        with torch.no_grad():
+            self.embedding.uniform_(-1.0 / num_embeddings, 1.0 / num_embeddings)
 
     @classmethod
     def from_config(cls, config) -> "VectorQuantizer":
@@ -406,13 +413,10 @@ class VectorQuantizer(nn.Module):
         return cls(
             num_embeddings=config.num_embeddings,
             embedding_dim=config.embedding_dim,
-            commitment_cost=config.commitment_cost,
-            update_rule=config.update_rule,
-            decay=config.decay,
-            epsilon=config.epsilon,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            dead_code_threshold=config.dead_code_threshold,
+            **paper_settings(config),
+            rotation_trick=getattr(config, "rotation_trick", False),
+            cosine_similarity=getattr(config, "cosine_similarity", False),
+            codebook_dim=getattr(config, "codebook_dim", None),
         )
 
     @staticmethod
@@ -420,15 +424,16 @@ class VectorQuantizer(nn.Module):
         module._known_initialized = False
 
     def initialize_state(self) -> None:
-        """The state `reset_codebook` gives, written through transformers' initialization helpers, which leave
-        tensors loaded from a checkpoint alone: what a model's `_init_weights` does for its quantizer."""
+        """A fresh quantizer's state, written through transformers' initialization helpers, which leave tensors
+        loaded from a checkpoint alone: what a model's `_init_weights` does for its quantizer. The codebook is
+        uniform in +-1/K; every buffer is a constant (the first training batch seeds the EMA state)."""
+        super().initialize_state()
         bound = 1.0 / self.num_embeddings
         init.uniform_(self.embedding, -bound, bound)
         init.ones_(self.cluster_size)
-        init.copy_(self.embed_sum, self.embedding)
-        init.constant_(self.initialized, not self.kmeans_init)
+        init.zeros_(self.embed_sum)
+        init.constant_(self.initialized, False)
         init.zeros_(self.restart_step)
-        init.zeros_(self.codes_used)
 
     @torch.no_grad()
     def reset_codebook(self) -> None:
@@ -436,74 +441,76 @@ class VectorQuantizer(nn.Module):
         until it is used (N = 1, m = e)."""
         bound = 1.0 / self.num_embeddings
         self.embedding.uniform_(-bound, bound)
-        self.cluster_size.fill_(1.0)
-        self.embed_sum.copy_(self.embedding)
+        self._seed_ema_state()
 
     @torch.no_grad()
-    def reset_usage(self) -> None:
-        """Start a new window (an epoch, say) for `codes_used` / `distinct_codes_used`."""
-        self.codes_used.zero_()
+    def _seed_ema_state(self) -> None:
+        """EMA state that keeps each code where it is until it is used (m = N e: the EMA's codebook is the codebook),
+        marked seeded. Every rank holds the same codebook (DDP broadcasts it), so every rank seeds alike."""
+        self.embed_sum.copy_(self.embedding * self.cluster_size.unsqueeze(1))
+        self.initialized.fill_(True)
 
-    @property
-    def distinct_codes_used(self) -> int:
-        """Number of codes chosen at least once in training since the last `reset_usage`."""
-        return int((self.codes_used > 0).sum())
+    def codebook_vectors(self) -> torch.Tensor:
+        """The codes in fp32, (K, codebook_dim), l2-normalised for cosine-similarity codes."""
+        codebook = self.embedding.float()
+        # A copy before normalising: the training step updates `embedding` in place before backward reads
+        # what the normalisation saved.
+        return l2_normalized(codebook.clone(), dim=1) if self.cosine_similarity else codebook
 
-    @property
-    def usage_histogram(self) -> torch.Tensor:
-        """Assignments per code since the last `reset_usage` (all processes), shape (K,)."""
-        return self.codes_used.clone()
+    def to_code_space(self, latents: torch.Tensor) -> torch.Tensor:
+        """fp32 (B, D, L) latents -> the space of the codes: projected to codebook_dim, l2-normalised if asked."""
+        latents = project_channels(self.project_in, latents)
+        return l2_normalized(latents, dim=1) if self.cosine_similarity else latents
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """Quantize `latents` of shape (B, D, *spatial), e.g. (B, D, H, W) or (B, D, L)."""
-        if latents.ndim < 3 or latents.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"VectorQuantizer expects latents of shape (batch, {self.embedding_dim}, *spatial) "
-                f"with at least one spatial axis, got {tuple(latents.shape)}"
-            )
-        input_dtype = latents.dtype
+        self._check_latents(latents)
         # Autocast would run the distance matmul in half precision, where near-ties flip and
         # ||e||^2 overflows; all quantizer arithmetic is fp32 whatever the weights and context.
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            channels_first = latents.flatten(2).float()
-            if self.training and not self._known_initialized:
-                if not bool(self.initialized):
-                    self._kmeans_initialize(channels_first.detach())
-                self._known_initialized = bool(self.initialized)
-            codebook = self.embedding.float()
-            indices = nearest_codes_channels_first(channels_first.detach(), codebook, self.distance_chunk_size)
-            quantized, commitment_loss, codebook_loss = _StraightThroughQuantize.apply(channels_first, codebook, indices)
-            if self.update_rule != "loss":
-                codebook_loss = torch.zeros_like(commitment_loss)
+            code_space = self.to_code_space(latents.flatten(2).float())
+            quantized, indices, commitment_loss, codebook_loss, code_counts = self.quantize_code_space(
+                code_space, rotate=self.rotation_trick
+            )
             loss = codebook_loss + self.commitment_cost * commitment_loss
-
-            code_counts = _count_per_code(indices, self.num_embeddings)
-            if self.training:
-                code_counts = self._update_statistics(channels_first.detach(), indices, code_counts)
-            probabilities = code_counts / code_counts.sum().clamp(min=1)
-            perplexity = torch.exp(-torch.sum(probabilities * torch.log(probabilities.clamp(min=1e-10))))
+            quantized = project_channels(self.project_out, quantized)
 
         return QuantizerOutput(
-            quantized=quantized.view(latents.shape).to(input_dtype),
-            indices=indices.view(latents.shape[:1] + latents.shape[2:]),
+            quantized=output_in_input_layout(quantized, latents),
+            indices=indices.view(spatial_shape(latents)),
             loss=loss,
             commitment_loss=commitment_loss,
             codebook_loss=codebook_loss,
-            perplexity=perplexity,
+            perplexity=perplexity_of(code_counts),
             code_counts=code_counts,
         )
 
+    def quantize_code_space(self, latents: torch.Tensor, rotate: bool) -> tuple[torch.Tensor, ...]:
+        """The lookup, its losses and a training step's bookkeeping for fp32 latents (B, codebook_dim, L) already in
+        the code space: (quantized (B, codebook_dim, L), indices (B, L), commitment distance, codebook distance
+        (zero under the EMA rule), code counts (K,) of every process in training). Residual VQ calls it per stage."""
+        if self.training and not self._known_initialized:
+            if not bool(self.initialized):
+                if self.kmeans_init:
+                    self._kmeans_initialize(latents.detach())
+                else:
+                    self._seed_ema_state()
+            self._known_initialized = bool(self.initialized)
+        codebook = self.codebook_vectors()
+        indices = nearest_codes_channels_first(latents.detach(), codebook, self.distance_chunk_size)
+        quantized, commitment_loss, codebook_loss = _StraightThroughQuantize.apply(latents, codebook, indices, rotate)
+        if self.update_rule != "loss":
+            codebook_loss = torch.zeros_like(commitment_loss)
+        code_counts = count_per_code(indices, self.num_embeddings)
+        if self.training:
+            code_counts = self._update_statistics(latents.detach(), indices, code_counts)
+        return quantized, indices, commitment_loss, codebook_loss, code_counts
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codebook vectors for `indices` of shape (B, *spatial), returned as (B, D, *spatial)."""
-        if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.is_complex():
-            raise ValueError(f"code indices must be an integer tensor, got dtype {indices.dtype}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_embeddings):
-            raise ValueError(
-                f"code indices must lie in [0, {self.num_embeddings}), got values in "
-                f"[{int(indices.min())}, {int(indices.max())}]"
-            )
-        flat = indices.long().reshape(indices.shape[0], math.prod(indices.shape[1:]))
-        return codebook_rows(self.embedding, flat).view(indices.shape[0], self.embedding_dim, *indices.shape[1:])
+        indices = self._checked_indices(indices)
+        codes = codebook_rows(self.codebook_vectors(), flat_indices(indices))
+        return project_channels(self.project_out, codes).view(indices.shape[0], self.embedding_dim, *indices.shape[1:])
 
     @torch.no_grad()
     def _update_statistics(self, latents: torch.Tensor, indices: torch.Tensor, code_counts: torch.Tensor) -> torch.Tensor:
@@ -514,9 +521,9 @@ class VectorQuantizer(nn.Module):
         ema = self.update_rule == "ema"
         restarts = self.dead_code_threshold > 0
         batch_sums = _sum_per_code(latents, indices, self.num_embeddings) if ema else latents.new_zeros(0)
-        batch_sizes = _batch_size_slots(indices.numel(), latents.device)
+        batch_sizes = batch_size_slots(indices.numel(), latents.device)
         non_finite = (~torch.isfinite(latents)).sum(dtype=torch.float32).reshape(1)
-        code_counts, batch_sums, batch_sizes, non_finite = _all_reduce_sum(code_counts, batch_sums, batch_sizes, non_finite)
+        code_counts, batch_sums, batch_sizes, non_finite = all_reduce_sum(code_counts, batch_sums, batch_sizes, non_finite)
         # A non-finite latent on any process (the count is all-reduced, so every rank decides alike) would stay
         # in the moving averages for good: such a batch leaves usage, EMA state and codebook as they were.
         # Selected on the device, so an accelerator never waits for the check.
@@ -541,7 +548,7 @@ class VectorQuantizer(nn.Module):
             # is the same on every rank, so all skip the collective together); on an accelerator
             # the look would wait for the device, so the draw always runs.
             if latents.device.type != "cpu" or dead.any():
-                candidates = self._restart_candidates(latents, *_global_row_range(batch_sizes))
+                candidates = self._restart_candidates(latents, *global_row_range(batch_sizes))
                 # A restarted code's usage starts at the bound: it stays if the next batches give
                 # it its share, and is judged again after one batch that does not (a fixed 1
                 # would sit below any bound above 1 and mark it dead forever).
@@ -559,21 +566,25 @@ class VectorQuantizer(nn.Module):
         """One encoder output of the global batch per code, (K, D), drawn uniformly; a dead code
         takes its candidate. The draw is a function of `restart_step` only, so every process
         and a single process fed the concatenated batches pick the same rows."""
-        draws = _hashed_integers(self.restart_step, self.num_embeddings) % total_rows.clamp(min=1)
-        return _take_global_rows(latents, draws, first_row)
+        draws = hashed_integers(self.restart_step, self.num_embeddings) % total_rows.clamp(min=1)
+        return take_global_rows(latents, draws, first_row)
 
     @torch.no_grad()
     def _kmeans_initialize(self, latents: torch.Tensor) -> None:
         """k-means on encoder outputs pooled from every process (the same rows a single process
         fed the concatenated batches would pool), so every rank starts from the same codebook."""
-        (batch_sizes,) = _all_reduce_sum(_batch_size_slots(latents.shape[0] * latents.shape[2], latents.device))
-        total_rows, first_row = _global_row_range(batch_sizes)
+        (batch_sizes,) = all_reduce_sum(batch_size_slots(latents.shape[0] * latents.shape[2], latents.device))
+        total_rows, first_row = global_row_range(batch_sizes)
         total_rows = int(total_rows)
+        if total_rows == 0:
+            # No process has a latent (every example skipped this residual stage): initialise from the next batch.
+            # `total_rows` is the same on every rank, so all skip together.
+            return
         budget = min(max(self.num_embeddings * KMEANS_SAMPLES_PER_CODE, KMEANS_MIN_SAMPLES), KMEANS_MAX_SAMPLES)
         # Fixed seeds make the initialisation a function of the data alone: identical on every
         # rank, whatever their random states.
         picks = torch.randperm(total_rows, generator=torch.Generator().manual_seed(0))[:budget].to(latents.device)
-        pooled = _take_global_rows(latents, picks, first_row)
+        pooled = take_global_rows(latents, picks, first_row)
         if not torch.isfinite(pooled).all():
             # k-means on non-finite latents would leave a non-finite codebook for good. `pooled` is the same on
             # every rank, so all skip together and initialise from the next batch.
@@ -581,8 +592,8 @@ class VectorQuantizer(nn.Module):
         generator = torch.Generator(device=latents.device).manual_seed(0)
         centroids, counts = kmeans(pooled, self.num_embeddings, self.kmeans_iters, generator)
         # Every rank computed the same; rank 0's copy guards against non-deterministic kernels.
-        centroids = _broadcast_from_first_rank(centroids.contiguous())
-        counts = _broadcast_from_first_rank(counts.contiguous())
+        centroids = broadcast_from_first_rank(centroids.contiguous())
+        counts = broadcast_from_first_rank(counts.contiguous())
         # Usage starts at the share of the batch each centroid would draw, so a centroid that
         # drew nothing is dead right away and gets restarted.
         self.cluster_size.copy_(counts / pooled.shape[0] * total_rows)

@@ -2,16 +2,19 @@
 --preset / --model_config_name_or_path and --config_overrides, and the scalars logged at every update."""
 
 import dataclasses
+import types
+import typing
 
 from ..models.vqvae.configuration_vqvae import VQVAEConfig
 from .checkpoints import model_fields
 
 
 def parse_config_overrides(overrides: list[str], config_class: type = VQVAEConfig) -> dict:
-    """`["hidden_channels=64", "update_rule=loss"]` -> typed values for the scalar fields of `config_class`."""
-    fields = {
-        field.name: field.type for field in dataclasses.fields(config_class) if field.type in (int, float, str, bool)
-    }
+    """`["hidden_channels=64", "update_rule=loss", "fsq_levels=8,5,5,5", "codebook_dim=none"]` -> typed values for the
+    fields of `config_class` that hold a number, a string, a bool, a list of integers (comma-separated) or any of these
+    or None ("none")."""
+    fields = {field.name: _override_kinds(field.type) for field in dataclasses.fields(config_class)}
+    fields = {name: kinds for name, kinds in fields.items() if kinds}
     parsed = {}
     for override in overrides:
         name, separator, text = override.partition("=")
@@ -21,17 +24,34 @@ def parse_config_overrides(overrides: list[str], config_class: type = VQVAEConfi
             raise ValueError(
                 f"--config_overrides: {name!r} is not a {config_class.__name__} field; the fields are {sorted(fields)}"
             )
-        kind = fields[name]
-        if kind is bool:
+        kind, optional = fields[name]
+        if optional and text.lower() == "none":
+            parsed[name] = None
+        elif kind is bool:
             if text.lower() not in ("true", "false"):
                 raise ValueError(f"--config_overrides: {name} takes true or false, got {text!r}")
             parsed[name] = text.lower() == "true"
         else:
             try:
-                parsed[name] = kind(text)
+                parsed[name] = [int(item) for item in text.split(",")] if kind is list else kind(text)
             except ValueError as error:
-                raise ValueError(f"--config_overrides: {name} takes a {kind.__name__}, got {text!r}") from error
+                what = "comma-separated list of integers" if kind is list else kind.__name__
+                raise ValueError(f"--config_overrides: {name} takes a {what}, got {text!r}") from error
     return parsed
+
+
+def _override_kinds(annotation) -> tuple[type, bool] | None:
+    """(the type a FIELD=VALUE text is parsed as, whether "none" is allowed) for a config field's annotation; None for
+    fields the overrides cannot set."""
+    arguments = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    optional = type(None) in arguments
+    kinds = [argument for argument in arguments if argument is not type(None)]
+    if len(kinds) != 1:
+        return None
+    kind = typing.get_origin(kinds[0]) or kinds[0]
+    if kind is list and typing.get_args(kinds[0]) != (int,):
+        return None
+    return (kind, optional) if kind in (int, float, str, bool, list) else None
 
 
 def base_config_fields(config_class: type, preset: str | None, config_name_or_path: str | None, overrides: list[str],

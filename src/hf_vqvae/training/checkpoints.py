@@ -20,11 +20,20 @@ from accelerate import Accelerator
 from accelerate.utils.other import load as accelerate_load
 from transformers import PreTrainedConfig
 
+from ..configuration_utils import PAPER_QUANTIZER_FIELDS, QuantizerConfigMixin
+
 
 logger = logging.getLogger(__name__)
 
 # The run's settings, saved in the output folder and in each checkpoint.
 ARGUMENTS_FILE = "training_arguments.json"
+
+
+# Model fields added since checkpoints were first written (the quantizer variants), with the value a checkpoint that
+# does not name them was trained with: a run of hf-vqvae 0.2.0 resumes.
+ADDED_MODEL_FIELDS = {
+    field.name: field.default for field in dataclasses.fields(QuantizerConfigMixin) if field.name not in PAPER_QUANTIZER_FIELDS
+}
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -182,9 +191,9 @@ class CheckpointManager:
         state = json.loads((path / self.state_file).read_text())
         stored = state.get("model_config", {})
         differences = [
-            f"  {name}: checkpoint {stored.get(name)!r}, this run {value!r}"
+            f"  {name}: checkpoint {stored.get(name, ADDED_MODEL_FIELDS.get(name))!r}, this run {value!r}"
             for name, value in model_config.items()
-            if stored.get(name) != value
+            if stored.get(name, ADDED_MODEL_FIELDS.get(name)) != value
         ]
         if differences:
             raise IncompatibleCheckpointError(
@@ -229,9 +238,18 @@ def sync_folder(folder: Path, recursive: bool = True) -> None:
 
 def model_fields(config: PreTrainedConfig) -> dict:
     """The fields a model's config class declares (not transformers' own bookkeeping): what
-    defines the model, compared when a checkpoint is resumed."""
+    defines the model, compared when a checkpoint is resumed. A nested config (a transformer prior's decoder) is
+    given as its JSON dict, as the checkpoint stores it."""
     inherited = {field.name for field in dataclasses.fields(PreTrainedConfig)}
-    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in inherited}
+    return {
+        field.name: json_form(getattr(config, field.name))
+        for field in dataclasses.fields(config) if field.name not in inherited
+    }
+
+
+def json_form(value):
+    """A nested config as the dict its JSON holds; any other value as it is."""
+    return json.loads(value.to_json_string(use_diff=False)) if isinstance(value, PreTrainedConfig) else value
 
 
 # The settings a resumed run must share with the interrupted one to reproduce it: (group, flag).

@@ -44,8 +44,8 @@ class TrainingCodes:
     def code_grid(self) -> tuple[int, int, int]:
         """(K, grid height, grid width) of the codes."""
         if self.stage2 is not None:
-            return (self.stage2.config.num_embeddings, *self.stage2.config.latent_grid)
-        return (self.vqvae.config.num_embeddings, self.vqvae.config.latent_size, self.vqvae.config.latent_size)
+            return self.stage2.config.prior_code_grid(*self.stage2.config.latent_grid)
+        return self.vqvae.config.prior_code_grid(self.vqvae.config.latent_size, self.vqvae.config.latent_size)
 
     def pipeline(self, prior: PixelCNNPriorModel) -> VQVAEPipeline | HierarchicalVQVAEPipeline | AudioVQVAEPipeline:
         """The generator a prior over these codes completes."""
@@ -63,7 +63,7 @@ class SpeechTrainingCodes(TrainingCodes):
 
     @property
     def code_grid(self) -> tuple[int, int, int]:
-        return (self.vqvae.config.num_embeddings, 1, self.sequence_length)
+        return (self.vqvae.config.code_layout.prior_num_embeddings, 1, self.sequence_length)
 
 
 def load_codes_decoder(
@@ -82,7 +82,7 @@ def load_codes_decoder(
     speech = is_audio_vqvae(vqvae_name, cache_dir=cache_dir)
     model, processor = (load_audio_vqvae if speech else load_vqvae)(vqvae_name, cache_dir=cache_dir)
     if stage2 is not None:
-        stage2.check_compatible_with_vqvae(model.config.num_embeddings, model.config.latent_size, model.config.latent_size)
+        stage2.check_compatible_with_vqvae(*model.config.prior_code_grid(model.config.latent_size, model.config.latent_size))
     elif info is not None:
         info.check_vqvae(model.config, vqvae_name)
     return model, processor, stage2

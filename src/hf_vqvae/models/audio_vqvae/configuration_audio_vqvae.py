@@ -5,8 +5,9 @@ import math
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_integer_field, check_quantizer_fields
+from ...configuration_utils import QuantizerConfigMixin, check_integer_field, check_quantizer_fields
 from ...layers.wavenet import receptive_field
+from .loudness import check_loudness_settings
 
 
 # Section 4.3: six strided convolutions (stride 2, window 4) = one latent per 64 samples of 16 kHz speech, K = 512;
@@ -20,7 +21,7 @@ AUDIO_PRESETS = {
 }
 
 
-class AudioVQVAEConfig(PreTrainedConfig):
+class AudioVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     r"""
     Configuration of an [`AudioVQVAEModel`].
 
@@ -31,8 +32,13 @@ class AudioVQVAEConfig(PreTrainedConfig):
             the stride) per entry; one latent covers their product in samples (64, the paper's).
         num_embeddings (`int`, defaults to 512): codebook size K.
         embedding_dim (`int`, defaults to 64): code dimension D.
-        commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters, dead_code_threshold: the
-            quantizer's settings, as in [`VQVAEConfig`].
+        quantizer_type, commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters,
+            dead_code_threshold, and the variants' fields: the quantizer's settings, as in [`QuantizerConfigMixin`]
+            (`quantizer_type="residual_vq"` makes a neural codec whose bitrate is chosen by the stages decoded),
+            except `decay` (defaults to 0.9, the paper's 0.99 for images): early in training the encoder's outputs
+            move faster than a 100-update average follows, every latent lands on one or two codes, and a code is
+            only found dead ~70 updates later; at 0.9 the codebook follows within ~10 updates and dead codes
+            restart after ~7 (docs/audio.md).
         mu_law_channels (`int`, defaults to 256): levels of the mu-law categorical the decoder predicts.
         residual_channels (`int`, defaults to 64): channels of the WaveNet's residual stream.
         gate_channels (`int`, defaults to 64): channels after each gate.
@@ -44,6 +50,11 @@ class AudioVQVAEConfig(PreTrainedConfig):
         num_speakers (`int`, defaults to 0): speakers the decoder is conditioned on (0: none, single-speaker data).
         speaker_embedding_dim (`int`, defaults to 32): size of the learned speaker embedding.
         speaker_names (`list[str]`, *optional*): one name per speaker id, so speakers can be named.
+        normalize_loudness (`bool`, defaults to `True`): the model takes clips scaled to the gated level
+            `loudness_target_db` (each training clip is, and [`AudioVQVAEFeatureExtractor.for_model`] scales the
+            clips it is given); its decoder speaks at that level. A config saved before this field existed loads
+            with `False`: such a model took clips at their own level.
+        loudness_target_db (`float`, defaults to -20.0): that level, in dBFS (`loudness.gated_level_db`).
 
     Presets: `AudioVQVAEConfig.from_preset("vctk", **overrides)`.
     """
@@ -53,15 +64,7 @@ class AudioVQVAEConfig(PreTrainedConfig):
     sampling_rate: int = 16000
     hidden_channels: int = 128
     downsampling_strides: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2, 2)
-    num_embeddings: int = 512
-    embedding_dim: int = 64
-    commitment_cost: float = 0.25
-    update_rule: str = "ema"
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.5
+    decay: float = 0.9  # not QuantizerConfigMixin's 0.99: see the docstring
     mu_law_channels: int = 256
     residual_channels: int = 64
     gate_channels: int = 64
@@ -73,6 +76,8 @@ class AudioVQVAEConfig(PreTrainedConfig):
     num_speakers: int = 0
     speaker_embedding_dim: int = 32
     speaker_names: list[str] | None = None
+    normalize_loudness: bool = True
+    loudness_target_db: float = -20.0
 
     def __post_init__(self, **kwargs):
         self.downsampling_strides = list(self.downsampling_strides)
@@ -97,6 +102,7 @@ class AudioVQVAEConfig(PreTrainedConfig):
                 f"AudioVQVAEConfig.downsampling_strides must be a non-empty list of integers >= 1, got {strides!r}"
             )
         check_quantizer_fields(self)
+        check_loudness_settings("AudioVQVAEConfig", "normalize_loudness", self.normalize_loudness, self.loudness_target_db)
         if self.speaker_names is not None:
             if len(self.speaker_names) != self.num_speakers:
                 raise ValueError(
@@ -105,6 +111,11 @@ class AudioVQVAEConfig(PreTrainedConfig):
                 )
             if len(set(self.speaker_names)) != len(self.speaker_names):
                 raise ValueError(f"AudioVQVAEConfig.speaker_names must be distinct, got {self.speaker_names}")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # Configs saved before loudness normalisation existed describe models trained on clips at their own level.
+        return super().from_dict({"normalize_loudness": False, **config_dict}, **kwargs)
 
     @property
     def hop_length(self) -> int:
@@ -118,8 +129,8 @@ class AudioVQVAEConfig(PreTrainedConfig):
 
     @property
     def bits_per_second(self) -> float:
-        """Information rate of the codes: log2(K) bits per latent."""
-        return self.sampling_rate / self.hop_length * math.log2(self.num_embeddings)
+        """Information rate of the codes: log2(K) bits per latent and residual stage."""
+        return self.sampling_rate / self.hop_length * self.code_layout.bits_per_position
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "AudioVQVAEConfig":

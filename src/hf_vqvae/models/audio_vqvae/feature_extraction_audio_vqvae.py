@@ -8,6 +8,7 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers import FeatureExtractionMixin  # noqa: F401  diffusers finds a pipeline component's base class on its module
 
 from ...input_checks import check_signal_values, is_integer
+from .loudness import check_loudness_settings, normalize_loudness
 
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
     scaled), at the model's sampling rate (other rates are refused unless `do_resample`), each clip cropped to
     `max_length` with `truncation=True` and padded with silence to the longest clip, rounded up to a whole number of
     latents (`hop_length` samples). Float samples holding NaN or Inf, or far beyond [-1, 1] (16-bit PCM stored as
-    floats), are refused; samples a little beyond it are clipped with a warning.
+    floats), are refused; samples a little beyond it are clipped with a warning. With `do_normalize_loudness`, each
+    clip is then scaled to the gated level `loudness_target_db` (`loudness.normalize_loudness`), the level the model
+    was trained at.
 
     Args:
         sampling_rate (`int`, defaults to 16000): the rate the model was trained at.
@@ -71,6 +74,9 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
         segment_length (`int`, defaults to 16384): the training crop in samples, and `max_length` when
             `truncation=True` is asked without one.
         do_resample (`bool`, defaults to `False`): resample audio given at another rate instead of refusing it.
+        do_normalize_loudness (`bool`, defaults to `True`): scale each clip to `loudness_target_db`. An extractor
+            saved before this option existed loads with `False`, as it behaved.
+        loudness_target_db (`float`, defaults to -20.0): the gated level in dBFS clips are scaled to.
         padding_value (`float`, defaults to 0.0): silence.
     """
 
@@ -82,6 +88,8 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
         hop_length: int = 64,
         segment_length: int = 16384,
         do_resample: bool = False,
+        do_normalize_loudness: bool = True,
+        loudness_target_db: float = -20.0,
         padding_value: float = 0.0,
         return_attention_mask: bool = False,
         **kwargs,
@@ -102,11 +110,27 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
         self.hop_length = hop_length
         self.segment_length = segment_length
         self.do_resample = do_resample
+        check_loudness_settings(
+            "AudioVQVAEFeatureExtractor", "do_normalize_loudness", do_normalize_loudness, loudness_target_db
+        )
+        self.do_normalize_loudness = do_normalize_loudness
+        self.loudness_target_db = loudness_target_db
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: dict, **kwargs):
+        # Extractors saved before loudness normalisation existed passed clips at their own level.
+        feature_extractor_dict = {"do_normalize_loudness": False, **feature_extractor_dict}
+        return super().from_dict(feature_extractor_dict, **kwargs)
 
     @classmethod
     def for_model(cls, config, **kwargs) -> "AudioVQVAEFeatureExtractor":
-        """The feature extractor matching an `AudioVQVAEConfig` (rate and hop length)."""
-        return cls(sampling_rate=config.sampling_rate, hop_length=config.hop_length, **kwargs)
+        """The feature extractor matching an `AudioVQVAEConfig` (rate, hop length, and the loudness normalisation
+        the model was trained with)."""
+        fields = dict(
+            sampling_rate=config.sampling_rate, hop_length=config.hop_length,
+            do_normalize_loudness=config.normalize_loudness, loudness_target_db=config.loudness_target_db,
+        )
+        return cls(**{**fields, **kwargs})
 
     def mono_waveform(self, audio, sampling_rate: int | None = None, do_resample: bool | None = None) -> np.ndarray:
         """One clip as a float32 mono waveform in [-1, 1] at the extractor's rate; raises ValueError on several
@@ -180,6 +204,8 @@ class AudioVQVAEFeatureExtractor(SequenceFeatureExtractor):
         if not clips:
             raise ValueError("got no audio clip")
         waveforms = [self.mono_waveform(clip, sampling_rate, do_resample) for clip in clips]
+        if self.do_normalize_loudness:
+            waveforms = [normalize_loudness(waveform, self.sampling_rate, self.loudness_target_db)[0] for waveform in waveforms]
         for waveform in waveforms:
             if len(waveform) < self.hop_length:
                 raise ValueError(

@@ -4,6 +4,7 @@ WaveNet (`layers.wavenet`) conditioned on the upsampled latents and a speaker em
 mu-law categorical. The latents carry the content and the decoder the voice: decoding speaker A's codes with
 speaker B's id converts the voice."""
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeline component's base class on its module
 from transformers.utils import ModelOutput
 
@@ -19,7 +21,7 @@ from ...input_checks import check_ids_in_range, check_not_empty, check_signal_va
 from ...layers.sampling import check_temperature
 from ...layers.wavenet import WaveNet
 from ...modeling_utils import HubPreTrainedModel
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 from .configuration_audio_vqvae import AudioVQVAEConfig
 from .mu_law import mu_law_decode, mu_law_encode
 
@@ -154,6 +156,19 @@ class AudioVQVAEPreTrainedModel(HubPreTrainedModel):
     # Nearest-neighbour search and EMA statistics stay fp32 when loading with dtype=bf16/fp16.
     _keep_in_fp32_modules_strict = ["quantizer"]
 
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        encoder = getattr(self, "encoder", None)
+        if isinstance(encoder, AudioEncoder) and any(module is conv for conv in (*encoder.convs, encoder.project_to_codes)):
+            # PyTorch's default (uniform weights of variance 1 / (3 fan_in), uniform biases) shrinks the signal at
+            # each ReLU layer, so the latents of speech at -20 dBFS start as one bias vector (norm ~0.4) spread by
+            # only ~0.004: a single Adam update of the biases moves them all past the k-means codebook onto one or two
+            # codes, and the decoder learns to ignore its codes (docs/audio.md). He initialisation with zero biases
+            # keeps the input's scale through the ReLUs, so the latents start spread out by what was said.
+            linear = module is encoder.project_to_codes
+            init.kaiming_normal_(module.weight, nonlinearity="linear" if linear else "relu")
+            init.zeros_(module.bias)
+
 
 class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
     """Audio VQ-VAE: strided 1-D encoder -> vector quantizer -> speaker-conditioned WaveNet decoder.
@@ -185,7 +200,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
     def __init__(self, config: AudioVQVAEConfig):
         super().__init__(config)
         self.encoder = AudioEncoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
+        self.quantizer = build_quantizer(config)
         self.decoder = AudioDecoder(config)
         self.post_init()
 
@@ -223,11 +238,12 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         )
 
     def _check_codes(self, codes) -> None:
-        if not is_integer_tensor(codes) or codes.ndim != 2:
+        axes = self.quantizer.code_layout.code_axes("latents")
+        if not is_integer_tensor(codes) or codes.ndim != 1 + len(axes):
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise ValueError(f"codes must be an integer tensor of shape (batch, latents), got {shape}")
+            raise ValueError(f"codes must be an integer tensor of shape (batch, {', '.join(axes)}), got {shape}")
         check_not_empty("codes", codes, "sequences of codes")
-        if codes.shape[1] == 0:
+        if codes.shape[-1] == 0:
             raise ValueError("codes must hold at least one latent, got an empty sequence")
         check_ids_in_range("codes must lie", codes, self.config.num_embeddings, "num_embeddings")
 
@@ -323,6 +339,32 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
     @torch.no_grad()
+    def teacher_forced_bits(
+        self,
+        input_values: torch.Tensor,
+        speaker_ids: int | str | Sequence[int | str] | torch.Tensor | None = None,
+        codes: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """Bits per sample of each clip (B,) under the decoder fed the clip's own past samples, conditioned on `codes`
+        (B, T / hop_length; by default the clip's own) and the speakers. Given another clip's codes, the difference
+        tells how much the decoder reads its codes (a decoder that ignores them scores both alike)."""
+        self._check_input_values(input_values)
+        input_values = input_values.to(self.device)
+        if codes is None:
+            codes = self.encode(input_values).indices
+        self._check_codes(codes)
+        if codes.shape != (input_values.shape[0], input_values.shape[1] // self.config.hop_length):
+            raise ValueError(
+                f"codes of shape {tuple(codes.shape)} do not match audio of shape {tuple(input_values.shape)}: expected "
+                f"{(input_values.shape[0], input_values.shape[1] // self.config.hop_length)}"
+            )
+        speaker_ids = self.speaker_ids(speaker_ids, input_values.shape[0])
+        quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
+        targets = mu_law_encode(input_values, self.config.mu_law_channels)
+        logits = self.decoder(targets, quantized, speaker_ids)
+        return F.cross_entropy(logits.float(), targets, reduction="none").mean(-1) / math.log(2)
+
+    @torch.no_grad()
     def decode(
         self,
         codes: torch.LongTensor,
@@ -336,7 +378,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         """Codes (B, L) -> waveforms (B, L * hop_length), drawn sample by sample from the decoder.
 
         Args:
-            codes: integers in [0, num_embeddings).
+            codes: integers in [0, num_embeddings); for residual VQ (B, k, L), the first k <= N stages (the bitrate).
             speaker_ids: the voice: one id or name for all, or one per sequence (None without speakers).
             generator: the source of randomness; the cached and plain generators draw the same numbers in the same
                 order, so a seeded generator gives the same waveform with either.
@@ -351,7 +393,7 @@ class AudioVQVAEModel(AudioVQVAEPreTrainedModel):
         quantized = self.quantizer.lookup(codes.to(self.device)).to(self.decoder.latent_conditioning.weight.dtype)
         local, speaker = self.decoder.conditioning(quantized, speaker_ids)
         samples = self.decoder.wavenet.generate(
-            codes.shape[0], codes.shape[1] * self.config.hop_length, local, speaker, temperature=temperature,
+            codes.shape[0], codes.shape[-1] * self.config.hop_length, local, speaker, temperature=temperature,
             generator=generator, use_cache=use_cache, progress_callback=progress_callback,
         )
         output = AudioVQVAEDecoderOutput(

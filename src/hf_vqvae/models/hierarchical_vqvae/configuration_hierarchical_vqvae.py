@@ -3,10 +3,18 @@ the code grids of a first VQ-VAE, whose decoder is a conditional gated PixelCNN.
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_integer_field, check_quantizer_fields
+from ...configuration_utils import (
+    QuantizerConfigMixin, check_choice_field, check_float_field, check_integer_field, check_quantizer_fields,
+)
 
 
-class HierarchicalVQVAEConfig(PreTrainedConfig):
+CONDITIONING_KINDS = ("decoded", "upsampled")
+
+# What a config saved before these fields existed meant: it loads with the behaviour it was trained with.
+FIELDS_OF_EARLIER_CONFIGS = dict(conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0)
+
+
+class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     r"""
     Configuration of [`HierarchicalVQVAEModel`]. The defaults are the paper's DeepMind Lab setting: the 21x21
     grids of a stage-1 VQ-VAE with K = 512 (the `dmlab84` preset) compressed to 3x1 codes with K = 512 (27 bits).
@@ -24,11 +32,21 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
         latent_grid_width (`int`, defaults to 1): width of the stage-2 latent grid.
         num_embeddings (`int`, defaults to 512): the stage-2 codebook size K.
         embedding_dim (`int`, defaults to 64): the stage-2 code dimension D.
-        commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters, dead_code_threshold: the
-            stage-2 `VectorQuantizer`, as in [`VQVAEConfig`].
-        conditioning_channels (`int`, defaults to 64): channels of the conditioning map, the stage-2 latents
-            upsampled to the stage-1 grid and passed through a 3x3 convolution; every gated layer projects it
-            into its gates.
+        quantizer_type, commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters,
+            dead_code_threshold, and the variants' fields: the stage-2 quantizer, as in [`QuantizerConfigMixin`].
+        conditioning (`str`, defaults to `"decoded"`): how the stage-2 latents become the decoder's conditioning
+            map over the stage-1 grid, which every gated layer projects into its gates. `"decoded"`: a small
+            non-autoregressive decoder, one linear map from all the latents to a grid a third of the stage-1 grid's
+            side, nearest upsampling, then `conditioning_num_layers` 3x3 convolutions, so the map can say what lies
+            where in the frame. `"upsampled"` (configs saved before this field existed): each latent upsampled over
+            its band of rows, then `conditioning_num_layers` 3x3 convolutions.
+        conditioning_channels (`int`, defaults to 64): channels of the conditioning map.
+        conditioning_num_layers (`int`, defaults to 2): 3x3 convolutions of the conditioning network (ReLU between).
+        auxiliary_loss_weight (`float`, defaults to 1.0): weight of an auxiliary loss in training, the negative
+            log-likelihood of each stage-1 code predicted from the conditioning map alone (no autoregressive
+            context, a 1x1 head). Its gradient reaches the encoder directly, so the latents learn to describe the
+            frame even while the autoregressive decoder can do without them; 0 removes the head (configs saved
+            before this field existed).
         decoder_hidden_channels (`int`, defaults to 128), decoder_num_layers (`int`, defaults to 15),
         decoder_kernel_size (`int`, defaults to 5), decoder_skip_channels (`int`, defaults to 256): the gated
             PixelCNN decoder over the stage-1 codes, as in [`PixelCNNPriorConfig`].
@@ -44,16 +62,10 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
     encoder_num_downsamples: int = 2
     latent_grid_height: int = 3
     latent_grid_width: int = 1
-    num_embeddings: int = 512
-    embedding_dim: int = 64
-    commitment_cost: float = 0.25
-    update_rule: str = "ema"
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.5
+    conditioning: str = "decoded"
     conditioning_channels: int = 64
+    conditioning_num_layers: int = 2
+    auxiliary_loss_weight: float = 1.0
     decoder_hidden_channels: int = 128
     decoder_num_layers: int = 15
     decoder_kernel_size: int = 5
@@ -67,7 +79,7 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
         check_integer_field(self, "input_num_embeddings", 2, "an integer >= 2")
         positive_ints = (
             "input_grid_height", "input_grid_width", "input_embedding_dim", "encoder_hidden_channels",
-            "latent_grid_height", "latent_grid_width", "conditioning_channels", "decoder_hidden_channels",
+            "latent_grid_height", "latent_grid_width", "conditioning_channels", "conditioning_num_layers", "decoder_hidden_channels",
             "decoder_num_layers", "decoder_skip_channels",
         )
         for name in positive_ints:
@@ -79,12 +91,23 @@ class HierarchicalVQVAEConfig(PreTrainedConfig):
                 f"HierarchicalVQVAEConfig.decoder_kernel_size must be an odd integer >= 3, got {self.decoder_kernel_size!r}"
             )
         check_quantizer_fields(self)
+        check_choice_field(self, "conditioning", CONDITIONING_KINDS)
+        check_float_field(self, "auxiliary_loss_weight", minimum=0.0)
         height, width = self.downsampled_grid
         if height < 1 or width < 1:
             raise ValueError(
                 f"HierarchicalVQVAEConfig.encoder_num_downsamples={self.encoder_num_downsamples} shrinks the "
                 f"{self.input_grid_height}x{self.input_grid_width} input grid to nothing; use fewer downsamples"
             )
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "HierarchicalVQVAEConfig":
+        return super().from_dict({**FIELDS_OF_EARLIER_CONFIGS, **config_dict}, **kwargs)
+
+    @property
+    def conditioning_grid(self) -> tuple[int, int]:
+        """The grid the `"decoded"` conditioning's linear map writes, a third of the stage-1 grid on a side."""
+        return -(-self.input_grid_height // 3), -(-self.input_grid_width // 3)
 
     @property
     def downsampled_grid(self) -> tuple[int, int]:

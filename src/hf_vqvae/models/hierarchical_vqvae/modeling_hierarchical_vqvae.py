@@ -2,10 +2,12 @@
 
 Its encoder compresses a grid of stage-1 codes (21x21 for 84x84 frames) to a few stage-2 latents (3x1), the
 shared `VectorQuantizer` quantizes them, and its decoder is a conditional gated PixelCNN over the stage-1 codes:
-the stage-2 latents, upsampled to the stage-1 grid, are a location-dependent conditioning map projected into
-every gate of the shared `GatedPixelCNN` (its sampler, cached or plain, is reused as it is). The loss is the
-negative log-likelihood of the stage-1 codes plus the quantizer's loss. However powerful the decoder, the
-latents carry information: `bits_per_grid` given the latents stays below an unconditional PixelCNN's.
+the stage-2 latents, decoded (or upsampled) to a map over the stage-1 grid, are a location-dependent conditioning
+projected into every gate of the shared `GatedPixelCNN` (its sampler, cached or plain, is reused as it is). The
+loss is the negative log-likelihood of the stage-1 codes, the quantizer's loss, and an auxiliary loss: the stage-1
+codes predicted from the conditioning map alone. An autoregressive decoder can model the grid without latents,
+and then the encoder gets little gradient and the latents describe little; the auxiliary loss gives the encoder a
+direct signal, so the latents carry their frame (docs/hierarchy.md has the measurements).
 """
 
 import math
@@ -19,11 +21,11 @@ from transformers import PreTrainedModel  # noqa: F401  diffusers finds a pipeli
 from transformers.utils import ModelOutput
 
 from .model_card_hierarchical_vqvae import hierarchical_vqvae_model_card
-from ...input_checks import check_ids_in_range, check_not_empty, check_same_batch, describe, is_integer_tensor
+from ...input_checks import check_code_grids, check_same_batch
 from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from ...modeling_utils import HubPreTrainedModel, fixed_codebook_error
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 from .configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 
 
@@ -31,8 +33,10 @@ from .configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
 class HierarchicalVQVAEOutput(ModelOutput):
     """
     Args:
-        loss: nll_loss + codebook_loss + commitment_cost * commitment_loss.
+        loss: nll_loss + auxiliary_loss_weight * auxiliary_loss + codebook_loss + commitment_cost * commitment_loss.
         nll_loss: mean negative log-likelihood of the stage-1 codes per code, in nats, given the stage-2 latents.
+        auxiliary_loss: mean negative log-likelihood per code, in nats, of the stage-1 codes predicted from the
+            conditioning map alone (no autoregressive context); None without an auxiliary head.
         codebook_loss: ||sg[z_e] - e||^2 of the stage-2 quantizer; zero under the EMA update rule.
         commitment_loss: ||z_e - sg[e]||^2 of the stage-2 quantizer, before multiplying by beta.
         perplexity: exp(entropy) of the stage-2 codes used in this batch.
@@ -47,6 +51,7 @@ class HierarchicalVQVAEOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     nll_loss: torch.FloatTensor | None = None
+    auxiliary_loss: torch.FloatTensor | None = None
     codebook_loss: torch.FloatTensor | None = None
     commitment_loss: torch.FloatTensor | None = None
     perplexity: torch.FloatTensor | None = None
@@ -130,8 +135,28 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
     def __init__(self, config: HierarchicalVQVAEConfig):
         super().__init__(config)
         self.encoder = CodeGridEncoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
-        self.conditioning_network = nn.Conv2d(config.embedding_dim, config.conditioning_channels, 3, padding=1)
+        self.quantizer = build_quantizer(config)
+        # The conditioning network (see `conditioning_map`). Its first convolution keeps the name it had when it was the
+        # only layer, so folders saved then still load.
+        channels = config.conditioning_channels
+        self.latents_to_grid = (
+            nn.Linear(config.embedding_dim * math.prod(config.latent_grid), channels * math.prod(config.conditioning_grid))
+            if config.conditioning == "decoded"
+            else None
+        )
+        self.conditioning_network = nn.Conv2d(channels if self.latents_to_grid else config.embedding_dim, channels, 3, padding=1)
+        self.conditioning_layers = nn.ModuleList(
+            nn.Conv2d(channels, channels, 3, padding=1) for _ in range(config.conditioning_num_layers - 1)
+        )
+        # Predicts each stage-1 code from the conditioning map alone: the auxiliary loss (training only).
+        self.auxiliary_head = (
+            nn.Sequential(
+                nn.Conv2d(config.conditioning_channels, config.decoder_skip_channels, 1), nn.ReLU(),
+                nn.Conv2d(config.decoder_skip_channels, config.input_num_embeddings, 1),
+            )
+            if config.auxiliary_loss_weight > 0
+            else None
+        )
         self.decoder = GatedPixelCNN(
             config.input_num_embeddings, config.decoder_hidden_channels, config.decoder_num_layers,
             config.decoder_kernel_size, config.decoder_skip_channels, conditioning_channels=config.conditioning_channels,
@@ -174,17 +199,17 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
 
     def _check_codes(self, name: str, codes, field: str, grid: tuple[int, int], grid_name: str) -> None:
         """`codes`: integers in [0, config.<field>), shape (batch_size >= 1, *grid)."""
-        if not is_integer_tensor(codes):
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
-            raise ValueError(f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}) ({grid_name}), got {tuple(codes.shape)}")
-        check_not_empty(f"`{name}`", codes, "code grids")
-        check_ids_in_range(f"`{name}` must hold codes", codes, getattr(self.config, field), field)
+        check_code_grids(name, codes, getattr(self.config, field), field, grid, grid_name)
 
     def _check_input_ids(self, input_ids, name: str = "input_ids") -> None:
         self._check_codes(name, input_ids, "input_num_embeddings", self.config.input_grid, "the stage-1 grid")
 
     def _check_latent_indices(self, latent_indices) -> None:
+        layout = self.quantizer.code_layout
+        if layout.num_stages is not None:
+            grid = self.config.latent_grid
+            layout.check_codes("latent_indices", latent_indices, ("latent_grid_height", "latent_grid_width"), grid)
+            return
         self._check_codes("latent_indices", latent_indices, "num_embeddings", self.config.latent_grid, "the stage-2 grid")
 
     # ----------------------------------------------------------------------------------------------- stages
@@ -199,9 +224,17 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
 
     def conditioning_map(self, quantized: torch.Tensor) -> torch.Tensor:
         """Stage-2 latents (B, D, latent grid) -> the decoder's conditioning map (B, conditioning_channels, stage-1
-        grid): upsampled to the stage-1 grid, then a 3x3 convolution so neighbouring latents blend at borders."""
-        upsampled = F.interpolate(quantized, size=self.config.input_grid, mode="nearest")
-        return self.conditioning_network(upsampled.to(self.conditioning_network.weight.dtype))
+        grid). `conditioning="decoded"`: one linear map from all the latents to a grid a third of the stage-1 grid's
+        side (the encoder's last layer in reverse: a latent has no place in the frame, each one sees all of it),
+        nearest upsampling, 3x3 convolutions. `"upsampled"`: each latent laid over its band of rows, 3x3
+        convolutions."""
+        hidden = quantized.to(self.conditioning_network.weight.dtype)
+        if self.latents_to_grid is not None:
+            hidden = self.latents_to_grid(hidden.flatten(1)).view(len(hidden), -1, *self.config.conditioning_grid)
+        hidden = self.conditioning_network(F.interpolate(hidden, size=self.config.input_grid, mode="nearest"))
+        for layer in self.conditioning_layers:
+            hidden = layer(F.relu(hidden))
+        return hidden
 
     def forward(
         self,
@@ -229,14 +262,20 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
             output_hidden_states = self.config.output_hidden_states
         encoder_hidden_states = [] if output_hidden_states else None
         quantized = self.quantizer(self.encoder(input_ids.long(), encoder_hidden_states))
+        conditioning = self.conditioning_map(quantized.quantized)
         logits, decoder_hidden_states = self.decoder(
-            input_ids.long(), conditioning=self.conditioning_map(quantized.quantized),
-            output_hidden_states=bool(output_hidden_states),
+            input_ids.long(), conditioning=conditioning, output_hidden_states=bool(output_hidden_states)
         )
         nll_loss = F.cross_entropy(logits.float(), labels.long())
+        loss = nll_loss + quantized.loss
+        auxiliary_loss = None
+        if self.auxiliary_head is not None:
+            auxiliary_loss = F.cross_entropy(self.auxiliary_head(conditioning).float(), labels.long())
+            loss = loss + self.config.auxiliary_loss_weight * auxiliary_loss
         output = HierarchicalVQVAEOutput(
-            loss=nll_loss + quantized.loss,
+            loss=loss,
             nll_loss=nll_loss,
+            auxiliary_loss=auxiliary_loss,
             codebook_loss=quantized.codebook_loss,
             commitment_loss=quantized.commitment_loss,
             perplexity=quantized.perplexity,

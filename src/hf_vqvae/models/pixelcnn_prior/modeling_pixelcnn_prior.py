@@ -17,21 +17,8 @@ from ...layers.gated_pixelcnn import GatedPixelCNN
 from ...layers.sampling import check_temperature
 from .configuration_pixelcnn_prior import PixelCNNPriorConfig
 from .model_card_pixelcnn_prior import prior_model_card
-from ...input_checks import check_ids_in_range, check_not_empty, describe, is_integer_tensor
-from ...modeling_utils import HubPreTrainedModel, check_code_grid_of_vqvae, fixed_codebook_error
-
-
-def _check_generator(generator, batch_size: int) -> None:
-    """None, a torch.Generator, or a list of one torch.Generator per grid."""
-    if isinstance(generator, (list, tuple)):
-        if not all(isinstance(item, torch.Generator) for item in generator):
-            raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
-        if len(generator) != batch_size:
-            raise ValueError(
-                f"a list of generators must hold one per grid: got {len(generator)} for batch_size={batch_size}"
-            )
-    elif generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or a list of them, got {generator!r}")
+from ...input_checks import check_batch_size, check_generator
+from ...modeling_utils import CodeGridPriorMixin, HubPreTrainedModel, fixed_codebook_error
 
 
 @dataclass
@@ -55,7 +42,7 @@ class PixelCNNPriorOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-class PixelCNNPriorModel(HubPreTrainedModel):
+class PixelCNNPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
     r"""
     A gated PixelCNN over a grid of codes from a codebook of K: code embedding, `num_layers` gated layers with a
     vertical and a horizontal stack, skip connections summed into two 1x1 output layers giving K logits per
@@ -96,47 +83,6 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         """The model card `push_to_hub` uploads (`dataset_name`, `metrics`, `image_path`)."""
         return prior_model_card(self.config, repo_id, **card_fields)
 
-    # ----------------------------------------------------------------------------------------------- checks
-
-    def check_compatible_with_vqvae(self, num_embeddings: int, latent_height: int, latent_width: int) -> None:
-        """Raise ValueError unless this prior models the codes of a VQ-VAE with this codebook size and grid."""
-        check_code_grid_of_vqvae("the prior", self.config, num_embeddings, latent_height, latent_width)
-
-    def _check_codes(self, name: str, codes: torch.Tensor) -> None:
-        config = self.config
-        if not is_integer_tensor(codes):
-            raise ValueError(f"`{name}` must be an integer tensor of codes (e.g. torch.long), got {describe(codes)}")
-        grid = (config.grid_height, config.grid_width)
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != grid:
-            raise ValueError(
-                f"`{name}` must have shape (batch_size, {grid[0]}, {grid[1]}), the prior's (grid_height, grid_width), "
-                f"got {tuple(codes.shape)}"
-            )
-        check_not_empty(f"`{name}`", codes, "code grids")
-        check_ids_in_range(f"`{name}` must hold codes", codes, config.num_embeddings, "num_embeddings")
-
-    def _checked_class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
-        """`class_labels` as a (batch_size,) long tensor on the model's device, or None for an unconditional prior."""
-        num_classes = self.config.num_classes
-        if num_classes == 0:
-            if class_labels is not None:
-                raise ValueError("class_labels were given to an unconditional prior (num_classes=0); pass None")
-            return None
-        if class_labels is None:
-            raise ValueError(
-                f"this prior is class-conditional (num_classes={num_classes}): pass class_labels, one label in "
-                f"[0, {num_classes}) per grid"
-            )
-        class_labels = torch.as_tensor(class_labels, device=self.device)
-        if not is_integer_tensor(class_labels):
-            raise ValueError(f"class_labels must be integers, got {class_labels.dtype}")
-        if tuple(class_labels.shape) != (batch_size,):
-            raise ValueError(
-                f"class_labels must have shape ({batch_size},), one label per grid, got {tuple(class_labels.shape)}"
-            )
-        check_ids_in_range("class_labels must lie", class_labels, num_classes, "num_classes")
-        return class_labels.long()
-
     # ----------------------------------------------------------------------------------------------- forward
 
     def _logits(self, input_ids: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
@@ -172,12 +118,7 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         logits, hidden_states = self.pixelcnn(input_ids, class_labels, output_hidden_states=bool(output_hidden_states))
         loss = None
         if labels is not None:
-            self._check_codes("labels", labels)
-            if labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-            loss = F.cross_entropy(logits.float(), labels.long())
+            loss = self._code_loss(logits, input_ids, labels)
         output = PixelCNNPriorOutput(loss=loss, logits=logits, hidden_states=hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
@@ -220,10 +161,9 @@ class PixelCNNPriorModel(HubPreTrainedModel):
         """
         if batch_size is None:
             batch_size = 1 if class_labels is None else max(1, torch.as_tensor(class_labels).numel())
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         check_temperature(temperature)
-        _check_generator(generator, batch_size)
+        check_generator(generator, batch_size)
         class_labels = self._checked_class_labels(class_labels, batch_size)
         config = self.config
         return self.pixelcnn.sample(

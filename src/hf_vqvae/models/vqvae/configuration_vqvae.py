@@ -1,6 +1,6 @@
 """Configuration of the VQ-VAE (van den Oord et al. 2017, section 4)."""
 
-from ...configuration_utils import PackageConfig, check_integer_field, check_quantizer_fields
+from ...configuration_utils import PackageConfig, QuantizerConfigMixin, check_integer_field, check_quantizer_fields
 
 
 # The paper's settings (section 4). Every preset keeps the quantizer fixes (k-means init, dead-code
@@ -24,7 +24,7 @@ PRESETS = {
 }
 
 
-class VQVAEConfig(PackageConfig):
+class VQVAEConfig(PackageConfig, QuantizerConfigMixin):
     r"""
     Configuration of a [`VQVAEModel`]: encoder, vector quantizer and decoder.
 
@@ -43,16 +43,10 @@ class VQVAEConfig(PackageConfig):
             32->8).
         num_embeddings (`int`, defaults to 512): codebook size K.
         embedding_dim (`int`, defaults to 64): code dimension D.
-        commitment_cost (`float`, defaults to 0.25): beta, the weight of the commitment term.
-        update_rule (`str`, defaults to `"ema"`): `"ema"` (appendix A.1) or `"loss"` (eq. 3).
-        decay (`float`, defaults to 0.99): gamma of the EMA updates, in (0, 1).
-        epsilon (`float`, defaults to 1e-5): Laplace smoothing of the EMA cluster sizes.
-        kmeans_init (`bool`, defaults to `True`): k-means initialisation of the codebook on the
-            first training batch.
-        kmeans_iters (`int`, defaults to 10): Lloyd iterations of that initialisation.
-        dead_code_threshold (`float`, defaults to 0.5): codes whose usage average falls below this
-            fraction of the mean usage per code (latents per batch / K) are re-seeded from encoder
-            outputs with fresh EMA state; 0 disables restarts.
+        quantizer_type, commitment_cost, update_rule, decay, epsilon, kmeans_init, kmeans_iters,
+            dead_code_threshold, and the variants' fields: the quantizer's settings, documented in
+            [`QuantizerConfigMixin`]. By default the paper's quantizer with an EMA codebook (decay 0.99),
+            k-means initialisation and dead-code restarts below half the mean usage.
 
     Presets for the paper's settings: `VQVAEConfig.from_preset("cifar10" | "imagenet128" |
     "dmlab84", **overrides)`.
@@ -66,15 +60,6 @@ class VQVAEConfig(PackageConfig):
     residual_channels: int = 32
     num_residual_blocks: int = 2
     num_downsamples: int = 2
-    num_embeddings: int = 512
-    embedding_dim: int = 64
-    commitment_cost: float = 0.25
-    update_rule: str = "ema"
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.5
 
     def __post_init__(self, **kwargs):
         self._validate()

@@ -11,6 +11,6 @@ def vqvae_model_card(config, repo_id: str, **card_fields) -> ModelCard:
     `card_fields`: `dataset_name`, `metrics` (name -> value), `image_path` (relative to the repo).
     """
     return package_model_card(
-        "vqvae", repo_id, tags=["image-tokenizer"], pipeline_tag="image-to-image",
+        "vqvae", repo_id, tags=["image-tokenizer"], pipeline_tag="image-feature-extraction",
         config=config, config_fields=config_fields(config), latent_size=config.latent_size, **card_fields,
     )

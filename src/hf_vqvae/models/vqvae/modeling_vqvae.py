@@ -13,7 +13,7 @@ from .configuration_vqvae import VQVAEConfig
 from .model_card_vqvae import vqvae_model_card
 from ...input_checks import check_not_empty, check_signal_values
 from ...modeling_utils import HubPreTrainedModel
-from ...quantization.vector_quantizer import VectorQuantizer
+from ...quantization.factory import build_quantizer
 
 
 @dataclass
@@ -179,7 +179,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
     def __init__(self, config: VQVAEConfig):
         super().__init__(config)
         self.encoder = Encoder(config)
-        self.quantizer = VectorQuantizer.from_config(config)
+        self.quantizer = build_quantizer(config)
         self.decoder = Decoder(config)
         self.post_init()
 
@@ -219,9 +219,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
         return pixel_values.to(self.encoder.conv_in.weight.dtype)
 
     def _check_indices(self, indices: torch.Tensor) -> None:
-        if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
+        axes = self.quantizer.code_layout.code_axes("height", "width")
+        if not isinstance(indices, torch.Tensor) or indices.ndim != 1 + len(axes):
             shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
-            raise ValueError(f"indices must be a tensor of shape (batch, height, width), got {shape}")
+            raise ValueError(f"indices must be a tensor of shape (batch, {', '.join(axes)}), got {shape}")
         check_not_empty("indices", indices, "code grids")
 
     def encode(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VQVAEEncoderOutput | tuple:
@@ -233,7 +234,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
         return output if self._use_return_dict(return_dict) else output.to_tuple()
 
     def decode(self, indices: torch.Tensor, return_dict: bool | None = None) -> VQVAEDecoderOutput | tuple:
-        """Code grid (B, h, w) of integers in [0, K) -> images."""
+        """Code grid (B, h, w) of integers in [0, K) -> images; for residual VQ (B, k, h, w), the first k <= N
+        stages."""
         self._check_indices(indices)
         return self.decode_latents(self.quantizer.lookup(indices), return_dict=return_dict)
 

@@ -18,6 +18,7 @@ from ...models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatu
 from ...models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
 from ..autoencoders import base_config_fields, parse_config_overrides, vqvae_train_logs
+from ..code_usage import CodeUsageWatch
 from ..loop import train
 from ..publishing import four_figures, publish_model
 from ..recipe import Recipe, TrainingRun
@@ -135,24 +136,30 @@ def build_audio_config(
 
 @torch.no_grad()
 def evaluate_speech(model: AudioVQVAEModel, clips: torch.Tensor, speakers: torch.Tensor | None, batch_size: int) -> dict:
-    """Teacher-forced cross-entropy of the validation clips in bits per sample, code perplexity and usage."""
+    """Teacher-forced cross-entropy of the validation clips in bits per sample, code perplexity and usage, and the
+    control that tells whether the decoder reads its codes: the bits of each clip given another clip's codes (half
+    the set away; same speaker id, same decoder) and the share of clips whose own codes cost fewer bits."""
     was_training = model.training
     model.eval()
-    device = model.device
-    losses, code_counts = [], torch.zeros(model.config.num_embeddings, dtype=torch.float64)
-    for start in range(0, len(clips), batch_size):
-        batch_speakers = speakers[start : start + batch_size].to(device) if speakers is not None else None
-        output = model(clips[start : start + batch_size].to(device), batch_speakers)
-        losses.append(output.reconstruction_loss.item() * len(output.indices))
-        code_counts += torch.bincount(output.indices.flatten().cpu(), minlength=len(code_counts)).double()
+    batches = [slice(start, start + batch_size) for start in range(0, len(clips), batch_size)]
+    speakers_of = [speakers[batch] if speakers is not None else None for batch in batches]
+    codes = torch.cat([model.encode(clips[batch].to(model.device)).indices.cpu() for batch in batches])
+    other_codes = codes.roll(len(clips) // 2, dims=0)
+    own = torch.cat([model.teacher_forced_bits(clips[b], s, codes[b]).cpu() for b, s in zip(batches, speakers_of)])
+    other = torch.cat([model.teacher_forced_bits(clips[b], s, other_codes[b]).cpu() for b, s in zip(batches, speakers_of)])
     model.train(was_training)
+    code_counts = torch.bincount(codes.flatten(), minlength=model.config.num_embeddings).double()
     probabilities = code_counts / code_counts.sum()
     entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum()
-    return {
-        "bits_per_sample": sum(losses) / len(clips) / math.log(2),
+    metrics = {
+        "bits_per_sample": float(own.mean()),
         "perplexity": float(entropy.exp()),
         "codes_used": int((code_counts > 0).sum()),
     }
+    if len(clips) > 1:
+        metrics["bits_per_sample_given_other_codes"] = float(other.mean())
+        metrics["own_codes_win"] = float((own < other).float().mean())
+    return metrics
 
 
 @torch.no_grad()
@@ -198,6 +205,14 @@ def validate_and_log(
 
 # ------------------------------------------------------------------------------------------------- the recipe
 
+# What the training log suggests when code usage collapses (`code_usage.CodeUsageWatch`); the causes measured on
+# speech are in docs/audio.md.
+COLLAPSE_HINT = (
+    "Causes seen on speech: clips far quieter or louder than the encoder was trained on (keep normalize_loudness=true), "
+    "a quantizer that follows the encoder too slowly (decay=0.9 restarts dead codes within ~10 updates; 0.99 takes "
+    "~70), or a model from hf-vqvae 0.2.0 whose encoder starts with bias-dominated latents."
+)
+
 
 class AudioVQVAERecipe(Recipe):
     """An `AudioVQVAEModel` on speech (`data.speech`): teacher-forced WaveNet loss, codebook and commitment terms."""
@@ -218,6 +233,10 @@ class AudioVQVAERecipe(Recipe):
     def build_train_dataloader(self, accelerator: Accelerator) -> torch.utils.data.DataLoader:
         data, optimization = self.arguments.data, self.arguments.optimization
         self.feature_extractor = AudioVQVAEFeatureExtractor.for_model(self.config, segment_length=data.segment_length)
+        self.usage = CodeUsageWatch(self.config.num_embeddings, COLLAPSE_HINT, enabled=accelerator.is_main_process)
+        self.num_processes = accelerator.num_processes
+        # Whole clips are scaled to the level the feature extractor will scale the model's inputs to, then cropped.
+        loudness_target_db = self.config.loudness_target_db if self.config.normalize_loudness else None
         with accelerator.main_process_first():
             train_dataloader = speech_dataloader(
                 self.datasets,
@@ -229,10 +248,11 @@ class AudioVQVAERecipe(Recipe):
                 max_unreadable_fraction=data.max_unreadable_fraction,
                 process_index=accelerator.process_index,
                 num_processes=accelerator.num_processes,
+                loudness_target_db=loudness_target_db,
             )
             self.clips, self.speakers = validation_clips(
                 self.datasets, data.segment_length, data.max_validation_samples, self.config.sampling_rate,
-                data.max_unreadable_fraction,
+                data.max_unreadable_fraction, loudness_target_db,
             )
         return train_dataloader
 
@@ -240,7 +260,9 @@ class AudioVQVAERecipe(Recipe):
         return model(batch["input_values"], batch.get("speaker_ids"))
 
     def train_logs(self, output) -> dict[str, float]:
-        return vqvae_train_logs(output)
+        logs = vqvae_train_logs(output)
+        self.usage.update(logs["train/perplexity"], output.indices.numel() * self.num_processes)
+        return logs
 
     def log_validation(self, accelerator: Accelerator, model: AudioVQVAEModel, step: int):
         optimization = self.arguments.optimization

@@ -25,7 +25,7 @@ from ...argument_checks import check_at_least
 from ...data.codes import CodesInfo, save_codes
 from ...data.encoding import encode_code_grids
 from ...data.images import ImageDataArguments
-from ...models.hierarchical_vqvae.configuration_hierarchical_vqvae import HierarchicalVQVAEConfig
+from ...models.hierarchical_vqvae.configuration_hierarchical_vqvae import CONDITIONING_KINDS, HierarchicalVQVAEConfig
 from ...models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
 from ...pipelines.pipeline_vqvae import with_row_labels
 from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
@@ -48,7 +48,11 @@ DEFAULT_ARCHITECTURE = dict(
     decoder_kernel_size=5, decoder_skip_channels=128,
 )
 
-ARCHITECTURE_FLAGS = ("latent_grid_height", "latent_grid_width", "num_embeddings", "embedding_dim", *DEFAULT_ARCHITECTURE)
+INTEGER_ARCHITECTURE_FLAGS = (
+    "latent_grid_height", "latent_grid_width", "num_embeddings", "embedding_dim", "conditioning_num_layers", *DEFAULT_ARCHITECTURE
+)
+
+ARCHITECTURE_FLAGS = (*INTEGER_ARCHITECTURE_FLAGS, "conditioning", "auxiliary_loss_weight")
 
 ARCHITECTURE_HELP = "HierarchicalVQVAEConfig.{0} (default: the config's given by --stage2_config, else the script's default)."
 
@@ -91,7 +95,26 @@ class StageTwoModelArguments:
     num_embeddings: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("num_embeddings") + " Paper: 512."})
     embedding_dim: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("embedding_dim")})
     encoder_hidden_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("encoder_hidden_channels")})
+    conditioning: str | None = field(
+        default=None,
+        metadata={
+            "help": ARCHITECTURE_HELP.format("conditioning") + " How the stage-2 latents become the decoder's conditioning "
+            "map: 'decoded' (a linear map to a coarse grid, upsampled, 3x3 convolutions) or 'upsampled' (each latent over "
+            "its band of rows).",
+            "choices": CONDITIONING_KINDS,
+        },
+    )
     conditioning_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("conditioning_channels")})
+    conditioning_num_layers: int | None = field(
+        default=None, metadata={"help": ARCHITECTURE_HELP.format("conditioning_num_layers") + " 3x3 convolutions of the map."}
+    )
+    auxiliary_loss_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": ARCHITECTURE_HELP.format("auxiliary_loss_weight") + " Weight of the loss of the stage-1 codes predicted "
+            "from the conditioning map alone, which trains the encoder directly; 0 trains without it."
+        },
+    )
     decoder_hidden_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_hidden_channels")})
     decoder_num_layers: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_num_layers")})
     decoder_kernel_size: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_kernel_size")})
@@ -101,8 +124,9 @@ class StageTwoModelArguments:
     )
 
     def __post_init__(self):
-        for name in ARCHITECTURE_FLAGS:
+        for name in INTEGER_ARCHITECTURE_FLAGS:
             check_at_least(self, name, 1, optional=True)
+        check_at_least(self, "auxiliary_loss_weight", 0, optional=True)
         check_at_least(self, "num_reconstructions", 1)
 
 
@@ -137,8 +161,8 @@ def build_stage2_config(args: StageTwoModelArguments, vqvae_config, cache_dir: s
     else:
         base = DEFAULT_ARCHITECTURE
     architecture = {name: getattr(args, name) for name in ARCHITECTURE_FLAGS if getattr(args, name) is not None}
-    latent_size = vqvae_config.latent_size
-    stage1 = dict(input_num_embeddings=vqvae_config.num_embeddings, input_grid_height=latent_size, input_grid_width=latent_size)
+    input_num_embeddings, input_grid_height, input_grid_width = vqvae_config.prior_code_grid(vqvae_config.latent_size, vqvae_config.latent_size)
+    stage1 = dict(input_num_embeddings=input_num_embeddings, input_grid_height=input_grid_height, input_grid_width=input_grid_width)
     return HierarchicalVQVAEConfig(**{**base, **architecture, **stage1})
 
 
@@ -148,18 +172,29 @@ def build_stage2_config(args: StageTwoModelArguments, vqvae_config, cache_dir: s
 
 @torch.no_grad()
 def validation_measures(stage2: HierarchicalVQVAEModel, loader) -> dict:
-    """Mean bits per stage-1 grid given the stage-2 codes, and the stage-2 codes used (distinct, perplexity)."""
-    total_bits, grids = 0.0, 0
+    """Mean bits per stage-1 grid given the stage-2 codes, and given another grid's stage-2 codes (a random
+    derangement within each batch: what the codes tell the decoder about their own grid is the difference), and the
+    stage-2 codes used (distinct, perplexity)."""
+    total_bits, shuffled_bits, grids, shuffled_grids = 0.0, 0.0, 0, 0
     counts = torch.zeros(stage2.config.num_embeddings, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
     for batch in loader:
         codes = batch["input_ids"].to(stage2.device)
         latents = stage2.encode(codes).indices
         total_bits += stage2.bits_per_grid(codes, latents).double().sum().item()
         grids += len(codes)
+        if len(codes) > 1:
+            # Each grid takes the codes of the next one in a random cycle: never its own.
+            order = torch.randperm(len(codes), generator=generator)
+            other = torch.empty_like(order)
+            other[order] = order.roll(1)
+            shuffled_bits += stage2.bits_per_grid(codes, latents[other.to(latents.device)]).double().sum().item()
+            shuffled_grids += len(codes)
         counts += torch.bincount(latents.flatten().cpu(), minlength=len(counts)).double()
     probabilities = counts[counts > 0] / counts.sum()
     return {
         "bits_per_grid": total_bits / grids,
+        "bits_per_grid_shuffled_latents": shuffled_bits / max(shuffled_grids, 1),
         "stage2_codes_used": int((counts > 0).sum()),
         "stage2_perplexity": math.exp(-(probabilities * probabilities.log()).sum().item()),
     }
@@ -174,7 +209,10 @@ def reconstruction_grid(stage2: HierarchicalVQVAEModel, codes: TrainingCodes, co
     generator = torch.Generator(device=stage2.device).manual_seed(seed)
     through_stage2 = stage2.sample(stage2.encode(stage1_codes).indices, generator=generator)
     decoded = [
-        codes.processor.postprocess(codes.vqvae.decode(grids.to(codes.vqvae.device)).reconstruction, output_type="pil")
+        codes.processor.postprocess(
+            codes.vqvae.decode(codes.vqvae.config.code_layout.from_prior_grid(grids.to(codes.vqvae.device))).reconstruction,
+            output_type="pil",
+        )
         for grids in (stage1_codes, through_stage2)
     ]
     grid = make_image_grid([*decoded[0], *decoded[1]], rows=2, cols=len(decoded[0]))
@@ -233,12 +271,15 @@ class HierarchyRecipe(Recipe):
         return model(batch["input_ids"])
 
     def train_logs(self, output) -> dict[str, float]:
-        return {
+        logs = {
             "train/loss": output.loss.item(),
             "train/bits_per_code": output.nll_loss.item() / math.log(2),
             "train/commitment_loss": output.commitment_loss.item(),
             "train/stage2_perplexity": output.perplexity.item(),
         }
+        if output.auxiliary_loss is not None:
+            logs["train/auxiliary_bits_per_code"] = output.auxiliary_loss.item() / math.log(2)
+        return logs
 
     def log_validation(self, accelerator: Accelerator, model: HierarchicalVQVAEModel, step: int):
         return validate_and_log(

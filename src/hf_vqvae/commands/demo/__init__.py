@@ -1,0 +1,7 @@
+"""A demo people open in a browser: a Gradio app (the `demo` extra) with one tab per pipeline given by Hub id or
+folder, behind `scripts/demo.py`.
+
+- `pipelines`: loading a pipeline of the package's pipeline classes, and the kind of tab that shows it;
+- `image`, `speech`: what the image, hierarchy and speech tabs compute, plain functions over a pipeline (no Gradio);
+- `app`: the Gradio layout, the command line and the launch (local only: no share link, no analytics).
+"""

@@ -1,0 +1,273 @@
+"""The browser demo (`scripts/demo.py`, `commands/demo/`): what its image tab computes, the pipelines it loads, and
+(slow) the app itself, started on a free port and driven in a real headless Chromium."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from hf_vqvae import (
+    AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, HierarchicalVQVAEConfig,
+    HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel,
+    VQVAEPipeline,
+)
+from hf_vqvae.commands.demo import image, pipelines, speech
+
+from conftest import TINY_VQVAE
+from test_audio_pipeline import tiny_prior as tiny_speech_prior
+from test_audio_vqvae import TINY_AUDIO, speech_like
+from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
+from launching import Run, free_port, script
+
+
+# The browser: Debian's chromium (apt-get install chromium), driven by playwright without a browser download.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Where the browser test also leaves its screenshots (the docs' are made so), besides its temporary folder.
+SCREENSHOTS_ENV = "HF_VQVAE_DEMO_SCREENSHOTS"
+SERVER_START_TIMEOUT_S = 120
+BROWSER_TIMEOUT_MS = 60_000
+
+
+def tiny_pipeline(num_classes: int = 2) -> VQVAEPipeline:
+    config = VQVAEConfig(**TINY_VQVAE)
+    prior = PixelCNNPriorModel(PixelCNNPriorConfig(
+        num_embeddings=config.num_embeddings, grid_height=4, grid_width=4, hidden_channels=8, num_layers=2,
+        kernel_size=3, skip_channels=8, num_classes=num_classes, id2label={0: "cats", 1: "dogs"} if num_classes else None,
+    ))
+    vqvae = VQVAEModel(config).eval()
+    with torch.no_grad():  # codes far apart, so that other codes decode to visibly other images
+        vqvae.quantizer.embedding.mul_(20)
+    return VQVAEPipeline(vqvae=vqvae, prior=prior.eval())
+
+
+def photo(width: int = 40, height: int = 30) -> PIL.Image.Image:
+    """Smooth colour ramps (something a tiny VQ-VAE can roughly keep), not square, so cropping shows."""
+    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    return PIL.Image.fromarray((np.stack([x, y, 1 - x * y], axis=-1) * 255).round().astype(np.uint8))
+
+
+def test_reconstruction_is_the_pipelines_with_its_codes_psnr_and_bits():
+    pipeline = tiny_pipeline()
+    result = image.reconstruct(pipeline, photo())
+
+    pixel_values = image.image_processor_of(pipeline)([photo()], return_tensors="pt")["pixel_values"]
+    expected = pipeline(image=pixel_values, output_type="pt")
+    assert torch.equal(result.codes, expected.codes[0])
+    original = (pixel_values + 1) / 2
+    mse = (original - expected.images).pow(2).mean()
+    assert result.psnr == pytest.approx(float(10 * torch.log10(1 / mse)), abs=1e-4)
+    assert result.code_bits == 4 * 4 * 4  # a 4x4 grid of codes from K = 16: 4 bits each
+    assert result.pixel_bits == 16 * 16 * 3 * 8
+    assert f"{result.psnr:.2f} dB" in result.summary(16) and "96.0x fewer" in result.summary(16)
+
+    # Shown enlarged to 256x256 each, side by side with a gap: the right half is the reconstruction, pixel for pixel.
+    side = image.MIN_SHOWN_SIDE
+    assert result.pair.height == side and result.pair.width > 2 * side
+    shown = np.asarray(result.pair)[:: side // 16, -side :: side // 16]
+    decoded = (expected.images[0].permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(shown.astype(float) - decoded).max() <= 1
+
+
+def test_code_map_gives_each_code_its_own_colour_and_neighbours_different_ones():
+    codes = torch.arange(16).reshape(4, 4)
+    colours = np.asarray(image.code_map(codes, 16)).reshape(16, 3)
+    assert len({tuple(colour) for colour in colours}) == 16
+    consecutive = np.abs(colours[1:].astype(int) - colours[:-1].astype(int)).sum(axis=1)
+    assert consecutive.min() > 60
+
+
+def test_samples_follow_seed_class_and_count():
+    pipeline = tiny_pipeline()
+    assert image.class_names(pipeline) == ["cats", "dogs"]
+    first = np.asarray(image.sample(pipeline, 3, seed=5, temperature=1.0, class_name="dogs"))
+    assert np.array_equal(first, np.asarray(image.sample(pipeline, 3, seed=5, temperature=1.0, class_name="dogs")))
+    assert not np.array_equal(first, np.asarray(image.sample(pipeline, 3, seed=6, temperature=1.0, class_name="dogs")))
+    assert first.shape == (128, 3 * 128, 3)  # three 16x16 samples, each enlarged to 128x128
+    other_class = np.asarray(image.sample(pipeline, 3, seed=5, temperature=1.0, class_name="cats"))
+    assert np.abs(first.astype(int) - other_class).max() > 4
+
+    expected = pipeline(batch_size=3, class_labels=1, generator=torch.Generator().manual_seed(5), output_type="np")
+    shrunk = first[::8, ::8] / 255  # back to one pixel per pixel: the three samples side by side
+    assert np.abs(shrunk - np.concatenate(list(expected.images), axis=1)).max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: image.sample(p, 0, 0, 1.0, "cats"), "the number of images must be >= 1, got 0"),
+    (lambda p: image.sample(p, 1, 0, 1.0, "birds"), "pick a class: one of ['cats', 'dogs'], got 'birds'"),
+    (lambda p: image.reconstruct(p, None), "upload an image to reconstruct"),
+])
+def test_bad_input_names_the_problem(call, message):
+    with pytest.raises(ValueError) as error:
+        call(tiny_pipeline())
+    assert message in str(error.value)
+
+
+def test_unconditional_prior_samples_without_a_class():
+    pipeline = tiny_pipeline(num_classes=0)
+    assert image.class_names(pipeline) == []
+    assert image.sample(pipeline, 2, seed=0, temperature=0.5).size == (2 * 128, 128)
+
+
+def test_hierarchy_samples_frames_through_both_stages():
+    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
+    pipeline = HierarchicalVQVAEPipeline(
+        vqvae=vqvae, stage2=HierarchicalVQVAEModel(HierarchicalVQVAEConfig(**TINY_STAGE2)).eval(),
+        prior=PixelCNNPriorModel(PixelCNNPriorConfig(**TINY_TOP_PRIOR)).eval(),
+    )
+    assert image.class_names(pipeline) == [] and pipelines.tab_of(pipeline) == "hierarchy"
+    frames = np.asarray(image.sample(pipeline, 2, seed=3, temperature=1.0))
+    expected = pipeline(batch_size=2, generator=torch.Generator().manual_seed(3), output_type="np").images
+    assert np.abs(frames[::8, 128::8] / 255 - expected[1]).max() <= 1 / 255 + 1e-6
+
+
+def tiny_speech_pipeline() -> AudioVQVAEPipeline:
+    vqvae = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval()
+    return AudioVQVAEPipeline(
+        vqvae=vqvae, prior=tiny_speech_prior(), feature_extractor=AudioVQVAEFeatureExtractor.for_model(vqvae.config)
+    )
+
+
+def test_speech_is_reconstructed_and_converted_as_the_pipeline_does_from_gradios_audio():
+    pipeline = tiny_speech_pipeline()
+    pcm = (speech_like(1, 640)[0].numpy() * 20000).astype(np.int16)  # 16-bit PCM, as a browser recording arrives
+    (rate, reconstruction), (_, conversion) = speech.reconstruct_and_convert(pipeline, (16000, pcm), "ann", "bob", seed=0)
+
+    expected = pipeline(audio=pcm.astype(np.float32) / 32768, speaker="ann", generator=torch.Generator().manual_seed(0))
+    assert rate == 16000 and np.array_equal(reconstruction, expected.audios[0])
+    converted = pipeline(audio=pcm.astype(np.float32) / 32768, speaker="bob", generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(conversion, converted.audios[0]) and not np.array_equal(conversion, reconstruction)
+
+    stereo = speech.reconstruct_and_convert(pipeline, (16000, np.stack([pcm, pcm], axis=1)), "ann", "bob", seed=0)
+    assert np.array_equal(stereo[0][1], reconstruction)  # both channels alike: their mean is the mono clip
+    cut = speech.reconstruct_and_convert(pipeline, (16000, pcm), "ann", "bob", seed=0, max_seconds=0.02)
+    assert cut[0][1].shape == (320,)
+    resampled = speech.reconstruct_and_convert(pipeline, (8000, pcm[:320]), "ann", "bob", seed=0)
+    assert resampled[0][1].shape == (640,)
+
+
+def test_speech_is_generated_in_the_voice_asked_for():
+    pipeline = tiny_speech_pipeline()
+    rate, audio = speech.generate(pipeline, "cy", seed=1, temperature=1.0)
+    expected = pipeline(batch_size=1, speaker=2, generator=torch.Generator().manual_seed(1)).audios[0]
+    assert rate == 16000 and np.array_equal(audio, expected)
+    with pytest.raises(ValueError, match=r"pick a speaker: one of \['ann', 'bob', 'cy'\], got 'dan'"):
+        speech.generate(pipeline, "dan", seed=1, temperature=1.0)
+    with pytest.raises(ValueError, match="record or upload a clip first"):
+        speech.reconstruct_and_convert(pipeline, None, "ann", "bob", seed=0)
+
+
+def test_the_app_has_a_tab_per_pipeline_by_its_kind():
+    gradio = pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
+    from hf_vqvae.commands.demo.app import build_demo
+
+    demo = build_demo({
+        "org/photos": tiny_pipeline(), "org/unconditional": tiny_pipeline(num_classes=0), "org/speech": tiny_speech_pipeline(),
+    })
+    tabs = [block.label for block in demo.blocks.values() if isinstance(block, gradio.Tab)]
+    assert tabs == ["image: org/photos", "image: org/unconditional", "speech: org/speech"]
+    dropdowns = [block for block in demo.blocks.values() if isinstance(block, gradio.Dropdown)]
+    speakers = [["ann", "bob", "cy"]] * 3  # the clip's, the conversion's and the generation's
+    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"], *speakers]
+    buttons = [block.value for block in demo.blocks.values() if isinstance(block, gradio.Button)]
+    assert "Generate" in buttons
+    with pytest.raises(ValueError, match="the demo has no tab for a str"):
+        build_demo({"text": "not a pipeline"})
+
+
+def test_loads_a_saved_pipeline_by_its_class_and_refuses_a_foreign_one(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "pipeline")
+    loaded = pipelines.load_pipeline(str(tmp_path / "pipeline"), device="cpu")
+    assert isinstance(loaded, VQVAEPipeline) and pipelines.tab_of(loaded) == "image"
+
+    index = tmp_path / "pipeline" / "model_index.json"
+    index.write_text(index.read_text().replace("VQVAEPipeline", "StableDiffusionPipeline"))
+    with pytest.raises(ValueError, match="names the pipeline class 'StableDiffusionPipeline', which is none of"):
+        pipelines.load_pipeline(str(tmp_path / "pipeline"))
+
+
+def test_without_pipelines_it_names_the_readme_folders_it_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match="outputs/prior/pipeline"):
+        pipelines.quick_start_pipelines(tmp_path)
+    tiny_pipeline().save_pretrained(tmp_path / "outputs" / "prior" / "pipeline")
+    assert pipelines.quick_start_pipelines(tmp_path) == [str(tmp_path / "outputs" / "prior" / "pipeline")]
+
+
+def wait_until_served(url: str, server: Run, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        assert server.poll() is None, f"the demo ended before serving:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"the demo did not serve {url} in {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+
+
+def shown_image(page, element_id: str) -> PIL.Image.Image:
+    """The image the page shows in the Gradio image component `element_id`, as the server sent it."""
+    picture = page.locator(f"#{element_id} img")
+    picture.wait_for(state="visible", timeout=BROWSER_TIMEOUT_MS)
+    response = page.request.get(picture.get_attribute("src"), timeout=BROWSER_TIMEOUT_MS)
+    assert response.ok, response.status
+    return PIL.Image.open(io.BytesIO(response.body())).convert("RGB")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-get install chromium)")
+def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
+    pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
+    pipeline = tiny_pipeline()
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    photo().save(tmp_path / "photo.png")
+    screenshots = [tmp_path] + ([Path(os.environ[SCREENSHOTS_ENV])] if os.environ.get(SCREENSHOTS_ENV) else [])
+
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "w") as log_file:
+        server = Run([
+            sys.executable, script("demo.py"), "--pipeline", str(tmp_path / "pipeline"), "--device", "cpu",
+            "--server_port", str(port),
+        ], stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_served(url, server, log)
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], timeout=BROWSER_TIMEOUT_MS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1100})
+                page.set_default_timeout(BROWSER_TIMEOUT_MS)
+                page.goto(url)
+                page.locator("#upload-0 input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+                page.get_by_role("button", name="Reconstruct").click()
+                page.locator("#summary-0").get_by_text("PSNR").wait_for()
+                pair = shown_image(page, "reconstruction-0")
+                for folder in screenshots:
+                    page.screenshot(path=str(folder / "demo-reconstruction.png"), full_page=True)
+
+                page.get_by_role("button", name="Sample").click()
+                samples = shown_image(page, "samples-0")
+                for folder in screenshots:
+                    page.screenshot(path=str(folder / "demo-samples.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.kill_all()
+
+    expected = image.reconstruct(pipeline, photo())
+    assert pair.size == expected.pair.size
+    assert np.abs(np.asarray(pair, dtype=float) - np.asarray(expected.pair, dtype=float)).max() <= 1
+    drawn = image.sample(pipeline, 4, seed=0, temperature=1.0, class_name="cats")  # the tab's defaults
+    assert samples.size == drawn.size
+    assert np.abs(np.asarray(samples, dtype=float) - np.asarray(drawn, dtype=float)).max() <= 1
