@@ -8,7 +8,8 @@
 """
 
 from hf_vqvae.commands.extract_codes import extract_codes, parse_args
+from hf_vqvae.training.loop import run_command
 
 
 if __name__ == "__main__":
-    extract_codes(parse_args())
+    run_command(extract_codes, parse_args)

@@ -9,7 +9,8 @@ the speaker as the class label), the training data of a prior over speech codes.
 """
 
 from hf_vqvae.commands.extract_speech_codes import extract_speech_codes, parse_args
+from hf_vqvae.training.loop import run_command
 
 
 if __name__ == "__main__":
-    extract_speech_codes(parse_args())
+    run_command(extract_speech_codes, parse_args)

@@ -8,7 +8,8 @@ video prior.
 """
 
 from hf_vqvae.commands.extract_trajectory_codes import extract_trajectory_codes, parse_args
+from hf_vqvae.training.loop import run_command
 
 
 if __name__ == "__main__":
-    extract_trajectory_codes(*parse_args())
+    run_command(lambda arguments: extract_trajectory_codes(*arguments), parse_args)

@@ -10,15 +10,19 @@ A clip lasts the prior's grid_width x the VQ-VAE's hop_length samples. Speakers 
 import argparse
 from pathlib import Path
 
+from hf_vqvae.argument_checks import HelpWithDefaults
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpWithDefaults)
     parser.add_argument("--pipeline", required=True, help="An AudioVQVAEPipeline folder with a prior, or a Hub id.")
     parser.add_argument("--speaker", nargs="*", default=None, help="The voice of each clip: names or ids.")
     parser.add_argument("--num_clips", type=int, default=None, help="Clips to generate; by default one per --speaker.")
     parser.add_argument("--output_dir", default="outputs/speech-samples", help="Where the WAV files go.")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="Divides the prior's logits: below 1 draws likelier codes, above 1 more varied ones."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the draw: the same seed gives the same clips.")
     parser.add_argument("--device", default=None, help="cuda when there is a GPU, else cpu.")
     parser.add_argument("--cache_dir", default=None, help="Hub cache folder.")
     args = parser.parse_args(argv)

@@ -10,8 +10,9 @@
 import logging
 
 from hf_vqvae.commands.make_world_data import make_world_data, parse_args
+from hf_vqvae.training.loop import run_command
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    make_world_data(parse_args())
+    run_command(make_world_data, parse_args)

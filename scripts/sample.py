@@ -11,15 +11,19 @@ from pathlib import Path
 
 import PIL.Image
 
+from hf_vqvae.argument_checks import HelpWithDefaults
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpWithDefaults)
     parser.add_argument("--pipeline", required=True, help="A pipeline folder or a Hub id.")
     parser.add_argument("--output", default="outputs/samples.png", help="Where to write the grid (.png, .jpg, .webp, ...).")
-    parser.add_argument("--images_per_row", type=int, default=8)
+    parser.add_argument("--images_per_row", type=int, default=8, help="Samples in each row of the grid.")
     parser.add_argument("--num_rows", type=int, default=4, help="Rows for an unconditional prior.")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="Divides the prior's logits: below 1 draws likelier codes, above 1 more varied ones."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the draw: the same seed gives the same grid.")
     parser.add_argument("--device", default=None, help="cuda when there is a GPU, else cpu.")
     parser.add_argument("--cache_dir", default=None, help="Hub cache folder.")
     args = parser.parse_args(argv)

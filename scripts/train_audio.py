@@ -2,7 +2,7 @@
 multi-speaker set synthesised by flite (`apt-get install -y flite`).
 
     accelerate launch scripts/train_audio.py                                   # the synthesised default set
-    accelerate launch scripts/train_audio.py --dataset_name data/flite-speech --max_train_steps 2000
+    accelerate launch scripts/train_audio.py --dataset_name outputs/flite-speech --max_train_steps 2000
     accelerate launch scripts/train_audio.py --dataset_name org/vctk --speaker_column speaker_id --preset vctk
 
 `python scripts/train_audio.py --help` lists every flag; docs/audio.md explains them.

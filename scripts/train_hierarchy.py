@@ -9,8 +9,9 @@ The run ends with the stage-2 model in --output_dir and its codes in --output_di
 `python scripts/train_hierarchy.py --help` lists every flag with its default; docs/hierarchy.md explains them.
 """
 
+from hf_vqvae.training.loop import run_command
 from hf_vqvae.training.recipes.hierarchical_vqvae import parse_args, train_hierarchy
 
 
 if __name__ == "__main__":
-    train_hierarchy(parse_args())
+    run_command(train_hierarchy, parse_args)

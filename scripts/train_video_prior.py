@@ -9,8 +9,9 @@
 docs/video.md explains them.
 """
 
+from hf_vqvae.training.loop import run_command
 from hf_vqvae.training.recipes.video_prior import parse_args, train_video_prior
 
 
 if __name__ == "__main__":
-    train_video_prior(parse_args())
+    run_command(train_video_prior, parse_args)

@@ -41,6 +41,29 @@ def test_sample_py_checks_its_flags_before_loading_anything(flags, message, tmp_
     assert "Traceback" not in result.stderr
 
 
+def options_lacking_a_description_or_default(help_text: str) -> list[str]:
+    """The options of an argparse `--help` whose entry has no description or no "(default: ...)"; a required flag
+    (unbracketed in the usage line) has no default to show."""
+    usage, options = help_text.split("\n\n")[0], help_text.partition("\noptions:\n")[2]
+    lacking = []
+    for entry in re.split(r"\n(?=  -)", options.split("\n\n")[0]):
+        flag, *rest = entry.split()
+        if flag.startswith("-h"):
+            continue
+        words = [word for word in " ".join(rest).split("(default: ")[0].split() if not word.isupper() and "{" not in word]
+        required = re.search(rf"(?<!\[){flag}\b", usage) is not None
+        if not words or not (required or "(default: " in " ".join(entry.split())):
+            lacking.append(flag)
+    return lacking
+
+
+@pytest.mark.parametrize("name", ["sample.py", "generate_speech.py", "make_speech_data.py"])
+def test_every_option_is_described_with_its_default(name):
+    result = run([sys.executable, script(name), "--help"])
+    assert "\noptions:\n" in result.stdout
+    assert options_lacking_a_description_or_default(result.stdout) == []
+
+
 def test_sample_py_writes_a_labelled_grid_under_outputs_by_default(tmp_path):
     tiny_pipeline(num_classes=2).save_pretrained(tmp_path / "pipeline")
     result = subprocess.run(

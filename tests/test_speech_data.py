@@ -7,12 +7,16 @@ import wave
 import numpy as np
 import pytest
 import torch
+from datasets import load_from_disk
 
 from hf_vqvae.data.audio_files import UnreadableAudioError, decode_audio
 from hf_vqvae.data.examples import TooManyUnreadableImagesError
-from hf_vqvae.data.flite_speech import SpeechSynthesizerMissingError, make_default_speech_dataset
+from hf_vqvae.commands.make_speech_data import make_speech_data
+from hf_vqvae.commands.make_speech_data import parse_args as parse_make_speech_args
+from hf_vqvae.data.flite_speech import DEFAULT_SPEECH_DATASET_NAME, SpeechSynthesizerMissingError, make_default_speech_dataset
 from hf_vqvae.data.speech import (
     SpeechDatasets,
+    check_speech_columns,
     load_speech_splits,
     speaker_names_of,
     speech_dataloader,
@@ -71,6 +75,19 @@ def test_default_set_has_four_real_voices_with_text_and_phoneme_timings():
     assert all(durations[speakers == s].sum() >= 6 for s in range(4))
 
 
+@needs_flite
+def test_the_data_maker_shows_progress_and_says_what_it_wrote(tmp_path, capsys):
+    output_dir = tmp_path / "speech"
+    make_speech_data(parse_make_speech_args(["--output_dir", str(output_dir), "--minutes_per_speaker", "0.1",
+                                             "--voices", "awb", "slt"]))
+    output = capsys.readouterr()
+    assert "synthesising with flite (2 voices)" in output.err and "sentence" in output.err  # a progress bar
+    saved = load_from_disk(str(output_dir))
+    rows = ", ".join(f"{split} {len(data)} rows ({sum(data['duration']) / 60:.1f} min)" for split, data in saved.items())
+    assert output.out.endswith(f"wrote {DEFAULT_SPEECH_DATASET_NAME} to {output_dir}: {rows}\n")
+    assert len(saved["train"]) > 0 and len(saved["validation"]) >= 2
+
+
 def test_missing_flite_says_what_to_install(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(SpeechSynthesizerMissingError, match="apt-get install -y flite"):
@@ -85,6 +102,47 @@ def test_decoding_averages_channels_resamples_and_rejects_garbage():
     for garbage in ({"bytes": b"not audio", "path": None}, {"bytes": None, "path": None}, b"", "/no/such/file.wav"):
         with pytest.raises(UnreadableAudioError, match="cannot decode audio"):
             decode_audio(garbage)
+
+
+def test_a_clip_with_nan_samples_is_unreadable_and_counted_as_such(tmp_path, caplog):
+    soundfile = pytest.importorskip("soundfile")
+    samples = tone(300, 0.5).astype(np.float32)
+    samples[100:103] = np.nan
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, 16000, format="WAV", subtype="FLOAT")
+    with pytest.raises(UnreadableAudioError, match="3 of its 8000 samples are NaN or infinite"):
+        decode_audio({"bytes": buffer.getvalue(), "path": None})
+    with pytest.raises(UnreadableAudioError, match="1 of its 1600 samples are NaN or infinite"):
+        decode_audio({"array": np.concatenate([tone(300, 0.1)[:-1], [np.inf]]), "sampling_rate": 16000})
+    for speaker in ("alice", "bert"):
+        (tmp_path / speaker).mkdir()
+        for index in range(3):
+            (tmp_path / speaker / f"{index}.wav").write_bytes(wav_bytes(tone(200 + 100 * index, 0.5)))
+    (tmp_path / "bert" / "nan.wav").write_bytes(buffer.getvalue())
+    splits, name = load_speech_splits(train_data_dir=str(tmp_path))
+    train = undecoded_audio(splits["train"], "audio")
+    names = speaker_names_of(train, "label")
+    datasets = SpeechDatasets(train, train, "audio", "label", names, name)
+    batches = list(speech_dataloader(datasets, segment_length=4096, batch_size=2, seed=0, max_unreadable_fraction=0.2))
+    assert sum(len(batch["input_values"]) for batch in batches) == 6
+    assert "skipped 1 unreadable audio clips of 7" in caplog.text
+    assert all(torch.isfinite(batch["input_values"]).all() for batch in batches)
+
+
+def test_a_flat_audio_folder_takes_its_speakers_from_metadata_csv(tmp_path):
+    speakers = ["alice", "bert", "alice", "bert"]
+    for index in range(4):
+        (tmp_path / f"{index}.wav").write_bytes(wav_bytes(tone(200 + 100 * index, 0.5)))
+    (tmp_path / "metadata.csv").write_text("file_name,speaker\n" + "".join(f"{i}.wav,{s}\n" for i, s in enumerate(speakers)))
+    splits, name = load_speech_splits(train_data_dir=str(tmp_path))
+    train = undecoded_audio(splits["train"], "audio")
+    check_speech_columns(train, "audio", "speaker")
+    assert train["speaker"] == speakers and speaker_names_of(train, "speaker") == ["alice", "bert"]
+    waveform = decode_audio(train[2]["audio"])
+    assert np.allclose(waveform, tone(400, 0.5), atol=1e-4)  # the file metadata.csv names on row 2
+    (tmp_path / "metadata.csv").write_text("path,speaker\n0.wav,alice\n")
+    with pytest.raises(ValueError, match="metadata.csv needs a file_name column.*'path', 'speaker'"):
+        load_speech_splits(train_data_dir=str(tmp_path))
 
 
 def test_audiofolder_skips_and_counts_unreadable_clips(speech_folder, caplog):

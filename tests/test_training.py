@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from hf_vqvae import VQVAEImageProcessor, VQVAEModel
 from hf_vqvae.training.checkpoints import CheckpointManager, IncompatibleCheckpointError
 from hf_vqvae.training.loop import training_schedule
-from hf_vqvae.training.recipes.vqvae import build_vqvae_config, parse_args, train_vqvae
+from hf_vqvae.training.recipes.vqvae import build_vqvae_config, parse_args, reconstruction_grid, train_vqvae
 
 from conftest import TINY_VQVAE, reset_accelerate_state
 from launching import accelerate_launch, kill_when_exists, run, script
@@ -232,3 +232,15 @@ def test_streaming_an_image_folder(tmp_path, image_folder):
     reset_accelerate_state()
     with pytest.raises(ValueError, match="--streaming needs --max_train_steps"):
         train_vqvae(parse_args(tiny_run(tmp_path / "other", image_folder, "--streaming")))
+
+
+def test_the_reconstruction_grid_names_the_input_and_the_reconstruction_columns():
+    black, white = -torch.ones(3, 3, 16, 16), torch.ones(3, 3, 16, 16)
+    grid = np.asarray(reconstruction_grid(black, white, VQVAEImageProcessor(resolution=16)).convert("L"))
+    header, cell, gap = 14, 64, 2
+    top = header + gap
+    assert (grid[top:top + cell, gap:gap + cell] == 0).all()  # the input, below the header
+    assert (grid[top:top + cell, 2 * gap + cell:2 * gap + 2 * cell] == 255).all()  # its reconstruction beside it
+    over_input, over_reconstruction = grid[:header, gap:gap + cell], grid[:header, 2 * gap + cell:2 * gap + 2 * cell]
+    # A label over each column, a longer one over the reconstruction.
+    assert 0 < (over_input < 128).sum() < (over_reconstruction < 128).sum()

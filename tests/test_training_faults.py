@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -16,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from hf_vqvae.training import loop
 from hf_vqvae.training.publishing import write_atomically
 from hf_vqvae.training.checkpoints import CheckpointManager, DamagedCheckpointError, write_json
-from hf_vqvae.training.guards import NonFiniteTrainingError, OutputDirectoryInUseError, OutputDirectoryLock
+from hf_vqvae.training.guards import NonFiniteTrainingError, OutputDirectoryInUseError, OutputDirectoryLock, StopRequests
 from hf_vqvae.training.recipes.vqvae import parse_args, train_vqvae
 
 from conftest import TINY_VQVAE
@@ -202,16 +203,21 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path):
         launcher.kill_all()
 
 
-@pytest.mark.parametrize("signum, whole_group, workers", [
-    (signal.SIGINT, False, 0),
+@pytest.mark.parametrize("signum, whole_group, workers, launcher", [
+    (signal.SIGINT, False, 0, []),
     # `timeout`, a terminal's Ctrl-C and job schedulers signal the whole process group: the loader's workers too.
-    (signal.SIGTERM, True, 2),
-], ids=["ctrl-c", "sigterm-to-the-group-with-loader-workers"])
-def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signum, whole_group, workers):
+    (signal.SIGTERM, True, 2, []),
+    # A terminal's Ctrl-C under `accelerate launch`: the launcher gets it too, and sends its worker SIGTERM on top.
+    (signal.SIGINT, True, 0, accelerate_launch()),
+    # A signal to the worker alone: accelerate reports a worker's non-zero exit with a traceback, unless told to stop.
+    (signal.SIGINT, False, 0, accelerate_launch()),
+], ids=["ctrl-c", "sigterm-to-the-group-with-loader-workers", "ctrl-c-to-accelerate-launch", "sigint-to-accelerate-worker"])
+def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signum, whole_group, workers, launcher):
     output_dir = tmp_path / "run"
     flags = tiny_flags(output_dir, "--max_train_steps", "100000", "--checkpointing_steps", "100000",
                        "--dataloader_num_workers", str(workers))
-    process = Run([sys.executable, script("train.py"), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [*(launcher or [sys.executable]), script("train.py"), *flags]
+    process = Run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (output_dir / "training_arguments.json").exists():
@@ -220,19 +226,51 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
         time.sleep(3)  # a few updates
         if whole_group:
             os.killpg(process.pid, signum)
+        elif launcher:
+            psutil.Process(process.pid).children()[0].send_signal(signum)
         else:
             process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
     finally:  # the run and its loader's workers, if the test failed
         process.kill_all()
     assert process.returncode == 130, stderr[-2000:]
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr[-2000:]
     checkpoints = CheckpointManager(output_dir).checkpoints()
     assert len(checkpoints) == 1
     assert not list(output_dir.glob("tmp-checkpoint-*"))
     step = int(checkpoints[0].name.split("-")[1])
     name = signal.Signals(signum).name
-    assert f"stopped at update {step} by {name}; saved {checkpoints[0]}. Resume with the same command and --resume_from_checkpoint latest" in stderr
+    assert stderr.count(": stopping after this update") == 1 and stderr.count("stopped at update") == 1, stderr[-2000:]
+    assert (
+        f"stopped at update {step} by {name}; saved {checkpoints[0]}. Resume with the same command and "
+        f"--resume_from_checkpoint latest, or make a loadable model of it: python scripts/export_checkpoint.py "
+        f"--checkpoint {checkpoints[0]}"
+    ) in stderr
+
+
+def test_a_second_stop_signal_of_another_kind_is_the_same_stop(capsys):
+    with StopRequests() as stop_requests:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stop_requests.requested == "SIGINT"
+    assert capsys.readouterr().err.count("stopping after this update") == 1
+
+
+def test_a_bad_flag_or_a_refusal_of_the_package_ends_with_its_message_alone(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        loop.run_command(train_vqvae, lambda: parse_args(["--learning_rate", "nan"]))
+    assert exit_status.value.code == 2
+    assert capsys.readouterr().err == "error: --learning_rate must lie in (0, inf), got nan\n"
+    with pytest.raises(SystemExit) as exit_status:
+        loop.run_command(train_vqvae, lambda: parse_args(tiny_flags(tmp_path, "--train_data_dir", str(tmp_path / "none"))))
+    assert exit_status.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(tmp_path / "none") in error and "Traceback" not in error
+
+
+def test_a_value_error_raised_inside_a_library_keeps_its_traceback():
+    with pytest.raises(json.JSONDecodeError):
+        loop.run_command(lambda arguments: json.loads("{"), lambda: None)
 
 
 # Torch's loader workers install their SIGTERM handler (die unless the main process sent it), then seed Python's

@@ -39,12 +39,15 @@ def test_same_arguments_give_the_same_bytes_and_another_seed_other_frames():
     assert trajectories[0].equals(trajectories[1])
 
 
-def test_script_writes_splits_by_episode_and_pushes(tmp_path, recorded_dataset_uploads):
+def test_script_writes_splits_by_episode_and_pushes(tmp_path, recorded_dataset_uploads, capsys):
     arguments = WorldDataArguments(
         kind="frames", output_dir=str(tmp_path / "frames"), num_frames=20, steps_per_episode=8, frame_stride=2,
         resolution=16, validation_fraction=0.2, push_to_hub=True, hub_dataset_id="org/frames", hub_token="hf_test",
     )
     written = make_world_data(arguments)
+    output = capsys.readouterr()
+    assert "rendering my_way_home episodes of 8 steps" in output.err and "5/5" in output.err  # a progress bar
+    assert output.out.endswith(f"wrote the my_way_home frames to {tmp_path / 'frames'}: train 16 rows, validation 4 rows\n")
     loaded = load_from_disk(str(tmp_path / "frames"))
     assert {name: len(split) for name, split in loaded.items()} == {"train": 16, "validation": 4}
     assert set(loaded["train"]["episode"]).isdisjoint(loaded["validation"]["episode"])

@@ -2,6 +2,7 @@
 `ValueError` that names the flag, what it must be and the value it got, so a value from the command line, a file or
 Python fails the same way."""
 
+import argparse
 import math
 
 
@@ -29,3 +30,11 @@ def check_choice(group, name: str, choices: tuple) -> None:
     value = getattr(group, name)
     if value not in choices:
         raise ValueError(f"--{name} must be one of {list(choices)}, got {value!r}")
+
+
+class HelpWithDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` of an argparse command line that keeps its description's layout and ends each optional flag's
+    description with its default, as the HfArgumentParser-based commands do (a required flag has none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.required else super()._get_help_string(action)

@@ -2,19 +2,18 @@
 scripts/make_speech_data.py), pushed to the Hub when asked."""
 
 import argparse
-import logging
 
 from datasets import DatasetDict
 
+from ..argument_checks import HelpWithDefaults
 from ..data.flite_speech import DEFAULT_SPEECH_DATASET_NAME, FLITE_VOICES, make_default_speech_dataset
 
 
-logger = logging.getLogger(__name__)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Synthesise the default multi-speaker speech data set with flite.")
-    parser.add_argument("--output_dir", default="data/flite-speech", help="Where the `save_to_disk` folder goes.")
+    parser = argparse.ArgumentParser(
+        description="Synthesise the default multi-speaker speech data set with flite.", formatter_class=HelpWithDefaults
+    )
+    parser.add_argument("--output_dir", default="outputs/flite-speech", help="Where the `save_to_disk` folder goes.")
     parser.add_argument("--minutes_per_speaker", type=float, default=3.0, help="Speech per voice, in minutes.")
     parser.add_argument(
         "--voices", nargs="+", default=list(FLITE_VOICES), choices=FLITE_VOICES, help="The flite voices (speakers)."
@@ -39,8 +38,8 @@ def make_speech_data(args: argparse.Namespace) -> DatasetDict:
         args.minutes_per_speaker, tuple(args.voices), args.validation_fraction, args.seed, args.num_workers
     )
     speech.save_to_disk(args.output_dir)
-    minutes = {split: round(sum(data["duration"]) / 60, 2) for split, data in speech.items()}
-    logger.info("saved %s to %s (minutes per split: %s)", DEFAULT_SPEECH_DATASET_NAME, args.output_dir, minutes)
+    rows = ", ".join(f"{split} {len(data)} rows ({sum(data['duration']) / 60:.1f} min)" for split, data in speech.items())
+    print(f"wrote {DEFAULT_SPEECH_DATASET_NAME} to {args.output_dir}: {rows}", flush=True)
     if args.push_to_hub:
         speech.push_to_hub(args.hub_dataset_id, token=args.hub_token)
     return speech

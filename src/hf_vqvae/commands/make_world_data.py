@@ -84,7 +84,8 @@ def make_world_data(arguments: WorldDataArguments):
         splits["validation"] = data.select(np.flatnonzero(episodes >= first_validation))
     splits = splits.flatten_indices()
     splits.save_to_disk(arguments.output_dir)
-    logger.info("wrote %s to %s", {name: len(split) for name, split in splits.items()}, arguments.output_dir)
+    rows = ", ".join(f"{name} {len(split)} rows" for name, split in splits.items())
+    print(f"wrote the {arguments.scenario} {arguments.kind} to {arguments.output_dir}: {rows}", flush=True)
     if arguments.push_to_hub:
         repo_id = arguments.hub_dataset_id or os.path.basename(os.path.abspath(arguments.output_dir))
         splits.push_to_hub(

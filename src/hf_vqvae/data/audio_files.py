@@ -28,7 +28,8 @@ class UnreadableAudioError(ValueError):
 def decode_audio(value, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """A float32 mono waveform at `sampling_rate` from what a data set stores: `Audio(decode=False)`'s
     `{"bytes", "path"}`, `{"array", "sampling_rate"}`, raw bytes or a file path. Several channels are averaged;
-    other rates are resampled. Raises `UnreadableAudioError` on anything that does not decode."""
+    other rates are resampled. Raises `UnreadableAudioError` on anything that does not decode, and on NaN or infinite
+    samples, so a training run counts such a clip with the unreadable ones."""
     try:
         if isinstance(value, dict) and value.get("array") is not None:
             waveform, rate = np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
@@ -44,6 +45,10 @@ def decode_audio(value, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
             waveform = waveform.mean(axis=1)
         if waveform.size == 0:
             raise ValueError("the clip is empty")
+        non_finite = int(np.count_nonzero(~np.isfinite(waveform)))
+        if non_finite:
+            # A float WAV can hold them; training on them would turn the loss into NaN.
+            raise ValueError(f"{non_finite} of its {waveform.size} samples are NaN or infinite")
         if rate != sampling_rate:
             waveform = resample(waveform, rate, sampling_rate)
         return np.clip(waveform.astype(np.float32), -1.0, 1.0)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+from tqdm.auto import tqdm
 
 from .audio_files import SAMPLING_RATE
 
@@ -118,7 +119,8 @@ def make_default_speech_dataset(
     per_voice = max(4, int(minutes_per_speaker * 60 / 2.0) + 2)
     jobs = [(voice, text) for index, voice in enumerate(voices) for text in sentences(per_voice, seed * 1000 + index)]
     with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(max(1, num_workers)) as pool:
-        utterances = list(pool.map(lambda job: synthesize(job[1], job[0], folder, flite), jobs))
+        synthesized = pool.map(lambda job: synthesize(job[1], job[0], folder, flite), jobs)
+        utterances = list(tqdm(synthesized, total=len(jobs), desc=f"synthesising with flite ({len(voices)} voices)", unit="sentence"))
     rows = {"audio": [], "speaker": [], "text": [], "phonemes": [], "phoneme_ends": [], "duration": []}
     spoken = dict.fromkeys(voices, 0.0)
     for (voice, text), utterance in zip(jobs, utterances):

@@ -4,6 +4,7 @@ and seeded random crops as examples and their loaders; unreadable clips are skip
 are (`examples`). Decoding is `audio_files`'.
 """
 
+import csv
 import logging
 import os
 from dataclasses import dataclass, field
@@ -137,20 +138,45 @@ def load_speech_splits(
     return make_default_speech_dataset(default_minutes_per_speaker, seed=seed), DEFAULT_SPEECH_DATASET_NAME
 
 
+METADATA_FILE = "metadata.csv"
+
+
 def audio_folder_dataset(folder: str | os.PathLike) -> Dataset:
-    """The audio files under `folder` as datasets' `audiofolder` lays them out (each file's parent folder names its
-    speaker, in a `label` ClassLabel column), read without `datasets`' audio encoding, which needs torchcodec."""
+    """The audio files under `folder` as datasets' `audiofolder` lays them out, read without `datasets`' audio
+    encoding, which needs torchcodec: each file's parent folder names its speaker, in a `label` ClassLabel column; with
+    a `metadata.csv` at the top (a `file_name` column, relative to the folder, and any others, e.g. `speaker`), the
+    files it lists, with its other columns as text."""
     root = Path(folder)
-    paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file())
+    metadata = read_metadata(root / METADATA_FILE) if (root / METADATA_FILE).is_file() else None
+    if metadata is not None:
+        paths = [root / name for name in metadata["file_name"]]
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            raise ValueError(f"{root / METADATA_FILE} lists {len(missing)} file(s) that do not exist, e.g. {missing[0]!r}")
+    else:
+        paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file())
     if not paths:
         raise ValueError(f"--train_data_dir {str(folder)!r} holds no audio file ({', '.join(AUDIO_EXTENSIONS)})")
     speakers = sorted({path.parent.name for path in paths})
-    features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "label": ClassLabel(names=speakers)})
+    features = {"audio": {"bytes": Value("binary"), "path": Value("string")}, "label": ClassLabel(names=speakers)}
     rows = {
         "audio": [{"bytes": None, "path": str(path)} for path in paths],
         "label": [speakers.index(path.parent.name) for path in paths],
     }
-    return Dataset.from_dict(rows, features=features).cast_column("audio", Audio(decode=False))
+    for column, values in (metadata or {}).items():
+        if column != "file_name":
+            features[column], rows[column] = Value("string"), values
+    return Dataset.from_dict(rows, features=Features(features)).cast_column("audio", Audio(decode=False))
+
+
+def read_metadata(path: Path) -> dict[str, list[str]]:
+    """The columns of an audiofolder's `metadata.csv`, which must have a `file_name` column."""
+    with open(path, newline="", encoding="utf-8") as file:
+        table = list(csv.DictReader(file))
+    columns = list(table[0]) if table else []
+    if "file_name" not in columns:
+        raise ValueError(f"{path} needs a file_name column (as datasets' audiofolder reads it); its columns are {columns}")
+    return {column: [row[column] for row in table] for column in columns}
 
 
 def speaker_names_of(dataset: Dataset | IterableDataset, speaker_column: str | None) -> list[str] | None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import PIL.Image
 from datasets import ClassLabel, Dataset, Features, Image, List, Value
+from tqdm.auto import tqdm
 
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ def _episodes(num_episodes: int, steps_per_episode: int, resolution: int, seed: 
     world = _World(scenario, resolution, seed)
     policy_rng = np.random.default_rng(seed)
     try:
-        for index in range(num_episodes):
+        # ViZDoom renders a few hundred frames a second on one core: 20,000 take minutes.
+        for index in tqdm(range(num_episodes), desc=f"rendering {scenario} episodes of {steps_per_episode} steps", unit="episode"):
             for _ in range(MAX_EPISODE_ATTEMPTS):
                 steps = world.episode(steps_per_episode, policy_rng)
                 if steps is not None:

@@ -1,6 +1,6 @@
 """Where every command of the package that runs under `accelerate launch` starts and ends: the `Accelerator` (on CPU
-processes when there is no GPU), the package's logging on the main process only, the seed, and a training run's lock
-on its output folder (`setup_accelerator` takes it, `end_training` releases it)."""
+processes when there is no GPU), torch's thread count (`cpu_threads`), the package's logging on the main process only,
+the seed, and a training run's lock on its output folder (`setup_accelerator` takes it, `end_training` releases it)."""
 
 import importlib.util
 import logging
@@ -12,13 +12,18 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 
 from .arguments import OptimizationArguments, OutputArguments
-from .guards import OutputDirectoryLock, launched_by_a_launcher, prepare_output_dir, stop_with_launcher
+from .cpu_threads import available_cpu_cores, use_available_cores
+from .guards import OutputDirectoryLock, launched_by_a_launcher, launcher_process, prepare_output_dir, stop_with_launcher
+
+
+logger = logging.getLogger(__name__)
 
 
 def create_accelerator(**accelerator_kwargs) -> Accelerator:
     """An `Accelerator` that runs on CPU processes when there is no GPU, with the package's logging
     on the main process only: what every command of the package that runs under `accelerate
-    launch` starts with. Its workers stop when their launcher dies."""
+    launch` starts with. Each process uses its share of the machine's cores unless the user chose a
+    thread count (`cpu_threads.use_available_cores`). Its workers stop when their launcher dies."""
     stop_with_launcher()
     accelerator = Accelerator(
         # Without a GPU (or other accelerator) Accelerate goes multi-process only when told the run
@@ -33,18 +38,22 @@ def create_accelerator(**accelerator_kwargs) -> Accelerator:
 
         datasets.utils.logging.disable_progress_bar()
     check_launched_processes(accelerator.num_processes)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    threads = use_available_cores(local_processes)
+    logger.info(
+        "%s torch thread(s) per process (%s process(es) on this machine, %s core(s) available)",
+        threads, local_processes, available_cpu_cores(),
+    )
     return accelerator
 
 
 def check_launched_processes(num_processes: int) -> None:
     """Refuse a run that `accelerate launch --num_processes N` started as one process: without a GPU,
     Accelerate starts N processes only with --multi_gpu (they then train over gloo on the CPU)."""
-    if num_processes > 1 or not launched_by_a_launcher():
+    launched = launcher_process() if num_processes == 1 and launched_by_a_launcher() else None
+    if launched is None:
         return
-    try:
-        launcher = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return
+    launcher = launched[1]
     if not any("accelerate" in part for part in launcher):
         return
     requested = next(

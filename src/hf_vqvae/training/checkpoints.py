@@ -117,9 +117,10 @@ class CheckpointManager:
         checkpoints = self.checkpoints()
         return checkpoints[-1] if checkpoints else None
 
-    def save(self, accelerator: Accelerator, position: TrainingPosition, model_config: dict, run_arguments: dict) -> Path:
-        """Write the state of every prepared object, the training state and the run's arguments as
-        `checkpoint-<step>`. Every process must call this."""
+    def save(self, accelerator: Accelerator, position: TrainingPosition, config: PreTrainedConfig, run_arguments: dict) -> Path:
+        """Write the state of every prepared object, the training state (with the model's `config`: its fields,
+        compared on resume, and the whole of it, labels included, which an export rebuilds the model from) and the
+        run's arguments as `checkpoint-<step>`. Every process must call this."""
         final = self.output_dir / f"checkpoint-{position.step}"
         temporary = self.output_dir / f"tmp-checkpoint-{position.step}"
         if accelerator.is_main_process:
@@ -130,7 +131,8 @@ class CheckpointManager:
         if accelerator.is_main_process:
             state = {
                 "position": dataclasses.asdict(position),
-                "model_config": model_config,
+                "model_config": model_fields(config),
+                "config": config.to_dict(),
                 "num_processes": accelerator.num_processes,
             }
             write_json(temporary / self.state_file, state)

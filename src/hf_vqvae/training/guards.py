@@ -95,6 +95,33 @@ def launched_by_a_launcher() -> bool:
     return "LOCAL_RANK" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
 
 
+def launcher_process() -> tuple[dict[str, str], list[str]] | None:
+    """The environment the launcher of this worker started with, and its command line; None when unreadable."""
+    try:
+        environ = Path(f"/proc/{os.getppid()}/environ").read_bytes().split(b"\0")
+        command = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    pairs = (item.decode(errors="replace").partition("=") for item in environ if b"=" in item)
+    return {name: value for name, _, value in pairs}, [part.decode(errors="replace") for part in command]
+
+
+def launched_by_accelerate_alone() -> bool:
+    """Whether this process is the only worker of an `accelerate launch` (its parent)."""
+    if not launched_by_a_launcher() or os.environ.get("WORLD_SIZE", "1") != "1":
+        return False
+    launcher = launcher_process()
+    return launcher is not None and any("accelerate" in part for part in launcher[1])
+
+
+def hand_the_stop_to_the_launcher() -> None:
+    """Before a stopped run exits 130: pass the stop on to an `accelerate launch` whose only worker this is, so that
+    it exits 130 quietly too, as it does on a Ctrl-C of its own (it reports a worker's non-zero exit with a traceback
+    of its own, and a Ctrl-C that reached it as well has it waiting for this worker, not reporting)."""
+    if launched_by_accelerate_alone():
+        os.kill(os.getppid(), signal.SIGINT)
+
+
 def stop_with_launcher() -> None:
     """Ask the kernel to send this worker SIGTERM when its launcher dies (Linux), so a killed `accelerate
     launch` never leaves workers training and writing checkpoints on their own; the SIGTERM then stops the
@@ -127,8 +154,11 @@ class StopRequests:
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.requested is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            # A terminal's Ctrl-C reaches `accelerate launch` too, which then sends its worker SIGTERM: the same stop.
+            return
         self.requested = name
         print(f"\n{name}: stopping after this update and saving a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
 

@@ -1,7 +1,7 @@
 """The training loop every recipe shares (`train`): set up the accelerator, build the recipe's model, check a checkpoint
 to resume from, build its data, then run the updates (`run_training_loop`: accumulation, clipping, the learning-rate
 schedule, logging, validation, atomic checkpoints, a stop on Ctrl-C / SIGTERM or a non-finite loss) and let the recipe
-publish the result. `run_command` is a training script's `__main__`.
+publish the result. `run_command` is every script's `__main__`.
 """
 
 import dataclasses
@@ -36,6 +36,7 @@ from .guards import (
     OutputDirectoryInUseError,
     StopRequests,
     TrainingInterrupted,
+    hand_the_stop_to_the_launcher,
 )
 from .loader_workers import shield_loader_workers
 from .publishing import training_summary
@@ -67,17 +68,44 @@ def train(recipe: Recipe) -> dict:
     return metrics
 
 
-def run_command(train: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
-    """A training script's `__main__`: parse the flags, train; a run stopped by Ctrl-C / SIGTERM or by a
-    non-finite loss, or refused for its folder, ends with its one-line message instead of a traceback."""
+def run_command(main: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
+    """A script's `__main__`: parse the flags, run. What the user can act on ends with its message alone, no traceback:
+    a bad flag (exit 2), a refusal of the package's own checks, a non-finite loss or a folder in use (exit 1), a run
+    stopped by Ctrl-C / SIGTERM (exit 130, and `accelerate launch` exits 130 with it)."""
     try:
-        train(parse_args())
+        arguments = parse_args()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        main(arguments)
     except TrainingInterrupted as interruption:
-        print(interruption, file=sys.stderr)
+        print(interruption, file=sys.stderr, flush=True)
+        hand_the_stop_to_the_launcher()
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print("interrupted: stopped at once, nothing more was saved", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     except (NonFiniteTrainingError, OutputDirectoryInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except ValueError as error:
+        if not raised_by_the_package(error):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+PACKAGE_FOLDER = str(Path(__file__).resolve().parents[1])
+
+
+def raised_by_the_package(error: BaseException) -> bool:
+    """Whether `error` was raised by the package's own code (one of its checks, whose message names the problem) rather
+    than inside a library it calls (whose traceback says more than its message)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_code.co_filename.startswith(PACKAGE_FOLDER)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +239,7 @@ def run_training_loop(
     its gloo process group hangs its process at exit.
     """
     optimization, output = recipe.arguments.optimization, recipe.arguments.output
-    run_arguments, model_config = arguments_dict(recipe.arguments), model_fields(model.config)
+    run_arguments, config = arguments_dict(recipe.arguments), model.config
     optimizer = create_optimizer(model, optimization)
     model, optimizer = accelerator.prepare(model, optimizer)
     streaming = isinstance(train_dataloader.dataset, torch.utils.data.IterableDataset)
@@ -283,16 +311,17 @@ def run_training_loop(
             progress.set_postfix({name.rsplit("/", 1)[-1]: f"{value:.4g}" for name, value in logs.items()})
             accelerator.log({**logs, "train/lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=position.step)
             if problems[1]:
-                checkpoint = checkpoints.save(accelerator, position, model_config, run_arguments)
+                checkpoint = checkpoints.save(accelerator, position, config, run_arguments)
                 progress.close()
                 raise TrainingInterrupted(
                     f"stopped at update {position.step} by {stop_requests.requested or 'another process'}; saved "
-                    f"{checkpoint}. Resume with the same command and --resume_from_checkpoint latest"
+                    f"{checkpoint}. Resume with the same command and --resume_from_checkpoint latest, or make a "
+                    f"loadable model of it: python scripts/export_checkpoint.py --checkpoint {checkpoint}"
                 )
             if position.step % output.validation_steps == 0 and position.step < schedule.max_train_steps:
                 recipe.validate(accelerator, unwrapped, position.step)
             if position.step % output.checkpointing_steps == 0:
-                checkpoints.save(accelerator, position, model_config, run_arguments)
+                checkpoints.save(accelerator, position, config, run_arguments)
             if position.step >= schedule.max_train_steps:
                 break
     progress.close()

@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 from datasets import Dataset, DatasetDict
 
-from ..data.codes import CODES_COLUMN, LABEL_COLUMN, check_codes, check_label_feature, class_label_column, load_codes
+from ..data.codes import CODES_COLUMN, LABEL_COLUMN, CodesInfo, check_codes, check_label_feature, class_label_column, load_codes
 from ..data.encoding import encode_image_dataset
 from ..data.examples import EpochShuffleSampler
 from ..data.images import ImageDataArguments, check_columns
@@ -47,11 +47,9 @@ class TrainingCodes:
             return self.stage2.config.prior_code_grid(*self.stage2.config.latent_grid)
         return self.vqvae.config.prior_code_grid(self.vqvae.config.latent_size, self.vqvae.config.latent_size)
 
-    def pipeline(self, prior: PixelCNNPriorModel) -> VQVAEPipeline | HierarchicalVQVAEPipeline:
+    def pipeline(self, prior: PixelCNNPriorModel) -> VQVAEPipeline | HierarchicalVQVAEPipeline | AudioVQVAEPipeline:
         """The generator a prior over these codes completes."""
-        if self.stage2 is not None:
-            return HierarchicalVQVAEPipeline(vqvae=self.vqvae, stage2=self.stage2, prior=prior, image_processor=self.processor)
-        return VQVAEPipeline(vqvae=self.vqvae, prior=prior, image_processor=self.processor)
+        return generator_pipeline(prior, self.vqvae, self.processor, self.stage2)
 
 
 @dataclasses.dataclass
@@ -67,8 +65,38 @@ class SpeechTrainingCodes(TrainingCodes):
     def code_grid(self) -> tuple[int, int, int]:
         return (self.vqvae.config.code_layout.prior_num_embeddings, 1, self.sequence_length)
 
-    def pipeline(self, prior: PixelCNNPriorModel) -> AudioVQVAEPipeline:
-        return AudioVQVAEPipeline(vqvae=self.vqvae, prior=prior, feature_extractor=self.processor)
+
+def load_codes_decoder(
+    codes_dataset: str, vqvae: str | None, info: CodesInfo | None, cache_dir: str | None = None
+) -> tuple[VQVAEModel | AudioVQVAEModel, VQVAEImageProcessor | AudioVQVAEFeatureExtractor, HierarchicalVQVAEModel | None]:
+    """What decodes the codes of `codes_dataset` (whose `codes_info.json` is `info`): the VQ-VAE `vqvae`, else the one
+    the info names, with its processor, and for stage-2 codes the stage-2 model under it; checked against the codes."""
+    vqvae_name = vqvae or (info.vqvae if info is not None else None)
+    if vqvae_name is None:
+        raise ValueError(f"the codes data set {codes_dataset!r} names no VQ-VAE (it has no codes_info.json): pass --vqvae")
+    stage2 = None
+    if info is not None and info.stage1_vqvae is not None:
+        # Stage-2 codes: `info.vqvae` is the stage-2 model, `--vqvae` (if given) the stage-1 VQ-VAE.
+        stage2 = HierarchicalVQVAEModel.from_pretrained(info.vqvae, cache_dir=cache_dir).eval()
+        vqvae_name = vqvae or info.stage1_vqvae
+    speech = is_audio_vqvae(vqvae_name, cache_dir=cache_dir)
+    model, processor = (load_audio_vqvae if speech else load_vqvae)(vqvae_name, cache_dir=cache_dir)
+    if stage2 is not None:
+        stage2.check_compatible_with_vqvae(*model.config.prior_code_grid(model.config.latent_size, model.config.latent_size))
+    elif info is not None:
+        info.check_vqvae(model.config, vqvae_name)
+    return model, processor, stage2
+
+
+def generator_pipeline(
+    prior: PixelCNNPriorModel, vqvae, processor, stage2: HierarchicalVQVAEModel | None = None
+) -> VQVAEPipeline | HierarchicalVQVAEPipeline | AudioVQVAEPipeline:
+    """The generator a prior completes over the codes of `vqvae` (through `stage2` for stage-2 codes)."""
+    if isinstance(vqvae, AudioVQVAEModel):
+        return AudioVQVAEPipeline(vqvae=vqvae, prior=prior, feature_extractor=processor)
+    if stage2 is not None:
+        return HierarchicalVQVAEPipeline(vqvae=vqvae, stage2=stage2, prior=prior, image_processor=processor)
+    return VQVAEPipeline(vqvae=vqvae, prior=prior, image_processor=processor)
 
 
 def load_training_codes(
@@ -80,22 +108,8 @@ def load_training_codes(
     if source.codes_dataset:
         with accelerator.main_process_first():
             splits, info = load_codes(source.codes_dataset, cache_dir=data.cache_dir)
-        vqvae_name = source.vqvae or (info.vqvae if info is not None else None)
-        if vqvae_name is None:
-            raise ValueError(
-                f"the codes data set {source.codes_dataset!r} names no VQ-VAE (it has no codes_info.json): pass --vqvae"
-            )
-        stage2 = None
-        if info is not None and info.stage1_vqvae is not None:
-            # Stage-2 codes: `info.vqvae` is the stage-2 model, `--vqvae` (if given) the stage-1 VQ-VAE.
-            stage2 = HierarchicalVQVAEModel.from_pretrained(info.vqvae, cache_dir=data.cache_dir).eval()
-            vqvae_name = source.vqvae or info.stage1_vqvae
-        speech = is_audio_vqvae(vqvae_name, cache_dir=data.cache_dir)
-        vqvae, processor = (load_audio_vqvae if speech else load_vqvae)(vqvae_name, cache_dir=data.cache_dir)
-        if stage2 is not None:
-            stage2.check_compatible_with_vqvae(*vqvae.config.prior_code_grid(vqvae.config.latent_size, vqvae.config.latent_size))
-        elif info is not None:
-            info.check_vqvae(vqvae.config, vqvae_name)
+        vqvae, processor, stage2 = load_codes_decoder(source.codes_dataset, source.vqvae, info, cache_dir=data.cache_dir)
+        speech = isinstance(vqvae, AudioVQVAEModel)
         dataset_name = info.image_dataset if info is not None else source.codes_dataset
         train, validation = training_and_validation_splits(splits, data, source.codes_dataset, seed)
         label_column = class_label_column(train, data.label_column)

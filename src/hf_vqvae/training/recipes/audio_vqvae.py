@@ -62,7 +62,9 @@ class AudioSampleArguments:
     _argument_group_name = "audio samples"
 
     audio_sample_seconds: float = field(
-        default=0.5, metadata={"help": "Length of the generated validation samples (cached sample-by-sample decoding)."}
+        default=0.5,
+        metadata={"help": "Length of the generated validation samples (cached sample-by-sample decoding), at most one "
+                          "validation clip's: --segment_length samples (0.256 s at the default 4096 and 16 kHz)."},
     )
 
     def __post_init__(self):
@@ -77,7 +79,7 @@ class AudioVQVAETrainingArguments:
     Example (a notebook, no command line):
 
         train_audio_vqvae(AudioVQVAETrainingArguments(
-            data=SpeechDataArguments(dataset_name="data/flite-speech"),
+            data=SpeechDataArguments(dataset_name="outputs/flite-speech"),
             optimization=OptimizationArguments(max_train_steps=2000, learning_rate=1e-3, train_batch_size=8),
         ))
     """
@@ -196,7 +198,7 @@ def validate_and_log(
     rate = model.config.sampling_rate
     for name, waveform in waveforms.items():
         log_audio(accelerator, f"validation/{name}", waveform, rate, step)
-    figure = spectrogram_figure(waveforms, title=f"step {step}")
+    figure = spectrogram_figure(waveforms, rate, title=f"step {step}")
     log_image(accelerator, "validation/spectrograms", figure, step)
     return metrics, waveforms, figure
 

@@ -27,6 +27,7 @@ from ...data.encoding import encode_code_grids
 from ...data.images import ImageDataArguments
 from ...models.hierarchical_vqvae.configuration_hierarchical_vqvae import CONDITIONING_KINDS, HierarchicalVQVAEConfig
 from ...models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
+from ...pipelines.pipeline_vqvae import with_row_labels
 from ..arguments import HubArguments, OptimizationArguments, OutputArguments, parse_arguments
 from ..checkpoints import model_fields
 from ..loop import train
@@ -201,8 +202,8 @@ def validation_measures(stage2: HierarchicalVQVAEModel, loader) -> dict:
 
 @torch.no_grad()
 def reconstruction_grid(stage2: HierarchicalVQVAEModel, codes: TrainingCodes, count: int, seed: int) -> PIL.Image.Image:
-    """Two rows: validation grids decoded by the stage-1 VQ-VAE as they are, and after passing through the stage-2
-    codes (encoded, then sampled back by the decoder from --seed)."""
+    """Two rows, each named at its left: validation grids decoded by the stage-1 VQ-VAE as they are, and after passing
+    through the stage-2 codes (encoded, then sampled back by the decoder from --seed)."""
     examples = codes.validation.select(range(min(count, len(codes.validation))))
     stage1_codes = torch.from_numpy(np.stack(examples.with_format("numpy")["codes"])).long().to(stage2.device)
     generator = torch.Generator(device=stage2.device).manual_seed(seed)
@@ -214,7 +215,9 @@ def reconstruction_grid(stage2: HierarchicalVQVAEModel, codes: TrainingCodes, co
         )
         for grids in (stage1_codes, through_stage2)
     ]
-    return make_image_grid([*decoded[0], *decoded[1]], rows=2, cols=len(decoded[0]))
+    grid = make_image_grid([*decoded[0], *decoded[1]], rows=2, cols=len(decoded[0]))
+    (height, width), (latent_height, latent_width) = stage1_codes.shape[1:], stage2.config.latent_grid
+    return with_row_labels(grid, [f"{height}x{width} codes", f"through {latent_height}x{latent_width} codes"])
 
 
 def validate_and_log(

@@ -323,7 +323,7 @@ def log_speech_samples(
     silence = torch.zeros(config.sampling_rate // 10)
     log_audio(accelerator, "validation/samples", torch.cat([part for clip in clips for part in (clip, silence)]),
               config.sampling_rate, step)
-    figure = spectrogram_figure(dict(zip(labels, clips)), title=f"step {step}")
+    figure = spectrogram_figure(dict(zip(labels, clips)), config.sampling_rate, title=f"step {step}")
     log_image(accelerator, "validation/samples", figure, step)
     return figure
 

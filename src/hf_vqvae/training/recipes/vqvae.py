@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass, field
 
 import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
 import torch
 from accelerate import Accelerator
 
@@ -132,22 +134,41 @@ def evaluate_reconstructions(model: VQVAEModel, pixel_values: torch.Tensor, batc
 def reconstruction_grid(
     inputs: torch.Tensor, reconstructions: torch.Tensor, processor: VQVAEImageProcessor, pairs_per_row: int = 8, max_pairs: int = 32
 ) -> PIL.Image.Image:
-    """Each input beside its reconstruction, `pairs_per_row` pairs a row, enlarged to >= 64 px."""
+    """Each input beside its reconstruction, `pairs_per_row` pairs a row, enlarged to >= 64 px, under a header that
+    names the two columns of every pair."""
     count = min(len(inputs), max_pairs)
     originals = processor.postprocess(inputs[:count])
     decoded = processor.postprocess(reconstructions[:count])
     side = inputs.shape[-1]
     scale = max(1, 64 // side)
-    cell, gap = side * scale, 2
+    cell, gap, header = side * scale, 2, 14
     columns = min(count, pairs_per_row)
     rows = math.ceil(count / pairs_per_row)
-    grid = PIL.Image.new("RGB", (columns * (2 * cell + 3 * gap), rows * (cell + gap) + gap), "white")
+    grid = PIL.Image.new("RGB", (columns * (2 * cell + 3 * gap), header + rows * (cell + gap) + gap), "white")
+    draw = PIL.ImageDraw.Draw(grid)
+    font = fitting_font(draw, COLUMN_LABELS, cell)
+    for column in range(columns):
+        left = column * (2 * cell + 3 * gap) + gap
+        for offset, label in zip((0, cell + gap), COLUMN_LABELS):
+            draw.text((left + offset + cell / 2, header / 2 + 1), label, fill="black", font=font, anchor="mm")
     for index, (original, reconstruction) in enumerate(zip(originals, decoded)):
         left = (index % pairs_per_row) * (2 * cell + 3 * gap) + gap
-        top = (index // pairs_per_row) * (cell + gap) + gap
+        top = header + (index // pairs_per_row) * (cell + gap) + gap
         for offset, image in ((0, original), (cell + gap, reconstruction)):
             grid.paste(image.convert("RGB").resize((cell, cell), PIL.Image.NEAREST), (left + offset, top))
     return grid
+
+
+COLUMN_LABELS = ("input", "reconstruction")
+
+
+def fitting_font(draw: PIL.ImageDraw.ImageDraw, labels: tuple[str, ...], width: float) -> PIL.ImageFont.ImageFont:
+    """Pillow's default font at the largest size up to 11 px at which every label fits `width` pixels."""
+    for size in range(11, 5, -1):
+        font = PIL.ImageFont.load_default(size=size)
+        if max(draw.textlength(label, font=font) for label in labels) <= width:
+            return font
+    return font
 
 
 def validate_and_log(
