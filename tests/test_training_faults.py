@@ -240,7 +240,11 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signu
     assert not list(output_dir.glob("tmp-checkpoint-*"))
     step = int(checkpoints[0].name.split("-")[1])
     name = signal.Signals(signum).name
-    assert stderr.count(": stopping after this update") == 1 and stderr.count("stopped at update") == 1, stderr[-2000:]
+    # Said once. Under `accelerate launch` a Ctrl-C to the whole group also interrupts the launcher while it copies
+    # its worker's stderr, and the chunk it holds then (the worker's first line about the stop) can be lost there.
+    announced = stderr.count(": stopping after this update")
+    assert (announced <= 1 if launcher and whole_group else announced == 1), stderr[-2000:]
+    assert stderr.count("stopped at update") == 1, stderr[-2000:]
     assert (
         f"stopped at update {step} by {name}; saved {checkpoints[0]}. Resume with the same command and "
         f"--resume_from_checkpoint latest, or make a loadable model of it: python scripts/export_checkpoint.py "

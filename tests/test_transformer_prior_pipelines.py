@@ -72,7 +72,12 @@ def test_options_a_pixelcnn_prior_does_not_take_are_refused_by_name(tiny_model):
     pipeline = VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_pixelcnn_prior())
     with pytest.raises(ValueError, match=r"a PixelCNNPriorModel, does not take guidance_scale, top_k \(a TransformerPriorModel does\)"):
         pipeline(class_labels=0, top_k=3, guidance_scale=2.0)
-    assert pipeline(class_labels=0, generator=seeded(), output_type="latent").images.shape == (1, 4, 4)
+    plain = pipeline(class_labels=0, generator=seeded(), output_type="latent").images
+    assert plain.shape == (1, 4, 4)
+    # A scale of 1 guides nothing (the conditional distribution itself): every prior takes it, as diffusers' test_cfg asks.
+    assert torch.equal(pipeline(class_labels=0, guidance_scale=1.0, generator=seeded(), output_type="latent").images, plain)
+    with pytest.raises(ValueError, match=r"does not take guidance_scale"):
+        pipeline(class_labels=0, guidance_scale=1.5)
 
 
 def test_hierarchy_samples_its_top_codes_from_a_transformer_prior(tmp_path, tiny_model):

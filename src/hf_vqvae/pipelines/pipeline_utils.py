@@ -59,8 +59,11 @@ def sample_prior(
 ) -> torch.LongTensor:
     """Code grids drawn from a prior of either kind, the one place a pipeline samples its prior. `options` are the
     sampling settings only some priors take (a transformer prior's `guidance_scale`, `top_k`, `top_p`): those given
-    (not None) go to the prior, and a prior whose `sample` does not take one refuses it by name."""
+    (not None) go to the prior, and a prior whose `sample` does not take one refuses it by name (`guidance_scale=1`,
+    which guides nothing, excepted)."""
     given = {name: value for name, value in options.items() if value is not None}
+    if given.get("guidance_scale") == 1 and "guidance_scale" not in inspect.signature(prior.sample).parameters:
+        del given["guidance_scale"]  # a scale of 1 is the conditional distribution itself: no guidance, any prior
     refused = sorted(set(given) - set(inspect.signature(prior.sample).parameters))
     if refused:
         raise ValueError(

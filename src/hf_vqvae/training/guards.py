@@ -5,6 +5,7 @@ resume hint, and non-finite losses or weights stopped before they reach a checkp
 import ctypes
 import errno
 import fcntl
+import io
 import logging
 import os
 import signal
@@ -160,7 +161,17 @@ class StopRequests:
             # A terminal's Ctrl-C reaches `accelerate launch` too, which then sends its worker SIGTERM: the same stop.
             return
         self.requested = name
-        print(f"\n{name}: stopping after this update and saving a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
+        say_from_a_signal_handler(f"\n{name}: stopping after this update and saving a checkpoint (Ctrl-C again stops at once)\n")
+
+
+def say_from_a_signal_handler(message: str) -> None:
+    """Write `message` to stderr in one system call. A handler runs between any two bytecodes of the main thread,
+    perhaps inside its own write to sys.stderr (a progress bar's): a second buffered write there raises "reentrant
+    call" and the message is lost."""
+    try:
+        os.write(sys.stderr.fileno(), message.encode())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # stderr without a file descriptor
+        print(message, end="", file=sys.stderr)
 
 
 def check_finite_weights(model: torch.nn.Module, what: str) -> None:
