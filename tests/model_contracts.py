@@ -55,6 +55,25 @@ class ModelTester:
         return inputs
 
 
+class CodeGridPriorTester(ModelTester):
+    """A prior over code grids (the PixelCNN and the transformer prior): inputs are (batch, grid_height, grid_width)
+    codes, with class labels when its config has classes; it scores its inputs as their own labels."""
+
+    per_item_fields = ("logits",)
+    code_input = "input_ids"
+
+    def inputs(self, batch_size=3, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        grid = (self.config_fields["grid_height"], self.config_fields["grid_width"])
+        inputs = {"input_ids": torch.randint(0, self.config_fields["num_embeddings"], (batch_size, *grid), generator=generator)}
+        if self.config_fields.get("num_classes"):
+            inputs["class_labels"] = torch.randint(0, self.config_fields["num_classes"], (batch_size,), generator=generator)
+        return inputs
+
+    def training_inputs(self, inputs):
+        return inputs | {"labels": inputs["input_ids"]}
+
+
 def assert_outputs_equal(actual, expected, atol: float = 0.0) -> None:
     """Two model outputs (ModelOutput or tuple) hold the same fields with the same values."""
     actual = actual.to_tuple() if hasattr(actual, "to_tuple") else tuple(actual)

@@ -1,10 +1,8 @@
 """TransformerPriorModel, class-conditional and unconditional, under every contract of tests/model_contracts.py."""
 
-import torch
-
 from hf_vqvae import TransformerPriorModel
 
-from model_contracts import ModelContracts, ModelTester, assert_input_embeddings_are
+from model_contracts import CodeGridPriorTester, ModelContracts, assert_input_embeddings_are
 
 
 TINY_PRIOR = dict(
@@ -13,24 +11,12 @@ TINY_PRIOR = dict(
 )
 
 
-class TransformerPriorModelTester(ModelTester):
+class TransformerPriorModelTester(CodeGridPriorTester):
     model_class = TransformerPriorModel
     # Label dropout draws from the global random state in training, so two training passes differ; the contracts
     # compare such passes (gradient checkpointing), and tests/test_transformer_prior.py tests the dropout itself.
     config_fields = {**TINY_PRIOR, "num_classes": 3, "class_dropout_prob": 0.0}
-    per_item_fields = ("logits",)
     hidden_states = {"hidden_states": TINY_PRIOR["decoder_config"]["num_hidden_layers"] + 1}  # embeddings and each layer
-    code_input = "input_ids"
-
-    def inputs(self, batch_size=3, seed=0):
-        generator = torch.Generator().manual_seed(seed)
-        inputs = {"input_ids": torch.randint(0, 16, (batch_size, 4, 4), generator=generator)}
-        if self.config_fields.get("num_classes"):
-            inputs["class_labels"] = torch.randint(0, self.config_fields["num_classes"], (batch_size,), generator=generator)
-        return inputs
-
-    def training_inputs(self, inputs):
-        return inputs | {"labels": inputs["input_ids"]}
 
 
 class UnconditionalTransformerPriorModelTester(TransformerPriorModelTester):
