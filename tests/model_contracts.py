@@ -241,11 +241,11 @@ class ModelContracts:
         plain = self.tester.model().train()
         if not plain.supports_gradient_checkpointing:
             with pytest.raises(ValueError, match="does not support"):
-                plain.gradient_checkpointing_enable()
+                plain.activation_checkpointing_enable()  # transformers 5's name of gradient_checkpointing_enable
             return
         checkpointed = copy.deepcopy(plain)
-        checkpointed.gradient_checkpointing_enable()
-        assert checkpointed.is_gradient_checkpointing
+        checkpointed.activation_checkpointing_enable()
+        assert checkpointed.is_activation_checkpointing  # transformers 5's name of is_gradient_checkpointing
         inputs = self.tester.training_inputs(self.tester.inputs())
         plain(**inputs).loss.backward()
         checkpointed(**inputs).loss.backward()
