@@ -23,6 +23,11 @@ def _single_thread_and_seed():
     torch.set_num_threads(threads)
 
 
+def seeded(seed: int = 0) -> torch.Generator:
+    """A fresh CPU generator at `seed`: the same draws wherever a test passes it."""
+    return torch.Generator().manual_seed(seed)
+
+
 def compiled_steps_or_skip():
     """The compiled steps' library (`layers.fused_steps`); a skip on a machine without a C++ compiler, but a failure
     where one is found: a broken build or an unsafe cache must not pass for a machine without a compiler."""

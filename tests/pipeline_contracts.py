@@ -35,9 +35,6 @@ class PipelineTester:
         raise NotImplementedError
 
 
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
 
 def photos() -> list:
     """Two flat photos of a size no model takes, for the pipelines' image paths."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import AudioPipelineOutput
 
-from conftest import put_in_hub_cache
+from conftest import put_in_hub_cache, seeded
 from hf_vqvae import (
     AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel,
 )
@@ -27,9 +27,6 @@ def pipeline() -> AudioVQVAEPipeline:
     vqvae = AudioVQVAEModel(AudioVQVAEConfig(**TINY_AUDIO)).eval()
     return AudioVQVAEPipeline(vqvae=vqvae, prior=tiny_prior(), feature_extractor=AudioVQVAEFeatureExtractor.for_model(vqvae.config))
 
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def test_reconstruction_and_conversion(pipeline):

@@ -7,7 +7,7 @@ import torch
 from hf_vqvae.layers.gated_pixelcnn import GatedPixelCNN
 from hf_vqvae.layers.gated_pixelcnn_sampler import ThreadPolicy
 
-from conftest import record_drawn_logits
+from conftest import record_drawn_logits, seeded
 
 
 HEIGHT, WIDTH, NUM_CODES = 5, 6, 16
@@ -31,9 +31,6 @@ def conditioning_inputs(batch_size, num_classes, conditioning_channels):
     )
     return class_labels, conditioning
 
-
-def seeded(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def sample_recording_logits(pixelcnn, use_cache, recorded, **kwargs):

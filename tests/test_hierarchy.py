@@ -20,7 +20,7 @@ from hf_vqvae import (
     VQVAEConfig,
 )
 
-from conftest import put_in_hub_cache
+from conftest import put_in_hub_cache, seeded
 from launching import ROOT
 from model_contracts import (
     assert_export_matches_eager, assert_gradients_reach, assert_input_embeddings_are, assert_onnx_export_matches_eager,
@@ -40,9 +40,6 @@ TINY_TOP_PRIOR = dict(num_embeddings=8, grid_height=3, grid_width=1, hidden_chan
 def tiny_stage2(**overrides) -> HierarchicalVQVAEModel:
     return HierarchicalVQVAEModel(HierarchicalVQVAEConfig(**{**TINY_STAGE2, **overrides}))
 
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 
 from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEImageProcessor, VQVAEPipeline
 
-from conftest import put_in_hub_cache
+from conftest import put_in_hub_cache, seeded
 
 
 def tiny_prior(num_classes: int = 2, **overrides) -> PixelCNNPriorModel:
@@ -23,9 +23,6 @@ def pipeline(tiny_model) -> VQVAEPipeline:
     processor = VQVAEImageProcessor.for_vqvae(tiny_model.config)
     return VQVAEPipeline(vqvae=tiny_model.eval(), prior=tiny_prior(), image_processor=processor)
 
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def test_generates_reproducible_images_in_every_output_type(pipeline):

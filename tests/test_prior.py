@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from hf_vqvae.models.pixelcnn_prior.configuration_pixelcnn_prior import PixelCNNPriorConfig
 from hf_vqvae.models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel, PixelCNNPriorOutput
-from conftest import record_drawn_logits
+from conftest import record_drawn_logits, seeded
 
 
 def tiny_config(**overrides) -> PixelCNNPriorConfig:
@@ -24,9 +24,6 @@ def tiny_model(seed: int = 0, **overrides) -> PixelCNNPriorModel:
     torch.manual_seed(seed)
     return PixelCNNPriorModel(tiny_config(**overrides)).eval()
 
-
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def random_codes(config: PixelCNNPriorConfig, batch_size: int, seed: int = 0) -> torch.Tensor:

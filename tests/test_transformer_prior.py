@@ -7,7 +7,7 @@ from transformers import AutoModel, GPT2Config, LlamaConfig
 from hf_vqvae import TransformerPriorConfig, TransformerPriorModel
 from hf_vqvae.models.transformer_prior import generation_transformer_prior
 
-from conftest import put_in_hub_cache
+from conftest import put_in_hub_cache, seeded
 
 
 # A large initializer_range gives a freshly built decoder sharp, label-dependent logits, so comparisons of
@@ -39,9 +39,6 @@ def tiny_model(decoder=TINY_LLAMA, **fields) -> TransformerPriorModel:
 def random_codes(config, batch_size: int) -> torch.LongTensor:
     return torch.randint(0, config.num_embeddings, (batch_size, config.grid_height, config.grid_width))
 
-
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def record_drawn_scores(monkeypatch) -> list[torch.Tensor]:

@@ -13,7 +13,7 @@ from hf_vqvae import (
     TransformerPriorModel, VQVAEPipeline,
 )
 
-from conftest import put_in_hub_cache
+from conftest import put_in_hub_cache, seeded
 from test_audio_vqvae import TINY_AUDIO
 from test_hierarchy import tiny_stage2
 from test_pipeline import tiny_prior as tiny_pixelcnn_prior
@@ -28,9 +28,6 @@ def tiny_transformer_prior(num_embeddings: int, grid_height: int, grid_width: in
     )
     return TransformerPriorModel(config).eval()
 
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture

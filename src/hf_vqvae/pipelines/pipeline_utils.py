@@ -61,10 +61,11 @@ def sample_prior(
     sampling settings only some priors take (a transformer prior's `guidance_scale`, `top_k`, `top_p`): those given
     (not None) go to the prior, and a prior whose `sample` does not take one refuses it by name (`guidance_scale=1`,
     which guides nothing, excepted)."""
+    taken = inspect.signature(prior.sample).parameters
     given = {name: value for name, value in options.items() if value is not None}
-    if given.get("guidance_scale") == 1 and "guidance_scale" not in inspect.signature(prior.sample).parameters:
+    if given.get("guidance_scale") == 1 and "guidance_scale" not in taken:
         del given["guidance_scale"]  # a scale of 1 is the conditional distribution itself: no guidance, any prior
-    refused = sorted(set(given) - set(inspect.signature(prior.sample).parameters))
+    refused = sorted(set(given) - set(taken))
     if refused:
         raise ValueError(
             f"the pipeline's prior, a {type(prior).__name__}, does not take {', '.join(refused)} (a "

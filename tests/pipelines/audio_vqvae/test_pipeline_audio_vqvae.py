@@ -2,7 +2,8 @@
 
 from hf_vqvae import AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel
 
-from pipeline_contracts import PipelineContracts, PipelineTester, seeded
+from conftest import seeded
+from pipeline_contracts import PipelineContracts, PipelineTester
 from test_audio_vqvae import TINY_AUDIO, speech_like
 
 

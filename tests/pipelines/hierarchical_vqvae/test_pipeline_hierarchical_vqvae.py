@@ -5,8 +5,8 @@ from hf_vqvae import (
     VQVAEConfig, VQVAEImageProcessor, VQVAEModel,
 )
 
-from conftest import TINY_VQVAE
-from pipeline_contracts import PipelineContracts, PipelineTester, photos, seeded
+from conftest import TINY_VQVAE, seeded
+from pipeline_contracts import PipelineContracts, PipelineTester, photos
 from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
 
 

@@ -2,8 +2,8 @@
 
 from hf_vqvae import VideoPredictionPipeline, VideoPriorConfig, VideoPriorModel, VQVAEConfig, VQVAEImageProcessor, VQVAEModel
 
-from conftest import TINY_VQVAE
-from pipeline_contracts import PipelineContracts, PipelineTester, photos, seeded
+from conftest import TINY_VQVAE, seeded
+from pipeline_contracts import PipelineContracts, PipelineTester, photos
 from test_video_prior import TINY_VIDEO_PRIOR
 
 

@@ -6,8 +6,8 @@ from diffusers import DiffusionPipeline
 
 from hf_vqvae import PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEImageProcessor, VQVAEModel, VQVAEPipeline
 
-from conftest import TINY_VQVAE
-from pipeline_contracts import PipelineContracts, PipelineTester, photos, seeded
+from conftest import TINY_VQVAE, seeded
+from pipeline_contracts import PipelineContracts, PipelineTester, photos
 
 
 TINY_PRIOR = dict(num_embeddings=16, grid_height=4, grid_width=4, hidden_channels=8, num_layers=2, kernel_size=3, skip_channels=8)

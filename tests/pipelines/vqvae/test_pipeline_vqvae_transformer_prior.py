@@ -2,8 +2,8 @@
 
 from hf_vqvae import TransformerPriorConfig, TransformerPriorModel, VQVAEConfig, VQVAEImageProcessor, VQVAEModel, VQVAEPipeline
 
-from conftest import TINY_VQVAE
-from pipeline_contracts import PipelineContracts, seeded
+from conftest import TINY_VQVAE, seeded
+from pipeline_contracts import PipelineContracts
 
 from test_pipeline_vqvae import VQVAEPipelineTester
 
