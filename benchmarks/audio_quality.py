@@ -40,7 +40,7 @@ from datasets import load_from_disk
 from hf_vqvae import AudioVQVAEFeatureExtractor, AudioVQVAEModel
 from hf_vqvae.data.audio_files import decode_audio
 from hf_vqvae.data.flite_speech import make_default_speech_dataset
-from hf_vqvae.data.speech import SpeechDataArguments
+from hf_vqvae.data.speech import SpeechDataArguments, undecoded_audio
 from hf_vqvae.models.audio_vqvae import mu_law_decode, mu_law_encode
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
 from hf_vqvae.training.recipes.audio_vqvae import AudioModelArguments, AudioSampleArguments, AudioVQVAETrainingArguments, train_audio_vqvae
@@ -142,7 +142,7 @@ def main() -> None:
         start = time.perf_counter()
         make_default_speech_dataset(args.minutes_per_speaker).save_to_disk(args.data)
         print(f"synthesised the default set in {time.perf_counter() - start:.0f} s -> {args.data}")
-    speech = load_from_disk(args.data)
+    speech = undecoded_audio(load_from_disk(args.data))
     folder = args.model or train(args)
     model = AudioVQVAEModel.from_pretrained(folder).eval()
     if (Path(folder) / "preprocessor_config.json").exists():

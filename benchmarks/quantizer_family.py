@@ -196,10 +196,11 @@ def speech_data(seed: int = 0) -> tuple[list[np.ndarray], torch.Tensor]:
 
     from hf_vqvae.data.audio_files import decode_audio
     from hf_vqvae.data.flite_speech import make_default_speech_dataset
+    from hf_vqvae.data.speech import undecoded_audio
 
     if not SPEECH_DATA.exists():
         make_default_speech_dataset().save_to_disk(str(SPEECH_DATA))
-    speech = load_from_disk(str(SPEECH_DATA))
+    speech = undecoded_audio(load_from_disk(str(SPEECH_DATA)))
     train = [decode_audio(row["audio"]) for row in speech["train"]]
     held_out = []
     for row in speech["validation"]:

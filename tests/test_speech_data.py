@@ -7,7 +7,7 @@ import wave
 import numpy as np
 import pytest
 import torch
-from datasets import load_from_disk
+from datasets import Audio, load_from_disk
 
 from hf_vqvae.data.audio_files import UnreadableAudioError, decode_audio
 from hf_vqvae.data.examples import TooManyUnreadableImagesError
@@ -59,7 +59,8 @@ def speech_folder(tmp_path):
 @needs_flite
 def test_default_set_has_four_real_voices_with_text_and_phoneme_timings():
     speech = make_default_speech_dataset(minutes_per_speaker=0.1, seed=1)
-    train, validation = speech["train"], speech["validation"]
+    assert speech["train"].features["audio"] == Audio(sampling_rate=16000)  # decodes as any Hub audio set does
+    train, validation = undecoded_audio(speech["train"]), undecoded_audio(speech["validation"])
     assert train.features["speaker"].names == ["awb", "rms", "slt", "kal16"]
     assert set(train["speaker"]) == set(validation["speaker"]) == {0, 1, 2, 3}
     row = train[0]
@@ -73,6 +74,26 @@ def test_default_set_has_four_real_voices_with_text_and_phoneme_timings():
     durations = np.array(list(train["duration"]) + list(validation["duration"]))
     speakers = np.array(list(train["speaker"]) + list(validation["speaker"]))
     assert all(durations[speakers == s].sum() >= 6 for s in range(4))
+
+
+def torchcodec_decodes() -> bool:
+    """datasets decodes an Audio column through torchcodec; PyPI's torchcodec wheels load only with a CUDA build of
+    torch, so on a CPU-only install the package reads the bytes itself."""
+    try:
+        from torchcodec.decoders import AudioDecoder  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+@needs_flite
+@pytest.mark.skipif(not torchcodec_decodes(), reason="torchcodec does not load with this torch build")
+def test_datasets_decodes_the_default_set_to_the_waveform_the_package_reads():
+    speech = make_default_speech_dataset(minutes_per_speaker=0.1, voices=("awb", "slt"), seed=2)
+    decoded = speech["validation"][0]["audio"]
+    own = decode_audio(undecoded_audio(speech["validation"])[0]["audio"])
+    assert decoded["sampling_rate"] == 16000
+    assert np.allclose(np.asarray(decoded["array"]).reshape(-1), own, atol=1e-4)
 
 
 @needs_flite

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_vqvae import AudioVQVAEFeatureExtractor, AudioVQVAEModel
-from hf_vqvae.data.speech import SpeechDataArguments
+from hf_vqvae.data.speech import SpeechDataArguments, undecoded_audio
 from hf_vqvae.training.arguments import HubArguments, OptimizationArguments, OutputArguments
 from hf_vqvae.training.code_usage import CodeUsageWatch
 from hf_vqvae.training.recipes.audio_vqvae import (
@@ -276,7 +276,7 @@ def test_a_small_model_converts_voices(small_speech_run):
         clips = [clip[offset : offset + length] for clip in clips]
         return torch.stack([torch.nn.functional.pad(clip, (0, length - len(clip))) for clip in clips])
 
-    speech = load_from_disk(speech_folder)
+    speech = undecoded_audio(load_from_disk(speech_folder))
     train_clips = torch.cat([crops(speech["train"], offset) for offset in (2000, 8000, 14000)])
     classifier = SpeakerClassifier(4).fit(train_clips, torch.tensor(list(speech["train"]["speaker"]) * 3))
     model = AudioVQVAEModel.from_pretrained(run_folder).eval()

@@ -132,7 +132,8 @@ def make_default_speech_dataset(
         for key in ("audio", "phonemes", "phoneme_ends", "duration"):
             rows[key].append(utterance[key])
     # Built with the Audio column's storage type and cast afterwards: `datasets` encodes Audio values through
-    # torchcodec even when they are already WAV bytes.
+    # torchcodec even when they are already WAV bytes. The column decodes as any Hub audio set does
+    # (`ds[0]["audio"]["array"]`, which needs torchcodec); the package itself reads the bytes (`undecoded_audio`).
     features = Features({
         "audio": {"bytes": Value("binary"), "path": Value("string")},
         "speaker": ClassLabel(names=list(voices)),
@@ -142,7 +143,7 @@ def make_default_speech_dataset(
         "duration": Value("float32"),
     })
     speech = Dataset.from_dict(rows, features=features).cast_column(
-        "audio", Audio(sampling_rate=SAMPLING_RATE, decode=False)
+        "audio", Audio(sampling_rate=SAMPLING_RATE)
     )
     # At least one held-out utterance per speaker, so conversion can be measured on every voice.
     held_out = max(len(voices), round(validation_fraction * len(speech)))

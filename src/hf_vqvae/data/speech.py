@@ -166,7 +166,7 @@ def audio_folder_dataset(folder: str | os.PathLike) -> Dataset:
     for column, values in (metadata or {}).items():
         if column != "file_name":
             features[column], rows[column] = Value("string"), values
-    return Dataset.from_dict(rows, features=Features(features)).cast_column("audio", Audio(decode=False))
+    return Dataset.from_dict(rows, features=Features(features)).cast_column("audio", Audio())
 
 
 def read_metadata(path: Path) -> dict[str, list[str]]:
@@ -205,8 +205,12 @@ def check_speech_columns(dataset, audio_column: str, speaker_column: str | None)
             raise ValueError(f"{flag} {column!r} is not a column of the data set; its columns are {columns}")
 
 
-def undecoded_audio(dataset: Dataset | IterableDataset, audio_column: str) -> Dataset | IterableDataset:
-    """Keep an `Audio` column's bytes/path so that decoding happens in `decode_audio`."""
+def undecoded_audio(dataset, audio_column: str = "audio"):
+    """The data set (or each split of a `DatasetDict`) with its `Audio` column's bytes/path kept, so that decoding
+    happens in `decode_audio`: datasets decodes an `Audio` column only through torchcodec, which this package does
+    not need."""
+    if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+        return type(dataset)({split: undecoded_audio(data, audio_column) for split, data in dataset.items()})
     feature = (dataset.features or {}).get(audio_column)
     if isinstance(feature, Audio) and feature.decode:
         return dataset.cast_column(audio_column, Audio(sampling_rate=feature.sampling_rate, decode=False))
