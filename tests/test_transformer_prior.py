@@ -78,11 +78,26 @@ def test_config_sets_the_decoders_vocabulary_and_length():
         (dict(decoder_config=dict(model_type="t5")), r"decoder-only model .*got model_type 't5'"),
         (dict(decoder_config=dict(model_type="bart")), r"decoder-only model .*got model_type 'bart'"),
         (dict(decoder_config="llama"), "decoder_config must be a causal language model's config .*got str"),
+        (dict(tie_word_embeddings="yes"), "tie_word_embeddings must be True or False, got 'yes'"),
     ],
 )
 def test_config_rejects_bad_fields(fields, message):
     with pytest.raises(ValueError, match=message):
         TransformerPriorConfig(**fields)
+
+
+@pytest.mark.parametrize("decoder", [TINY_LLAMA, TINY_GPT2], ids=["llama", "gpt2"])
+def test_tie_word_embeddings_is_the_decoders_field_and_folders_keep_it_there(decoder):
+    config = tiny_config(decoder, tie_word_embeddings=True)
+    assert config.decoder_config.tie_word_embeddings is True
+    saved = config.to_dict()
+    # One source of truth: folders saved before the field was readable here hold it in decoder_config only.
+    assert "tie_word_embeddings" not in saved and saved["decoder_config"]["tie_word_embeddings"] is True
+    assert TransformerPriorConfig.from_dict(saved).tie_word_embeddings is True
+    untied = tiny_config(decoder, tie_word_embeddings=False).to_dict()
+    assert TransformerPriorConfig.from_dict(untied).tie_word_embeddings is False
+    # Unset, it is the decoder family's default: a Llama unties, a GPT-2 ties.
+    assert tiny_config(decoder).tie_word_embeddings is (decoder is TINY_GPT2)
 
 
 # ------------------------------------------------------------------------------------------------- forward
