@@ -149,6 +149,31 @@ def test_class_label_is_the_prefix_and_dropout_replaces_it_by_the_null_label_in_
     assert torch.allclose(model.bits_per_code(codes, labels), model.eval().bits_per_code(codes, labels))
 
 
+@pytest.mark.parametrize("decoder", [TINY_LLAMA, TINY_GPT2], ids=["llama", "gpt2"])
+def test_hidden_states_are_selected_by_index_as_in_transformers_models(decoder):
+    model, codes = tiny_model(decoder), random_codes(tiny_config(decoder), 2)
+    every = model(codes, output_hidden_states=True).hidden_states
+    assert len(every) == 3
+    selected = model(codes, output_hidden_states=[0, -1]).hidden_states
+    assert len(selected) == 3 and selected[1] is None
+    torch.testing.assert_close(selected[0], every[0])
+    torch.testing.assert_close(selected[2], every[2])
+
+
+@pytest.mark.parametrize("decoder", [TINY_LLAMA, TINY_GPT2], ids=["llama", "gpt2"])
+def test_attentions_are_causal_over_the_prefix_and_the_codes(decoder):
+    model = tiny_model(decoder, num_classes=2)
+    model.set_attn_implementation("eager")
+    codes = random_codes(model.config, 2)
+    attentions = model(codes, class_labels=torch.tensor([0, 1]), output_attentions=True).attentions
+    assert len(attentions) == 2
+    length = model.config.sequence_length - 1  # the prefix and every code but the last
+    for weights in attentions:
+        assert weights.shape == (2, 4, length, length)
+        later = torch.ones(length, length, dtype=torch.bool).triu(1)
+        assert torch.all(weights[..., later] == 0) and torch.all(weights[..., ~later] > 0)
+
+
 # ------------------------------------------------------------------------------------------------- sampling
 
 
