@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from transformers import AutoConfig, AutoModel
 
@@ -26,6 +27,12 @@ class ModelTester:
     # Hidden-state fields and how many states each holds; every state has the batch first (times `hidden_batch_factor`).
     hidden_states: dict[str, int] = {}
     hidden_batch_factor: int = 1
+    # How many attention maps `output_attentions=True` returns (one per attention layer); 0 for a model without
+    # attention (a convolutional one), whose attention contract is then skipped with that reason.
+    attention_layers: int = 0
+    # Whether the config's `tie_word_embeddings` makes the output layer the input embedding: True for a model with a
+    # token vocabulary in and out; a model without one has no such field and skips that contract.
+    ties_word_embeddings: bool = False
     # The input holding numbers (NaN / Inf refused) or codes (out-of-range ids refused); the other is None.
     float_input: str | None = None
     code_input: str | None = None
@@ -212,6 +219,51 @@ class ModelContracts:
         first_states = tuple(getattr(output, name)[0] for name in self.tester.hidden_states)
         main = getattr(output, self.tester.per_item_fields[0])
         assert_gradients_reach(first_states, main.float().sum())
+
+    def test_attentions_come_by_argument_or_by_config_and_gradients_reach_them(self):
+        """transformers' attention contract (ModelTesterMixin.test_attention_outputs and
+        test_retain_grad_hidden_states_attentions): the eager attention returns one map per attention layer, by
+        argument or by config, each a distribution over the keys for every query; none unless asked; and switching
+        the attention implementation leaves the outputs as they were."""
+        if not self.tester.attention_layers:
+            pytest.skip(f"{self.tester.model_class.__name__} has no attention layer (tester.attention_layers = 0)")
+        inputs = self.tester.inputs(batch_size=2)
+        model = self.tester.model()
+        with torch.no_grad():
+            default_output = model(**inputs)
+        model.set_attn_implementation("eager")
+        assert model(**inputs).attentions is None
+        by_config = self.tester.model(attn_implementation="eager", output_attentions=True)
+        for output in (model(**inputs, output_attentions=True), by_config(**inputs)):
+            assert isinstance(output.attentions, tuple) and len(output.attentions) == self.tester.attention_layers
+            for weights in output.attentions:
+                assert weights.ndim == 4 and weights.shape[0] == 2 and weights.shape[-1] == weights.shape[-2]
+                torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        main = getattr(default_output, self.tester.per_item_fields[0])
+        with torch.no_grad():
+            torch.testing.assert_close(getattr(model(**inputs), self.tester.per_item_fields[0]), main, atol=1e-5, rtol=1e-4)
+        output = model(**inputs, output_attentions=True)
+        assert_gradients_reach(output.attentions[:1], getattr(output, self.tester.per_item_fields[0]).float().sum())
+
+    def test_tie_word_embeddings_makes_the_output_layer_the_input_embedding(self, tmp_path):
+        """transformers' tying contract (ModelTesterMixin.test_tied_weights_keys): `tie_word_embeddings` on the
+        model's config, given to the config or set on it before the model is built, makes the output layer's weight
+        the input embedding's, which saving stores once and loading ties again."""
+        if not self.tester.ties_word_embeddings:
+            pytest.skip(f"{self.tester.model_class.__name__} has no token vocabulary in and out to tie")
+        untied = self.tester.model()
+        assert untied.get_output_embeddings().weight is not untied.get_input_embeddings().weight
+        set_later = self.tester.config()
+        set_later.tie_word_embeddings = True
+        for tied in (self.tester.model(tie_word_embeddings=True), self.tester.model_class(set_later)):
+            assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
+        tied.eval().save_pretrained(tmp_path)
+        assert len(safetensors.torch.load_file(tmp_path / "model.safetensors")) == len(untied.state_dict()) - 1
+        loaded = AutoModel.from_pretrained(tmp_path)
+        assert loaded.config.tie_word_embeddings
+        assert loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight
+        with torch.no_grad():
+            assert_outputs_equal(loaded(**self.tester.inputs()), tied(**self.tester.inputs()))
 
     # ------------------------------------------------------------------------------------------ bad input
 

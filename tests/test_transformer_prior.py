@@ -78,11 +78,26 @@ def test_config_sets_the_decoders_vocabulary_and_length():
         (dict(decoder_config=dict(model_type="t5")), r"decoder-only model .*got model_type 't5'"),
         (dict(decoder_config=dict(model_type="bart")), r"decoder-only model .*got model_type 'bart'"),
         (dict(decoder_config="llama"), "decoder_config must be a causal language model's config .*got str"),
+        (dict(tie_word_embeddings="yes"), "tie_word_embeddings must be True or False, got 'yes'"),
     ],
 )
 def test_config_rejects_bad_fields(fields, message):
     with pytest.raises(ValueError, match=message):
         TransformerPriorConfig(**fields)
+
+
+@pytest.mark.parametrize("decoder", [TINY_LLAMA, TINY_GPT2], ids=["llama", "gpt2"])
+def test_tie_word_embeddings_is_the_decoders_field_and_folders_keep_it_there(decoder):
+    config = tiny_config(decoder, tie_word_embeddings=True)
+    assert config.decoder_config.tie_word_embeddings is True
+    saved = config.to_dict()
+    # One source of truth: folders saved before the field was readable here hold it in decoder_config only.
+    assert "tie_word_embeddings" not in saved and saved["decoder_config"]["tie_word_embeddings"] is True
+    assert TransformerPriorConfig.from_dict(saved).tie_word_embeddings is True
+    untied = tiny_config(decoder, tie_word_embeddings=False).to_dict()
+    assert TransformerPriorConfig.from_dict(untied).tie_word_embeddings is False
+    # Unset, it is the decoder family's default: a Llama unties, a GPT-2 ties.
+    assert tiny_config(decoder).tie_word_embeddings is (decoder is TINY_GPT2)
 
 
 # ------------------------------------------------------------------------------------------------- forward
@@ -132,6 +147,31 @@ def test_class_label_is_the_prefix_and_dropout_replaces_it_by_the_null_label_in_
     assert 16 < int(dropped.sum()) < 48  # about half of 64
     # bits_per_code never drops labels, whatever the mode.
     assert torch.allclose(model.bits_per_code(codes, labels), model.eval().bits_per_code(codes, labels))
+
+
+@pytest.mark.parametrize("decoder", [TINY_LLAMA, TINY_GPT2], ids=["llama", "gpt2"])
+def test_hidden_states_are_selected_by_index_as_in_transformers_models(decoder):
+    model, codes = tiny_model(decoder), random_codes(tiny_config(decoder), 2)
+    every = model(codes, output_hidden_states=True).hidden_states
+    assert len(every) == 3
+    selected = model(codes, output_hidden_states=[0, -1]).hidden_states
+    assert len(selected) == 3 and selected[1] is None
+    torch.testing.assert_close(selected[0], every[0])
+    torch.testing.assert_close(selected[2], every[2])
+
+
+@pytest.mark.parametrize("decoder", [TINY_LLAMA, TINY_GPT2], ids=["llama", "gpt2"])
+def test_attentions_are_causal_over_the_prefix_and_the_codes(decoder):
+    model = tiny_model(decoder, num_classes=2)
+    model.set_attn_implementation("eager")
+    codes = random_codes(model.config, 2)
+    attentions = model(codes, class_labels=torch.tensor([0, 1]), output_attentions=True).attentions
+    assert len(attentions) == 2
+    length = model.config.sequence_length - 1  # the prefix and every code but the last
+    for weights in attentions:
+        assert weights.shape == (2, 4, length, length)
+        later = torch.ones(length, length, dtype=torch.bool).triu(1)
+        assert torch.all(weights[..., later] == 0) and torch.all(weights[..., ~later] > 0)
 
 
 # ------------------------------------------------------------------------------------------------- sampling

@@ -17,6 +17,8 @@ class TransformerPriorModelTester(CodeGridPriorTester):
     # compare such passes (gradient checkpointing), and tests/test_transformer_prior.py tests the dropout itself.
     config_fields = {**TINY_PRIOR, "num_classes": 3, "class_dropout_prob": 0.0}
     hidden_states = {"hidden_states": TINY_PRIOR["decoder_config"]["num_hidden_layers"] + 1}  # embeddings and each layer
+    attention_layers = TINY_PRIOR["decoder_config"]["num_hidden_layers"]
+    ties_word_embeddings = True
 
 
 class UnconditionalTransformerPriorModelTester(TransformerPriorModelTester):

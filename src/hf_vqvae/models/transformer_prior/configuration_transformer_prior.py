@@ -87,6 +87,20 @@ class TransformerPriorConfig(PackageConfig):
         decoder.is_decoder = True
 
     @property
+    def tie_word_embeddings(self) -> bool:
+        """Whether the decoder's output layer is its token embedding: the decoder's own field
+        (`decoder_config.tie_word_embeddings`, False for a Llama), read and set here as on a model that owns its output
+        layer, so that `TransformerPriorConfig(tie_word_embeddings=True)` and transformers' tools that set the field on
+        the model's config tie the decoder. It lives in the decoder's config only, so folders keep one source of it."""
+        return bool(self.decoder_config.tie_word_embeddings)
+
+    @tie_word_embeddings.setter
+    def tie_word_embeddings(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"TransformerPriorConfig.tie_word_embeddings must be True or False, got {value!r}")
+        self.decoder_config.tie_word_embeddings = value
+
+    @property
     def vocab_size(self) -> int:
         """The decoder's vocabulary: the codes, a token per class label and the null label."""
         return self.num_embeddings + self.num_classes + 1

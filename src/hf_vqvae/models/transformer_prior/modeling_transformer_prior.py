@@ -38,12 +38,19 @@ class TransformerPriorOutput(ModelOutput):
             second, as `F.cross_entropy(logits, codes)` takes it).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states`):
             The decoder's hidden states (its input embeddings and each layer's output), each of shape
-            `(batch_size, grid_height * grid_width, hidden_size)`: the prefix token and every code but the last.
+            `(batch_size, grid_height * grid_width, hidden_size)`: the prefix token and every code but the last. With
+            `output_hidden_states` a list of indices, the states it does not select are None.
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions`):
+            Each decoder layer's attention weights after the softmax, of shape
+            `(batch_size, num_attention_heads, grid_height * grid_width, grid_height * grid_width)`, over the same
+            sequence. Only the eager attention computes them (`attn_implementation="eager"`); SDPA and flash attention
+            return none, as in transformers' own models.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _check_sampling_options(top_k, top_p, guidance_scale, config: TransformerPriorConfig) -> None:
@@ -109,6 +116,10 @@ class TransformerPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.decoder.set_input_embeddings(value)
 
+    def get_output_embeddings(self) -> nn.Linear:
+        """The decoder's output layer (its token embedding itself when `config.tie_word_embeddings`)."""
+        return self.decoder.get_output_embeddings()
+
     def resize_token_embeddings(self, *args, **kwargs):
         """Refused: the prior's codes are a VQ-VAE's codebook, and its tokens follow from it and the classes."""
         raise fixed_codebook_error("a transformer prior", "num_embeddings", "TransformerPriorConfig")
@@ -129,9 +140,14 @@ class TransformerPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
     # ----------------------------------------------------------------------------------------------- forward
 
     def _logits(
-        self, input_ids: torch.Tensor, class_labels: torch.Tensor | None, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple | None]:
-        """Logits (batch, K, height, width) over the codes, and the decoder's hidden states, for checked inputs."""
+        self,
+        input_ids: torch.Tensor,
+        class_labels: torch.Tensor | None,
+        output_hidden_states: bool | int | list[int] = False,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, ModelOutput]:
+        """Logits (batch, K, height, width) over the codes, and the decoder's output (its hidden states and
+        attentions as asked), for checked inputs."""
         batch_size, height, width = input_ids.shape
         config = self.config
         prefix = self.prefix_ids(class_labels, batch_size)
@@ -140,17 +156,23 @@ class TransformerPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
             prefix = prefix.masked_fill(dropped, config.null_label_id)
         # Position i predicts code i from the prefix and codes [0, i): the last code is never an input.
         sequence = torch.cat([prefix, input_ids.long().flatten(1)[:, :-1]], dim=1)
-        output = self.decoder(input_ids=sequence, use_cache=False, output_hidden_states=output_hidden_states)
+        # The decoder records its hidden states and attentions itself (transformers' output capture); the flags pass
+        # through as given, so that a list of indices selects hidden states as it does in transformers' models.
+        output = self.decoder(
+            input_ids=sequence, use_cache=False, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
         # The decoder predicts its whole vocabulary; the prior's distribution is over the codes alone.
         logits = output.logits[..., : config.num_embeddings]
-        return logits.transpose(1, 2).reshape(batch_size, config.num_embeddings, height, width), output.hidden_states
+        return logits.transpose(1, 2).reshape(batch_size, config.num_embeddings, height, width), output
 
     def forward(
         self,
         input_ids: torch.LongTensor,
         class_labels: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> TransformerPriorOutput | tuple:
         r"""
@@ -162,8 +184,12 @@ class TransformerPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
                 unconditional one. In training mode a `class_dropout_prob` share of them is replaced by the null label.
             labels (`torch.LongTensor` of shape `(batch_size, grid_height, grid_width)`, *optional*):
                 Codes to score; for a prior these are the inputs themselves: `model(input_ids=codes, labels=codes)`.
-            output_hidden_states (`bool`, *optional*):
-                Also return the decoder's hidden states (default: `config.output_hidden_states`).
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Also return the decoder's hidden states (default: `config.output_hidden_states`); an index or a list of
+                them (negative ones count from the end) keeps only those states, the others coming back as None.
+            output_attentions (`bool`, *optional*):
+                Also return the decoder's attention weights (default: `config.output_attentions`); needs the eager
+                attention (`attn_implementation="eager"`).
             return_dict (`bool`, *optional*):
                 Return a [`TransformerPriorOutput`] (default: `config.return_dict`) or a tuple.
         """
@@ -171,11 +197,17 @@ class TransformerPriorModel(CodeGridPriorMixin, HubPreTrainedModel):
         class_labels = self._checked_class_labels(class_labels, input_ids.shape[0])
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        logits, hidden_states = self._logits(input_ids, class_labels, output_hidden_states=bool(output_hidden_states))
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        logits, decoder_output = self._logits(
+            input_ids, class_labels, output_hidden_states=output_hidden_states, output_attentions=bool(output_attentions)
+        )
         loss = None
         if labels is not None:
             loss = self._code_loss(logits, input_ids, labels)
-        output = TransformerPriorOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+        output = TransformerPriorOutput(
+            loss=loss, logits=logits, hidden_states=decoder_output.hidden_states, attentions=decoder_output.attentions
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
