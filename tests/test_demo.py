@@ -17,15 +17,17 @@ import torch
 
 from hf_vqvae import (
     AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, HierarchicalVQVAEConfig,
-    HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel,
-    VQVAEPipeline,
+    HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel, VideoPredictionPipeline,
+    VideoPriorConfig, VideoPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline,
 )
-from hf_vqvae.commands.demo import image, pipelines, speech
+from hf_vqvae.commands.demo import image, pipelines, speech, video
 
 from conftest import TINY_VQVAE
 from test_audio_pipeline import tiny_prior as tiny_speech_prior
 from test_audio_vqvae import TINY_AUDIO, speech_like
 from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
+from test_video_prior import TINY_VIDEO_PRIOR
+from synthetic_trajectories import ACTIONS, synthetic_trajectories
 from launching import Run, free_port, script
 
 
@@ -165,20 +167,122 @@ def test_speech_is_generated_in_the_voice_asked_for():
         speech.reconstruct_and_convert(pipeline, None, "ann", "bob", seed=0)
 
 
-def test_the_app_has_a_tab_per_pipeline_by_its_kind():
+def tiny_video_pipeline() -> VideoPredictionPipeline:
+    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
+    with torch.no_grad():  # codes far apart, so that other codes decode to visibly other frames
+        vqvae.quantizer.embedding.mul_(20)
+    prior = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR, action_names=list(ACTIONS))).eval()
+    pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def gif_frames(path: str) -> list[np.ndarray]:
+    """Every frame of a GIF as RGB, each repeated as many quarter seconds as it is shown (PIL merges identical
+    successive frames into one longer one)."""
+    frames = []
+    with PIL.Image.open(path) as gif:
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            frames += [np.asarray(gif.convert("RGB"), dtype=float)] * round(gif.info["duration"] / 250)
+    return frames
+
+
+def test_video_prediction_is_the_pipelines_as_a_gif_and_a_strip_beside_the_recorded_frames(tmp_path):
+    pipeline = tiny_video_pipeline()
+    trajectory = synthetic_trajectories(1, 5)[0]  # 2 observed frames (the prior's context), 3 recorded after them
+    assert video.recorded_actions(pipeline, trajectory) == ", ".join(ACTIONS[a] for a in trajectory["actions"][1:4])
+
+    result = video.predict(pipeline, trajectory["frames"], "turn_left, 2 stay", seed=4, temperature=1.0, folder=tmp_path)
+    expected = pipeline(frames=trajectory["frames"][:2], actions=[1, 2, 0], generator=torch.Generator().manual_seed(4))
+    assert [np.asarray(frame).tolist() for frame in result.frames] == [np.asarray(f).tolist() for f in expected.frames[0]]
+    other_seed = video.predict(pipeline, trajectory["frames"], "turn_left, 2 stay", seed=5, temperature=1.0, folder=tmp_path)
+    assert any(np.abs(np.asarray(a, int) - np.asarray(b)).max() > 8 for a, b in zip(result.frames, other_seed.frames))
+
+    # The GIF: the 2 observed frames then the 3 predicted ones, each enlarged to 256x256, a quarter second each.
+    shown = gif_frames(result.gif)
+    assert Path(result.gif).parent == tmp_path and len(shown) == 5 and shown[0].shape == (256, 256, 3)
+    for gif_frame, frame in zip(shown, trajectory["frames"][:2] + result.frames):
+        enlarged = np.asarray(image.enlarged(frame.convert("RGB")), dtype=float)
+        assert np.abs(gif_frame - enlarged).mean() < 8  # a GIF keeps 256 colours
+    # The strip (3x3 frames of 16x16, enlarged 3x): observed frames, recorded next frames, predicted frames, a row each.
+    strip = np.asarray(result.strip)
+    assert strip.shape == (3 * 48, 3 * 48, 3)
+    assert np.array_equal(strip[96::3, ::3], np.concatenate([np.asarray(f) for f in result.frames], axis=1))
+    assert np.array_equal(strip[48:96:3, ::3], np.concatenate([np.asarray(f) for f in trajectory["frames"][2:]], axis=1))
+
+
+def test_video_takes_uploaded_frames_a_gif_or_images_in_name_order(tmp_path):
+    frames = synthetic_trajectories(1, 3, resolution=24)[0]["frames"]  # another size: resized to the VQ-VAE's 16
+    for index, frame in reversed(list(enumerate(frames))):
+        frame.save(tmp_path / f"frame-{index:02d}.png")
+    uploads = [str(path) for path in sorted(tmp_path.glob("*.png"), reverse=True)]
+    loaded = video.trajectory_frames(None, 0, uploads)
+    assert [np.asarray(f).tolist() for f in loaded] == [np.asarray(f).tolist() for f in frames]
+
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=100)
+    from_gif = video.uploaded_frames([str(tmp_path / "clip.gif")])
+    assert len(from_gif) == 3 and from_gif[2].size == (24, 24)
+    assert np.abs(np.asarray(from_gif[2], float) - np.asarray(frames[2], float)).mean() < 8
+
+    pipeline = tiny_video_pipeline()
+    result = video.predict(pipeline, from_gif, "stay", seed=0, temperature=1.0, folder=tmp_path / "gifs")
+    resized = [frame.resize((16, 16), PIL.Image.BICUBIC) for frame in from_gif[:2]]
+    expected = pipeline(frames=resized, actions=[0], generator=torch.Generator().manual_seed(0)).frames[0]
+    assert np.array_equal(np.asarray(result.frames[0]), np.asarray(expected[0]))
+
+
+def test_video_trajectories_come_from_a_saved_data_set_its_validation_split_first(tmp_path):
+    from datasets import DatasetDict
+
+    DatasetDict(train=synthetic_trajectories(3, 4), validation=synthetic_trajectories(5, 4, seed=1)).save_to_disk(tmp_path / "t")
+    trajectories = video.load_trajectories(tiny_video_pipeline(), str(tmp_path / "t"), max_trajectories=4)
+    assert len(trajectories) == 4
+    assert trajectories[0]["actions"] == synthetic_trajectories(5, 4, seed=1)[0]["actions"]
+    picked = video.trajectory_frames(trajectories, 3, uploads=None)
+    assert np.array_equal(np.asarray(picked[1]), np.asarray(trajectories[3]["frames"][1]))
+
+    synthetic_trajectories(1, 4).rename_column("actions", "moves").save_to_disk(tmp_path / "other")
+    with pytest.raises(ValueError, match="the trajectories have no 'actions' column"):
+        video.load_trajectories(tiny_video_pipeline(), str(tmp_path / "other"))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: video.parse_actions(p, " , "), "give at least one action, for example stay; the actions are"),
+    (lambda p: video.parse_actions(p, "stay jump 7"), "unknown action(s) ['jump', '7']; the actions are ['stay', "),
+    (lambda p: video.parse_actions(p, "stay " * 17), "the tab predicts at most 16 frames at once, got 17 actions"),
+    (lambda p: video.predict(p, synthetic_trajectories(1, 1)[0]["frames"], "stay", 0, 1.0, Path("unused")),
+     "the trajectory has 1 frames; the video prior observes 2"),
+    (lambda p: video.trajectory_frames(synthetic_trajectories(2, 3), 2, None), "pick a trajectory in [0, 1], got 2"),
+    (lambda p: video.uploaded_frames([]), "upload frames: an animated GIF, or images"),
+])
+def test_video_bad_input_names_the_problem(call, message):
+    with pytest.raises(ValueError) as error:
+        call(tiny_video_pipeline())
+    assert message in str(error.value)
+    assert video.parse_actions(tiny_video_pipeline(), "turn_right,0 1") == [2, 0, 1]
+
+
+def test_the_app_has_a_tab_per_pipeline_by_its_kind(tmp_path):
     gradio = pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
     from hf_vqvae.commands.demo.app import build_demo
 
+    trajectories = synthetic_trajectories(2, 6)
+    trajectories.save_to_disk(tmp_path / "trajectories")
     demo = build_demo({
         "org/photos": tiny_pipeline(), "org/unconditional": tiny_pipeline(num_classes=0), "org/speech": tiny_speech_pipeline(),
-    })
+        "org/world": tiny_video_pipeline(),
+    }, trajectories_name=str(tmp_path / "trajectories"))
     tabs = [block.label for block in demo.blocks.values() if isinstance(block, gradio.Tab)]
-    assert tabs == ["image: org/photos", "image: org/unconditional", "speech: org/speech"]
+    assert tabs == ["image: org/photos", "image: org/unconditional", "speech: org/speech", "video: org/world"]
     dropdowns = [block for block in demo.blocks.values() if isinstance(block, gradio.Dropdown)]
     speakers = [["ann", "bob", "cy"]] * 3  # the clip's, the conversion's and the generation's
-    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"], *speakers]
+    trajectory_choices = ["0: 6 frames", "1: 6 frames"]
+    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"], *speakers, trajectory_choices]
     buttons = [block.value for block in demo.blocks.values() if isinstance(block, gradio.Button)]
-    assert "Generate" in buttons
+    assert "Generate" in buttons and "Predict" in buttons
+    actions = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "actions-3")
+    assert actions.value == ", ".join(ACTIONS[action] for action in trajectories[0]["actions"][1:5])
     with pytest.raises(ValueError, match="the demo has no tab for a str"):
         build_demo({"text": "not a pipeline"})
 
