@@ -184,8 +184,15 @@ def build_demo(pipelines: dict[str, object], trajectories_name: str | None = Non
     return demo
 
 
+def load_demo(
+    names: list[str], trajectories_name: str | None = None, device: str | None = None, cache_dir: str | None = None
+):
+    """The app over the pipelines `names` (folders or Hub ids), loaded; what a Space's app file calls."""
+    pipelines = {name: load_pipeline(name, device=device, cache_dir=cache_dir) for name in names}
+    return build_demo(pipelines, trajectories_name)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    names = args.pipeline or quick_start_pipelines()
-    pipelines = {name: load_pipeline(name, device=args.device, cache_dir=args.cache_dir) for name in names}
-    build_demo(pipelines, args.trajectories).launch(server_name=args.server_name, server_port=args.server_port, share=False)
+    demo = load_demo(args.pipeline or quick_start_pipelines(), args.trajectories, args.device, args.cache_dir)
+    demo.launch(server_name=args.server_name, server_port=args.server_port, share=False)
