@@ -177,7 +177,7 @@ def tiny_video_pipeline() -> VideoPredictionPipeline:
     return pipeline
 
 
-def gif_frames(path: str) -> list[np.ndarray]:
+def gif_frames(path) -> list[np.ndarray]:
     """Every frame of a GIF as RGB, each repeated as many quarter seconds as it is shown (PIL merges identical
     successive frames into one longer one)."""
     frames = []
@@ -287,6 +287,12 @@ def test_the_app_has_a_tab_per_pipeline_by_its_kind(tmp_path):
         build_demo({"text": "not a pipeline"})
 
 
+def test_tabs_name_hub_ids_and_relative_folders_as_given_and_absolute_folders_by_their_end():
+    assert pipelines.tab_title("org/photos") == "org/photos"
+    assert pipelines.tab_title("outputs/prior/pipeline") == "outputs/prior/pipeline"
+    assert pipelines.tab_title("/home/ann/runs/prior/pipeline") == "prior/pipeline"
+
+
 def test_loads_a_saved_pipeline_by_its_class_and_refuses_a_foreign_one(tmp_path):
     tiny_pipeline().save_pretrained(tmp_path / "pipeline")
     loaded = pipelines.load_pipeline(str(tmp_path / "pipeline"), device="cpu")
@@ -318,22 +324,32 @@ def wait_until_served(url: str, server: Run, log: Path) -> None:
             time.sleep(0.5)
 
 
-def shown_image(page, element_id: str) -> PIL.Image.Image:
-    """The image the page shows in the Gradio image component `element_id`, as the server sent it."""
+def served_bytes(page, element_id: str) -> bytes:
+    """The file behind the image the page shows in the Gradio image component `element_id`, as the server sent it."""
     picture = page.locator(f"#{element_id} img")
     picture.wait_for(state="visible", timeout=BROWSER_TIMEOUT_MS)
     response = page.request.get(picture.get_attribute("src"), timeout=BROWSER_TIMEOUT_MS)
     assert response.ok, response.status
-    return PIL.Image.open(io.BytesIO(response.body())).convert("RGB")
+    return response.body()
+
+
+def shown_image(page, element_id: str) -> PIL.Image.Image:
+    return PIL.Image.open(io.BytesIO(served_bytes(page, element_id))).convert("RGB")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-get install chromium)")
-def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
+def test_in_a_real_browser_upload_reconstructs_sample_draws_and_predict_animates(tmp_path):
+    """Also makes the docs' screenshots (docs/demo.md): `HF_VQVAE_DEMO_SCREENSHOTS=docs/images python -m pytest -m slow
+    tests/test_demo.py -k browser` writes them there (they always go to the test's temporary folder too)."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
     pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
-    pipeline = tiny_pipeline()
-    pipeline.save_pretrained(tmp_path / "pipeline")
+    pipeline, video_pipeline = tiny_pipeline(), tiny_video_pipeline()
+    folders = tmp_path / "prior" / "pipeline", tmp_path / "world-video-prior" / "pipeline"  # as the README names them
+    pipeline.save_pretrained(folders[0])
+    video_pipeline.save_pretrained(folders[1])
+    trajectories = synthetic_trajectories(2, 6)
+    trajectories.save_to_disk(tmp_path / "trajectories")
     photo().save(tmp_path / "photo.png")
     screenshots = [tmp_path] + ([Path(os.environ[SCREENSHOTS_ENV])] if os.environ.get(SCREENSHOTS_ENV) else [])
 
@@ -341,8 +357,8 @@ def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
     log = tmp_path / "demo.log"
     with open(log, "w") as log_file:
         server = Run([
-            sys.executable, script("demo.py"), "--pipeline", str(tmp_path / "pipeline"), "--device", "cpu",
-            "--server_port", str(port),
+            sys.executable, script("demo.py"), "--pipeline", *map(str, folders),
+            "--trajectories", str(tmp_path / "trajectories"), "--device", "cpu", "--server_port", str(port),
         ], stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -357,13 +373,17 @@ def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
                 page.get_by_role("button", name="Reconstruct").click()
                 page.locator("#summary-0").get_by_text("PSNR").wait_for()
                 pair = shown_image(page, "reconstruction-0")
-                for folder in screenshots:
-                    page.screenshot(path=str(folder / "demo-reconstruction.png"), full_page=True)
-
                 page.get_by_role("button", name="Sample").click()
                 samples = shown_image(page, "samples-0")
                 for folder in screenshots:
-                    page.screenshot(path=str(folder / "demo-samples.png"), full_page=True)
+                    page.screenshot(path=str(folder / "demo-image-tab.png"), full_page=True)
+
+                page.get_by_role("tab", name="video: world-video-prior/pipeline").click()
+                page.get_by_role("button", name="Predict").click()
+                strip = shown_image(page, "prediction-strip-1")
+                gif = io.BytesIO(served_bytes(page, "prediction-gif-1"))
+                for folder in screenshots:
+                    page.screenshot(path=str(folder / "demo-video-tab.png"), full_page=True)
             finally:
                 browser.close()
     finally:
@@ -375,3 +395,9 @@ def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
     drawn = image.sample(pipeline, 4, seed=0, temperature=1.0, class_name="cats")  # the tab's defaults
     assert samples.size == drawn.size
     assert np.abs(np.asarray(samples, dtype=float) - np.asarray(drawn, dtype=float)).max() <= 1
+    # The video tab's defaults: trajectory 0, its recorded actions (4 after the 2 observed frames), seed 0.
+    predicted = video.predict(
+        video_pipeline, trajectories[0]["frames"], video.recorded_actions(video_pipeline, trajectories[0]), 0, 1.0, tmp_path
+    )
+    assert np.array_equal(np.asarray(strip), np.asarray(predicted.strip))
+    assert len(gif_frames(gif)) == 2 + 4

@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from . import image, speech, video  # noqa: E402
-from .pipelines import load_pipeline, quick_start_pipelines, tab_of  # noqa: E402
+from .pipelines import load_pipeline, quick_start_pipelines, tab_of, tab_title  # noqa: E402
 
 
 DEFAULT_SERVER_NAME = "127.0.0.1"
@@ -179,7 +179,7 @@ def build_demo(pipelines: dict[str, object], trajectories_name: str | None = Non
         )
         for tab, (name, pipeline) in enumerate(pipelines.items()):
             kind = tab_of(pipeline)
-            with gr.Tab(f"{kind}: {name}"):
+            with gr.Tab(f"{kind}: {tab_title(name)}"):
                 builders[kind](pipeline, tab)
     return demo
 

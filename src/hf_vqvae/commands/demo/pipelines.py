@@ -54,6 +54,13 @@ def tab_of(pipeline) -> str:
     raise ValueError(f"the demo has no tab for a {type(pipeline).__name__}; it shows {shown} and their subclasses")
 
 
+def tab_title(name_or_path: str) -> str:
+    """How a tab names its pipeline: a Hub id or a relative folder as given; an absolute folder by its last two parts
+    (`prior/pipeline`), so that the page shows no path of this machine."""
+    path = Path(name_or_path)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else name_or_path
+
+
 def load_pipeline(name_or_path: str, device: str | None = None, cache_dir: str | None = None) -> HubDiffusionPipeline:
     """A pipeline from a folder or a Hub id (the snapshot honours the cache and offline mode), of the class its
     model_index.json names, on `device` (default: cuda when there is a GPU, else cpu), its progress bars off."""
