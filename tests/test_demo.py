@@ -21,6 +21,7 @@ from hf_vqvae import (
     VideoPriorConfig, VideoPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline,
 )
 from hf_vqvae.commands.demo import image, pipelines, speech, video
+from hf_vqvae.data.worlds import WORLD_ACTIONS
 
 from conftest import TINY_VQVAE
 from test_audio_pipeline import tiny_prior as tiny_speech_prior
@@ -167,11 +168,12 @@ def test_speech_is_generated_in_the_voice_asked_for():
         speech.reconstruct_and_convert(pipeline, None, "ann", "bob", seed=0)
 
 
-def tiny_video_pipeline() -> VideoPredictionPipeline:
+def tiny_video_pipeline(actions: tuple[str, ...] = ACTIONS) -> VideoPredictionPipeline:
     vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
     with torch.no_grad():  # codes far apart, so that other codes decode to visibly other frames
         vqvae.quantizer.embedding.mul_(20)
-    prior = VideoPriorModel(VideoPriorConfig(**TINY_VIDEO_PRIOR, action_names=list(ACTIONS))).eval()
+    prior_config = VideoPriorConfig(**{**TINY_VIDEO_PRIOR, "num_actions": len(actions)}, action_names=list(actions))
+    prior = VideoPriorModel(prior_config).eval()
     pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -233,7 +235,7 @@ def test_video_takes_uploaded_frames_a_gif_or_images_in_name_order(tmp_path):
 
 
 def test_video_trajectories_come_from_a_saved_data_set_its_validation_split_first(tmp_path):
-    from datasets import DatasetDict
+    from datasets import Dataset, DatasetDict, Features, Image, List, Value
 
     DatasetDict(train=synthetic_trajectories(3, 4), validation=synthetic_trajectories(5, 4, seed=1)).save_to_disk(tmp_path / "t")
     trajectories = video.load_trajectories(tiny_video_pipeline(), str(tmp_path / "t"), max_trajectories=4)
@@ -245,6 +247,26 @@ def test_video_trajectories_come_from_a_saved_data_set_its_validation_split_firs
     synthetic_trajectories(1, 4).rename_column("actions", "moves").save_to_disk(tmp_path / "other")
     with pytest.raises(ValueError, match="the trajectories have no 'actions' column"):
         video.load_trajectories(tiny_video_pipeline(), str(tmp_path / "other"))
+    with pytest.raises(ValueError, match=r"the actions of .* are \['stay', 'turn_left', 'turn_right'\] but the video prior's are \['noop'"):
+        video.load_trajectories(tiny_video_pipeline(actions=WORLD_ACTIONS), str(tmp_path / "t"))
+    unnamed = Dataset.from_dict(
+        {"frames": [synthetic_trajectories(1, 4)[0]["frames"]], "actions": [[0, 2, 1, 0]]},
+        features=Features({"frames": List(Image()), "actions": List(Value("int64"))}),
+    )
+    unnamed.save_to_disk(tmp_path / "unnamed")
+    with pytest.raises(ValueError, match=r"take action id 2 but the video prior knows 2 actions \(ids 0-1\)"):
+        video.load_trajectories(tiny_video_pipeline(actions=("stay", "turn_left")), str(tmp_path / "unnamed"))
+
+
+def test_video_trajectories_without_a_data_set_are_rendered_at_the_pipelines_frame_size():
+    pytest.importorskip("vizdoom", reason="needs the worlds extra: pip install 'hf-vqvae[worlds]'")
+    pipeline = tiny_video_pipeline(actions=WORLD_ACTIONS)
+    trajectories = video.load_trajectories(pipeline)
+    assert len(trajectories) == video.RENDERED_EPISODES
+    frames = trajectories[0]["frames"]
+    assert len(frames) == 2 + video.PROPOSED_PREDICTIONS and frames[0].size == (16, 16)  # the context, then 8 more
+    assert len(video.parse_actions(pipeline, video.recorded_actions(pipeline, trajectories[0]))) == video.PROPOSED_PREDICTIONS
+    assert trajectories.features["actions"].feature.names == list(WORLD_ACTIONS)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -50,12 +50,30 @@ def load_trajectories(pipeline, name: str | None = None, max_trajectories: int =
         from ...data.worlds import render_trajectories
 
         steps = pipeline.video_prior.config.context_frames + PROPOSED_PREDICTIONS
-        return render_trajectories(RENDERED_EPISODES, steps, resolution=pipeline.vqvae.config.sample_size)
-    splits = load_named_dataset(name)
-    split = next((split for split in ("validation", "test", "train") if split in splits), next(iter(splits)))
-    trajectories = splits[split]
-    check_trajectory_columns(trajectories, FRAMES_COLUMN, ACTIONS_COLUMN)
-    return trajectories.select(range(min(max_trajectories, len(trajectories))))
+        trajectories = render_trajectories(RENDERED_EPISODES, steps, resolution=pipeline.vqvae.config.sample_size)
+        name = "the trajectories rendered with ViZDoom"
+    else:
+        splits = load_named_dataset(name)
+        split = next((split for split in ("validation", "test", "train") if split in splits), next(iter(splits)))
+        trajectories = splits[split]
+        check_trajectory_columns(trajectories, FRAMES_COLUMN, ACTIONS_COLUMN)
+        trajectories = trajectories.select(range(min(max_trajectories, len(trajectories))))
+    check_actions_fit(pipeline, trajectories, name)
+    return trajectories
+
+
+def check_actions_fit(pipeline, trajectories: Dataset, name: str) -> None:
+    """Raise a `ValueError` unless the trajectories' actions are the video prior's: names alike where both name them,
+    ids within its action space."""
+    names = action_names(pipeline)
+    data_names = getattr(trajectories.features[ACTIONS_COLUMN].feature, "names", None)
+    if data_names and pipeline.video_prior.config.action_names and list(data_names) != names:
+        raise ValueError(f"the actions of {name} are {list(data_names)} but the video prior's are {names}")
+    largest = max((max(actions) for actions in trajectories[ACTIONS_COLUMN] if actions), default=-1)
+    if largest >= len(names):
+        raise ValueError(
+            f"{name} take action id {largest} but the video prior knows {len(names)} actions (ids 0-{len(names) - 1})"
+        )
 
 
 def action_names(pipeline) -> list[str]:
