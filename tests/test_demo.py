@@ -269,6 +269,12 @@ def test_video_trajectories_without_a_data_set_are_rendered_at_the_pipelines_fra
     assert trajectories.features["actions"].feature.names == list(WORLD_ACTIONS)
 
 
+def test_video_trajectories_without_a_data_set_or_vizdoom_name_both_ways_out(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vizdoom", None)  # as if the worlds extra were not installed
+    with pytest.raises(ImportError, match=r"pass --trajectories with a data set, or rendering .* needs the `vizdoom`"):
+        video.load_trajectories(tiny_video_pipeline(actions=WORLD_ACTIONS))
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda p: video.parse_actions(p, " , "), "give at least one action, for example stay; the actions are"),
     (lambda p: video.parse_actions(p, "stay jump 7"), "unknown action(s) ['jump', '7']; the actions are ['stay', "),

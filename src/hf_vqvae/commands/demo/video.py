@@ -50,7 +50,10 @@ def load_trajectories(pipeline, name: str | None = None, max_trajectories: int =
         from ...data.worlds import render_trajectories
 
         steps = pipeline.video_prior.config.context_frames + PROPOSED_PREDICTIONS
-        trajectories = render_trajectories(RENDERED_EPISODES, steps, resolution=pipeline.vqvae.config.sample_size)
+        try:
+            trajectories = render_trajectories(RENDERED_EPISODES, steps, resolution=pipeline.vqvae.config.sample_size)
+        except ImportError as error:
+            raise ImportError(f"the video tab needs trajectories: pass --trajectories with a data set, or {error}") from error
         name = "the trajectories rendered with ViZDoom"
     else:
         splits = load_named_dataset(name)
