@@ -17,15 +17,18 @@ import torch
 
 from hf_vqvae import (
     AudioVQVAEConfig, AudioVQVAEFeatureExtractor, AudioVQVAEModel, AudioVQVAEPipeline, HierarchicalVQVAEConfig,
-    HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel, VQVAEConfig, VQVAEModel,
-    VQVAEPipeline,
+    HierarchicalVQVAEModel, HierarchicalVQVAEPipeline, PixelCNNPriorConfig, PixelCNNPriorModel, VideoPredictionPipeline,
+    VideoPriorConfig, VideoPriorModel, VQVAEConfig, VQVAEModel, VQVAEPipeline,
 )
-from hf_vqvae.commands.demo import image, pipelines, speech
+from hf_vqvae.commands.demo import image, pipelines, speech, video
+from hf_vqvae.data.worlds import WORLD_ACTIONS
 
 from conftest import TINY_VQVAE
 from test_audio_pipeline import tiny_prior as tiny_speech_prior
 from test_audio_vqvae import TINY_AUDIO, speech_like
 from test_hierarchy import TINY_STAGE2, TINY_TOP_PRIOR
+from test_video_prior import TINY_VIDEO_PRIOR
+from synthetic_trajectories import ACTIONS, synthetic_trajectories
 from launching import Run, free_port, script
 
 
@@ -165,22 +168,157 @@ def test_speech_is_generated_in_the_voice_asked_for():
         speech.reconstruct_and_convert(pipeline, None, "ann", "bob", seed=0)
 
 
-def test_the_app_has_a_tab_per_pipeline_by_its_kind():
+def tiny_video_pipeline(actions: tuple[str, ...] = ACTIONS) -> VideoPredictionPipeline:
+    vqvae = VQVAEModel(VQVAEConfig(**TINY_VQVAE)).eval()
+    with torch.no_grad():  # codes far apart, so that other codes decode to visibly other frames
+        vqvae.quantizer.embedding.mul_(20)
+    prior_config = VideoPriorConfig(**{**TINY_VIDEO_PRIOR, "num_actions": len(actions)}, action_names=list(actions))
+    prior = VideoPriorModel(prior_config).eval()
+    pipeline = VideoPredictionPipeline(vqvae=vqvae, video_prior=prior)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def gif_frames(path) -> list[np.ndarray]:
+    """Every frame of a GIF as RGB, each repeated as many quarter seconds as it is shown (PIL merges identical
+    successive frames into one longer one)."""
+    frames = []
+    with PIL.Image.open(path) as gif:
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            frames += [np.asarray(gif.convert("RGB"), dtype=float)] * round(gif.info["duration"] / 250)
+    return frames
+
+
+def test_video_prediction_is_the_pipelines_as_a_gif_and_a_strip_beside_the_recorded_frames(tmp_path):
+    pipeline = tiny_video_pipeline()
+    trajectory = synthetic_trajectories(1, 5)[0]  # 2 observed frames (the prior's context), 3 recorded after them
+    assert video.recorded_actions(pipeline, trajectory) == ", ".join(ACTIONS[a] for a in trajectory["actions"][1:4])
+
+    result = video.predict(pipeline, trajectory["frames"], "turn_left, 2 stay", seed=4, temperature=1.0, folder=tmp_path)
+    expected = pipeline(frames=trajectory["frames"][:2], actions=[1, 2, 0], generator=torch.Generator().manual_seed(4))
+    assert [np.asarray(frame).tolist() for frame in result.frames] == [np.asarray(f).tolist() for f in expected.frames[0]]
+    other_seed = video.predict(pipeline, trajectory["frames"], "turn_left, 2 stay", seed=5, temperature=1.0, folder=tmp_path)
+    assert any(np.abs(np.asarray(a, int) - np.asarray(b)).max() > 8 for a, b in zip(result.frames, other_seed.frames))
+
+    # The GIF: the 2 observed frames then the 3 predicted ones, each enlarged to 256x256, a quarter second each.
+    shown = gif_frames(result.gif)
+    assert Path(result.gif).parent == tmp_path and len(shown) == 5 and shown[0].shape == (256, 256, 3)
+    for gif_frame, frame in zip(shown, trajectory["frames"][:2] + result.frames):
+        enlarged = np.asarray(image.enlarged(frame.convert("RGB")), dtype=float)
+        assert np.abs(gif_frame - enlarged).mean() < 8  # a GIF keeps 256 colours
+    # The strip (3x3 frames of 16x16, enlarged 3x): observed frames, recorded next frames, predicted frames, a row each.
+    strip = np.asarray(result.strip)
+    assert strip.shape == (3 * 48, 3 * 48, 3)
+    assert np.array_equal(strip[96::3, ::3], np.concatenate([np.asarray(f) for f in result.frames], axis=1))
+    assert np.array_equal(strip[48:96:3, ::3], np.concatenate([np.asarray(f) for f in trajectory["frames"][2:]], axis=1))
+
+
+def test_video_takes_uploaded_frames_a_gif_or_images_in_name_order(tmp_path):
+    frames = synthetic_trajectories(1, 3, resolution=24)[0]["frames"]  # another size: resized to the VQ-VAE's 16
+    for index, frame in reversed(list(enumerate(frames))):
+        frame.save(tmp_path / f"frame-{index:02d}.png")
+    uploads = [str(path) for path in sorted(tmp_path.glob("*.png"), reverse=True)]
+    loaded = video.trajectory_frames(None, 0, uploads)
+    assert [np.asarray(f).tolist() for f in loaded] == [np.asarray(f).tolist() for f in frames]
+
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=100)
+    from_gif = video.uploaded_frames([str(tmp_path / "clip.gif")])
+    assert len(from_gif) == 3 and from_gif[2].size == (24, 24)
+    assert np.abs(np.asarray(from_gif[2], float) - np.asarray(frames[2], float)).mean() < 8
+
+    pipeline = tiny_video_pipeline()
+    result = video.predict(pipeline, from_gif, "stay", seed=0, temperature=1.0, folder=tmp_path / "gifs")
+    resized = [frame.resize((16, 16), PIL.Image.BICUBIC) for frame in from_gif[:2]]
+    expected = pipeline(frames=resized, actions=[0], generator=torch.Generator().manual_seed(0)).frames[0]
+    assert np.array_equal(np.asarray(result.frames[0]), np.asarray(expected[0]))
+
+
+def test_video_trajectories_come_from_a_saved_data_set_its_validation_split_first(tmp_path):
+    from datasets import Dataset, DatasetDict, Features, Image, List, Value
+
+    DatasetDict(train=synthetic_trajectories(3, 4), validation=synthetic_trajectories(5, 4, seed=1)).save_to_disk(tmp_path / "t")
+    trajectories = video.load_trajectories(tiny_video_pipeline(), str(tmp_path / "t"), max_trajectories=4)
+    assert len(trajectories) == 4
+    assert trajectories[0]["actions"] == synthetic_trajectories(5, 4, seed=1)[0]["actions"]
+    picked = video.trajectory_frames(trajectories, 3, uploads=None)
+    assert np.array_equal(np.asarray(picked[1]), np.asarray(trajectories[3]["frames"][1]))
+
+    synthetic_trajectories(1, 4).rename_column("actions", "moves").save_to_disk(tmp_path / "other")
+    with pytest.raises(ValueError, match="the trajectories have no 'actions' column"):
+        video.load_trajectories(tiny_video_pipeline(), str(tmp_path / "other"))
+    with pytest.raises(ValueError, match=r"the actions of .* are \['stay', 'turn_left', 'turn_right'\] but the video prior's are \['noop'"):
+        video.load_trajectories(tiny_video_pipeline(actions=WORLD_ACTIONS), str(tmp_path / "t"))
+    unnamed = Dataset.from_dict(
+        {"frames": [synthetic_trajectories(1, 4)[0]["frames"]], "actions": [[0, 2, 1, 0]]},
+        features=Features({"frames": List(Image()), "actions": List(Value("int64"))}),
+    )
+    unnamed.save_to_disk(tmp_path / "unnamed")
+    with pytest.raises(ValueError, match=r"take action id 2 but the video prior knows 2 actions \(ids 0-1\)"):
+        video.load_trajectories(tiny_video_pipeline(actions=("stay", "turn_left")), str(tmp_path / "unnamed"))
+
+
+def test_video_trajectories_without_a_data_set_are_rendered_at_the_pipelines_frame_size():
+    pytest.importorskip("vizdoom", reason="needs the worlds extra: pip install 'hf-vqvae[worlds]'")
+    pipeline = tiny_video_pipeline(actions=WORLD_ACTIONS)
+    trajectories = video.load_trajectories(pipeline)
+    assert len(trajectories) == video.RENDERED_EPISODES
+    frames = trajectories[0]["frames"]
+    assert len(frames) == 2 + video.PROPOSED_PREDICTIONS and frames[0].size == (16, 16)  # the context, then 8 more
+    assert len(video.parse_actions(pipeline, video.recorded_actions(pipeline, trajectories[0]))) == video.PROPOSED_PREDICTIONS
+    assert trajectories.features["actions"].feature.names == list(WORLD_ACTIONS)
+
+
+def test_video_trajectories_without_a_data_set_or_vizdoom_name_both_ways_out(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vizdoom", None)  # as if the worlds extra were not installed
+    with pytest.raises(ImportError, match=r"pass --trajectories with a data set, or rendering .* needs the `vizdoom`"):
+        video.load_trajectories(tiny_video_pipeline(actions=WORLD_ACTIONS))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: video.parse_actions(p, " , "), "give at least one action, for example stay; the actions are"),
+    (lambda p: video.parse_actions(p, "stay jump 7"), "unknown action(s) ['jump', '7']; the actions are ['stay', "),
+    (lambda p: video.parse_actions(p, "stay " * 17), "the tab predicts at most 16 frames at once, got 17 actions"),
+    (lambda p: video.predict(p, synthetic_trajectories(1, 1)[0]["frames"], "stay", 0, 1.0, Path("unused")),
+     "the trajectory has 1 frames; the video prior observes 2"),
+    (lambda p: video.trajectory_frames(synthetic_trajectories(2, 3), 2, None), "pick a trajectory in [0, 1], got 2"),
+    (lambda p: video.uploaded_frames([]), "upload frames: an animated GIF, or images"),
+])
+def test_video_bad_input_names_the_problem(call, message):
+    with pytest.raises(ValueError) as error:
+        call(tiny_video_pipeline())
+    assert message in str(error.value)
+    assert video.parse_actions(tiny_video_pipeline(), "turn_right,0 1") == [2, 0, 1]
+
+
+def test_the_app_has_a_tab_per_pipeline_by_its_kind(tmp_path):
     gradio = pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
     from hf_vqvae.commands.demo.app import build_demo
 
+    trajectories = synthetic_trajectories(2, 6)
+    trajectories.save_to_disk(tmp_path / "trajectories")
     demo = build_demo({
         "org/photos": tiny_pipeline(), "org/unconditional": tiny_pipeline(num_classes=0), "org/speech": tiny_speech_pipeline(),
-    })
+        "org/world": tiny_video_pipeline(),
+    }, trajectories_name=str(tmp_path / "trajectories"))
     tabs = [block.label for block in demo.blocks.values() if isinstance(block, gradio.Tab)]
-    assert tabs == ["image: org/photos", "image: org/unconditional", "speech: org/speech"]
+    assert tabs == ["image: org/photos", "image: org/unconditional", "speech: org/speech", "video: org/world"]
     dropdowns = [block for block in demo.blocks.values() if isinstance(block, gradio.Dropdown)]
     speakers = [["ann", "bob", "cy"]] * 3  # the clip's, the conversion's and the generation's
-    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"], *speakers]
+    trajectory_choices = ["0: 6 frames", "1: 6 frames"]
+    assert [[choice[0] for choice in dropdown.choices] for dropdown in dropdowns] == [["cats", "dogs"], *speakers, trajectory_choices]
     buttons = [block.value for block in demo.blocks.values() if isinstance(block, gradio.Button)]
-    assert "Generate" in buttons
+    assert "Generate" in buttons and "Predict" in buttons
+    actions = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "actions-3")
+    assert actions.value == ", ".join(ACTIONS[action] for action in trajectories[0]["actions"][1:5])
     with pytest.raises(ValueError, match="the demo has no tab for a str"):
         build_demo({"text": "not a pipeline"})
+
+
+def test_tabs_name_hub_ids_and_relative_folders_as_given_and_absolute_folders_by_their_end():
+    assert pipelines.tab_title("org/photos") == "org/photos"
+    assert pipelines.tab_title("outputs/prior/pipeline") == "outputs/prior/pipeline"
+    assert pipelines.tab_title("/home/ann/runs/prior/pipeline") == "prior/pipeline"
 
 
 def test_loads_a_saved_pipeline_by_its_class_and_refuses_a_foreign_one(tmp_path):
@@ -214,22 +352,32 @@ def wait_until_served(url: str, server: Run, log: Path) -> None:
             time.sleep(0.5)
 
 
-def shown_image(page, element_id: str) -> PIL.Image.Image:
-    """The image the page shows in the Gradio image component `element_id`, as the server sent it."""
+def served_bytes(page, element_id: str) -> bytes:
+    """The file behind the image the page shows in the Gradio image component `element_id`, as the server sent it."""
     picture = page.locator(f"#{element_id} img")
     picture.wait_for(state="visible", timeout=BROWSER_TIMEOUT_MS)
     response = page.request.get(picture.get_attribute("src"), timeout=BROWSER_TIMEOUT_MS)
     assert response.ok, response.status
-    return PIL.Image.open(io.BytesIO(response.body())).convert("RGB")
+    return response.body()
+
+
+def shown_image(page, element_id: str) -> PIL.Image.Image:
+    return PIL.Image.open(io.BytesIO(served_bytes(page, element_id))).convert("RGB")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-get install chromium)")
-def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
+def test_in_a_real_browser_upload_reconstructs_sample_draws_and_predict_animates(tmp_path):
+    """Also makes the docs' screenshots (docs/demo.md): `HF_VQVAE_DEMO_SCREENSHOTS=docs/images python -m pytest -m slow
+    tests/test_demo.py -k browser` writes them there (they always go to the test's temporary folder too)."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
     pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
-    pipeline = tiny_pipeline()
-    pipeline.save_pretrained(tmp_path / "pipeline")
+    pipeline, video_pipeline = tiny_pipeline(), tiny_video_pipeline()
+    folders = tmp_path / "prior" / "pipeline", tmp_path / "world-video-prior" / "pipeline"  # as the README names them
+    pipeline.save_pretrained(folders[0])
+    video_pipeline.save_pretrained(folders[1])
+    trajectories = synthetic_trajectories(2, 6)
+    trajectories.save_to_disk(tmp_path / "trajectories")
     photo().save(tmp_path / "photo.png")
     screenshots = [tmp_path] + ([Path(os.environ[SCREENSHOTS_ENV])] if os.environ.get(SCREENSHOTS_ENV) else [])
 
@@ -237,8 +385,8 @@ def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
     log = tmp_path / "demo.log"
     with open(log, "w") as log_file:
         server = Run([
-            sys.executable, script("demo.py"), "--pipeline", str(tmp_path / "pipeline"), "--device", "cpu",
-            "--server_port", str(port),
+            sys.executable, script("demo.py"), "--pipeline", *map(str, folders),
+            "--trajectories", str(tmp_path / "trajectories"), "--device", "cpu", "--server_port", str(port),
         ], stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -253,13 +401,17 @@ def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
                 page.get_by_role("button", name="Reconstruct").click()
                 page.locator("#summary-0").get_by_text("PSNR").wait_for()
                 pair = shown_image(page, "reconstruction-0")
-                for folder in screenshots:
-                    page.screenshot(path=str(folder / "demo-reconstruction.png"), full_page=True)
-
                 page.get_by_role("button", name="Sample").click()
                 samples = shown_image(page, "samples-0")
                 for folder in screenshots:
-                    page.screenshot(path=str(folder / "demo-samples.png"), full_page=True)
+                    page.screenshot(path=str(folder / "demo-image-tab.png"), full_page=True)
+
+                page.get_by_role("tab", name="video: world-video-prior/pipeline").click()
+                page.get_by_role("button", name="Predict").click()
+                strip = shown_image(page, "prediction-strip-1")
+                gif = io.BytesIO(served_bytes(page, "prediction-gif-1"))
+                for folder in screenshots:
+                    page.screenshot(path=str(folder / "demo-video-tab.png"), full_page=True)
             finally:
                 browser.close()
     finally:
@@ -271,3 +423,9 @@ def test_in_a_real_browser_upload_reconstructs_and_sample_draws(tmp_path):
     drawn = image.sample(pipeline, 4, seed=0, temperature=1.0, class_name="cats")  # the tab's defaults
     assert samples.size == drawn.size
     assert np.abs(np.asarray(samples, dtype=float) - np.asarray(drawn, dtype=float)).max() <= 1
+    # The video tab's defaults: trajectory 0, its recorded actions (4 after the 2 observed frames), seed 0.
+    predicted = video.predict(
+        video_pipeline, trajectories[0]["frames"], video.recorded_actions(video_pipeline, trajectories[0]), 0, 1.0, tmp_path
+    )
+    assert np.array_equal(np.asarray(strip), np.asarray(predicted.strip))
+    assert len(gif_frames(gif)) == 2 + 4

@@ -7,7 +7,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData, RepoCard
 
 from .configuration_utils import PACKAGE_KEYS
 from .version import INSTALL_COMMAND, REPOSITORY_URL
@@ -26,11 +26,14 @@ COUNTS = frozenset({"train_steps", "validation_images", "validation_grids", "val
 VALIDATION_PREFIX = "validation_"
 
 
-def render_model_card(template: str, card_data: ModelCardData, **fields) -> ModelCard:
-    """A model card from `model_cards/<template>.md` (Jinja, rendered by huggingface_hub)."""
+def render_model_card(
+    template: str, card_data: CardData, card_class: type[RepoCard] = ModelCard, **fields
+) -> RepoCard:
+    """A card (a model's, or another `card_class`: a Space's) from `model_cards/<template>.md` (Jinja, rendered by
+    huggingface_hub)."""
     template_path = resources.files("hf_vqvae.model_cards") / f"{template}.md"
     with resources.as_file(template_path) as path:
-        return ModelCard.from_template(card_data, template_path=str(path), **fields)
+        return card_class.from_template(card_data, template_path=str(path), **fields)
 
 
 def is_hub_dataset_id(name: str | None) -> bool:

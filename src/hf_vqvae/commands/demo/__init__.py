@@ -2,6 +2,8 @@
 folder, behind `scripts/demo.py`.
 
 - `pipelines`: loading a pipeline of the package's pipeline classes, and the kind of tab that shows it;
-- `image`, `speech`: what the image, hierarchy and speech tabs compute, plain functions over a pipeline (no Gradio);
-- `app`: the Gradio layout, the command line and the launch (local only: no share link, no analytics).
+- `image`, `speech`, `video`: what the image, hierarchy, speech and video tabs compute, plain functions over a
+  pipeline (no Gradio);
+- `app`: the Gradio layout, the command line and the launch (local only: no share link, no analytics);
+- `space`: the folder of a Hugging Face Space that serves the app (`scripts/make_space.py`).
 """

@@ -7,6 +7,8 @@
 import argparse
 import functools
 import os
+import tempfile
+from pathlib import Path
 
 
 # Read by Gradio when it is imported: nothing of the demo leaves this machine (no analytics, no version check).
@@ -14,8 +16,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from . import image, speech  # noqa: E402
-from .pipelines import load_pipeline, quick_start_pipelines, tab_of  # noqa: E402
+from . import image, speech, video  # noqa: E402
+from .pipelines import load_pipeline, quick_start_pipelines, tab_of, tab_title  # noqa: E402
 
 
 DEFAULT_SERVER_NAME = "127.0.0.1"
@@ -28,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pipeline", nargs="+", default=None,
         help="Pipeline folders or Hub ids, one tab each (default: those of the README's quick start that exist).",
+    )
+    parser.add_argument(
+        "--trajectories", default=None,
+        help="Trajectories for the video tabs: a data set (Hub id or save_to_disk folder) with `frames` and `actions` "
+        "(default: a few rendered with ViZDoom, the `worlds` extra).",
     )
     parser.add_argument("--device", default=None, help="cuda when there is a GPU, else cpu.")
     parser.add_argument("--cache_dir", default=None, help="Hub cache folder.")
@@ -121,26 +128,71 @@ def speech_tab(pipeline, tab: int) -> None:
         )
 
 
+def video_tab(pipeline, tab: int, trajectories_name: str | None = None) -> None:
+    """Pick a trajectory (or upload frames) and actions, see the predicted frames as a GIF and beside the recorded
+    ones."""
+    trajectories = video.load_trajectories(pipeline, trajectories_name)
+    gif_folder = Path(tempfile.mkdtemp(prefix="hf-vqvae-demo-video-"))
+    names = video.action_names(pipeline)
+
+    def shown_prediction(index, uploads, actions, seed, temperature):
+        frames = video.trajectory_frames(trajectories, index, uploads)
+        prediction = video.predict(pipeline, frames, actions, seed, temperature, gif_folder)
+        return prediction.gif, prediction.strip
+
+    with gr.Row():
+        choices = [(f"{row}: {len(taken)} frames", row) for row, taken in enumerate(trajectories[video.ACTIONS_COLUMN])]
+        index = gr.Dropdown(choices, value=0, label="Trajectory", elem_id=f"trajectory-{tab}")
+        uploads = gr.File(
+            file_count="multiple", file_types=["image"], type="filepath", elem_id=f"frames-{tab}",
+            label="Or upload frames (an animated GIF, or images in the order of their names)",
+        )
+    with gr.Row():
+        actions = gr.Textbox(
+            value=video.recorded_actions(pipeline, trajectories[0]), elem_id=f"actions-{tab}",
+            label=f"Actions, one per predicted frame (the recorded ones to start with; any of {', '.join(names)})",
+        )
+        seed = gr.Number(value=0, precision=0, label="Seed")
+        temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+    index.change(lambda picked: video.recorded_actions(pipeline, trajectories[int(picked)]), inputs=index, outputs=actions)
+    with gr.Row():
+        animation = gr.Image(type="filepath", label="Observed, then predicted frames", elem_id=f"prediction-gif-{tab}")
+        strip = gr.Image(label="Observed | recorded next | predicted", format="png", elem_id=f"prediction-strip-{tab}")
+    gr.Button("Predict", variant="primary").click(
+        as_gradio_error(shown_prediction), inputs=[index, uploads, actions, seed, temperature],
+        outputs=[animation, strip], api_name="predict",
+    )
+
+
 TAB_BUILDERS = {"image": image_tab, "hierarchy": hierarchy_tab, "speech": speech_tab}
 
 
-def build_demo(pipelines: dict[str, object]):
+def build_demo(pipelines: dict[str, object], trajectories_name: str | None = None):
     """The Gradio app: a tab per pipeline (by the name it was loaded by), built by the kind of pipeline it is; the
-    components of tab i have element ids ending in `-i` (`upload-0`, `samples-1`, ...)."""
+    components of tab i have element ids ending in `-i` (`upload-0`, `samples-1`, ...). Video tabs pick among the
+    trajectories of the data set `trajectories_name` (default: rendered with ViZDoom)."""
+    builders = {**TAB_BUILDERS, "video": functools.partial(video_tab, trajectories_name=trajectories_name)}
     with gr.Blocks(title="hf-vqvae", analytics_enabled=False) as demo:
         gr.Markdown(
-            "# hf-vqvae\nVQ-VAE (van den Oord et al. 2017): images through a discrete code grid and back, "
-            "and new images drawn from a prior over the codes."
+            "# hf-vqvae\nVQ-VAE (van den Oord et al. 2017): images, speech and video through discrete codes and back, "
+            "new ones drawn from a prior over the codes, and frames predicted from actions."
         )
         for tab, (name, pipeline) in enumerate(pipelines.items()):
             kind = tab_of(pipeline)
-            with gr.Tab(f"{kind}: {name}"):
-                TAB_BUILDERS[kind](pipeline, tab)
+            with gr.Tab(f"{kind}: {tab_title(name)}"):
+                builders[kind](pipeline, tab)
     return demo
+
+
+def load_demo(
+    names: list[str], trajectories_name: str | None = None, device: str | None = None, cache_dir: str | None = None
+):
+    """The app over the pipelines `names` (folders or Hub ids), loaded; what a Space's app file calls."""
+    pipelines = {name: load_pipeline(name, device=device, cache_dir=cache_dir) for name in names}
+    return build_demo(pipelines, trajectories_name)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    names = args.pipeline or quick_start_pipelines()
-    pipelines = {name: load_pipeline(name, device=args.device, cache_dir=args.cache_dir) for name in names}
-    build_demo(pipelines).launch(server_name=args.server_name, server_port=args.server_port, share=False)
+    demo = load_demo(args.pipeline or quick_start_pipelines(), args.trajectories, args.device, args.cache_dir)
+    demo.launch(server_name=args.server_name, server_port=args.server_port, share=False)

@@ -8,7 +8,7 @@ import torch
 
 from ... import pipelines
 from ...loading import local_pipeline_folder
-from ...pipelines import AudioVQVAEPipeline, HierarchicalVQVAEPipeline, VQVAEPipeline
+from ...pipelines import AudioVQVAEPipeline, HierarchicalVQVAEPipeline, VideoPredictionPipeline, VQVAEPipeline
 from ...pipelines.pipeline_utils import HubDiffusionPipeline
 
 
@@ -17,6 +17,7 @@ TABS = (
     (HierarchicalVQVAEPipeline, "hierarchy"),
     (VQVAEPipeline, "image"),
     (AudioVQVAEPipeline, "speech"),
+    (VideoPredictionPipeline, "video"),
 )
 
 # The pipelines the README's commands write that the demo shows, when no --pipeline is given (those that exist).
@@ -24,6 +25,7 @@ QUICK_START_PIPELINES = (
     "outputs/prior/pipeline",
     "outputs/world-prior/pipeline",
     "outputs/speech-prior/pipeline",
+    "outputs/world-video-prior/pipeline",
 )
 
 
@@ -44,12 +46,19 @@ def pipeline_class(folder: Path) -> type[HubDiffusionPipeline]:
 
 
 def tab_of(pipeline) -> str:
-    """The kind of tab that shows `pipeline`: "image", "hierarchy" or "speech"."""
+    """The kind of tab that shows `pipeline`: "image", "hierarchy", "speech" or "video"."""
     for base, tab in TABS:
         if isinstance(pipeline, base):
             return tab
     shown = ", ".join(base.__name__ for base, _ in TABS)
     raise ValueError(f"the demo has no tab for a {type(pipeline).__name__}; it shows {shown} and their subclasses")
+
+
+def tab_title(name_or_path: str) -> str:
+    """How a tab names its pipeline: a Hub id or a relative folder as given; an absolute folder by its last two parts
+    (`prior/pipeline`), so that the page shows no path of this machine."""
+    path = Path(name_or_path)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else name_or_path
 
 
 def load_pipeline(name_or_path: str, device: str | None = None, cache_dir: str | None = None) -> HubDiffusionPipeline:
