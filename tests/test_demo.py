@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import skimage.data
 import torch
 
 from hf_vqvae import (
@@ -36,6 +37,9 @@ from launching import Run, free_port, script
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Where the browser test also leaves its screenshots (the docs' are made so), besides its temporary folder.
 SCREENSHOTS_ENV = "HF_VQVAE_DEMO_SCREENSHOTS"
+# A trained image pipeline's folder (the quick start's outputs/prior/pipeline) for the image tab instead of the tiny
+# untrained one, so that the docs' screenshots show what a trained model does; the checks are the same.
+TRAINED_PIPELINE_ENV = "HF_VQVAE_DEMO_PIPELINE"
 SERVER_START_TIMEOUT_S = 120
 BROWSER_TIMEOUT_MS = 60_000
 
@@ -368,17 +372,23 @@ def shown_image(page, element_id: str) -> PIL.Image.Image:
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-get install chromium)")
 def test_in_a_real_browser_upload_reconstructs_sample_draws_and_predict_animates(tmp_path):
-    """Also makes the docs' screenshots (docs/demo.md): `HF_VQVAE_DEMO_SCREENSHOTS=docs/images python -m pytest -m slow
-    tests/test_demo.py -k browser` writes them there (they always go to the test's temporary folder too)."""
+    """Also makes the docs' screenshots (docs/demo.md): `HF_VQVAE_DEMO_SCREENSHOTS=docs/images
+    HF_VQVAE_DEMO_PIPELINE=outputs/prior/pipeline python -m pytest -m slow tests/test_demo.py -k browser` writes them
+    there (they always go to the test's temporary folder too)."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
     pytest.importorskip("gradio", reason="needs the demo extra: pip install 'hf-vqvae[demo]'")
-    pipeline, video_pipeline = tiny_pipeline(), tiny_video_pipeline()
+    video_pipeline = tiny_video_pipeline()
     folders = tmp_path / "prior" / "pipeline", tmp_path / "world-video-prior" / "pipeline"  # as the README names them
-    pipeline.save_pretrained(folders[0])
+    if os.environ.get(TRAINED_PIPELINE_ENV):
+        folders = Path(os.environ[TRAINED_PIPELINE_ENV]).resolve(), folders[1]
+        pipeline, uploaded = VQVAEPipeline.from_pretrained(folders[0]), PIL.Image.fromarray(skimage.data.coffee())
+    else:
+        pipeline, uploaded = tiny_pipeline(), photo()
+        pipeline.save_pretrained(folders[0])
     video_pipeline.save_pretrained(folders[1])
     trajectories = synthetic_trajectories(2, 6)
     trajectories.save_to_disk(tmp_path / "trajectories")
-    photo().save(tmp_path / "photo.png")
+    uploaded.save(tmp_path / "photo.png")
     screenshots = [tmp_path] + ([Path(os.environ[SCREENSHOTS_ENV])] if os.environ.get(SCREENSHOTS_ENV) else [])
 
     port = free_port()
@@ -417,10 +427,11 @@ def test_in_a_real_browser_upload_reconstructs_sample_draws_and_predict_animates
     finally:
         server.kill_all()
 
-    expected = image.reconstruct(pipeline, photo())
+    expected = image.reconstruct(pipeline, uploaded)
     assert pair.size == expected.pair.size
     assert np.abs(np.asarray(pair, dtype=float) - np.asarray(expected.pair, dtype=float)).max() <= 1
-    drawn = image.sample(pipeline, 4, seed=0, temperature=1.0, class_name="cats")  # the tab's defaults
+    first_class = (image.class_names(pipeline) or [None])[0]
+    drawn = image.sample(pipeline, 4, seed=0, temperature=1.0, class_name=first_class)  # the tab's defaults
     assert samples.size == drawn.size
     assert np.abs(np.asarray(samples, dtype=float) - np.asarray(drawn, dtype=float)).max() <= 1
     # The video tab's defaults: trajectory 0, its recorded actions (4 after the 2 observed frames), seed 0.
