@@ -64,7 +64,8 @@ def test_a_transformer_prior_checkpoint_exports_with_a_pipeline_that_samples_it(
     exported = tmp_path / "out"
     result = run([sys.executable, script("export_checkpoint.py"), "--checkpoint", str(output_dir / "checkpoint-1"),
                   "--output_dir", str(exported)])
-    assert f"wrote the TransformerPriorModel at update 1, with its VQVAEPipeline in pipeline/ to {exported}" in result.stdout
+    written = f"wrote the TransformerPriorModel at update 1, with its VQVAEPipeline in pipeline/ to {exported}"
+    assert written in result.stdout
     assert_same_weights(TransformerPriorModel.from_pretrained(exported), output_dir / "checkpoint-1")
     pipeline = VQVAEPipeline.from_pretrained(exported / "pipeline")
     assert isinstance(pipeline.prior, TransformerPriorModel)

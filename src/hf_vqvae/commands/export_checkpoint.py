@@ -7,9 +7,9 @@ export rebuilds the model from them and writes what a finished run of its recipe
 - every model: `config.json` and `model.safetensors` (`from_pretrained` loads them);
 - a VQ-VAE: its image processor, so `scripts/extract_codes.py` and `scripts/train_prior.py --vqvae` take the folder;
 - an audio VQ-VAE: its feature extractor, so `scripts/extract_speech_codes.py` takes it;
-- a prior (PixelCNN or transformer; image, speech or stage-2 codes) or a video prior: also the pipeline, in `pipeline/`, over the VQ-VAE the run
-  trained on (named by its `--vqvae` or its codes' `codes_info.json`), so `scripts/sample.py`,
-  `scripts/generate_speech.py` and the pipelines' `from_pretrained` take it.
+- a prior (PixelCNN or transformer; image, speech or stage-2 codes) or a video prior: also the pipeline, in
+  `pipeline/`, over the VQ-VAE the run trained on (named by its `--vqvae` or its codes' `codes_info.json`), so
+  `scripts/sample.py`, `scripts/generate_speech.py` and the pipelines' `from_pretrained` take it.
 
 Not written: the validation figures, `metrics.json`, the model card, and a hierarchy's stage-2 codes (`latent_codes`),
 which a finished run computes; resume the run to get them.
