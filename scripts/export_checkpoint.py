@@ -4,8 +4,8 @@
     python scripts/export_checkpoint.py --checkpoint outputs/prior/checkpoint-1000 --output_dir outputs/prior-1000
 
 Works for the checkpoints of every training script: the model (and a VQ-VAE's image processor, an audio VQ-VAE's
-feature extractor, a prior's pipeline in pipeline/) goes where `from_pretrained`, the extraction scripts and
-`scripts/sample.py` find it. `python scripts/export_checkpoint.py --help` lists every flag with its default.
+feature extractor, a PixelCNN, transformer or video prior's pipeline in pipeline/) goes where `from_pretrained`, the
+extraction scripts and `scripts/sample.py` find it. `python scripts/export_checkpoint.py --help` lists every flag with its default.
 """
 
 from hf_vqvae.commands.export_checkpoint import export_checkpoint, parse_args

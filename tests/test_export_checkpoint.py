@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_vqvae import VQVAEPipeline
+from hf_vqvae import TransformerPriorModel, VQVAEPipeline
 from hf_vqvae.commands.export_checkpoint import export_checkpoint, parse_args
 from hf_vqvae.models.auto import load_vqvae
 from hf_vqvae.training.recipes.prior import parse_args as parse_prior_args
@@ -17,7 +17,7 @@ from hf_vqvae.training.recipes.vqvae import train_vqvae
 
 from launching import run, script
 from test_training_faults import tiny_flags
-from test_training_prior import codes_folder, prior_run  # noqa: F401 (a fixture)
+from test_training_prior import codes_folder, prior_run, transformer_prior_run  # noqa: F401 (a fixture)
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -55,6 +55,23 @@ def test_a_prior_checkpoint_exports_with_a_pipeline_over_its_vqvae(tmp_path, cod
     assert_same_weights(pipeline.prior, output_dir / "checkpoint-1")
     images = pipeline(batch_size=1, class_labels="a", generator=torch.Generator().manual_seed(0)).images
     assert images[0].size == (16, 16)
+
+
+def test_a_transformer_prior_checkpoint_exports_with_a_pipeline_that_samples_it(tmp_path, codes_folder):  # noqa: F811
+    output_dir = tmp_path / "run"
+    train_prior(parse_prior_args(transformer_prior_run(output_dir, "--codes_dataset", str(codes_folder),
+                                                       extra=("--max_train_steps", "2", "--checkpointing_steps", "1"))))
+    exported = tmp_path / "out"
+    result = run([sys.executable, script("export_checkpoint.py"), "--checkpoint", str(output_dir / "checkpoint-1"),
+                  "--output_dir", str(exported)])
+    written = f"wrote the TransformerPriorModel at update 1, with its VQVAEPipeline in pipeline/ to {exported}"
+    assert written in result.stdout
+    assert_same_weights(TransformerPriorModel.from_pretrained(exported), output_dir / "checkpoint-1")
+    pipeline = VQVAEPipeline.from_pretrained(exported / "pipeline")
+    assert isinstance(pipeline.prior, TransformerPriorModel)
+    assert_same_weights(pipeline.prior, output_dir / "checkpoint-1")
+    images = pipeline(batch_size=2, class_labels=["a", "b"], generator=torch.Generator().manual_seed(0)).images
+    assert [image.size for image in images] == [(16, 16), (16, 16)]
 
 
 def test_a_folder_that_is_not_a_checkpoint_is_named(tmp_path):

@@ -7,9 +7,9 @@ export rebuilds the model from them and writes what a finished run of its recipe
 - every model: `config.json` and `model.safetensors` (`from_pretrained` loads them);
 - a VQ-VAE: its image processor, so `scripts/extract_codes.py` and `scripts/train_prior.py --vqvae` take the folder;
 - an audio VQ-VAE: its feature extractor, so `scripts/extract_speech_codes.py` takes it;
-- a prior (image, speech or stage-2 codes) or a video prior: also the pipeline, in `pipeline/`, over the VQ-VAE the run
-  trained on (named by its `--vqvae` or its codes' `codes_info.json`), so `scripts/sample.py`,
-  `scripts/generate_speech.py` and the pipelines' `from_pretrained` take it.
+- a prior (PixelCNN or transformer; image, speech or stage-2 codes) or a video prior: also the pipeline, in
+  `pipeline/`, over the VQ-VAE the run trained on (named by its `--vqvae` or its codes' `codes_info.json`), so
+  `scripts/sample.py`, `scripts/generate_speech.py` and the pipelines' `from_pretrained` take it.
 
 Not written: the validation figures, `metrics.json`, the model card, and a hierarchy's stage-2 codes (`latent_codes`),
 which a finished run computes; resume the run to get them.
@@ -27,6 +27,7 @@ from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatur
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.auto import MODELS, load_vqvae
 from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
+from ..models.transformer_prior.modeling_transformer_prior import TransformerPriorModel
 from ..models.video_prior.modeling_video_prior import VideoPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
@@ -148,7 +149,7 @@ def export_checkpoint(arguments: ExportCheckpointArguments) -> Path:
     arguments_path = checkpoint / ARGUMENTS_FILE
     run_arguments = json.loads(arguments_path.read_text()) if arguments_path.is_file() else {}
     pipeline = None
-    if isinstance(model, PixelCNNPriorModel):
+    if isinstance(model, (PixelCNNPriorModel, TransformerPriorModel)):
         pipeline = generator_pipeline(model, *decoder_of(run_arguments, options.cache_dir))
     elif isinstance(model, VideoPriorModel):
         vqvae, processor, _ = decoder_of(run_arguments, options.cache_dir)

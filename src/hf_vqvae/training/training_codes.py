@@ -19,11 +19,11 @@ from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatur
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.auto import is_audio_vqvae, load_audio_vqvae, load_vqvae
 from ..models.hierarchical_vqvae.modeling_hierarchical_vqvae import HierarchicalVQVAEModel
-from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
 from ..pipelines.pipeline_audio_vqvae import AudioVQVAEPipeline
 from ..pipelines.pipeline_hierarchical_vqvae import HierarchicalVQVAEPipeline
+from ..pipelines.pipeline_utils import Prior
 from ..pipelines.pipeline_vqvae import VQVAEPipeline
 
 
@@ -47,7 +47,7 @@ class TrainingCodes:
             return self.stage2.config.prior_code_grid(*self.stage2.config.latent_grid)
         return self.vqvae.config.prior_code_grid(self.vqvae.config.latent_size, self.vqvae.config.latent_size)
 
-    def pipeline(self, prior: PixelCNNPriorModel) -> VQVAEPipeline | HierarchicalVQVAEPipeline | AudioVQVAEPipeline:
+    def pipeline(self, prior: Prior) -> VQVAEPipeline | HierarchicalVQVAEPipeline | AudioVQVAEPipeline:
         """The generator a prior over these codes completes."""
         return generator_pipeline(prior, self.vqvae, self.processor, self.stage2)
 
@@ -89,7 +89,7 @@ def load_codes_decoder(
 
 
 def generator_pipeline(
-    prior: PixelCNNPriorModel, vqvae, processor, stage2: HierarchicalVQVAEModel | None = None
+    prior: Prior, vqvae, processor, stage2: HierarchicalVQVAEModel | None = None
 ) -> VQVAEPipeline | HierarchicalVQVAEPipeline | AudioVQVAEPipeline:
     """The generator a prior completes over the codes of `vqvae` (through `stage2` for stage-2 codes)."""
     if isinstance(vqvae, AudioVQVAEModel):
