@@ -26,6 +26,7 @@ reconstruction quality, code usage, speaker conversion and phonemes from codes, 
 
     python benchmarks/audio_quality.py [--max_train_steps 300] [--model outputs/audio-bench] [--num_threads 1]
         [--config_overrides normalize_loudness=false ...] [--sections quality robustness]
+        [--seed 1] [--noise_probability 0.5 --reverb_probability 0.5]   (the trained model's seed and augmentation)
 """
 
 import argparse
