@@ -26,6 +26,7 @@ reconstruction quality, code usage, speaker conversion and phonemes from codes, 
 
     python benchmarks/audio_quality.py [--max_train_steps 300] [--model outputs/audio-bench] [--num_threads 1]
         [--config_overrides normalize_loudness=false ...] [--sections quality robustness]
+        [--seed 1] [--noise_probability 0.5 --reverb_probability 0.5]   (the trained model's seed and augmentation)
 """
 
 import argparse
@@ -75,6 +76,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max_train_steps", type=int, default=300)
     parser.add_argument("--segment_length", type=int, default=2048, help="training crop in samples")
     parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trained model's init, crops and augmentation")
+    parser.add_argument(
+        "--noise_probability", type=float, default=0.0,
+        help="train with this share of clips noised at 10-30 dB SNR, white to brown (the recipe's --noise_probability)",
+    )
+    parser.add_argument(
+        "--reverb_probability", type=float, default=0.0,
+        help="train with this share of clips through a synthetic room of 0.1-0.8 s (the recipe's --reverb_probability)",
+    )
     parser.add_argument(
         "--config_overrides", nargs="*", default=[],
         help="more model fields for the trained model, e.g. normalize_loudness=false (the control without normalisation)",
@@ -119,11 +129,14 @@ class ModelInputs:
 def train(args) -> Path:
     output = Path(args.output_dir)
     arguments = AudioVQVAETrainingArguments(
-        data=SpeechDataArguments(dataset_name=args.data, speaker_column="speaker", segment_length=args.segment_length),
+        data=SpeechDataArguments(
+            dataset_name=args.data, speaker_column="speaker", segment_length=args.segment_length,
+            noise_probability=args.noise_probability, reverb_probability=args.reverb_probability,
+        ),
         model=AudioModelArguments(config_overrides=SMALL_MODEL + args.config_overrides),
         samples=AudioSampleArguments(audio_sample_seconds=0.25),
         optimization=OptimizationArguments(
-            max_train_steps=args.max_train_steps, train_batch_size=8, learning_rate=args.learning_rate
+            max_train_steps=args.max_train_steps, train_batch_size=8, learning_rate=args.learning_rate, seed=args.seed
         ),
         output=OutputArguments(output_dir=str(output), report_to="none", validation_steps=10**9, checkpointing_steps=10**9),
         hub=HubArguments(),

@@ -92,9 +92,11 @@ def test_accelerate_launch_two_processes_end_with_identical_weights(tmp_path, sp
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, speech_folder):  # noqa: F811
     """SIGKILL a run after its first checkpoint, resume it with `latest`: the final weights (codebook and EMA
-    statistics included) equal an uninterrupted run's bit for bit; validation draws samples in between."""
+    statistics included) equal an uninterrupted run's bit for bit; validation draws samples in between, and the
+    training clips' noise and rooms are drawn again as they were."""
     flags = ["--max_train_steps", "14", "--checkpointing_steps", "4", "--gradient_accumulation_steps", "2",
-             "--validation_steps", "5", "--max_unreadable_fraction", "0.2"]
+             "--validation_steps", "5", "--max_unreadable_fraction", "0.2", "--noise_probability", "0.5",
+             "--reverb_probability", "0.5"]
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     run([sys.executable, TRAIN_AUDIO, *tiny_flags(reference, speech_folder, *flags)])
     kill_when_exists([sys.executable, TRAIN_AUDIO, *tiny_flags(interrupted, speech_folder, *flags)], interrupted / "checkpoint-4")

@@ -17,6 +17,7 @@ from datasets.distributed import split_dataset_by_node
 
 from ..argument_checks import check_at_least, check_in_range
 from .audio_files import AUDIO_EXTENSIONS, SAMPLING_RATE, UnreadableAudioError, decode_audio, decode_for_model
+from ..models.audio_vqvae.loudness import normalize_loudness
 from .examples import (
     EpochShuffleSampler,
     SeededExamples,
@@ -26,6 +27,7 @@ from .examples import (
     drop_unreadable,
 )
 from .flite_speech import DEFAULT_SPEECH_DATASET_NAME, make_default_speech_dataset
+from .speech_augmentation import SpeechAugmentation
 from .splits import STREAM_SHARDS, VALIDATION_SPLIT_NAMES, load_named_dataset, training_and_validation_splits
 
 
@@ -82,6 +84,30 @@ class SpeechDataArguments:
         default=0.01,
         metadata={"help": "Unreadable clips are skipped with a warning; the run stops if more than this share fails."},
     )
+    noise_probability: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of training clips recorded again with added noise of a random colour (white to brown) at "
+            "an SNR drawn from --noise_snr_db, before loudness normalisation and cropping; 0 trains on the clips as "
+            "they are. Seeded by --seed, the epoch and the clip."
+        },
+    )
+    noise_snr_db: list[float] = field(
+        default_factory=lambda: [10.0, 30.0],
+        metadata={"help": "MIN MAX: the range the added noise's signal-to-noise ratio (dB, against the speech's gated "
+                          "level) is drawn from.", "nargs": 2},
+    )
+    reverb_probability: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of training clips played again through a synthetic room (a decaying noise tail) with a "
+            "reverberation time drawn from --reverb_rt60_seconds; 0 switches it off. Applied before the noise."
+        },
+    )
+    reverb_rt60_seconds: list[float] = field(
+        default_factory=lambda: [0.1, 0.8],
+        metadata={"help": "MIN MAX: the range the room's reverberation time (s, 60 dB decay) is drawn from.", "nargs": 2},
+    )
 
     def __post_init__(self):
         check_in_range(self, "validation_fraction", 0, 1, low_open=True, high_open=True)
@@ -93,6 +119,14 @@ class SpeechDataArguments:
         check_in_range(self, "max_unreadable_fraction", 0, 1)
         if self.dataset_name and self.train_data_dir:
             raise ValueError("pass either --dataset_name or --train_data_dir, not both")
+        self.augmentation  # refuses bad settings now, not when the first clip is loaded
+
+    @property
+    def augmentation(self) -> SpeechAugmentation:
+        """The noise and reverberation the training clips get."""
+        return SpeechAugmentation(
+            self.noise_probability, tuple(self.noise_snr_db), self.reverb_probability, tuple(self.reverb_rt60_seconds)
+        )
 
     @property
     def speaker_column_or_default(self) -> str | None:
@@ -267,13 +301,16 @@ def random_crop(waveform: np.ndarray, length: int, rng: np.random.Generator | No
 
 class TrainingSpeech(SeededExamples):
     """Training crops (`input_values`, optional `speaker_ids`) of a speech data set; the crop of example `index`
-    is drawn from (seed, epoch, index), from the clip scaled to `loudness_target_db` (None: as recorded)."""
+    (and its noise and room, with an active `augmentation`) is drawn from (seed, epoch, index), from the whole clip,
+    degraded first, then scaled to `loudness_target_db` (None: as recorded), as a user's recording reaches the
+    model through its feature extractor."""
 
     unreadable_error = UnreadableAudioError
 
     def __init__(
         self, dataset: Dataset | IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int,
         seed: int, sampling_rate: int, loudness_target_db: float | None = None,
+        augmentation: SpeechAugmentation | None = None,
     ):
         super().__init__(dataset, seed)
         self.audio_column = audio_column
@@ -281,14 +318,21 @@ class TrainingSpeech(SeededExamples):
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
         self.loudness_target_db = loudness_target_db
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
 
     def unreadable_counter(self, max_fraction: float) -> UnreadableCounter:
         return audio_counter(max_fraction)
 
     def decode(self, row: dict) -> np.ndarray:
-        return decode_for_model(row[self.audio_column], self.sampling_rate, self.loudness_target_db)
+        # An augmented clip is scaled after its noise and room are added, in `example`, where the draw is known.
+        target_db = self.loudness_target_db if self.augmentation is None else None
+        return decode_for_model(row[self.audio_column], self.sampling_rate, target_db)
 
     def example(self, waveform: np.ndarray, row: dict, rng: np.random.Generator) -> dict:
+        if self.augmentation is not None:
+            waveform = self.augmentation(waveform, self.sampling_rate, rng)
+            if self.loudness_target_db is not None:
+                waveform = normalize_loudness(waveform, self.sampling_rate, self.loudness_target_db)[0]
         return speech_example(random_crop(waveform, self.segment_length, rng), self.speaker_ids(row))
 
 
@@ -298,9 +342,12 @@ class StreamingTrainingSpeech(StreamingExamples):
     def __init__(
         self, dataset: IterableDataset, audio_column: str, speaker_ids: SpeakerIds, segment_length: int, seed: int,
         sampling_rate: int, max_unreadable_fraction: float = 0.01, loudness_target_db: float | None = None,
+        augmentation: SpeechAugmentation | None = None,
     ):
         super().__init__(
-            TrainingSpeech(dataset, audio_column, speaker_ids, segment_length, seed, sampling_rate, loudness_target_db),
+            TrainingSpeech(
+                dataset, audio_column, speaker_ids, segment_length, seed, sampling_rate, loudness_target_db, augmentation
+            ),
             max_unreadable_fraction,
         )
 
@@ -337,16 +384,18 @@ def speech_dataloader(
     process_index: int = 0,
     num_processes: int = 1,
     loudness_target_db: float | None = None,
+    augmentation: SpeechAugmentation | None = None,
 ) -> torch.utils.data.DataLoader:
     """The training loader: a map-style data set is checked for unreadable clips up front and shuffled by
     `EpochShuffleSampler` (Accelerate's `prepare` shards its batches); a stream is split by shards across processes
-    here and checked as it streams. Clips are scaled to `loudness_target_db` before cropping (None: as recorded)."""
+    here and checked as it streams. Clips get `augmentation`'s noise and room, then are scaled to
+    `loudness_target_db` before cropping (None: as recorded)."""
     speaker_ids = speaker_ids_for(datasets)
     if isinstance(datasets.train, IterableDataset):
         stream = split_dataset_by_node(datasets.train.shuffle(seed=seed), rank=process_index, world_size=num_processes)
         examples = StreamingTrainingSpeech(
             stream, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate, max_unreadable_fraction,
-            loudness_target_db,
+            loudness_target_db, augmentation,
         )
         sampler = None
     else:
@@ -354,7 +403,8 @@ def speech_dataloader(
         if len(readable) == 0:
             raise ValueError(f"the training split of {datasets.name!r} holds no readable audio clip")
         examples = TrainingSpeech(
-            readable, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate, loudness_target_db
+            readable, datasets.audio_column, speaker_ids, segment_length, seed, sampling_rate, loudness_target_db,
+            augmentation,
         )
         sampler = EpochShuffleSampler(len(examples), seed)
     return torch.utils.data.DataLoader(

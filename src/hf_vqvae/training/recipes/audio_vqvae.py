@@ -249,6 +249,7 @@ class AudioVQVAERecipe(Recipe):
                 process_index=accelerator.process_index,
                 num_processes=accelerator.num_processes,
                 loudness_target_db=loudness_target_db,
+                augmentation=data.augmentation,
             )
             self.clips, self.speakers = validation_clips(
                 self.datasets, data.segment_length, data.max_validation_samples, self.config.sampling_rate,
