@@ -26,11 +26,10 @@ from ..data.codes import CodesInfo
 from ..models.audio_vqvae.feature_extraction_audio_vqvae import AudioVQVAEFeatureExtractor
 from ..models.audio_vqvae.modeling_audio_vqvae import AudioVQVAEModel
 from ..models.auto import MODELS, load_vqvae
-from ..models.pixelcnn_prior.modeling_pixelcnn_prior import PixelCNNPriorModel
-from ..models.transformer_prior.modeling_transformer_prior import TransformerPriorModel
 from ..models.video_prior.modeling_video_prior import VideoPriorModel
 from ..models.vqvae.image_processing_vqvae import VQVAEImageProcessor
 from ..models.vqvae.modeling_vqvae import VQVAEModel
+from ..pipelines.pipeline_utils import Prior
 from ..pipelines.pipeline_video_prediction import VideoPredictionPipeline
 from ..training.accelerator import lock_output_dir, unlock_output_dirs
 from ..training.arguments import parse_arguments
@@ -149,7 +148,7 @@ def export_checkpoint(arguments: ExportCheckpointArguments) -> Path:
     arguments_path = checkpoint / ARGUMENTS_FILE
     run_arguments = json.loads(arguments_path.read_text()) if arguments_path.is_file() else {}
     pipeline = None
-    if isinstance(model, (PixelCNNPriorModel, TransformerPriorModel)):
+    if isinstance(model, Prior):
         pipeline = generator_pipeline(model, *decoder_of(run_arguments, options.cache_dir))
     elif isinstance(model, VideoPriorModel):
         vqvae, processor, _ = decoder_of(run_arguments, options.cache_dir)
