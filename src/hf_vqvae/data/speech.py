@@ -16,8 +16,8 @@ from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Iterable
 from datasets.distributed import split_dataset_by_node
 
 from ..argument_checks import check_at_least, check_in_range
-from .audio_files import AUDIO_EXTENSIONS, SAMPLING_RATE, UnreadableAudioError, decode_audio, decode_for_model
 from ..models.audio_vqvae.loudness import normalize_loudness
+from .audio_files import AUDIO_EXTENSIONS, SAMPLING_RATE, UnreadableAudioError, decode_audio, decode_for_model
 from .examples import (
     EpochShuffleSampler,
     SeededExamples,
