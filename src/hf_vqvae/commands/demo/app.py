@@ -14,8 +14,12 @@ from pathlib import Path
 # Read by Gradio when it is imported: nothing of the demo leaves this machine (no analytics, no version check).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
+try:
+    import gradio as gr  # noqa: E402
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError('The demo needs Gradio, which hf-vqvae installs only on request: pip install "hf-vqvae[demo]"') from error
 
+from ...argument_checks import HelpWithDefaults  # noqa: E402
 from . import image, speech, video  # noqa: E402
 from .pipelines import load_pipeline, quick_start_pipelines, tab_of, tab_title  # noqa: E402
 
@@ -26,20 +30,20 @@ MAX_SAMPLES = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpWithDefaults)
     parser.add_argument(
         "--pipeline", nargs="+", default=None,
-        help="Pipeline folders or Hub ids, one tab each (default: those of the README's quick start that exist).",
+        help="Pipeline folders or Hub ids, one tab each; None: those of the README's quick start that exist.",
     )
     parser.add_argument(
         "--trajectories", default=None,
-        help="Trajectories for the video tabs: a data set (Hub id or save_to_disk folder) with `frames` and `actions` "
-        "(default: a few rendered with ViZDoom, the `worlds` extra).",
+        help="Trajectories for the video tabs: a data set (Hub id or save_to_disk folder) with `frames` and `actions`; "
+        "None: a few rendered with ViZDoom (the `worlds` extra).",
     )
-    parser.add_argument("--device", default=None, help="cuda when there is a GPU, else cpu.")
+    parser.add_argument("--device", default=None, help="Device to run the pipelines on; None: cuda when there is a GPU, else cpu.")
     parser.add_argument("--cache_dir", default=None, help="Hub cache folder.")
     parser.add_argument("--server_name", default=DEFAULT_SERVER_NAME, help="Address to serve on (0.0.0.0 for every one).")
-    parser.add_argument("--server_port", type=int, default=DEFAULT_SERVER_PORT)
+    parser.add_argument("--server_port", type=int, default=DEFAULT_SERVER_PORT, help="Port to serve on.")
     args = parser.parse_args(argv)
     if not 0 < args.server_port < 65536:
         parser.error(f"--server_port must be a port number in [1, 65535], got {args.server_port}")

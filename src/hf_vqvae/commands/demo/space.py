@@ -10,6 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 
+from ...argument_checks import HelpWithDefaults
 from ...model_card_utils import is_hub_dataset_id, render_model_card
 from ...version import REPOSITORY_URL
 
@@ -100,15 +101,15 @@ def push_space(folder: str | Path, space_id: str, private: bool = False) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpWithDefaults)
     parser.add_argument("--pipeline", nargs="+", required=True, help="Hub ids of the pipelines, one tab each.")
     parser.add_argument("--trajectories", default=None, help="Hub id of a trajectories data set for the video tabs.")
-    parser.add_argument("--title", default=DEFAULT_TITLE)
-    parser.add_argument("--sdk_version", default=None, help="Gradio version of the Space (default: the installed one).")
-    parser.add_argument("--output_dir", default="outputs/space")
+    parser.add_argument("--title", default=DEFAULT_TITLE, help="The Space's title on its card.")
+    parser.add_argument("--sdk_version", default=None, help="Gradio version of the Space; None: the installed one.")
+    parser.add_argument("--output_dir", default="outputs/space", help="Where the Space's folder is written.")
     parser.add_argument("--push_to_hub", action="store_true", help="Create the Space and upload the folder.")
     parser.add_argument("--space_id", default=None, help="org/name of the Space (needed with --push_to_hub).")
-    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--private", action="store_true", help="Make the pushed Space private.")
     args = parser.parse_args(argv)
     if args.push_to_hub and not args.space_id:
         parser.error("--push_to_hub needs --space_id org/name")
