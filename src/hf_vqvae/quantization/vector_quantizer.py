@@ -325,11 +325,13 @@ class VectorQuantizer(Quantizer):
             decides which codes are dead, under both rules.
         epsilon: Laplace smoothing of the EMA cluster sizes, so an unused code never divides by 0.
         kmeans_init: initialise the codebook by k-means on the first training batch (pooled from
-            every process); without it the EMA state is seeded from the random codebook at that batch.
+            every process), the centroids weighing in the EMA state as one batch does; without it the EMA state
+            is seeded from the random codebook at that batch.
         kmeans_iters: Lloyd iterations for that initialisation.
-        dead_code_threshold: restarts, as a fraction of the mean usage (latents per training
-            batch over all processes / K): a code whose usage average (assignments per batch, EMA)
-            falls below `dead_code_threshold x mean usage` is re-seeded from a recent encoder
+        dead_code_threshold: restarts, as a fraction of the mean usage (the mean of the codes' usage
+            averages: latents per training batch over all processes / K once the averages have settled): a
+            code whose usage average (assignments per batch, EMA) falls below
+            `dead_code_threshold x mean usage` is re-seeded from a recent encoder
             output, with fresh EMA state (usage = that bound, sum = bound x the new code); 0
             disables restarts. Relative to the mean, the same value balances usage at any batch
             size and grid (0.5 reaches perplexity ~0.85 K in benchmarks/codebook_usage.py).
@@ -541,7 +543,10 @@ class VectorQuantizer(Quantizer):
             smoothed = (cluster_size + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
             codebook = torch.where(finite, embed_sum / smoothed.unsqueeze(1), codebook)
         if restarts:
-            usage_bound = self.dead_code_threshold * batch_sizes.sum() / self.num_embeddings
+            # Relative to the mean of the usage averages, not to this batch's mean usage: the two agree once the
+            # averages have settled, and while they still carry the k-means state's small weight (see
+            # `_kmeans_initialize`) only this one is on their scale.
+            usage_bound = self.dead_code_threshold * cluster_size.mean()
             dead = (cluster_size < usage_bound) & finite
             self.restart_step += 1
             # On a CPU looking costs nothing, so the draw is skipped when no code died (the mask
@@ -595,8 +600,11 @@ class VectorQuantizer(Quantizer):
         centroids = broadcast_from_first_rank(centroids.contiguous())
         counts = broadcast_from_first_rank(counts.contiguous())
         # Usage starts at the share of the batch each centroid would draw, so a centroid that
-        # drew nothing is dead right away and gets restarted.
-        self.cluster_size.copy_(counts / pooled.shape[0] * total_rows)
+        # drew nothing is dead right away and gets restarted. The centroids weigh in the moving averages as one
+        # batch does (1 - decay of its counts), not as the whole history (its counts): the encoder's outputs move
+        # fast in the first hundred steps, and codes whose averages held the k-means state at full weight lagged
+        # behind them and died (0.7x the codes used by vector-quantize-pytorch, which starts its averages at 0).
+        self.cluster_size.copy_(counts / pooled.shape[0] * total_rows * (1 - self.decay))
         self.embedding.copy_(centroids)
         self.embed_sum.copy_(centroids * self.cluster_size.unsqueeze(1))
         self.initialized.fill_(True)
