@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hf_vqvae.quantization.base import perplexity_of
 from hf_vqvae.quantization.vector_quantizer import VectorQuantizer, _sum_per_code, kmeans, nearest_codes, nearest_codes_channels_first
 
 
@@ -191,11 +192,24 @@ def test_eval_mode_changes_no_state():
 def test_kmeans_finds_well_separated_clusters():
     generator = torch.Generator().manual_seed(0)
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
-    samples = centers.repeat_interleave(50, dim=0) + 0.1 * torch.randn(200, 2, generator=generator)
-    found, counts = kmeans(samples, 4, num_iters=20, generator=generator)
-    matched = torch.cdist(centers, found).min(dim=1).values
-    assert matched.max() < 0.5
-    assert counts.sum() == 200
+    samples = centers.repeat_interleave(250, dim=0) + 0.1 * torch.randn(1000, 2, generator=generator)
+    found, counts = kmeans(samples, 32, num_iters=20, generator=generator)
+    assert torch.cdist(centers, found).min(dim=1).values.max() < 0.5  # every cluster has a centroid
+    assert torch.cdist(found, centers).min(dim=1).values.max() < 1.0  # and every centroid lies in a cluster
+    assert counts.sum() == 1000
+
+
+def test_kmeans_seeds_follow_the_density_of_the_data():
+    # 900 latents in a dense blob and 100 far-off outliers: the blob deserves most of the 16 codes. k-means++ seeding
+    # (each seed drawn by squared distance from the others) would spend nearly all of them on outliers.
+    generator = torch.Generator().manual_seed(0)
+    directions = F.normalize(torch.randn(100, 2, generator=generator), dim=1)
+    outliers = directions * (50 + 50 * torch.rand(100, 1, generator=generator))
+    samples = torch.cat([torch.randn(900, 2, generator=generator), outliers])
+    found, counts = kmeans(samples, 16, num_iters=10, generator=generator)
+    # Seeded by k-means++ the blob's latents draw 1 or 2 codes (perplexity under 4); seeded from samples 9 to 12.
+    assert nearest_codes(samples[:900], found).unique().numel() >= 8
+    assert perplexity_of(counts) >= 8
 
 
 def test_kmeans_init_runs_once_on_first_training_batch(monkeypatch):
@@ -215,18 +229,17 @@ def test_kmeans_init_runs_once_on_first_training_batch(monkeypatch):
 
 
 def test_kmeans_state_weighs_as_one_batch_in_the_moving_averages():
-    # Every centroid holds 64 of the first batch's latents; the second batch moves the four clusters by +3. The
-    # centroids enter the averages with 1 - decay of their counts, as one batch would (with their counts, the whole
-    # history, the codes would follow the second batch by 1%: what left them behind a fast-moving encoder).
-    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, kmeans_init=True, decay=0.99).train()
-    centers = torch.tensor([[-5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])
-    quantizer(centers.repeat(64, 1).t().reshape(1, 2, 256))  # k-means, then this batch's EMA update
+    # 64 latents at one point; the second batch moves them by +3. The centroid enters the averages with 1 - decay of
+    # its count, as one batch would (with its count, the whole history, the code would follow the second batch by 1%:
+    # what left codes behind a fast-moving encoder).
+    quantizer = make_quantizer(num_embeddings=1, embedding_dim=2, kmeans_init=True, decay=0.99).train()
+    center = torch.tensor([[-5.0, 5.0]])
+    quantizer(center.repeat(64, 1).t().reshape(1, 2, 64))  # k-means, then this batch's EMA update
     one_batch = 0.01 * 64
-    torch.testing.assert_close(quantizer.cluster_size, torch.full((4,), 0.99 * one_batch + one_batch))
-    order = torch.cdist(centers, quantizer.embedding).argmin(dim=1)
-    quantizer((centers + 3.0).repeat(64, 1).t().reshape(1, 2, 256))
+    torch.testing.assert_close(quantizer.cluster_size, torch.tensor([0.99 * one_batch + one_batch]))
+    quantizer((center + 3.0).repeat(64, 1).t().reshape(1, 2, 64))
     moved = 3.0 * one_batch / (0.99 * (0.99 * one_batch + one_batch) + one_batch)  # about a third of the way
-    torch.testing.assert_close(quantizer.embedding[order], centers + moved, rtol=0, atol=1e-3)
+    torch.testing.assert_close(quantizer.embedding, center + moved, rtol=0, atol=1e-3)
 
 
 def test_loading_state_that_is_not_initialised_runs_kmeans_again():
