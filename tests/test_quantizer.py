@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hf_vqvae.quantization.base import perplexity_of
 from hf_vqvae.quantization.vector_quantizer import VectorQuantizer, _sum_per_code, kmeans, nearest_codes, nearest_codes_channels_first
 
 
@@ -191,24 +192,54 @@ def test_eval_mode_changes_no_state():
 def test_kmeans_finds_well_separated_clusters():
     generator = torch.Generator().manual_seed(0)
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
-    samples = centers.repeat_interleave(50, dim=0) + 0.1 * torch.randn(200, 2, generator=generator)
-    found, counts = kmeans(samples, 4, num_iters=20, generator=generator)
-    matched = torch.cdist(centers, found).min(dim=1).values
-    assert matched.max() < 0.5
-    assert counts.sum() == 200
+    samples = centers.repeat_interleave(250, dim=0) + 0.1 * torch.randn(1000, 2, generator=generator)
+    found, counts = kmeans(samples, 32, num_iters=20, generator=generator)
+    assert torch.cdist(centers, found).min(dim=1).values.max() < 0.5  # every cluster has a centroid
+    assert torch.cdist(found, centers).min(dim=1).values.max() < 1.0  # and every centroid lies in a cluster
+    assert counts.sum() == 1000
 
 
-def test_kmeans_init_runs_once_on_first_training_batch():
+def test_kmeans_seeds_follow_the_density_of_the_data():
+    # 900 latents in a dense blob and 100 far-off outliers: the blob deserves most of the 16 codes. k-means++ seeding
+    # (each seed drawn by squared distance from the others) would spend nearly all of them on outliers.
+    generator = torch.Generator().manual_seed(0)
+    directions = F.normalize(torch.randn(100, 2, generator=generator), dim=1)
+    outliers = directions * (50 + 50 * torch.rand(100, 1, generator=generator))
+    samples = torch.cat([torch.randn(900, 2, generator=generator), outliers])
+    found, counts = kmeans(samples, 16, num_iters=10, generator=generator)
+    # Seeded by k-means++ the blob's latents draw 1 or 2 codes (perplexity under 4); seeded from samples 9 to 12.
+    assert nearest_codes(samples[:900], found).unique().numel() >= 8
+    assert perplexity_of(counts) >= 8
+
+
+def test_kmeans_init_runs_once_on_first_training_batch(monkeypatch):
+    from hf_vqvae.quantization import vector_quantizer
+
+    runs = []
+    monkeypatch.setattr(vector_quantizer, "kmeans", lambda *args, **kwargs: runs.append(1) or kmeans(*args, **kwargs))
     quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, kmeans_init=True).train()
     assert not bool(quantizer.initialized)
     centers = torch.tensor([[-5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])
     latents = centers.repeat(64, 1) + 0.01 * torch.randn(256, 2)
     quantizer(latents.t().reshape(1, 2, 256))
-    assert bool(quantizer.initialized)
+    assert bool(quantizer.initialized) and len(runs) == 1
     assert torch.cdist(centers, quantizer.embedding).min(dim=1).values.max() < 0.1
-    codebook = quantizer.embedding.clone()
     quantizer(torch.randn(1, 2, 256) * 100)  # a second batch must not re-run k-means
-    assert torch.cdist(codebook, quantizer.embedding).min(dim=1).values.max() < 10
+    assert len(runs) == 1
+
+
+def test_kmeans_state_weighs_as_one_batch_in_the_moving_averages():
+    # 64 latents at one point; the second batch moves them by +3. The centroid enters the averages with 1 - decay of
+    # its count, as one batch would (with its count, the whole history, the code would follow the second batch by 1%:
+    # what left codes behind a fast-moving encoder).
+    quantizer = make_quantizer(num_embeddings=1, embedding_dim=2, kmeans_init=True, decay=0.99).train()
+    center = torch.tensor([[-5.0, 5.0]])
+    quantizer(center.repeat(64, 1).t().reshape(1, 2, 64))  # k-means, then this batch's EMA update
+    one_batch = 0.01 * 64
+    torch.testing.assert_close(quantizer.cluster_size, torch.tensor([0.99 * one_batch + one_batch]))
+    quantizer((center + 3.0).repeat(64, 1).t().reshape(1, 2, 64))
+    moved = 3.0 * one_batch / (0.99 * (0.99 * one_batch + one_batch) + one_batch)  # about a third of the way
+    torch.testing.assert_close(quantizer.embedding, center + moved, rtol=0, atol=1e-3)
 
 
 def test_loading_state_that_is_not_initialised_runs_kmeans_again():
@@ -237,39 +268,45 @@ def test_usage_metrics_and_perplexity():
 
 
 def test_dead_codes_restart_with_fresh_ema_state():
-    # 64 latents over 4 codes: mean usage 16, so a quarter of it is a bound of 4 assignments.
-    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, dead_code_threshold=0.25, decay=0.9).train()
+    # 64 latents near 0, all nearest code 0. Usage averages after the step (decay 0.9): [13.6, 0.9, 7.2, 7.2],
+    # mean 7.225, so half of it is a bound of 3.6125.
+    quantizer = make_quantizer(num_embeddings=4, embedding_dim=2, dead_code_threshold=0.5, decay=0.9).train()
     with torch.no_grad():
         quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
         quantizer.embed_sum.copy_(quantizer.embedding * 8.0)
-        quantizer.cluster_size.copy_(torch.tensor([8.0, 4.0, 8.0, 8.0]))
+        quantizer.cluster_size.copy_(torch.tensor([8.0, 1.0, 8.0, 8.0]))
         quantizer.initialized.fill_(True)
     latents = torch.randn(1, 2, 64) * 0.1
     quantizer(latents)
-    # Codes 1-3 got no assignments; code 1 fell below 4 (3.6) and was restarted onto a latent.
+    # Codes 1-3 got no assignments; code 1 fell below the bound (0.9) and was restarted onto a latent.
     restarted = quantizer.embedding[1]
     assert torch.cdist(restarted[None], latents[0].t()).min() < 1e-6
-    assert float(quantizer.cluster_size[1]) == 4.0  # usage restarts at the bound
-    torch.testing.assert_close(quantizer.embed_sum[1], 4.0 * restarted)
+    bound = torch.tensor(0.5 * 7.225)
+    torch.testing.assert_close(quantizer.cluster_size[1], bound)  # usage restarts at the bound
+    torch.testing.assert_close(quantizer.embed_sum[1], bound * restarted)
     # Codes 2-3 decayed to 7.2 but stay above the bound: untouched.
     torch.testing.assert_close(quantizer.embedding[2], torch.tensor([200.0, 200.0]), rtol=1e-4, atol=0)
 
 
 def test_restarted_code_that_wins_its_share_is_not_restarted_again():
-    # A bound of 2 (1/16 of the mean usage 64 / 2) with decay 0.99: a usage that restarted at 1
-    # could not climb back to 2 within a batch of 64, so the code would be re-seeded every step
-    # however much data it won.
-    quantizer = make_quantizer(num_embeddings=2, embedding_dim=2, dead_code_threshold=1 / 16, decay=0.99).train()
+    # Code 1 gets nothing from the first batch and falls below the bound (a quarter of the mean usage average). A
+    # usage that restarted lower than the bound (say at 0) could not climb back above it within a batch, so the
+    # code would be re-seeded every step however much data it won.
+    quantizer = make_quantizer(num_embeddings=2, embedding_dim=2, dead_code_threshold=0.25, decay=0.99).train()
     with torch.no_grad():
         quantizer.embedding.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0]]))
-        quantizer.embed_sum.copy_(quantizer.embedding * 2.0)
-        quantizer.cluster_size.fill_(2.0)
-    quantizer(torch.randn(1, 2, 64))  # code 1 gets nothing, falls below 2 and is restarted
-    assert float(quantizer.cluster_size[1]) == 2.0
-    second_batch = torch.randn(1, 2, 64)
+        quantizer.cluster_size.copy_(torch.tensor([2.0, 0.1]))
+        quantizer.embed_sum.copy_(quantizer.embedding * quantizer.cluster_size[:, None])
+        quantizer.initialized.fill_(True)
+    quantizer(torch.randn(1, 2, 64))  # usage averages [2.62, 0.099]: code 1 is restarted at the bound
+    bound = 0.25 * (2.62 + 0.099) / 2
+    assert math.isclose(float(quantizer.cluster_size[1]), bound, rel_tol=1e-5)
+    # Half the second batch around each code: the restarted one wins its share.
+    codes = quantizer.embedding.detach().clone()
+    second_batch = (codes.repeat_interleave(32, dim=0) + 0.01 * torch.randn(64, 2)).t().unsqueeze(0)
     counts = quantizer(second_batch).code_counts
-    assert counts[1] >= 2  # it won its share of the cluster it was restarted into
-    assert float(quantizer.cluster_size[1]) >= 2.0
+    assert counts.tolist() == [32.0, 32.0]
+    assert float(quantizer.cluster_size[1]) >= 0.25 * float(quantizer.cluster_size.mean())
     assert not (quantizer.embedding[1] == second_batch[0].t()).all(dim=1).any()  # moved by EMA, not re-seeded
 
 

@@ -116,8 +116,8 @@ class QuantizerConfigMixin:
             batch; vq and residual_vq.
         kmeans_iters (`int`, defaults to 10): Lloyd iterations of that initialisation.
         dead_code_threshold (`float`, defaults to 0.5): codes whose usage average falls below this fraction of
-            the mean usage per code (latents per batch / K) are re-seeded from encoder outputs with fresh EMA
-            state; 0 disables restarts; vq and residual_vq.
+            the mean of the codes' usage averages (latents per batch / K once settled) are re-seeded from encoder
+            outputs with fresh EMA state; 0 disables restarts; vq and residual_vq.
         rotation_trick (`bool`, defaults to `False`): pass the gradient through the quantizer by the rotation
             trick (Fifty et al. 2024) instead of straight through; vq, residual_vq and simvq.
         cosine_similarity (`bool`, defaults to `False`): l2-normalised latents and codes (ViT-VQGAN); vq.
