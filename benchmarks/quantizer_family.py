@@ -27,7 +27,8 @@ rounds so that load hits both alike: the whole model's step (forward, backward, 
 With --seeds S every figure of quality and usage is the mean over S runs (seeds 0..S-1: data order and initial
 weights), quality with +- half its range.
 
-    python benchmarks/quantizer_family.py [--steps 300] [--seeds 1] [--data images speech] [--threads 1] [--clock wall|cpu]
+    python benchmarks/quantizer_family.py [--steps 300] [--seeds 1] [--data images speech] [--variants NAME ...]
+        [--threads 1] [--clock wall|cpu]
 """
 
 import argparse
@@ -310,7 +311,8 @@ def run(data: str, args) -> dict:
     print(f"\n{data}: {len(held_out)} held-out {'crops' if data == 'images' else f'{SPEECH_CROP}-sample crops'}, "
           f"{args.steps} Adam steps of {batch_size}, seeds {list(range(args.seeds))}")
     results = {}
-    for variant, (_, _, stages) in VARIANTS.items():
+    for variant in args.variants:
+        stages = VARIANTS[variant][2]
         runs = {name: [] for name in IMPLEMENTATIONS}
         for seed in range(args.seeds):
             batch = training_batches(data, train_set, args.steps, batch_size, seed)
@@ -346,13 +348,13 @@ def run(data: str, args) -> dict:
             results[(variant, name)]["peak MiB"] = measure_in_subprocess(
                 [__file__, "--threads", str(args.threads), "--memory_of", data, variant, name, str(batch_size)]
             )
-        print_row(data, variant, results)
+        print_row(data, variant, results, header=variant == args.variants[0])
     return results
 
 
-def print_row(data: str, variant: str, results: dict) -> None:
+def print_row(data: str, variant: str, results: dict, header: bool) -> None:
     quality = "PSNR dB" if data == "images" else "log-mel dB"
-    if variant == next(iter(VARIANTS)):
+    if header:
         print(f"  {'variant':26s} {'implementation':24s} {quality:>10s} {'codes used':>10s} {'perplexity':>10s} "
               f"{'step ms':>8s} {'quant. ms':>9s} {'peak MiB':>8s}")
     for name in IMPLEMENTATIONS:
@@ -373,6 +375,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=1, help="runs per variant and implementation (data order and init)")
     parser.add_argument("--data", nargs="+", default=["images", "speech"], choices=["images", "speech"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
+                        help=f"rows to run, by name (default: all: {', '.join(map(repr, VARIANTS))})")
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=10, help="interleaved timing rounds per variant")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
