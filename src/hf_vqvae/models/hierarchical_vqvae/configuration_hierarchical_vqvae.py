@@ -44,7 +44,7 @@ class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
             its band of rows, then `conditioning_num_layers` 3x3 convolutions.
         conditioning_channels (`int`, defaults to 64): channels of the conditioning map.
         conditioning_num_layers (`int`, defaults to 2): 3x3 convolutions of the conditioning network (ReLU between).
-        auxiliary_loss_weight (`float`, defaults to 1.0): weight of an auxiliary loss in training, the negative
+        auxiliary_loss_weight (`float`, defaults to 0.2): weight of an auxiliary loss in training, the negative
             log-likelihood of each stage-1 code predicted from the conditioning map alone (no autoregressive
             context, a 1x1 head). Its gradient reaches the encoder directly, so the latents learn to describe the
             frame even while the autoregressive decoder can do without them; 0 removes the head (configs saved
@@ -73,7 +73,7 @@ class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     conditioning: str = "decoded"
     conditioning_channels: int = 64
     conditioning_num_layers: int = 2
-    auxiliary_loss_weight: float = 1.0
+    auxiliary_loss_weight: float = 0.2
     auxiliary_loss_warmup_fraction: float | None = None
     decoder_hidden_channels: int = 128
     decoder_num_layers: int = 15
