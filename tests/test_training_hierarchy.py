@@ -182,7 +182,10 @@ def test_the_auxiliary_loss_weight_follows_its_warmup_update_by_update(tmp_path,
         return forward(recipe, model, batch)
 
     monkeypatch.setattr(HierarchyRecipe, "forward", recording_forward)
-    flags = ("--max_train_steps", "4", "--gradient_accumulation_steps", "2", "--auxiliary_loss_warmup_fraction", "0.5")
+    flags = (
+        "--max_train_steps", "4", "--gradient_accumulation_steps", "2", "--auxiliary_loss_weight", "1",
+        "--auxiliary_loss_warmup_fraction", "0.5",
+    )
     train_hierarchy(parse_args(stage2_run(tmp_path / "run", "--codes_dataset", str(stage1_codes), extra=flags)))
     assert weights == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0])
     assert HierarchicalVQVAEModel.from_pretrained(tmp_path / "run").config.auxiliary_loss_warmup_fraction == 0.5
