@@ -2,8 +2,9 @@
 
 It evaluates the models the README's hierarchy commands train (stage-1 VQ-VAE, stage 2, top prior: the
 `HierarchicalVQVAEPipeline` that `train_prior.py` writes) next to a same-size PixelCNN trained on the same stage-1 codes
-for the same steps without latents (`--baseline`), on held-out frames of several kinds: the validation episodes of
-the training data set, and frames of other ViZDoom scenarios (other maps, textures, monsters) rendered here. For each:
+for the same steps with stage 2's learning-rate schedule (`train_prior.py --lr_scheduler constant`) without latents
+(`--baseline`), on held-out frames of several kinds: the validation episodes of the training data set, and frames of
+other ViZDoom scenarios (other maps, textures, monsters) rendered here. For each:
 
 - bits per 21x21 grid of stage-1 codes under the stage-2 decoder given each grid's own 3x1 codes, and given another
   grid's (a random derangement of the set: every grid gets codes that are not its own). The difference is what the

@@ -107,18 +107,46 @@ def test_the_auxiliary_loss_alone_trains_the_encoder():
     assert without.auxiliary_head is None and without(codes).auxiliary_loss is None
 
 
+def test_the_auxiliary_loss_warmup_falls_linearly_to_zero_and_sets_the_loss():
+    """`auxiliary_loss_warmup_fraction`: the weight falls linearly from `auxiliary_loss_weight` at the first update
+    to 0 at that fraction of the updates and stays there; unset, it is constant. `forward` weighs the auxiliary loss
+    by the weight it is given."""
+    config = HierarchicalVQVAEConfig(**TINY_STAGE2, auxiliary_loss_weight=2.0, auxiliary_loss_warmup_fraction=0.5)
+    weights = [config.auxiliary_loss_weight_at(step, 10) for step in range(10)]
+    assert weights == pytest.approx([2.0, 1.6, 1.2, 0.8, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0])
+    constant = HierarchicalVQVAEConfig(**TINY_STAGE2, auxiliary_loss_weight=2.0)
+    assert constant.auxiliary_loss_warmup_fraction is None
+    assert [constant.auxiliary_loss_weight_at(step, 10) for step in (0, 5, 9)] == [2.0, 2.0, 2.0]
+
+    model = HierarchicalVQVAEModel(config).train()
+    codes = torch.randint(0, 16, (6, 4, 4))
+    for weight in (0.3, 0.0):
+        output = model(codes, auxiliary_loss_weight=weight)
+        expected = output.nll_loss + weight * output.auxiliary_loss + config.commitment_cost * output.commitment_loss
+        torch.testing.assert_close(output.loss, expected)
+    # Without a weight, forward uses the config's.
+    output = model(codes)
+    torch.testing.assert_close(output.loss, output.nll_loss + 2.0 * output.auxiliary_loss + config.commitment_cost * output.commitment_loss)
+
+    for bad in (0, 1.5, -0.2, "half", float("nan")):
+        with pytest.raises(ValueError, match=rf"auxiliary_loss_warmup_fraction must be a finite number in \(0, 1\], got {bad!r}"):
+            HierarchicalVQVAEConfig(auxiliary_loss_warmup_fraction=bad)
+
+
 def test_a_folder_saved_before_the_decoded_conditioning_loads_as_it_was(tmp_path):
-    """Configs saved before `conditioning`, `conditioning_num_layers` and `auxiliary_loss_weight` existed mean a
-    conditioning map upsampled from the latents through one 3x3 convolution, and no auxiliary head."""
+    """Configs saved before `conditioning`, `conditioning_num_layers`, `auxiliary_loss_weight` and
+    `auxiliary_loss_warmup_fraction` existed mean a conditioning map upsampled from the latents through one 3x3
+    convolution, and no auxiliary head."""
     earlier = tiny_stage2(conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0).eval()
     earlier.save_pretrained(tmp_path / "stage2")
     config_path = tmp_path / "stage2" / "config.json"
     saved = json.loads(config_path.read_text())
-    for name in ("conditioning", "conditioning_num_layers", "auxiliary_loss_weight"):
+    for name in ("conditioning", "conditioning_num_layers", "auxiliary_loss_weight", "auxiliary_loss_warmup_fraction"):
         del saved[name]
     config_path.write_text(json.dumps(saved))
     loaded = HierarchicalVQVAEModel.from_pretrained(tmp_path / "stage2")
     assert (loaded.config.conditioning, loaded.config.conditioning_num_layers, loaded.config.auxiliary_loss_weight) == ("upsampled", 1, 0.0)
+    assert loaded.config.auxiliary_loss_warmup_fraction is None
     assert set(loaded.state_dict()) == set(earlier.state_dict())
     codes = torch.randint(0, 16, (2, 4, 4))
     torch.testing.assert_close(loaded.bits_per_grid(codes), earlier.bits_per_grid(codes))

@@ -15,7 +15,7 @@ from hf_vqvae.commands.extract_codes import extract_codes
 from hf_vqvae.commands.extract_codes import parse_args as parse_extract_args
 from hf_vqvae.commands.make_world_data import WorldDataArguments, make_world_data
 from hf_vqvae.data.codes import CodesInfo
-from hf_vqvae.training.recipes.hierarchical_vqvae import build_stage2_config, parse_args, train_hierarchy
+from hf_vqvae.training.recipes.hierarchical_vqvae import HierarchyRecipe, build_stage2_config, parse_args, train_hierarchy
 from hf_vqvae.training.recipes.prior import parse_args as parse_prior_args
 from hf_vqvae.training.recipes.prior import train_prior
 from hf_vqvae.training.recipes.vqvae import parse_args as parse_vqvae_args
@@ -108,8 +108,11 @@ def test_frames_to_stage1_to_stage2_to_prior_to_pipeline_by_hub_id(tmp_path, fra
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, stage1_codes):
     """SIGKILL a stage-2 run after its first checkpoint and resume it with `latest`: the final weights (EMA codebook
-    included) equal an uninterrupted run's bit for bit."""
-    flags = ("--max_train_steps", "12", "--checkpointing_steps", "3", "--gradient_accumulation_steps", "2", "--validation_steps", "5")
+    included) equal an uninterrupted run's bit for bit, the auxiliary loss's warm-up included."""
+    flags = (
+        "--max_train_steps", "12", "--checkpointing_steps", "3", "--gradient_accumulation_steps", "2", "--validation_steps", "5",
+        "--auxiliary_loss_warmup_fraction", "0.5",  # the resumed run goes on with the auxiliary loss's schedule
+    )
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     run([sys.executable, script("train_hierarchy.py"), *stage2_run(reference, "--codes_dataset", str(stage1_codes), extra=flags)])
     command = [sys.executable, script("train_hierarchy.py"), *stage2_run(interrupted, "--codes_dataset", str(stage1_codes), extra=flags)]
@@ -160,10 +163,32 @@ def test_conditioning_and_auxiliary_loss_flags_reach_the_config(tmp_path):
     assert (again.conditioning, again.conditioning_num_layers, again.auxiliary_loss_weight) == ("upsampled", 3, 0.0)
     with pytest.raises(ValueError, match=r"--auxiliary_loss_weight must be >= 0, got -1.0"):
         parse_args(["--auxiliary_loss_weight", "-1"])
+    with pytest.raises(ValueError, match=r"--auxiliary_loss_warmup_fraction must lie in \(0, 1\], got 0.0"):
+        parse_args(["--auxiliary_loss_warmup_fraction", "0"])
     with pytest.raises(ValueError, match=r"--conditioning_num_layers must be >= 1, got 0"):
         parse_args(["--conditioning_num_layers", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--conditioning", "sketched"])
+
+
+def test_the_auxiliary_loss_weight_follows_its_warmup_update_by_update(tmp_path, stage1_codes, monkeypatch):
+    """With --auxiliary_loss_warmup_fraction 0.5 over 4 updates of 2 accumulated batches, every batch of an update is
+    weighed alike, falling linearly from 1 to 0 at update 2; the fraction is saved in the model's config."""
+    weights = []
+    forward = HierarchyRecipe.forward
+
+    def recording_forward(recipe, model, batch):
+        weights.append(recipe.auxiliary_loss_weight)
+        return forward(recipe, model, batch)
+
+    monkeypatch.setattr(HierarchyRecipe, "forward", recording_forward)
+    flags = (
+        "--max_train_steps", "4", "--gradient_accumulation_steps", "2", "--auxiliary_loss_weight", "1",
+        "--auxiliary_loss_warmup_fraction", "0.5",
+    )
+    train_hierarchy(parse_args(stage2_run(tmp_path / "run", "--codes_dataset", str(stage1_codes), extra=flags)))
+    assert weights == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0])
+    assert HierarchicalVQVAEModel.from_pretrained(tmp_path / "run").config.auxiliary_loss_warmup_fraction == 0.5
 
 
 def test_bad_inputs_name_the_problem(tmp_path, stage1_codes, tiny_vqvae_folder):

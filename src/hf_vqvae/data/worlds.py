@@ -118,6 +118,9 @@ class _World:
         game.set_doom_config_path(os.path.join(self.settings_folder, "_vizdoom.ini"))
         game.set_window_visible(False)
         game.set_sound_enabled(False)
+        # Sound off still opens the system's OpenAL where one is installed, and libopenal 1.19 aborts the process on
+        # some maps (freedoom2); no sound backend at all renders the same frames.
+        game.add_game_args("+snd_backend null")
         game.set_mode(vizdoom.Mode.PLAYER)
         game.set_screen_resolution(getattr(vizdoom.ScreenResolution, screen))
         game.set_screen_format(vizdoom.ScreenFormat.RGB24)

@@ -280,6 +280,7 @@ def run_training_loop(
         for epoch, batch in batches if position.step < schedule.max_train_steps else ():
             if epoch != position.epoch:
                 position = TrainingPosition(position.step, epoch, 0)
+            recipe.start_update(position.step, schedule.max_train_steps)
             with accelerator.accumulate(model):
                 model_output = recipe.forward(model, batch)
                 loss_is_finite = bool(torch.isfinite(model_output.loss.detach()))

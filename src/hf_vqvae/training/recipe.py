@@ -26,7 +26,7 @@ class Recipe(abc.ABC):
     1. `build_model(accelerator)`, on every process once the accelerator is set up: the untrained model (with
        whatever data its config needs loaded here). A checkpoint to resume from is then checked against its config.
     2. `build_train_dataloader(accelerator)`: the training batches (and whatever validation will need).
-    3. At every update, `forward(model, batch)`: an output with a scalar `loss`; then `train_logs(output)`: the
+    3. At every update, `start_update(step, max_train_steps)`, then `forward(model, batch)` for each of its batches: an output with a scalar `loss`; then `train_logs(output)`: the
        scalars to log, the loss first (the progress bar shows them).
     4. Every `--validation_steps` updates but the last, `validate(accelerator, model, step)` on every process.
     5. At the end, on the main process, `publish(accelerator, run, training)`: validate the final model, write and
@@ -55,6 +55,10 @@ class Recipe(abc.ABC):
     @abc.abstractmethod
     def forward(self, model: torch.nn.Module, batch: dict):
         """The prepared model's output on a batch, with a scalar `loss`."""
+
+    def start_update(self, step: int, max_train_steps: int) -> None:
+        """Called on every process before each batch of update `step` (0 for the first; a resumed run goes on from
+        its checkpoint's) of `max_train_steps`, for what changes over training. Nothing by default."""
 
     @abc.abstractmethod
     def train_logs(self, output) -> dict[str, float]:

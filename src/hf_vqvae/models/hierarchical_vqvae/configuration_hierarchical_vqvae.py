@@ -11,7 +11,9 @@ from ...configuration_utils import (
 CONDITIONING_KINDS = ("decoded", "upsampled")
 
 # What a config saved before these fields existed meant: it loads with the behaviour it was trained with.
-FIELDS_OF_EARLIER_CONFIGS = dict(conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0)
+FIELDS_OF_EARLIER_CONFIGS = dict(
+    conditioning="upsampled", conditioning_num_layers=1, auxiliary_loss_weight=0.0, auxiliary_loss_warmup_fraction=None
+)
 
 
 class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
@@ -42,11 +44,17 @@ class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
             its band of rows, then `conditioning_num_layers` 3x3 convolutions.
         conditioning_channels (`int`, defaults to 64): channels of the conditioning map.
         conditioning_num_layers (`int`, defaults to 2): 3x3 convolutions of the conditioning network (ReLU between).
-        auxiliary_loss_weight (`float`, defaults to 1.0): weight of an auxiliary loss in training, the negative
+        auxiliary_loss_weight (`float`, defaults to 0.2): weight of an auxiliary loss in training, the negative
             log-likelihood of each stage-1 code predicted from the conditioning map alone (no autoregressive
             context, a 1x1 head). Its gradient reaches the encoder directly, so the latents learn to describe the
             frame even while the autoregressive decoder can do without them; 0 removes the head (configs saved
             before this field existed).
+        auxiliary_loss_warmup_fraction (`float`, *optional*, defaults to `None`): the auxiliary loss only as a
+            warm-up: its weight falls linearly from `auxiliary_loss_weight` at the first update to 0 after this
+            fraction of the training updates (in (0, 1]), so the encoder learns to describe the frame early and the
+            decoder then spends its capacity on the bits. `None`: the full weight throughout training (configs saved
+            before this field existed). Training scripts apply it (`auxiliary_loss_weight_at`); the model's
+            `forward` alone uses `auxiliary_loss_weight`.
         decoder_hidden_channels (`int`, defaults to 128), decoder_num_layers (`int`, defaults to 15),
         decoder_kernel_size (`int`, defaults to 5), decoder_skip_channels (`int`, defaults to 256): the gated
             PixelCNN decoder over the stage-1 codes, as in [`PixelCNNPriorConfig`].
@@ -65,7 +73,8 @@ class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     conditioning: str = "decoded"
     conditioning_channels: int = 64
     conditioning_num_layers: int = 2
-    auxiliary_loss_weight: float = 1.0
+    auxiliary_loss_weight: float = 0.2
+    auxiliary_loss_warmup_fraction: float | None = None
     decoder_hidden_channels: int = 128
     decoder_num_layers: int = 15
     decoder_kernel_size: int = 5
@@ -93,6 +102,8 @@ class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
         check_quantizer_fields(self)
         check_choice_field(self, "conditioning", CONDITIONING_KINDS)
         check_float_field(self, "auxiliary_loss_weight", minimum=0.0)
+        if self.auxiliary_loss_warmup_fraction is not None:
+            check_float_field(self, "auxiliary_loss_warmup_fraction", minimum=0.0, maximum=1.0, exclusive_minimum=True)
         height, width = self.downsampled_grid
         if height < 1 or width < 1:
             raise ValueError(
@@ -103,6 +114,14 @@ class HierarchicalVQVAEConfig(PreTrainedConfig, QuantizerConfigMixin):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "HierarchicalVQVAEConfig":
         return super().from_dict({**FIELDS_OF_EARLIER_CONFIGS, **config_dict}, **kwargs)
+
+    def auxiliary_loss_weight_at(self, step: int, max_train_steps: int) -> float:
+        """The auxiliary loss's weight at update `step` (0 for the first) of `max_train_steps`: `auxiliary_loss_weight`,
+        falling linearly to 0 at `auxiliary_loss_warmup_fraction` of the updates when that is set."""
+        if self.auxiliary_loss_warmup_fraction is None:
+            return self.auxiliary_loss_weight
+        warmup_steps = self.auxiliary_loss_warmup_fraction * max_train_steps
+        return self.auxiliary_loss_weight * max(0.0, 1.0 - step / warmup_steps)
 
     @property
     def conditioning_grid(self) -> tuple[int, int]:

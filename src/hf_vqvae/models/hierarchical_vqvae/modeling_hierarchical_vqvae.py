@@ -242,6 +242,7 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        auxiliary_loss_weight: float | None = None,
     ) -> HierarchicalVQVAEOutput | tuple:
         r"""
         Args:
@@ -251,6 +252,8 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
             output_hidden_states (`bool`, *optional*): also return the encoder's and the decoder's activations
                 (default: `config.output_hidden_states`).
             return_dict (`bool`, *optional*): return a [`HierarchicalVQVAEOutput`] or a tuple.
+            auxiliary_loss_weight (`float`, *optional*): the auxiliary loss's weight in `loss` for this call (default:
+                `config.auxiliary_loss_weight`); training passes `config.auxiliary_loss_weight_at(step, max_train_steps)`.
         """
         self._check_input_ids(input_ids)
         if labels is None:
@@ -271,7 +274,9 @@ class HierarchicalVQVAEModel(HubPreTrainedModel):
         auxiliary_loss = None
         if self.auxiliary_head is not None:
             auxiliary_loss = F.cross_entropy(self.auxiliary_head(conditioning).float(), labels.long())
-            loss = loss + self.config.auxiliary_loss_weight * auxiliary_loss
+            if auxiliary_loss_weight is None:
+                auxiliary_loss_weight = self.config.auxiliary_loss_weight
+            loss = loss + auxiliary_loss_weight * auxiliary_loss
         output = HierarchicalVQVAEOutput(
             loss=loss,
             nll_loss=nll_loss,

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from datasets import DatasetDict
 from diffusers.utils import make_image_grid
 
-from ...argument_checks import check_at_least
+from ...argument_checks import check_at_least, check_in_range
 from ...data.codes import CodesInfo, save_codes
 from ...data.encoding import encode_code_grids
 from ...data.images import ImageDataArguments
@@ -52,7 +52,7 @@ INTEGER_ARCHITECTURE_FLAGS = (
     "latent_grid_height", "latent_grid_width", "num_embeddings", "embedding_dim", "conditioning_num_layers", *DEFAULT_ARCHITECTURE
 )
 
-ARCHITECTURE_FLAGS = (*INTEGER_ARCHITECTURE_FLAGS, "conditioning", "auxiliary_loss_weight")
+ARCHITECTURE_FLAGS = (*INTEGER_ARCHITECTURE_FLAGS, "conditioning", "auxiliary_loss_weight", "auxiliary_loss_warmup_fraction")
 
 ARCHITECTURE_HELP = "HierarchicalVQVAEConfig.{0} (default: the config's given by --stage2_config, else the script's default)."
 
@@ -115,6 +115,13 @@ class StageTwoModelArguments:
             "from the conditioning map alone, which trains the encoder directly; 0 trains without it."
         },
     )
+    auxiliary_loss_warmup_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": ARCHITECTURE_HELP.format("auxiliary_loss_warmup_fraction") + " The auxiliary loss's weight falls "
+            "linearly to 0 over this fraction of the updates (in (0, 1]); unset in the config, the full weight throughout."
+        },
+    )
     decoder_hidden_channels: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_hidden_channels")})
     decoder_num_layers: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_num_layers")})
     decoder_kernel_size: int | None = field(default=None, metadata={"help": ARCHITECTURE_HELP.format("decoder_kernel_size")})
@@ -127,6 +134,8 @@ class StageTwoModelArguments:
         for name in INTEGER_ARCHITECTURE_FLAGS:
             check_at_least(self, name, 1, optional=True)
         check_at_least(self, "auxiliary_loss_weight", 0, optional=True)
+        if self.auxiliary_loss_warmup_fraction is not None:
+            check_in_range(self, "auxiliary_loss_warmup_fraction", 0, 1, low_open=True)
         check_at_least(self, "num_reconstructions", 1)
 
 
@@ -267,8 +276,11 @@ class HierarchyRecipe(Recipe):
         )
         return train_loader
 
+    def start_update(self, step: int, max_train_steps: int) -> None:
+        self.auxiliary_loss_weight = self.config.auxiliary_loss_weight_at(step, max_train_steps)
+
     def forward(self, model: HierarchicalVQVAEModel, batch: dict):
-        return model(batch["input_ids"])
+        return model(batch["input_ids"], auxiliary_loss_weight=self.auxiliary_loss_weight)
 
     def train_logs(self, output) -> dict[str, float]:
         logs = {
@@ -279,6 +291,7 @@ class HierarchyRecipe(Recipe):
         }
         if output.auxiliary_loss is not None:
             logs["train/auxiliary_bits_per_code"] = output.auxiliary_loss.item() / math.log(2)
+            logs["train/auxiliary_loss_weight"] = self.auxiliary_loss_weight
         return logs
 
     def log_validation(self, accelerator: Accelerator, model: HierarchicalVQVAEModel, step: int):
