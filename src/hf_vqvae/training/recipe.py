@@ -26,8 +26,9 @@ class Recipe(abc.ABC):
     1. `build_model(accelerator)`, on every process once the accelerator is set up: the untrained model (with
        whatever data its config needs loaded here). A checkpoint to resume from is then checked against its config.
     2. `build_train_dataloader(accelerator)`: the training batches (and whatever validation will need).
-    3. At every update, `start_update(step, max_train_steps)`, then `forward(model, batch)` for each of its batches: an output with a scalar `loss`; then `train_logs(output)`: the
-       scalars to log, the loss first (the progress bar shows them).
+    3. At every update, `start_update(step, max_train_steps)`, then `forward(model, batch)` for each of its batches:
+       an output with a scalar `loss`; then `train_logs(output)`: the scalars to log, the loss first (the progress bar
+       shows them).
     4. Every `--validation_steps` updates but the last, `validate(accelerator, model, step)` on every process.
     5. At the end, on the main process, `publish(accelerator, run, training)`: validate the final model, write and
        push its files (`publishing.publish_model`); returns the final metrics. `training` is `publishing.training_summary`.
