@@ -42,6 +42,14 @@ def accelerate_launch(num_processes: int = 1) -> list[str]:
     return command
 
 
+def as_from_a_terminal() -> None:
+    """In a started run, before its exec: Ctrl-C (SIGINT) as a terminal gives it, whatever the suite inherited. A
+    suite started in the background by a non-interactive shell (`cmd &`, nohup) ignores SIGINT, every process it
+    starts would inherit that, and Python then never raises KeyboardInterrupt (an `accelerate launch` could not stop
+    on Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run(subprocess.Popen):
     """`command` started in a session of its own, with `subprocess_env()` and a mark in its environment that every
     process it starts inherits, so that `kill_all` finds them whatever their session, process group or parent (torch's
@@ -50,7 +58,10 @@ class Run(subprocess.Popen):
 
     def __init__(self, command: list[str], **kwargs):
         self.mark = uuid.uuid4().hex
-        super().__init__(command, env={**subprocess_env(), RUN_MARK: self.mark}, cwd=ROOT, start_new_session=True, **kwargs)
+        super().__init__(
+            command, env={**subprocess_env(), RUN_MARK: self.mark}, cwd=ROOT, start_new_session=True,
+            preexec_fn=as_from_a_terminal, **kwargs,
+        )
 
     def kill_all(self) -> None:
         """SIGKILL the run's process group at once, then every other process that carries the mark, until none is
