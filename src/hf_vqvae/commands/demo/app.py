@@ -17,7 +17,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 try:
     import gradio as gr  # noqa: E402
 except ModuleNotFoundError as error:
-    raise ModuleNotFoundError('The demo needs Gradio, which hf-vqvae installs only on request: pip install "hf-vqvae[demo]"') from error
+    raise ModuleNotFoundError(
+        'The demo needs Gradio, which hf-vqvae installs only on request: pip install "hf-vqvae[demo]"'
+    ) from error
 
 from ...argument_checks import HelpWithDefaults  # noqa: E402
 from . import image, speech, video  # noqa: E402
